@@ -1,0 +1,54 @@
+"""Every constant of shardsim's memory model, in one table, each with its source.
+
+Change a figure here and every formula that uses it follows. Byte counts are ints.
+"""
+
+from __future__ import annotations
+
+from .units import KiB, MiB
+
+# --- PyTorch CUDA caching allocator (c10/cuda/CUDACachingAllocator.cpp) -----------------------------------
+ALLOC_MIN_BLOCK = 512                # kMinBlockSize: every request rounds up to a multiple of 512 B
+ALLOC_SMALL_SIZE = 1 * MiB           # kSmallSize: requests ≤ 1 MiB come from the small pool
+ALLOC_SMALL_SEGMENT = 2 * MiB        # kSmallBuffer: small-pool segments are 2 MiB
+ALLOC_LARGE_SEGMENT = 20 * MiB       # kLargeBuffer: requests of 1–10 MiB get 20 MiB segments
+ALLOC_MIN_LARGE_ALLOC = 10 * MiB     # kMinLargeAlloc: above this a request gets its own segment …
+ALLOC_ROUND_LARGE = 2 * MiB          # kRoundLarge: … rounded up to 2 MiB
+
+# --- Process-level GPU memory outside PyTorch's allocator -------------------------------------------------
+# CUDA context + loaded kernels of a PyTorch process on an H100 with CUDA 12 lazy loading: the llm-d benchmark's
+# vLLM v0.11 logs show "Free memory on device 78.57/79.18 GiB on startup" (0.61 GiB used before any tensor).
+# Source: github.com/llm-d/llm-d-benchmark config_explorer/empirical-vllm-memory-results.md.
+CUDA_CONTEXT_BYTES = 624 * MiB
+# cuBLAS workspace PyTorch reserves per handle/stream: ":4096:8" (8 × 4 MiB) on Hopper, ":4096:2:16:8" (8.125 MiB)
+# before. Source: aten/src/ATen/cuda/CublasHandlePool.cpp (getChosenWorkspaceSize). Plus the cuBLASLt workspace
+# (CUBLASLT_WORKSPACE_SIZE default 1 MiB; same file).
+CUBLAS_WORKSPACE_BYTES = 32 * MiB + 1 * MiB
+# NCCL: NCCL_BUFFSIZE = 4 MiB per channel and peer for the Simple protocol, plus LL128 (~4.6 MiB) and LL (256 KiB)
+# buffers (NCCL docs, "Environment Variables": NCCL_BUFFSIZE; src/include/device.h protocol buffer sizes).
+# A ring communicator connects each rank to 2 peers (send + recv); NVLink systems open 16-32 channels
+# (NCCL_MIN/MAX_NCHANNELS). With 16 channels: 16 × 2 × (4 + 4.6 + 0.25) MiB ≈ 283 MiB per communicator.
+NCCL_BUFFSIZE_BYTES = 4 * MiB
+NCCL_LL128_BYTES = 4710 * KiB
+NCCL_LL_BYTES = 256 * KiB
+NCCL_CHANNELS = 16
+NCCL_RING_PEERS = 2
+# Relative uncertainty of the estimated terms (shown beside them): the runtime term varies with driver, NCCL
+# version and engine (vLLM measures 0.13 GiB non-torch at TP1 and 0.54 GiB at TP2 for Qwen3-32B on H100:
+# llm-d benchmark above), activations with kernel choices.
+RUNTIME_UNCERTAINTY = 0.5
+ACTIVATION_UNCERTAINTY = 0.25
+
+# --- Inference defaults -------------------------------------------------------------------------------------
+KV_BLOCK_TOKENS = 16          # vLLM's default --block-size (vllm/config/cache.py)
+PREFILL_CHUNK_TOKENS = 8192   # default --prefill-chunk: vLLM V1 max_num_batched_tokens for online serving
+ACTIVATION_BYTES = 2          # bf16 hidden states in inference
+LOGITS_BYTES = 4              # logits are upcast to fp32 before sampling (vLLM LogitsProcessor / HF generate)
+ROUTER_LOGITS_BYTES = 4       # MoE router logits in fp32 (vLLM fused_moe topk softmax)
+
+# --- Sanity limits for user input ------------------------------------------------------------------------------
+MAX_CONTEXT_TOKENS = 10_000_000
+MAX_BATCH = 1_000_000
+# vLLM runs fused MoE over at most this many tokens at a time (envs.VLLM_FUSED_MOE_CHUNK_SIZE, vllm/envs.py),
+# so the MoE transient of a long prefill stops growing here.
+MOE_CHUNK_TOKENS = 32768

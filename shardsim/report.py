@@ -1,0 +1,67 @@
+"""Rendering of plan reports for people (rich tables). JSON comes from ``PlanReport.to_dict``."""
+
+from __future__ import annotations
+
+from .plan import PlanReport, RankReport
+from .units import GiB, format_bytes
+
+
+def _gib(n: int) -> str:
+    return f"{n / GiB:,.2f}"
+
+
+def rank_groups(report: PlanReport) -> list[tuple[list[RankReport], str]]:
+    """Consecutive ranks of one stage with identical bytes, with a label like ``0–7 · stage 0``."""
+    groups: list[list[RankReport]] = []
+    for r in report.ranks:
+        if groups and groups[-1][-1].coords.pp_rank == r.coords.pp_rank and groups[-1][-1].bytes == r.bytes \
+                and groups[-1][-1].node == r.node:
+            groups[-1].append(r)
+        else:
+            groups.append([r])
+    out = []
+    for g in groups:
+        span = f"{g[0].rank}" if len(g) == 1 else f"{g[0].rank}–{g[-1].rank}"
+        out.append((g, f"{span} · stage {g[0].coords.pp_rank}"))
+    return out
+
+
+def render_plan(report: PlanReport, console) -> None:
+    from rich.table import Table
+
+    spec, lay, wl = report.model, report.layout, report.workload
+    quant = report.quant.method if report.quant.method != "none" else wl.dtype
+    if report.quant.method in ("gptq", "awq"):
+        quant = f"int{report.quant.bits} ({report.quant.method}, group {report.quant.group_size})"
+    console.print(f"[bold]{spec.name}[/]  {report.params:,} params"
+                  + (f" ({report.active_params:,} active)" if spec.is_moe else "")
+                  + f" · weights {quant} {format_bytes(report.weight_bytes)} ({report.weight_bytes:,} B) · KV {wl.kv_dtype}")
+    console.print(f"layout {lay.describe()} · stages {'/'.join(map(str, lay.pp_split))} layers"
+                  + (f" · experts split over {lay.etp} ranks" if spec.is_moe and lay.ep == 1 and lay.etp > 1 else ""))
+    console.print(f"cluster {report.cluster_name} · {report.gpu_name} · {format_bytes(report.capacity_bytes)} per GPU"
+                  f" · context {wl.context:,} × batch {wl.batch} · prefill chunk {min(wl.context, wl.prefill_chunk):,}")
+    table = Table(show_edge=False, header_style="bold")
+    for col in ("ranks", "node:gpu", "layers", "weights", "kv cache", "activations", "runtime", "total", "free"):
+        table.add_column(col, justify="left" if col in ("ranks", "node:gpu", "layers") else "right")
+    for group, label in rank_groups(report):
+        r = group[0]
+        where = f"{r.node}:{r.local_gpu}" if len(group) == 1 else f"{r.node}:{r.local_gpu}–{group[-1].local_gpu}"
+        b = r.bytes
+        free = r.free_bytes
+        table.add_row(label, where, f"{r.layers[0]}–{r.layers[1]}", _gib(b.weights + b.zero_gather), _gib(b.kv_cache),
+                      _gib(b.activations), _gib(b.runtime), _gib(b.total),
+                      f"[green]{_gib(free)}[/]" if free >= 0 else f"[red]{_gib(free)}[/]")
+    console.print(table)
+    console.print("GiB per GPU · weights and KV exact to the byte; activations ±25 %, runtime ±50 % (estimates)")
+    peak = report.peak
+    verdict = "[bold green]FITS[/]" if report.fits else "[bold red]DOES NOT FIT[/]"
+    console.print(f"most loaded: rank {peak.rank} (stage {peak.coords.pp_rank}, node {peak.node} gpu {peak.local_gpu}): "
+                  f"{format_bytes(peak.bytes.total)} used of {format_bytes(report.capacity_bytes)} · "
+                  f"allocated {format_bytes(peak.bytes.allocated)}, reserved {format_bytes(peak.bytes.reserved)}")
+    head = report.headroom_bytes
+    console.print(f"{verdict} · headroom {format_bytes(head)} ({100 * head / report.capacity_bytes:.1f} % of the GPU)")
+    limit = " (the model's max_position_embeddings)" if report.max_context_limited_by == "model" else ""
+    console.print(f"largest context at batch {wl.batch}: {report.max_context:,} tokens{limit} · "
+                  f"largest batch at context {wl.context:,}: {report.max_batch:,}")
+    for w in report.warnings:
+        console.print(f"[yellow]warning:[/] {w}")
