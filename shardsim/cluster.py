@@ -35,6 +35,9 @@ _FIGURES = ("capacity_bytes", "nvidia_smi_total_bytes", "memory_bandwidth_GBps",
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    def __hash__(self) -> int:  # pydantic's frozen hash breaks on dict fields (``source``); hash the content
+        return hash(self.model_dump_json())
+
 
 class GPUSpec(_Frozen):
     """One GPU model. ``capacity_bytes`` is what the CUDA runtime reports (torch ``total_memory``)."""
@@ -145,10 +148,9 @@ def specs_dir() -> Path:
 
 
 def _show(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
+    """The path relative to the working directory when it lies below it, as the user would type it."""
+    full, cwd = path.resolve(), Path.cwd().resolve()
+    return str(full.relative_to(cwd)) if full.is_relative_to(cwd) else str(path)
 
 
 def _read_yaml(path: Path) -> tuple[Any, Any]:
@@ -277,11 +279,9 @@ def load_cluster(name_or_path: str | os.PathLike[str]) -> ClusterSpec:
         return _load_cluster_file(path)
     files = _cluster_files()
     known = ", ".join(p.stem for p in files)
-    if looks_like_path:
-        if path.parent == Path(".") and (specs_dir() / path.name).is_file():
-            return _load_cluster_file(specs_dir() / path.name)
+    if looks_like_path and path.parent != Path("."):
         raise ShardsimError(f"cluster file {text!r} not found; give a YAML path or a cluster name: {known}")
-    key = text.lower()
+    key = (path.stem if looks_like_path else text).lower()  # a bare 'x.yaml' is also looked up in specs_dir()
     match = next((p for p in files if p.stem.lower() == key), None) or next(
         (p for p in files if key and _declared_name(p) == key), None)
     if match is None:

@@ -156,3 +156,22 @@ def rank_coords(rank: int, layout: Layout) -> RankCoords:
 
 def shard_of(coords: RankCoords, layout: Layout) -> Shard:
     return Shard(tp=layout.tp, tp_rank=coords.tp_rank, ep=layout.ep, ep_rank=coords.ep_rank, etp=layout.etp, etp_rank=coords.etp_rank)
+
+
+def enumerate_layouts(spec: ModelSpec, max_world_size: int, tp_max: int | None = None) -> list[Layout]:
+    """Every valid (tp, pp, dp, ep) layout of ``spec`` on at most ``max_world_size`` GPUs (ZeRO off, default
+    stage split), each already validated. ``tp_max`` caps tp (e.g. GPUs per node, to keep TP inside a node)."""
+    out = []
+    tp_cap = min(tp_max or max_world_size, max_world_size)
+    for tp in valid_tp_degrees(spec):
+        if tp > tp_cap:
+            break
+        for pp in range(1, min(spec.num_layers, max_world_size // tp) + 1):
+            for dp in range(1, max_world_size // (tp * pp) + 1):
+                eps = [1]
+                if spec.is_moe:
+                    eps += [e for e in range(2, min(tp * dp, spec.num_experts) + 1)
+                            if (tp * dp) % e == 0 and ((e <= tp and tp % e == 0) or (e > tp and e % tp == 0))]
+                for ep in eps:
+                    out.append(validate_layout(spec, Layout(tp=tp, pp=pp, dp=dp, ep=ep)))
+    return out

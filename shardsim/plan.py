@@ -195,7 +195,8 @@ class Planner:
         hit = self._stages.get(key)
         if hit is not None:
             return hit
-        first, last = stage_ranges(lay)[coords.pp_rank]
+        first = sum(lay.pp_split[: coords.pp_rank])
+        last = first + lay.pp_split[coords.pp_rank] - 1
         is_first, is_last = coords.pp_rank == 0, coords.pp_rank == lay.pp - 1
         zero_dp = lay.dp if lay.zero == 3 else 1
         tally = self.wm.stage_tally(first, last, is_first, is_last, shard, zero_dp)
@@ -204,9 +205,8 @@ class Planner:
         gather = 2 * largest_layer_bytes(self.wm, shard) if zero_dp > 1 else 0
         rt = runtime_bytes(lay.tp, lay.pp, lay.dp, lay.ep, coords.pp_rank, lay.zero, self.spec.is_moe)
         kv_tok_layer = kv_bytes_per_token_per_layer(self.spec.num_kv_heads, self.spec.head_dim, lay.tp, self.kv_bytes)
-        layers = range(first, last + 1)
-        has_moe = any(self.spec.is_moe_layer(i) for i in layers) if self.spec.is_moe else False
-        has_dense = not self.spec.is_moe or any(not self.spec.is_moe_layer(i) for i in layers)
+        moe_layers = self.wm.moe_prefix[last + 1] - self.wm.moe_prefix[first]
+        has_moe, has_dense = moe_layers > 0, moe_layers < last - first + 1
         hit = ((first, last), tally, gather, rt, kv_tok_layer, has_moe, has_dense, is_last, tally.bytes, tally.reserved)
         self._stages[key] = hit
         return hit
@@ -231,11 +231,14 @@ class Planner:
         hit = self._stages.get(key)
         if hit is None:
             per_stage = self.layout.tp * self.layout.dp
-            hit = []
+            hit, seen = [], set()
             for pp_rank in range(self.layout.pp):
                 coords = rank_coords(pp_rank * per_stage, self.layout)
                 (first, last), _, gather, rt, kv_tok_layer, has_moe, has_dense, is_last, _, w_reserved = self.static(coords)
-                hit.append((coords.rank, last - first + 1, w_reserved, gather, rt.total, kv_tok_layer, has_moe, has_dense, is_last))
+                shape = (last - first + 1, w_reserved, gather, rt.total, kv_tok_layer, has_moe, has_dense, is_last)
+                if shape not in seen:  # identical stages have identical totals: score the first of them only
+                    seen.add(shape)
+                    hit.append((coords.rank,) + shape)
             self._stages[key] = hit
         return hit
 
@@ -251,7 +254,8 @@ class Planner:
         for rank, n_layers, w_reserved, gather, rt_total, kv_tok_layer, has_moe, has_dense, is_last in self.peak_stages():
             kv_layer = kv_tok_layer * slots
             act = activation_peak_bytes(spec, tp, etp, tokens, batch, has_moe, has_dense, is_last)
-            total = w_reserved + reserved_for(kv_layer // 2, 2 * n_layers) + round_up(act + gather, ALLOC_ROUND_LARGE) + rt_total
+            total = (w_reserved + reserved_for(kv_layer // 2, 2 * n_layers)
+                     + -(-(act + gather) // ALLOC_ROUND_LARGE) * ALLOC_ROUND_LARGE + rt_total)
             if total > best:
                 best_rank, best = rank, total
         return best_rank, best

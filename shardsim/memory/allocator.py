@@ -24,12 +24,12 @@ from ..units import round_up
 
 def reserved_for(size: int, times: int = 1) -> int:
     """Reserved bytes for ``times`` equal allocations of ``size`` bytes (same rules as AllocationTally)."""
-    rounded = round_up(size, ALLOC_MIN_BLOCK)
+    rounded = -(-size // ALLOC_MIN_BLOCK) * ALLOC_MIN_BLOCK
     if rounded <= ALLOC_SMALL_SIZE:
-        return round_up(rounded * times, ALLOC_SMALL_SEGMENT)
+        return -(-(rounded * times) // ALLOC_SMALL_SEGMENT) * ALLOC_SMALL_SEGMENT
     if rounded < ALLOC_MIN_LARGE_ALLOC:
-        return round_up(rounded * times, ALLOC_LARGE_SEGMENT)
-    return round_up(rounded, ALLOC_ROUND_LARGE) * times
+        return -(-(rounded * times) // ALLOC_LARGE_SEGMENT) * ALLOC_LARGE_SEGMENT
+    return -(-rounded // ALLOC_ROUND_LARGE) * ALLOC_ROUND_LARGE * times
 
 
 @dataclass(slots=True)

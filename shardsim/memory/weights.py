@@ -73,6 +73,7 @@ class WeightModel:
     class_prefix: list[list[int]] = field(default_factory=list)
     _memo: dict = field(default_factory=dict)
     cache: dict = field(default_factory=dict)  # for callers that derive per-layout figures from this model
+    moe_prefix: list[int] = field(default_factory=list)  # MoE layers among the first i layers
 
     def __post_init__(self) -> None:
         classes: dict[tuple, int] = {}
@@ -85,6 +86,9 @@ class WeightModel:
                 classes[key] = len(classes)
                 self.class_layer.append(layer)
             self.layer_class.append(classes[key])
+        self.moe_prefix = [0]
+        for layer in range(self.spec.num_layers):
+            self.moe_prefix.append(self.moe_prefix[-1] + self.spec.is_moe_layer(layer))
         for c in range(len(classes)):
             prefix, n = [0], 0
             for layer_c in self.layer_class:
