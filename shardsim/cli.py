@@ -187,8 +187,36 @@ def clusters(as_json: JsonOpt = False) -> None:
     for c in specs:
         inter = c.inter_node_link.kind if c.inter_node_link else "–"
         table.add_row(c.name, c.gpu.name, f"{c.nodes} × {c.gpus_per_node}", c.intra_node_link.kind, inter,
-                      f"{c.price_per_hour_usd:,.2f}", f"{c.purchase_price_usd:,.0f}")
+                      "–" if c.price_per_hour_usd is None else f"{c.price_per_hour_usd:,.2f}",
+                      "–" if c.purchase_price_usd is None else f"{c.purchase_price_usd:,.0f}")
     _console().print(table)
+
+
+@app.command()
+def validate(
+    model: ModelArg = None, config: ConfigOpt = None,
+    tp: TpOpt = 1, pp: PpOpt = 1, dp: DpOpt = 1, ep: EpOpt = 1, zero: ZeroOpt = 0,
+    backend: Annotated[str, typer.Option("--backend", help="torch | deepspeed | transformers")] = "torch",
+    address: Annotated[Optional[str], typer.Option("--address", help="Ray cluster: auto or HOST:PORT [default: a local one]")] = None,
+    device: Annotated[str, typer.Option("--device", help="cpu (gloo) or cuda (nccl)")] = "cpu",
+    batch: BatchOpt = 1,
+    context: Annotated[int, typer.Option("--context", help="tokens per sequence: prompt + decode steps")] = 128,
+    decode_steps: Annotated[int, typer.Option("--decode-steps", help="greedy decode steps after the prefill")] = 4,
+    layers: Annotated[Optional[int], typer.Option("--layers", help="keep the full width and the first K decoder layers")] = None,
+    checkpoint: Annotated[Optional[str], typer.Option("--checkpoint", help="a real HF checkpoint directory [default: write a seeded one]")] = None,
+    timeout: Annotated[float, typer.Option("--timeout", help="seconds allowed per phase")] = 300.0,
+    inject_fault: Annotated[Optional[str], typer.Option("--inject-fault", hidden=True, help="RANK:PHASE kills that rank's worker")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Prove a plan: Ray starts one worker per rank, each loads its real shard, runs inference and measures."""
+    from .validate_cmd import run_validate
+
+    code = run_validate(model=model, config=config, tp=tp, pp=pp, dp=dp, ep=ep, zero=zero, backend=backend,
+                        address=address, device=device, batch=batch, context=context, decode_steps=decode_steps,
+                        layers=layers, checkpoint=checkpoint, timeout=timeout, inject_fault=inject_fault,
+                        as_json=as_json, console=None if as_json else _console(), argv=sys.argv)
+    if code:
+        raise typer.Exit(code)
 
 
 def _console():

@@ -23,7 +23,7 @@ from .constants import (
 )
 from .errors import ShardsimError
 from .layout import Layout, RankCoords, rank_coords, shard_of, stage_ranges, validate_layout
-from .memory.activations import activation_peak_bytes
+from .memory.activations import activation_peak_bytes, activation_peak_eager
 from .memory.allocator import reserved_for
 from .memory.kv_cache import kv_bytes_per_token_per_layer, kv_tokens_allocated
 from .memory.runtime import RuntimeBytes, runtime_bytes
@@ -45,6 +45,7 @@ class Workload(BaseModel):
     quant: QuantConfig | None = None  # None: the checkpoint's own quantization_config
     kv_dtype: str = "bf16"
     block_size: int = KV_BLOCK_TOKENS
+    kernels: str = "fused"  # fused (vLLM/SGLang kernels) or eager (HF transformers / shardsim's torch backend)
 
     def checked(self) -> "Workload":
         if not 1 <= self.context <= MAX_CONTEXT_TOKENS:
@@ -55,6 +56,8 @@ class Workload(BaseModel):
             raise ShardsimError(f"--prefill-chunk {self.prefill_chunk} is out of range; accepted: 1 … {MAX_CONTEXT_TOKENS:,}")
         if not 1 <= self.block_size <= 4096:
             raise ShardsimError(f"--block-size {self.block_size} is out of range; accepted: 1 … 4096")
+        if self.kernels not in ("fused", "eager"):
+            raise ShardsimError(f"kernels {self.kernels!r} is not known; accepted: fused, eager")
         canonical_dtype(self.dtype)
         canonical_dtype(self.kv_dtype, ("bf16", "fp16", "fp32", "fp8"))
         return self
@@ -164,7 +167,8 @@ class PlanReport:
 class Planner:
     """One model × layout × weight format; evaluates any (context, batch) quickly."""
 
-    __slots__ = ("spec", "layout", "dtype", "quant", "kv_bytes", "prefill_chunk", "block_size", "wm", "_stages")
+    __slots__ = ("spec", "layout", "dtype", "quant", "kv_bytes", "prefill_chunk", "block_size", "wm", "_stages",
+                 "activation_fn")
 
     def __init__(self, spec: ModelSpec, layout: Layout, workload: Workload, *, validated: bool = False):
         self.spec = spec
@@ -174,6 +178,7 @@ class Planner:
         self.kv_bytes = DTYPE_BYTES[canonical_dtype(workload.kv_dtype, ("bf16", "fp16", "fp32", "fp8"))]
         self.prefill_chunk = workload.prefill_chunk
         self.block_size = workload.block_size
+        self.activation_fn = activation_peak_eager if workload.kernels == "eager" else activation_peak_bytes
         self.wm = weight_model(spec, self.dtype, self.quant)
         # Shared by every Planner of this model and weight format: a stage is sized once per layout.
         self._stages: dict[tuple, tuple] = self.wm.cache.setdefault(("stages", self.kv_bytes), {})
@@ -217,7 +222,7 @@ class Planner:
         n_layers = last - first + 1
         kv_layer = kv_tok_layer * kv_tokens_allocated(context, batch, self.block_size)
         tokens = min(context, self.prefill_chunk) * batch
-        act = activation_peak_bytes(self.spec, self.layout.tp, self.layout.etp, tokens, batch, has_moe, has_dense, is_last)
+        act = self.activation_fn(self.spec, self.layout.tp, self.layout.etp, tokens, batch, has_moe, has_dense, is_last)
         allocated = w_bytes + n_layers * kv_layer + act + gather
         # KV: one K and one V tensor per layer (HF DynamicCache / static cache, vLLM per-layer views).
         reserved = w_reserved + reserved_for(kv_layer // 2, 2 * n_layers) + round_up(act + gather, ALLOC_ROUND_LARGE)
@@ -253,7 +258,7 @@ class Planner:
         best_rank, best = 0, -1
         for rank, n_layers, w_reserved, gather, rt_total, kv_tok_layer, has_moe, has_dense, is_last in self.peak_stages():
             kv_layer = kv_tok_layer * slots
-            act = activation_peak_bytes(spec, tp, etp, tokens, batch, has_moe, has_dense, is_last)
+            act = self.activation_fn(spec, tp, etp, tokens, batch, has_moe, has_dense, is_last)
             total = (w_reserved + reserved_for(kv_layer // 2, 2 * n_layers)
                      + -(-(act + gather) // ALLOC_ROUND_LARGE) * ALLOC_ROUND_LARGE + rt_total)
             if total > best:

@@ -78,3 +78,32 @@ def activation_peak(spec: ModelSpec, tp: int, etp: int, tokens: int, batch: int,
         v_local = -(-spec.vocab_size // tp)
         logits = batch * v_local * (a + LOGITS_BYTES) + (batch * spec.vocab_size * LOGITS_BYTES if tp > 1 else 0)
     return ActivationPeak(resident, attention, mlp, logits)
+
+
+def activation_peak_eager(spec: ModelSpec, tp: int, etp: int, tokens: int, batch: int, has_moe: bool,
+                          has_dense: bool, is_last_stage: bool, act_bytes: int = ACTIVATION_BYTES) -> int:
+    """Peak live bytes of the eager (unfused) forward of shardsim's torch backend, ``launch/shard_model.py``.
+
+    Derived op by op from that code (HF ``modeling_qwen3.py`` math, no fused kernels), T tokens, a bytes:
+    rotary cos/sin 2·T·hd·a for the stage; RMSNorm upcasts to fp32 (T·H·4 transient);
+    attention phase: the layer input and its norm 2·T·H·a, plus q, k, v and, while q is normed and rotated,
+    three more q-sized tensors: T·hd·a·max(4q + 2kv, q + 5kv); MLP phase: input, new hidden and norm 3·T·H·a plus
+    gate and up 2·T·(I/tp)·a (SiLU and the product in place); MoE phase: 3·T·H·a plus the output buffer T·H·a,
+    top-k 12·T·k and the router's bf16 and two fp32 T·E copies; logits phase (last stage): T·H·a plus
+    batch·(V/tp)·(a+4), or with tp > 1 batch·(V/tp)·4 + 2·batch·V·4 for the all-gather and its concatenation.
+    """
+    h, hd, a, t = spec.hidden_size, spec.head_dim, act_bytes, tokens
+    q = spec.num_heads // tp
+    kv = kv_heads_per_rank(spec.num_kv_heads, tp)
+    rope = 2 * t * hd * a
+    phases = [2 * t * h * a + t * hd * a * max(4 * q + 2 * kv, q + 5 * kv), 2 * t * h * a + t * h * 4]
+    if has_dense:
+        phases.append(3 * t * h * a + 2 * t * (spec.intermediate_size // tp) * a)
+    if has_moe:
+        e, k = spec.num_experts, spec.num_experts_per_tok
+        phases.append(3 * t * h * a + max(t * e * (a + 8), t * h * a + 12 * t * k))
+    if is_last_stage:
+        v_local = -(-spec.vocab_size // tp)
+        gather = batch * v_local * 4 + 2 * batch * spec.vocab_size * 4 if tp > 1 else 0
+        phases.append(t * h * a + max(batch * v_local * (a + 4), gather))
+    return rope + max(phases)

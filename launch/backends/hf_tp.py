@@ -1,0 +1,234 @@
+"""HF transformers native tensor / expert parallel backend (runs inside one process per rank).
+
+The caller must already have set RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR / MASTER_PORT and called
+``torch.distributed.init_process_group("gloo", ...)`` (transformers reuses an initialised group; it would
+otherwise create one itself from the env).
+
+Sharding applied by transformers 5.23 (see ``transformers/distributed/tensor_parallel.py`` and
+``Qwen3Config.base_model_tp_plan`` / ``Qwen3ForCausalLM._tp_plan``), tp = tp_size:
+
+  model.embed_tokens.weight      [V, H]      "embedding_rowwise"  Shard(0)  -> ceil-split of V rows (vocab parallel)
+  self_attn.q_proj.weight        [nH*d, H]   "colwise"            Shard(0)
+  self_attn.k_proj / v_proj      [nKV*d, H]  "colwise"            Shard(0)  (no KV-head replication; see notes)
+  self_attn.q_norm / k_norm      [d]         replicated
+  self_attn.o_proj.weight        [H, nH*d]   "rowwise"            Shard(1)
+  mlp.gate_proj / up_proj        [I, H]      "colwise"            Shard(0)
+  mlp.down_proj                  [H, I]      "rowwise"            Shard(1)
+  input/post_attention_layernorm, model.norm   replicated
+  lm_head.weight                 [V, H]      "colwise_gather_output" Shard(0) (logits all-gathered)
+  MoE (tp plan):  mlp.gate.weight (router) [E, H] replicated;
+                  mlp.experts.gate_up_proj [E, 2I, H] "packed_colwise" _StridedShard(dim=1, split=2)
+                      -> every rank holds [E, 2I/tp, H] (its slice of gate AND of up);
+                  mlp.experts.down_proj [E, H, I] "rowwise" Shard(-1) -> [E, H, I/tp]
+  MoE (ep_size>1): experts.gate_up_proj / down_proj "grouped_gemm" Shard(0) on the EP mesh
+                  -> [E/ep, 2I, H] and [E/ep, H, I] (whole experts, NOT tensor-sharded); dense part still TP.
+torch's Shard uses torch.chunk semantics: chunk = ceil(n/tp); rank r gets max(0, min(chunk, n - r*chunk)).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import torch
+
+
+def _dtensor_cls():
+    try:
+        from torch.distributed.tensor import DTensor
+
+        return DTensor
+    except Exception:  # pragma: no cover
+        return None
+
+
+def load_hf_tp(
+    checkpoint_dir: str,
+    tp: int,
+    ep: int = 1,
+    *,
+    dtype: torch.dtype = torch.bfloat16,
+    attn_implementation: str = "sdpa",
+    ep_implementation: str = "auto",
+    fsdp: int = 1,
+    materialize: bool = True,
+    **extra: Any,
+) -> torch.nn.Module:
+    """Load a local Qwen3 / Qwen3-MoE checkpoint sharded with transformers' native TP (+ EP).
+
+    tp == 1 and ep == 1: a plain single-process load (no DistributedConfig).
+    ep > 1: requires ep == tp (transformers: ep % tp == 0 and (fsdp*tp) % ep == 0, fsdp == 1 here);
+    dense layers are then TP-sharded and whole experts are split over the same ranks.
+    fsdp > 1 (optional, world = tp * fsdp): FSDP2-shard every parameter on dim 0 (gathered per layer at
+    forward); with ep == fsdp * tp the experts are split by expert. E.g. tp=1, fsdp=2, ep=2.
+    materialize: on CPU transformers leaves Shard(0) local shards as views into the mmapped full checkpoint
+    tensor; clone them into their own storage so each rank holds exactly its shard (as it would on a GPU).
+    """
+    from transformers import AutoModelForCausalLM
+
+    if not os.path.isdir(checkpoint_dir):
+        raise FileNotFoundError(f"not a local checkpoint directory: {checkpoint_dir}")
+    kwargs: dict[str, Any] = dict(dtype=dtype, local_files_only=True, attn_implementation=attn_implementation)
+    kwargs.update(extra)
+    if tp > 1 or ep > 1 or fsdp > 1:
+        from transformers.distributed import DistributedConfig
+
+        if ep > 1 and (ep % tp or (fsdp * tp) % ep):
+            raise ValueError(
+                f"transformers needs ep % tp == 0 and (fsdp*tp) % ep == 0 (got tp={tp}, fsdp={fsdp}, ep={ep}); "
+                "without FSDP that means ep == tp."
+            )
+        kwargs["distributed_config"] = DistributedConfig(
+            tp_size=tp,
+            tp_plan="auto" if tp > 1 else None,
+            fsdp_size=fsdp,
+            ep_size=ep if ep > 1 else None,
+            ep_implementation=ep_implementation,
+        )
+    model = AutoModelForCausalLM.from_pretrained(checkpoint_dir, **kwargs)
+    model.eval()
+    if materialize:
+        _materialize_local_shards(model)
+    return model
+
+
+@torch.no_grad()
+def _materialize_local_shards(model: torch.nn.Module) -> int:
+    """Give every parameter whose local tensor is a view of a larger storage its own storage (keeps ties).
+    Returns the number of parameters replaced."""
+    DTensor = _dtensor_cls()
+    replaced: dict[int, torch.nn.Parameter] = {}
+    for mod in model.modules():
+        for name, p in list(mod._parameters.items()):
+            if p is None:
+                continue
+            if id(p) in replaced:
+                mod._parameters[name] = replaced[id(p)]
+                continue
+            local = _local(p)
+            if local.device.type == "meta" or local.untyped_storage().nbytes() <= local.numel() * local.element_size():
+                continue
+            new_local = local.clone(memory_format=torch.contiguous_format)
+            if DTensor is not None and isinstance(p, DTensor):
+                new = DTensor.from_local(
+                    new_local, p.device_mesh, p.placements, run_check=False, shape=p.shape, stride=p.stride()
+                )
+            else:
+                new = new_local
+            newp = torch.nn.Parameter(new, requires_grad=p.requires_grad)
+            for attr in ("_is_hf_initialized",):
+                if hasattr(p, attr):
+                    setattr(newp, attr, getattr(p, attr))
+            replaced[id(p)] = newp
+            mod._parameters[name] = newp
+    return len(replaced)
+
+
+@torch.no_grad()
+def run_hf(
+    model: torch.nn.Module,
+    input_ids: torch.LongTensor,
+    decode_steps: int,
+    *,
+    cache: str = "dynamic",
+    return_cache: bool = False,
+):
+    """Prefill ``input_ids`` [B, T] then ``decode_steps`` greedy steps with a KV cache.
+
+    Returns (prefill_logits [B, T, V] float32, [decode_logits [B, V] float32 ...]) and, with
+    return_cache=True, also the cache object as a third element. cache: "dynamic" (DynamicCache,
+    grows by torch.cat every step) or "static" (StaticCache pre-allocated to T + decode_steps).
+    All ranks must call this with identical input_ids (TP ranks share the batch).
+    """
+    from transformers import DynamicCache, StaticCache
+
+    cfg = model.config
+    B, T = input_ids.shape
+    if cache == "dynamic":
+        past = DynamicCache(config=cfg)
+    elif cache == "static":
+        past = StaticCache(config=cfg, max_cache_len=T + decode_steps)
+    else:
+        raise ValueError(cache)
+    pos = torch.arange(T).unsqueeze(0).expand(B, T)
+    out = model(input_ids=input_ids, past_key_values=past, use_cache=True, position_ids=pos)
+    prefill_logits = out.logits.float()
+    past = out.past_key_values
+    nxt = prefill_logits[:, -1].argmax(-1, keepdim=True)
+    decode = []
+    for i in range(decode_steps):
+        p = torch.full((B, 1), T + i, dtype=torch.long)
+        out = model(input_ids=nxt, past_key_values=past, use_cache=True, position_ids=p)
+        lg = out.logits[:, -1].float()
+        decode.append(lg)
+        past = out.past_key_values
+        nxt = lg.argmax(-1, keepdim=True)
+    if return_cache:
+        return prefill_logits, decode, past
+    return prefill_logits, decode
+
+
+def _local(t: torch.Tensor) -> torch.Tensor:
+    DTensor = _dtensor_cls()
+    if DTensor is not None and isinstance(t, DTensor):
+        return t.to_local()
+    return t
+
+
+def _sum_tensor_bytes(tensors, storage: bool = False) -> int:
+    """Sum bytes of (local) tensors, each distinct memory region once.
+
+    storage=False (default): numel * element_size of each distinct view (dedupe by data_ptr/shape) -- what the
+    rank would hold on a GPU, where the local shard is copied to its own allocation.
+    storage=True: nbytes of each distinct underlying storage (dedupe by storage ptr). On CPU transformers keeps
+    Shard(0) slices as views into the mmapped safetensors tensor, so this can be up to tp x larger.
+    """
+    seen: dict = {}
+    for t in tensors:
+        if t is None:
+            continue
+        t = _local(t)
+        if t.device.type == "meta" or t.numel() == 0:
+            continue
+        if storage:
+            s = t.untyped_storage()
+            k, n = (t.device.type, s.data_ptr()), s.nbytes()
+        else:
+            k, n = (t.device.type, t.data_ptr(), tuple(t.shape), tuple(t.stride())), t.numel() * t.element_size()
+        seen[k] = max(seen.get(k, 0), n)
+    return sum(seen.values())
+
+
+def hf_cache_bytes(cache) -> int:
+    """Bytes of KV storage held by this rank (DynamicCache / StaticCache; keys+values of every layer)."""
+    tensors = []
+    layers = getattr(cache, "layers", None)
+    if layers is not None:
+        for layer in layers:
+            tensors += [getattr(layer, "keys", None), getattr(layer, "values", None)]
+    else:  # legacy
+        tensors += list(getattr(cache, "key_cache", [])) + list(getattr(cache, "value_cache", []))
+    return _sum_tensor_bytes(tensors, storage=True)
+
+
+def hf_param_bytes(model: torch.nn.Module, include_buffers: bool = False, storage: bool = False) -> int:
+    """Bytes of parameters (optionally + buffers) held by THIS rank; DTensors count their local shard,
+    shared tensors (tied embeddings) are counted once. storage=True counts whole underlying storages instead
+    (see _sum_tensor_bytes; relevant on CPU where shards may be views of the mmapped checkpoint)."""
+    ts = [p for _, p in model.named_parameters(remove_duplicate=False)]
+    if include_buffers:
+        ts += [b for _, b in model.named_buffers(remove_duplicate=False)]
+    return _sum_tensor_bytes(ts, storage=storage)
+
+
+def hf_param_layout(model: torch.nn.Module) -> dict[str, dict]:
+    """name -> {global shape, local shape, placements} for every parameter (for reports / tests)."""
+    DTensor = _dtensor_cls()
+    res = {}
+    for n, p in model.named_parameters(remove_duplicate=False):
+        if DTensor is not None and isinstance(p, DTensor):
+            res[n] = dict(shape=tuple(p.shape), local=tuple(p.to_local().shape), placements=str(p.placements))
+        else:
+            res[n] = dict(shape=tuple(p.shape), local=tuple(p.shape), placements="plain")
+    return res

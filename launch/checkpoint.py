@@ -1,0 +1,141 @@
+"""Write a real-format Qwen3 checkpoint with seeded random values (no model hub here).
+
+The files are what a Hugging Face checkpoint is: ``config.json``, ``model-0000k-of-0000n.safetensors`` shards and
+``model.safetensors.index.json`` (``metadata.total_size`` + ``weight_map``), with the model's exact tensor names,
+shapes and dtypes from ``shardsim.tensors.checkpoint_tensors`` (experts saved one by one, as Qwen publishes them).
+``--layers K`` keeps the full width and the first K decoder layers. Values: weights N(0, 0.02) as the configs'
+``initializer_range``; norms 1 + N(0, 0.02); each tensor seeded from its name, so any subset is reproducible.
+A checkpoint is reused when its ``shardsim-checkpoint.json`` stamp matches.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from pathlib import Path
+
+from shardsim.models import ModelSpec
+from shardsim.tensors import checkpoint_tensors
+
+STAMP = "shardsim-checkpoint.json"
+SHARD_BYTES = 2 * 1024**3
+
+
+def _config_dict(spec: ModelSpec, source_config: dict | None) -> dict:
+    config = dict(source_config or {})
+    config.update({
+        "architectures": [spec.architecture],
+        "model_type": "qwen3_moe" if spec.architecture == "Qwen3MoeForCausalLM" else "qwen3",
+        "hidden_size": spec.hidden_size, "intermediate_size": spec.intermediate_size,
+        "num_hidden_layers": spec.num_layers, "num_attention_heads": spec.num_heads,
+        "num_key_value_heads": spec.num_kv_heads, "head_dim": spec.head_dim, "vocab_size": spec.vocab_size,
+        "tie_word_embeddings": spec.tie_word_embeddings, "max_position_embeddings": spec.max_position_embeddings,
+        "torch_dtype": "bfloat16", "rms_norm_eps": config.get("rms_norm_eps", 1e-6),
+        "rope_theta": config.get("rope_theta", 1000000.0), "hidden_act": "silu", "attention_bias": spec.attention_bias,
+        "max_window_layers": spec.num_layers, "use_sliding_window": False, "sliding_window": None,
+    })
+    config.pop("quantization_config", None)
+    if spec.architecture == "Qwen3MoeForCausalLM":
+        config.update({"num_experts": spec.num_experts, "num_experts_per_tok": spec.num_experts_per_tok,
+                       "moe_intermediate_size": spec.moe_intermediate_size,
+                       "decoder_sparse_step": spec.decoder_sparse_step, "mlp_only_layers": list(spec.mlp_only_layers),
+                       "norm_topk_prob": config.get("norm_topk_prob", True)})
+    return config
+
+
+def tensor_values(name: str, shape: tuple[int, ...], seed: int):
+    """The seeded bf16 values of one tensor (the same on every call)."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(name.encode()))
+    values = torch.randn(shape, generator=gen, dtype=torch.float32).mul_(0.02)
+    if name.endswith("norm.weight"):
+        values.add_(1.0)
+    return values.to(torch.bfloat16)
+
+
+def write_checkpoint(spec: ModelSpec, out_dir: Path, seed: int = 0, source_config: dict | None = None,
+                     progress=None) -> Path:
+    """Write (or reuse) the checkpoint of ``spec`` under ``out_dir``; returns the directory."""
+    from safetensors.torch import save_file
+
+    out_dir = Path(out_dir)
+    stamp = {"model": spec.model_dump(mode="json"), "seed": seed, "format": 1}
+    stamp_path = out_dir / STAMP
+    if stamp_path.exists():
+        try:
+            if json.loads(stamp_path.read_text()) == stamp:
+                return out_dir
+        except (OSError, json.JSONDecodeError):
+            pass
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for old in out_dir.glob("*.safetensors"):
+        old.unlink()
+    tensors = list(checkpoint_tensors(spec))
+    shards: list[list[tuple[str, tuple[int, ...]]]] = [[]]
+    size = 0
+    for name, shape in tensors:
+        nbytes = 2
+        for d in shape:
+            nbytes *= d
+        if shards[-1] and size + nbytes > SHARD_BYTES:
+            shards.append([])
+            size = 0
+        shards[-1].append((name, shape))
+        size += nbytes
+    weight_map, total = {}, 0
+    for i, shard in enumerate(shards, 1):
+        fname = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
+        data = {}
+        for name, shape in shard:
+            data[name] = tensor_values(name, shape, seed)
+            weight_map[name] = fname
+            total += data[name].numel() * 2
+        save_file(data, str(out_dir / fname), metadata={"format": "pt"})
+        del data
+        if progress:
+            progress(i, len(shards))
+    (out_dir / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
+    (out_dir / "config.json").write_text(json.dumps(_config_dict(spec, source_config), indent=2))
+    stamp_path.write_text(json.dumps(stamp))
+    return out_dir
+
+
+class CheckpointReader:  # noqa: D101 (documented below)
+    """Reads slices of a checkpoint's tensors through ``safe_open(...).get_slice`` (only the pages it needs)."""
+
+    def __init__(self, directory: Path):
+        from safetensors import safe_open
+
+        self.directory = Path(directory)
+        index = self.directory / "model.safetensors.index.json"
+        if index.exists():
+            self.weight_map = json.loads(index.read_text())["weight_map"]
+        else:
+            single = self.directory / "model.safetensors"
+            with safe_open(str(single), framework="pt") as f:
+                self.weight_map = {k: single.name for k in f.keys()}
+        self._open = {}
+        self._safe_open = safe_open
+
+    def _file(self, name: str):
+        fname = self.weight_map.get(name)
+        if fname is None:
+            raise KeyError(f"tensor {name} not in checkpoint {self.directory}")
+        handle = self._open.get(fname)
+        if handle is None:
+            handle = self._open[fname] = self._safe_open(str(self.directory / fname), framework="pt")
+        return handle
+
+    def read(self, name: str, slices: tuple[slice, ...] | None = None):
+        """The tensor (or the given slices of it) as a fresh, contiguous tensor owned by the caller."""
+        import torch
+
+        f = self._file(name)
+        view = f.get_tensor(name) if slices is None else f.get_slice(name)[slices]
+        # get_slice hands back a view into the whole tensor's (mmap'd) buffer: copy out exactly the slice.
+        return view.clone(memory_format=torch.contiguous_format)
+
+    def close(self) -> None:
+        self._open.clear()

@@ -1,0 +1,66 @@
+"""The unsharded reference: the same math at tp = pp = 1, streaming one layer's weights at a time.
+
+Used to check a sharded run's logits. It runs one causal pass over prompt + generated tokens and returns the
+logits at the positions the sharded run sampled from (causal attention makes that equal to incremental decoding),
+so it needs no KV cache across steps and holds at most one decoder layer's weights (plus embedding and lm_head).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from shardsim.layout import Layout, rank_coords, validate_layout
+from shardsim.models import ModelSpec
+from shardsim.tensors import Shard, embed_tensor, final_norm_tensor, layer_tensors, lm_head_tensor, local_slices
+
+from .checkpoint import CheckpointReader
+from .shard_model import Groups, RankModel, embed, layer_forward, logits, rotary
+
+
+def _load(m: RankModel, reader: CheckpointReader, tensors) -> list[str]:
+    names = []
+    for t in tensors:
+        slices, experts = local_slices(t, Shard(), m.spec.head_dim)
+        if experts is not None:
+            m.weights[t.name] = [reader.read(t.name.format(e=e)) for e in experts]
+            m.weights[t.name + ":experts"] = list(experts)
+            names.append(t.name + ":experts")
+        else:
+            m.weights[t.name] = reader.read(t.name)
+        names.append(t.name)
+    return names
+
+
+def reference_logits(spec: ModelSpec, checkpoint_dir: str, sequences: list[list[int]], n_positions: int,
+                     rope_theta: float, rms_eps: float, norm_topk_prob: bool) -> torch.Tensor:
+    """fp32 logits [batch, n_positions, vocab] at the last ``n_positions`` sampled positions."""
+    layout = validate_layout(spec, Layout())
+    m = RankModel(spec, layout, rank_coords(0, layout), rms_eps=rms_eps, rope_theta=rope_theta,
+                  norm_topk_prob=norm_topk_prob)
+    reader = CheckpointReader(checkpoint_dir)
+    tokens = torch.tensor(sequences, dtype=torch.long)
+    batch, length = tokens.shape
+    with torch.no_grad():
+        for name in _load(m, reader, [embed_tensor(spec)]):
+            pass
+        h = embed(m, tokens, None).clone()
+        m.weights.clear()
+        from shardsim.tensors import kv_heads_per_rank
+
+        kvh = kv_heads_per_rank(spec.num_kv_heads, 1)
+        m.kv = [(torch.zeros(batch, kvh, length, spec.head_dim, dtype=torch.bfloat16),
+                 torch.zeros(batch, kvh, length, spec.head_dim, dtype=torch.bfloat16))]
+        cos, sin = rotary(torch.arange(0, length), spec.head_dim, rope_theta, h.dtype)
+        for layer in range(spec.num_layers):
+            _load(m, reader, layer_tensors(spec, layer))
+            h = layer_forward(m, layer, 0, h, 0, cos, sin, Groups())
+            m.weights.clear()
+        _load(m, reader, [final_norm_tensor(spec)])
+        if spec.tie_word_embeddings:
+            m.weights["lm_head.weight"] = reader.read("model.embed_tokens.weight")
+        else:
+            _load(m, reader, [lm_head_tensor(spec)])
+        # The sampled positions: the prompt's last token, then each generated token but the last.
+        out = torch.stack([logits(m, h[:, length - n_positions + i], None) for i in range(n_positions)], dim=1)
+    reader.close()
+    return out

@@ -1,0 +1,166 @@
+"""One rank of a validation run: joins the process group, loads its shard, runs inference, measures.
+
+The driver wraps ``RankWorker`` in a Ray actor (one per rank) and calls its phases in order: ``setup``, ``load``,
+``forward``, ``measure``. Every phase returns plain data so that partial results survive a failure elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from datetime import timedelta
+
+
+class RankWorker:
+    def __init__(self, rank: int, world_size: int, env: dict[str, str], fault: tuple[int, str] | None = None):
+        os.environ.update(env)
+        self.rank = rank
+        self.world_size = world_size
+        self.fault = fault
+        self.model = None
+        self.groups = None
+        self.result: dict = {"rank": rank, "pid": os.getpid()}
+
+    def _maybe_fault(self, phase: str) -> None:
+        if self.fault and self.fault[0] == self.rank and self.fault[1] == phase:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def setup(self, master_port: int, spec_json: str, layout_args: dict, timeout_s: float, device: str) -> dict:
+        """Join the torch.distributed group (gloo on CPU, nccl on CUDA) and build the TP/MoE groups."""
+        import torch
+        import torch.distributed as dist
+
+        from shardsim.layout import Layout, rank_coords, validate_layout
+        from shardsim.models import ModelSpec
+
+        from .shard_model import Groups
+
+        self._maybe_fault("setup")
+        t0 = time.time()
+        torch.set_num_threads(1)
+        os.environ.update({"MASTER_ADDR": os.environ.get("MASTER_ADDR", "127.0.0.1"), "MASTER_PORT": str(master_port),
+                           "RANK": str(self.rank), "WORLD_SIZE": str(self.world_size)})
+        self.device = device
+        backend = "nccl" if device == "cuda" else "gloo"
+        dist.init_process_group(backend, rank=self.rank, world_size=self.world_size, timeout=timedelta(seconds=timeout_s))
+        spec = ModelSpec.model_validate_json(spec_json)
+        layout = validate_layout(spec, Layout(**layout_args))
+        coords = rank_coords(self.rank, layout)
+        groups = Groups()
+        tp, dp, pp = layout.tp, layout.dp, layout.pp
+        # Every rank creates every group, in the same order (torch.distributed.new_group's contract).
+        for p in range(pp):
+            for d in range(dp):
+                members = [p * tp * dp + d * tp + r for r in range(tp)]
+                group = dist.new_group(members) if tp > 1 else None
+                if self.rank in members:
+                    groups.tp = group
+        groups.moe = groups.tp
+        per_stage = tp * dp
+        if coords.pp_rank > 0:
+            groups.prev_stage_rank = self.rank - per_stage
+        if coords.pp_rank < pp - 1:
+            groups.next_stage_rank = self.rank + per_stage
+        groups.last_stage_leader = (pp - 1) * per_stage
+        self.spec, self.layout, self.coords, self.groups = spec, layout, coords, groups
+        self.result.update({"setup_s": time.time() - t0})
+        return {"rank": self.rank, "setup_s": self.result["setup_s"]}
+
+    def load(self, checkpoint_dir: str, rope_theta: float, rms_eps: float, norm_topk_prob: bool) -> dict:
+        """Read this rank's slices of the checkpoint and count the bytes held."""
+        from launch.checkpoint import CheckpointReader
+
+        from .measure import rss_bytes, storage_bytes
+        from .shard_model import RankModel
+
+        self._maybe_fault("load")
+        t0 = time.time()
+        self.model = RankModel(self.spec, self.layout, self.coords, rms_eps=rms_eps, rope_theta=rope_theta,
+                               norm_topk_prob=norm_topk_prob)
+        reader = CheckpointReader(checkpoint_dir)
+        self.model.load(reader)
+        reader.close()
+        if self.device == "cuda":
+            import torch
+
+            for key, value in list(self.model.weights.items()):
+                if isinstance(value, list) and value and hasattr(value[0], "to"):
+                    self.model.weights[key] = [v.to("cuda") for v in value]
+                elif hasattr(value, "to"):
+                    self.model.weights[key] = value.to("cuda")
+            torch.cuda.synchronize()
+        self.result["weights"] = storage_bytes(self.model.weight_tensors())
+        self.result["load_s"] = time.time() - t0
+        self.result.update({f"after_load_{k}": v for k, v in rss_bytes().items()})
+        return {"rank": self.rank, "weights": self.result["weights"], "load_s": self.result["load_s"]}
+
+    def forward(self, prompt: list[list[int]], context: int, decode_steps: int, block_size: int) -> dict:
+        """Prefill the prompt, then greedy decode steps; the activation peak is tracked over the prefill."""
+        import torch
+        import torch.distributed as dist
+
+        from .measure import LiveTensorTracker, rss_bytes, storage_bytes
+        from .shard_model import embed, logits, stage_forward
+
+        self._maybe_fault("forward")
+        t0 = time.time()
+        m, g = self.model, self.groups
+        dev = "cuda" if self.device == "cuda" else "cpu"
+        batch = len(prompt)
+        m.allocate_kv(batch, context, block_size, device=dev)
+        self.result["kv_cache"] = storage_bytes([t for pair in m.kv for t in pair])
+        tokens = torch.tensor(prompt, dtype=torch.long, device=dev)
+        step_logits, generated = [], []
+        pos0 = 0
+        hidden = m.spec.hidden_size
+        for step in range(decode_steps + 1):
+            tracker = LiveTensorTracker(baseline=m.weight_tensors() + [t for pair in m.kv for t in pair])
+            if dev == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+                base_alloc = torch.cuda.memory_allocated()
+            with torch.no_grad():
+                if step == 0:
+                    tracker.__enter__()
+                if m.is_first:
+                    h = embed(m, tokens, g.tp)
+                else:
+                    h = torch.empty(batch, tokens.shape[1], hidden, dtype=torch.bfloat16, device=dev)
+                    dist.recv(h, src=g.prev_stage_rank)
+                h = stage_forward(m, h, pos0, g)
+                if not m.is_last:
+                    dist.send(h, dst=g.next_stage_rank)
+                    out = None
+                else:
+                    out = logits(m, h[:, -1], g.tp)
+                del h
+                if step == 0:
+                    tracker.__exit__(None, None, None)
+                    self.result["activations"] = tracker.peak
+                    if dev == "cuda":
+                        self.result["cuda_peak_activation"] = torch.cuda.max_memory_allocated() - base_alloc
+            next_tokens = out.argmax(dim=-1) if out is not None else torch.zeros(batch, dtype=torch.long, device=dev)
+            if out is not None and self.coords.tp_rank == 0 and self.coords.dp_rank == 0:
+                step_logits.append(out.cpu())
+            dist.broadcast(next_tokens, src=g.last_stage_leader)
+            generated.append([int(t) for t in next_tokens.tolist()])
+            pos0 += tokens.shape[1]
+            tokens = next_tokens[:, None]
+        self.result["forward_s"] = time.time() - t0
+        self.result.update(rss_bytes())
+        if dev == "cuda":
+            self.result["cuda_max_allocated"] = torch.cuda.max_memory_allocated()
+            self.result["cuda_reserved"] = torch.cuda.memory_reserved()
+            free, total = torch.cuda.mem_get_info()
+            self.result["cuda_used"] = total - free
+        return {"rank": self.rank, "logits": torch.stack(step_logits, dim=1) if step_logits else None,
+                "generated": generated, "forward_s": self.result["forward_s"]}
+
+    def measure(self) -> dict:
+        return dict(self.result)
+
+    def shutdown(self) -> None:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()

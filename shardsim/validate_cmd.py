@@ -1,0 +1,125 @@
+"""``shardsim validate``: checks the request, runs ``launch`` (Ray workers), prints predicted vs measured."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+
+from .errors import ShardsimError
+
+BACKENDS = ("torch", "deepspeed", "transformers")
+
+
+def _check_backend(backend: str, layout, zero: int, device: str) -> None:
+    if backend not in BACKENDS:
+        raise ShardsimError(f"--backend {backend!r} is not known; accepted: {', '.join(BACKENDS)}")
+    if device not in ("cpu", "cuda"):
+        raise ShardsimError(f"--device {device!r} is not known; accepted: cpu, cuda")
+    if backend == "torch":
+        if zero:
+            raise ShardsimError("the torch backend shards by TP/PP/EP rules only; use --backend deepspeed for --zero 3")
+        if layout.ep > layout.tp:
+            raise ShardsimError(f"the torch backend runs EP inside the TP group (ep ≤ tp); --ep {layout.ep} > --tp {layout.tp} is not supported")
+    if backend in ("transformers", "deepspeed") and layout.pp > 1:
+        raise ShardsimError(f"the {backend} backend has no pipeline parallelism; use --pp 1 or --backend torch")
+
+
+def run_validate(*, model, config, tp, pp, dp, ep, zero, backend, address, device, batch, context, decode_steps,
+                 layers, checkpoint, timeout, inject_fault, as_json, console, argv) -> int:
+    from .layout import Layout, validate_layout
+    from .models import load_config_file, resolve_model
+
+    spec = resolve_model(model, config)
+    if layers is not None:
+        spec = spec.truncated(layers)
+    if spec.quant.method != "none":
+        raise ShardsimError(f"{spec.name} is quantized ({spec.quant.method}); validation runs bf16 checkpoints only")
+    layout = validate_layout(spec, Layout(tp=tp, pp=pp, dp=dp, ep=ep, zero=zero))
+    _check_backend(backend, layout, zero, device)
+    if not 2 <= context <= 65536:
+        raise ShardsimError(f"--context {context} is out of range for a validation run; accepted: 2 … 65536")
+    if not 0 <= decode_steps < context:
+        raise ShardsimError(f"--decode-steps {decode_steps} must be ≥ 0 and below --context {context}")
+    if not 1 <= batch <= 256:
+        raise ShardsimError(f"--batch {batch} is out of range for a validation run; accepted: 1 … 256")
+    if layout.world_size > 64:
+        raise ShardsimError(f"validation runs up to 64 ranks; this layout has {layout.world_size}")
+    fault = None
+    if inject_fault:
+        try:
+            rank_s, phase = inject_fault.split(":")
+            fault = (int(rank_s), phase)
+        except ValueError:
+            raise ShardsimError("--inject-fault takes RANK:PHASE, e.g. 1:forward") from None
+    if backend != "torch":
+        raise ShardsimError(f"the {backend} backend is not available yet in this build; use --backend torch")
+    source_config = None
+    if config:
+        source_config = json.loads(open(config if config.endswith(".json") else f"{config}/config.json").read())
+    else:
+        from .models import PRESETS_DIR
+
+        source_config = json.loads((PRESETS_DIR / f"{spec.name.split(' ')[0]}.json").read_text())
+    try:
+        import ray  # noqa: F401
+        import torch  # noqa: F401
+    except ImportError as exc:
+        raise ShardsimError(f"validation needs the validation stack ({exc.name} is missing); run bin/test once or pip install -e '.[validate]'") from None
+    from launch.driver import ValidateRequest
+    from launch.ray_run import run
+
+    req = ValidateRequest(model=model, config=config, tp=tp, pp=pp, dp=dp, ep=ep, backend=backend, address=address,
+                          device=device, batch=batch, context=context, decode_steps=decode_steps, layers=layers,
+                          checkpoint=checkpoint, phase_timeout_s=timeout, fault=fault,
+                          command=shlex.join(["shardsim"] + list(argv[1:])), source_config=source_config)
+    record = run(req, spec, layout, quiet=as_json)
+    if as_json:
+        sys.stdout.write(json.dumps(record, indent=2, default=str) + "\n")
+    else:
+        render_validation(record, console)
+    return 0 if record["passed"] else 1
+
+
+def render_validation(record: dict, console) -> None:
+    from rich.table import Table
+
+    lay = record["layout"]
+    console.print(f"[bold]validate[/] {record['model']} · TP={lay['tp']} PP={lay['pp']} DP={lay['dp']} EP={lay['ep']} "
+                  f"· {record['backend']} on {record['device']} · context {record['context']} "
+                  f"({record['prompt_tokens']} prompt + {record['decode_steps']} decode) × batch {record['batch']}")
+    table = Table(show_edge=False, header_style="bold")
+    for col in ("rank", "term", "predicted B", "measured B", "diff B", "diff %", "verdict"):
+        table.add_column(col, justify="left" if col in ("rank", "term", "verdict") else "right")
+    for r in record["ranks"]:
+        if r.get("error"):
+            table.add_row(str(r["rank"]), "—", "", "", "", "", f"[red]FAILED: {r['error']}[/]")
+            continue
+        for term, row in r["comparison"].items():
+            if row["measured"] is None:
+                table.add_row(str(r["rank"]), term, f"{row['predicted']:,}", "—", "", "", "[yellow]not measured[/]")
+                continue
+            verdict = "[green]ok[/]" if row["ok"] else "[red]MISMATCH[/]"
+            table.add_row(str(r["rank"]) if term == "weights" else "", term, f"{row['predicted']:,}",
+                          f"{row['measured']:,}", f"{row['diff']:+,}", f"{row['diff_pct']:+.2f}", verdict)
+    console.print(table)
+    meas = [r["measured"] for r in record["ranks"] if r["measured"].get("rss_anon")]
+    if meas:
+        console.print(f"RSS per rank: anon {min(m['rss_anon'] for m in meas) / 2**20:,.0f}–{max(m['rss_anon'] for m in meas) / 2**20:,.0f} MiB, "
+                      f"file-backed {min(m['rss_file'] for m in meas) / 2**20:,.0f}–{max(m['rss_file'] for m in meas) / 2**20:,.0f} MiB")
+    lg = record.get("logits")
+    if lg:
+        if "max_rel_error" in lg:
+            console.print(f"logits vs unsharded reference: max |Δ| = {100 * lg['max_rel_error']:.3f} % of max |logit| "
+                          f"over {lg['positions']} positions (tolerance {100 * lg['tolerance']:.1f} %) · "
+                          f"prefill argmax {'agrees' if lg['prefill_argmax_agrees'] else 'differs'} · "
+                          + ("[green]ok[/]" if lg["ok"] else "[red]MISMATCH[/]"))
+        else:
+            console.print(f"[red]logits check failed: {lg.get('error')}[/]")
+    for rank, cause in record.get("failed", {}).items():
+        console.print(f"[red]rank {rank} failed: {cause}[/]")
+    t = record["timings"]
+    console.print("times: " + " · ".join(f"{k[:-2]} {v:.1f} s" for k, v in t.items()))
+    console.print(f"results: {record['run_dir']}/results.jsonl")
+    console.print("[bold green]PASSED[/]: weights and KV cache match to the byte on every rank, activations within "
+                  "±25 %, logits match" if record["passed"] else "[bold red]FAILED[/]")
