@@ -57,6 +57,8 @@ def _hardware(cluster: Optional[str], gpu: Optional[str], gpu_memory: Optional[s
 
     if cluster and (gpu or gpu_memory):
         raise ShardsimError("give either --cluster or --gpu/--gpu-memory, not both")
+    if gpu and gpu_memory:
+        raise ShardsimError("give either --gpu NAME or --gpu-memory SIZE, not both")
     if cluster:
         spec = clusters.load_cluster(cluster)
         clusters.check_fits_cluster(spec, world_size)

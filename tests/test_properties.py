@@ -70,8 +70,8 @@ def test_a_weights_of_one_replica_are_total_plus_replicas(case):
 
 
 @SETTINGS
-@given(layouts(max_dp=1), st.data())
-def test_b_more_tp_never_raises_peak_weights(case, data):
+@given(layouts(max_dp=1))
+def test_b_more_tp_never_raises_peak_weights(case):
     name, layout = case
     spec = get_preset(name)
     degrees = valid_tp_degrees(spec)

@@ -88,7 +88,7 @@ def load_hf_tp(
         )
     model = AutoModelForCausalLM.from_pretrained(checkpoint_dir, **kwargs)
     model.eval()
-    if materialize:
+    if materialize and fsdp == 1:  # FSDP2 owns its sharded params (padded flat storage); never swap them
         _materialize_local_shards(model)
     return model
 

@@ -150,10 +150,11 @@ class WeightModel:
         Any module's size is a prefix sum: ``sum(v for k, v in d.items() if k.startswith("model.layers.3.mlp"))``.
         """
         out: dict[str, int] = {}
-        tensors = [t for group in self._edge_tensors(is_first, False) for t in group]
+        edges = [t for group in self._edge_tensors(is_first, is_last) for t in group]
+        tensors = [t for t in edges if t.part is Part.EMBED]
         for layer in range(first, last + 1):
             tensors += layer_tensors(self.spec, layer)
-        tensors += [t for group in self._edge_tensors(False, is_last) for t in group]
+        tensors += [t for t in edges if t.part is not Part.EMBED]
         for st in self._tensors(tensors, shard):
             out[st.name.replace("{e}", "*")] = st.bytes(zero_dp)
         return out
