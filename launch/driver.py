@@ -26,7 +26,14 @@ BUILD = ROOT / "build"
 
 # Tolerance of the measured activation peak against the prediction, and of logits against the reference.
 ACTIVATION_TOLERANCE = 0.25
-LOGITS_TOLERANCE = 0.02  # max |Δ| ≤ 2 % of the reference's max |logit| (bf16 carries 8 bits of mantissa)
+# Logits: ‖sharded − reference‖₂ / ‖reference‖₂ per sampled position; the median over positions must stay within
+# 3 % and every position within 10 %, and the prefill's argmax must agree. bf16 keeps 8 mantissa bits (relative
+# rounding 2⁻⁹ ≈ 0.2 % per op); sharding changes the order of the sums (partial products all-reduced), so the
+# rounding differs and compounds over the layers: 0.7–2 % measured on dense and MoE models. A token whose top-k
+# routing is near a tie can pick another expert in one run, which moves that position by up to ~1/k of its MLP
+# output (7.4 % seen once on 235B-A22B), hence the per-position bound. A wrong shard gives errors near 100 %.
+LOGITS_TOLERANCE = 0.03
+LOGITS_TOLERANCE_ANY_POSITION = 0.10
 
 
 @dataclass
@@ -92,17 +99,32 @@ class ResultsFile:
             f.write(json.dumps(record, default=str) + "\n")
 
 
-def predict(spec, layout, context: int, batch: int, prompt_len: int) -> dict[int, dict]:
-    """Per-rank prediction of the terms a validation run measures (eager kernels: the torch backend's math)."""
+def predict(spec, layout, context: int, batch: int, prompt_len: int, backend: str = "torch") -> dict[int, dict]:
+    """Per-rank prediction of the terms a validation run measures, with the eager kernels of the backend.
+
+    KV: the torch backend allocates whole 16-token pages; transformers' DynamicCache grows to exactly the
+    tokens seen (page size 1). Activations: for MoE stages the peak depends on how many tokens the router sends
+    to one expert, which no planner can know; ``activations`` assumes every token can (the bound a capacity plan
+    needs) and ``activations_low`` a perfectly balanced router (T·k/E tokens per expert).
+    """
     from shardsim.layout import rank_coords
     from shardsim.plan import Planner, Workload
 
-    workload = Workload(context=context, batch=batch, prefill_chunk=prompt_len, kernels="eager").checked()
+    block = 1 if backend == "transformers" else 16
+    workload = Workload(context=context, batch=batch, prefill_chunk=prompt_len,
+                        kernels="hf" if backend == "transformers" else "eager",
+                        block_size=block).checked()
     planner = Planner(spec, layout, workload)
+    tokens = prompt_len * batch
+    balanced = -(-tokens * spec.num_experts_per_tok // spec.num_experts) if spec.is_moe else None
+    low_planner = Planner(spec, layout, workload.model_copy(update={"expert_tokens": balanced})) if balanced else planner
     out = {}
     for rank in range(planner.layout.world_size):
-        rb, _ = planner.rank_bytes(rank_coords(rank, planner.layout), context, batch)
-        out[rank] = {"weights": rb.weights, "kv_cache": rb.kv_cache, "activations": rb.activations}
+        coords = rank_coords(rank, planner.layout)
+        rb, _ = planner.rank_bytes(coords, context, batch)
+        low, _ = low_planner.rank_bytes(coords, context, batch)
+        out[rank] = {"weights": rb.weights, "kv_cache": rb.kv_cache, "activations": rb.activations,
+                     "activations_low": low.activations}
     return out
 
 
@@ -117,7 +139,11 @@ def compare(predicted: dict, measured: dict) -> tuple[dict, bool]:
             continue
         diff = m - p
         pct = 100.0 * diff / p if p else 0.0
-        good = diff == 0 if term != "activations" else abs(diff) <= ACTIVATION_TOLERANCE * p
+        if term == "activations":
+            low = predicted.get("activations_low", p)
+            good = low * (1 - ACTIVATION_TOLERANCE) <= m <= p * (1 + ACTIVATION_TOLERANCE)
+        else:
+            good = diff == 0
         rows[term] = {"predicted": p, "measured": m, "diff": diff, "diff_pct": pct, "ok": good}
         ok &= good
     return rows, ok

@@ -33,12 +33,15 @@ def storage_bytes(tensors) -> int:
 class LiveTensorTracker(TorchDispatchMode):
     """Peak bytes of tensors created inside the ``with`` block and alive at the same time."""
 
-    def __init__(self, baseline=()):
+    def __init__(self, baseline=(), detail: bool = False):
         super().__init__()
         self.baseline = {t.untyped_storage().data_ptr() for t in baseline}
         self.live = 0
         self.peak = 0
-        self._tracked: dict[int, tuple[int, weakref.ref]] = {}
+        self.detail = detail
+        self.peak_detail: list[tuple[int, str]] = []
+        self.peak_members: dict[int, int] = {}
+        self._tracked: dict[int, tuple[int, weakref.ref, str]] = {}
 
     def _freed(self, key: int) -> None:
         entry = self._tracked.pop(key, None)
@@ -50,16 +53,34 @@ class LiveTensorTracker(TorchDispatchMode):
         for t in tree_leaves(out):
             if not isinstance(t, torch.Tensor):
                 continue
-            st = t.untyped_storage()
-            key = st.data_ptr()
+            try:
+                st = t.untyped_storage()
+                key = st.data_ptr()
+            except (RuntimeError, NotImplementedError):  # wrapper subclasses (DTensor): their local tensors count
+                continue
             if key in self.baseline or key in self._tracked or st.nbytes() == 0:
                 continue
             ref = weakref.ref(st, lambda _r, k=key: self._freed(k))
-            self._tracked[key] = (st.nbytes(), ref)
+            label = f"{func.__name__}{tuple(t.shape)}" if self.detail else ""
+            self._tracked[key] = (st.nbytes(), ref, label)
             self.live += st.nbytes()
             if self.live > self.peak:
                 self.peak = self.live
+                self.peak_members = {k: v[0] for k, v in self._tracked.items()}
+                if self.detail:
+                    self.peak_detail = sorted(((n, lab) for n, _, lab in self._tracked.values()), reverse=True)[:16]
         return out
+
+
+def peak_without(tracker: LiveTensorTracker, tensors) -> int:
+    """The tracker's peak less the tensors among ``tensors`` that were part of it (a cache grown in the pass)."""
+    keys = set()
+    for t in tensors:
+        try:
+            keys.add(t.untyped_storage().data_ptr())
+        except (RuntimeError, NotImplementedError):
+            continue
+    return tracker.peak - sum(n for k, n in tracker.peak_members.items() if k in keys)
 
 
 def rss_bytes() -> dict[str, int]:

@@ -200,8 +200,11 @@ def moe_mlp(m: RankModel, layer: int, x: torch.Tensor, moe_group) -> torch.Tenso
         xe = flat[token]
         h = F.silu(xe @ gate[j].T, inplace=True)
         h.mul_(xe @ up[j].T)
+        del xe
         y = (h @ down[j].T).mul_(top_w[token, slot, None])
+        del h
         out.index_add_(0, token, y)
+        del y, token, slot
     return _all_reduce(out, moe_group).view(b, t, hsz)
 
 

@@ -67,7 +67,8 @@ class RankWorker:
         self.result.update({"setup_s": time.time() - t0})
         return {"rank": self.rank, "setup_s": self.result["setup_s"]}
 
-    def load(self, checkpoint_dir: str, rope_theta: float, rms_eps: float, norm_topk_prob: bool) -> dict:
+    def load(self, checkpoint_dir: str, rope_theta: float, rms_eps: float, norm_topk_prob: bool,
+             backend: str = "torch") -> dict:
         """Read this rank's slices of the checkpoint and count the bytes held."""
         from launch.checkpoint import CheckpointReader
 
@@ -76,6 +77,15 @@ class RankWorker:
 
         self._maybe_fault("load")
         t0 = time.time()
+        self.backend = backend
+        if backend == "transformers":
+            from .backends.hf_tp import hf_param_bytes, load_hf_tp
+
+            self.hf_model = load_hf_tp(checkpoint_dir, self.layout.tp, self.layout.ep)
+            self.result["weights"] = hf_param_bytes(self.hf_model)
+            self.result["load_s"] = time.time() - t0
+            self.result.update({f"after_load_{k}": v for k, v in rss_bytes().items()})
+            return {"rank": self.rank, "weights": self.result["weights"], "load_s": self.result["load_s"]}
         self.model = RankModel(self.spec, self.layout, self.coords, rms_eps=rms_eps, rope_theta=rope_theta,
                                norm_topk_prob=norm_topk_prob)
         reader = CheckpointReader(checkpoint_dir)
@@ -95,6 +105,50 @@ class RankWorker:
         self.result.update({f"after_load_{k}": v for k, v in rss_bytes().items()})
         return {"rank": self.rank, "weights": self.result["weights"], "load_s": self.result["load_s"]}
 
+    def forward_hf(self, prompt: list[list[int]], decode_steps: int) -> dict:
+        """transformers: prefill (logits of the last position only, as ``generate`` does) and greedy decode
+        with a DynamicCache; activation peak tracked over the prefill."""
+        import torch
+        from transformers import DynamicCache
+
+        from .backends.hf_tp import hf_cache_bytes
+        from .measure import LiveTensorTracker, peak_without, rss_bytes
+
+        t0 = time.time()
+        model = self.hf_model
+        tokens = torch.tensor(prompt, dtype=torch.long)
+        batch, length = tokens.shape
+        cache = DynamicCache(config=model.config)
+        params = [p.to_local() if hasattr(p, "to_local") else p for p in model.parameters()]
+        step_logits, generated = [], []
+        with torch.no_grad():
+            for step in range(decode_steps + 1):
+                pos = torch.arange(length if step == 0 else 1) + (0 if step == 0 else length + step - 1)
+                tracker = LiveTensorTracker(baseline=params, detail=bool(os.environ.get("SHARDSIM_TRACK_DETAIL")))
+                if step == 0:
+                    with tracker:
+                        out = model(input_ids=tokens, past_key_values=cache, use_cache=True,
+                                    position_ids=pos[None].expand(batch, -1), logits_to_keep=1)
+                    # DynamicCache grows by torch.cat inside the pass: its tensors are KV cache, not activations.
+                    cache_tensors = [t for layer in cache.layers for t in (layer.keys, layer.values) if t is not None]
+                    self.result["activations"] = peak_without(tracker, cache_tensors)
+                    if tracker.detail:
+                        self.result["activation_peak_detail"] = tracker.peak_detail
+                else:
+                    out = model(input_ids=tokens, past_key_values=cache, use_cache=True,
+                                position_ids=pos[None].expand(batch, -1))
+                last = out.logits[:, -1].float()
+                step_logits.append(last)
+                tokens = last.argmax(dim=-1, keepdim=True)
+                generated.append([int(t) for t in tokens.view(-1).tolist()])
+                cache = out.past_key_values
+        self.result["kv_cache"] = hf_cache_bytes(cache)
+        self.result["forward_s"] = time.time() - t0
+        self.result.update(rss_bytes())
+        leader = self.coords.tp_rank == 0 and self.coords.dp_rank == 0
+        return {"rank": self.rank, "logits": torch.stack(step_logits, dim=1) if leader else None,
+                "generated": generated, "forward_s": self.result["forward_s"]}
+
     def forward(self, prompt: list[list[int]], context: int, decode_steps: int, block_size: int) -> dict:
         """Prefill the prompt, then greedy decode steps; the activation peak is tracked over the prefill."""
         import torch
@@ -104,6 +158,8 @@ class RankWorker:
         from .shard_model import embed, logits, stage_forward
 
         self._maybe_fault("forward")
+        if getattr(self, "backend", "torch") == "transformers":
+            return self.forward_hf(prompt, decode_steps)
         t0 = time.time()
         m, g = self.model, self.groups
         dev = "cuda" if self.device == "cuda" else "cpu"
@@ -115,7 +171,8 @@ class RankWorker:
         pos0 = 0
         hidden = m.spec.hidden_size
         for step in range(decode_steps + 1):
-            tracker = LiveTensorTracker(baseline=m.weight_tensors() + [t for pair in m.kv for t in pair])
+            tracker = LiveTensorTracker(baseline=m.weight_tensors() + [t for pair in m.kv for t in pair],
+                                        detail=bool(os.environ.get("SHARDSIM_TRACK_DETAIL")))
             if dev == "cuda":
                 torch.cuda.reset_peak_memory_stats()
                 base_alloc = torch.cuda.memory_allocated()
@@ -137,6 +194,8 @@ class RankWorker:
                 if step == 0:
                     tracker.__exit__(None, None, None)
                     self.result["activations"] = tracker.peak
+                    if tracker.detail:
+                        self.result["activation_peak_detail"] = tracker.peak_detail
                     if dev == "cuda":
                         self.result["cuda_peak_activation"] = torch.cuda.max_memory_allocated() - base_alloc
             next_tokens = out.argmax(dim=-1) if out is not None else torch.zeros(batch, dtype=torch.long, device=dev)

@@ -207,6 +207,7 @@ def validate(
     layers: Annotated[Optional[int], typer.Option("--layers", help="keep the full width and the first K decoder layers")] = None,
     checkpoint: Annotated[Optional[str], typer.Option("--checkpoint", help="a real HF checkpoint directory [default: write a seeded one]")] = None,
     timeout: Annotated[float, typer.Option("--timeout", help="seconds allowed per phase")] = 300.0,
+    run_dir: Annotated[Optional[str], typer.Option("--run-dir", help="where results.jsonl goes [default: build/runs/<time>-<model>-<layout>]")] = None,
     inject_fault: Annotated[Optional[str], typer.Option("--inject-fault", hidden=True, help="RANK:PHASE kills that rank's worker")] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -215,7 +216,7 @@ def validate(
 
     code = run_validate(model=model, config=config, tp=tp, pp=pp, dp=dp, ep=ep, zero=zero, backend=backend,
                         address=address, device=device, batch=batch, context=context, decode_steps=decode_steps,
-                        layers=layers, checkpoint=checkpoint, timeout=timeout, inject_fault=inject_fault,
+                        layers=layers, checkpoint=checkpoint, timeout=timeout, inject_fault=inject_fault, run_dir=run_dir,
                         as_json=as_json, console=None if as_json else _console(), argv=sys.argv)
     if code:
         raise typer.Exit(code)

@@ -39,6 +39,11 @@ NCCL_RING_PEERS = 2
 RUNTIME_UNCERTAINTY = 0.5
 ACTIVATION_UNCERTAINTY = 0.25
 
+# --- Quantized weight storage -----------------------------------------------------------------------------
+FP8_SCALE_BYTES = 4     # block scales held in float32 (vLLM quantization/fp8.py, Fp8LinearMethod.create_weights)
+GROUP_SCALE_BYTES = 2   # fp16 group scales (AutoGPTQ / AutoAWQ layouts; vLLM gptq.py, awq.py)
+PACKED_INT_BYTES = 4    # int32 words holding 32/bits quantized values or zeros (same sources)
+
 # --- Inference defaults -------------------------------------------------------------------------------------
 KV_BLOCK_TOKENS = 16          # vLLM's default --block-size (vllm/config/cache.py)
 PREFILL_CHUNK_TOKENS = 8192   # default --prefill-chunk: vLLM V1 max_num_batched_tokens for online serving

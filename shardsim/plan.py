@@ -23,7 +23,7 @@ from .constants import (
 )
 from .errors import ShardsimError
 from .layout import Layout, RankCoords, rank_coords, shard_of, stage_ranges, validate_layout
-from .memory.activations import activation_peak_bytes, activation_peak_eager
+from .memory.activations import activation_peak_bytes, activation_peak_eager, activation_peak_hf
 from .memory.allocator import reserved_for
 from .memory.kv_cache import kv_bytes_per_token_per_layer, kv_tokens_allocated
 from .memory.runtime import RuntimeBytes, runtime_bytes
@@ -45,7 +45,8 @@ class Workload(BaseModel):
     quant: QuantConfig | None = None  # None: the checkpoint's own quantization_config
     kv_dtype: str = "bf16"
     block_size: int = KV_BLOCK_TOKENS
-    kernels: str = "fused"  # fused (vLLM/SGLang kernels) or eager (HF transformers / shardsim's torch backend)
+    kernels: str = "fused"  # fused (vLLM/SGLang kernels), eager (shardsim's torch backend) or hf (transformers)
+    expert_tokens: int | None = None  # eager MoE: tokens one expert gets at most (None: all T, the bound)
 
     def checked(self) -> "Workload":
         if not 1 <= self.context <= MAX_CONTEXT_TOKENS:
@@ -56,8 +57,8 @@ class Workload(BaseModel):
             raise ShardsimError(f"--prefill-chunk {self.prefill_chunk} is out of range; accepted: 1 … {MAX_CONTEXT_TOKENS:,}")
         if not 1 <= self.block_size <= 4096:
             raise ShardsimError(f"--block-size {self.block_size} is out of range; accepted: 1 … 4096")
-        if self.kernels not in ("fused", "eager"):
-            raise ShardsimError(f"kernels {self.kernels!r} is not known; accepted: fused, eager")
+        if self.kernels not in ("fused", "eager", "hf"):
+            raise ShardsimError(f"kernels {self.kernels!r} is not known; accepted: fused, eager, hf")
         canonical_dtype(self.dtype)
         canonical_dtype(self.kv_dtype, ("bf16", "fp16", "fp32", "fp8"))
         return self
@@ -178,7 +179,12 @@ class Planner:
         self.kv_bytes = DTYPE_BYTES[canonical_dtype(workload.kv_dtype, ("bf16", "fp16", "fp32", "fp8"))]
         self.prefill_chunk = workload.prefill_chunk
         self.block_size = workload.block_size
-        self.activation_fn = activation_peak_eager if workload.kernels == "eager" else activation_peak_bytes
+        if workload.kernels in ("eager", "hf"):
+            expert_tokens = workload.expert_tokens
+            fn = activation_peak_eager if workload.kernels == "eager" else activation_peak_hf
+            self.activation_fn = lambda *args: fn(*args, expert_tokens=expert_tokens)
+        else:
+            self.activation_fn = activation_peak_bytes
         self.wm = weight_model(spec, self.dtype, self.quant)
         # Shared by every Planner of this model and weight format: a stage is sized once per layout.
         self._stages: dict[tuple, tuple] = self.wm.cache.setdefault(("stages", self.kv_bytes), {})

@@ -16,12 +16,9 @@ groups = ceil(in / group_size), or 1 with group_size -1 (one group per output ch
 
 from __future__ import annotations
 
+from .constants import FP8_SCALE_BYTES, GROUP_SCALE_BYTES, PACKED_INT_BYTES
 from .models import QuantConfig
 from .units import DTYPE_BYTES, ceil_div
-
-FP8_SCALE_BYTES = 4  # float32 block scales in memory (vLLM fp8.py)
-GROUP_SCALE_BYTES = 2  # fp16 group scales (GPTQ / AWQ)
-PACKED_INT_BYTES = 4  # int32 words holding 32/bits quantized values
 
 QUANT_CHOICES = ("none", "fp8", "int8", "int4")
 

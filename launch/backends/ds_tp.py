@@ -20,20 +20,35 @@ import torch
 
 DEFAULT_EXT_DIR = "/work/main/build/torch_extensions"
 
-# How AutoTP (deepspeed 0.19.8) shards each Qwen3 tensor (inference, no partition_config):
+# How AutoTP (deepspeed 0.19.8) shards each Qwen3 tensor (inference, no partition_config); sizes follow
+# deepspeed.module_inject.tp_shard.get_shard_size, reproduced by autotp_shard_size() below:
 SHARDING = {
     "model.embed_tokens.weight": "replicated (outside the decoder layers; never touched)",
-    "self_attn.q_proj/k_proj/v_proj.weight": "LinearLayer: dim 0 split by KV-head groups: "
-    "rank r gets total*kv_r//n_kv rows, kv_r = n_kv//tp + (r < n_kv%tp)",
-    "self_attn.o_proj.weight": "LinearAllreduce: dim 1 split by the same KV-head rule",
+    "self_attn.q_proj/k_proj/v_proj.weight": "LinearLayer, dim 0, by KV-head groups: rank r gets "
+    "total*kv_r//n_kv rows, kv_r = n_kv//tp + (r < n_kv%tp). tp > n_kv is accepted: ranks >= n_kv get 0 rows "
+    "(no attention, no KV cache)",
+    "self_attn.o_proj.weight": "LinearAllreduce, dim 1, same KV-head rule",
     "self_attn.q_norm/k_norm, input/post_attention_layernorm, model.norm": "replicated",
-    "mlp.gate_proj/up_proj.weight": "LinearLayer: dim 0, near-even split (n//tp + (r < n%tp))",
-    "mlp.down_proj.weight": "LinearAllreduce: dim 1, near-even split",
-    "lm_head.weight": "LmHeadLinearAllreduce: dim 1 (hidden) near-even split; a tied lm_head is cloned "
-    "first, so the embedding stays whole and replicated and the head shard is separate",
+    "mlp.gate_proj/up_proj.weight": "LinearLayer, dim 0, grain rule (tp_grain_size=64)",
+    "mlp.down_proj.weight": "LinearAllreduce, dim 1, grain rule",
+    "lm_head.weight": "LmHeadLinearAllreduce, dim 1 (hidden), grain rule; a tied lm_head is cloned first, "
+    "so the embedding stays whole/replicated and the head shard is an extra tensor",
     "MoE mlp.gate (router, Qwen3MoeTopKRouter)": "replicated",
     "MoE mlp.experts.gate_up_proj/down_proj (3-D params)": "replicated (AutoTP only replaces nn.Linear)",
 }
+
+
+def autotp_shard_size(total: int, tp: int, rank: int, *, kind: str, n_kv: int | None = None, grain: int = 64) -> int:
+    """Rows/cols of a dimension of size ``total`` that AutoTP gives TP rank ``rank``.
+    kind: "attn" (q/k/v/o projections: KV-head rule) or "other" (mlp, lm_head: grain rule)."""
+    if kind == "attn" and n_kv is not None and total % n_kv == 0:
+        kv_r = n_kv // tp + (1 if rank < n_kv % tp else 0)
+        return total * kv_r // n_kv
+    if total >= grain:
+        g, rem = divmod(total, grain)
+        size = (g // tp + (1 if rank < g % tp else 0)) * grain
+        return size + (rem if rank == tp - 1 else 0)
+    return total // tp + (1 if rank < total % tp else 0)
 
 
 def _prepare_env() -> None:
@@ -157,6 +172,18 @@ def zero3_param_bytes(engine_or_model) -> int:
             t = p
         seen[id(t)] = t.numel() * t.element_size()
     return sum(seen.values())
+
+
+def zero3_resident_param_bytes(engine_or_model) -> int:
+    """ds_tensor partitions + full copies currently materialised in param.data (after a forward these are
+    the ds_persist params: ds_numel <= stage3_param_persistence_threshold (default 1e5), kept gathered on
+    every rank; the others are released back to an empty placeholder)."""
+    model = getattr(engine_or_model, "module", engine_or_model)
+    tot = zero3_param_bytes(model)
+    for p in model.parameters():
+        if getattr(p, "ds_tensor", None) is not None and p.data.numel() > 0:
+            tot += p.data.numel() * p.data.element_size()
+    return tot
 
 
 def zero3_param_numel_unpadded(engine_or_model) -> int:

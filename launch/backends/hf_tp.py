@@ -23,6 +23,18 @@ Sharding applied by transformers 5.23 (see ``transformers/distributed/tensor_par
   MoE (ep_size>1): experts.gate_up_proj / down_proj "grouped_gemm" Shard(0) on the EP mesh
                   -> [E/ep, 2I, H] and [E/ep, H, I] (whole experts, NOT tensor-sharded); dense part still TP.
 torch's Shard uses torch.chunk semantics: chunk = ceil(n/tp); rank r gets max(0, min(chunk, n - r*chunk)).
+
+Notes (measured with transformers 5.23 / torch 2.13 CPU / gloo):
+  * the embedding is vocab-sharded only because DistributedMixin.init_parallel_plans prepends
+    {"embed_tokens": "embedding_rowwise"} whenever the TP plan is non-empty.
+  * tied embeddings (tie_word_embeddings=True): lm_head and embed_tokens stay ONE tensor, Shard(0) [V/tp, H].
+  * tp > num_key_value_heads is NOT refused at load: k/v_proj are cut mid-head (e.g. kv=2, d=64, tp=4 ->
+    [32, H]) and the first forward fails with
+    RuntimeError: shape '[2, 16, -1, 64]' is invalid for input of size 1024.  KV heads are never replicated.
+  * ep: needs ep % tp == 0 and (fsdp*tp) % ep == 0. EP-only with replicated dense layers (tp_plan={}) raises
+    "`tp_size=2` was requested, but `Qwen3MoeForCausalLM` has no `tp_plan`...".
+  * on CPU the Shard(0) local tensors are views of the mmapped full checkpoint tensor (storage = full size);
+    load_hf_tp(materialize=True) clones them so storage == shard.
 """
 
 from __future__ import annotations
@@ -133,6 +145,7 @@ def run_hf(
     *,
     cache: str = "dynamic",
     return_cache: bool = False,
+    decode_tokens: torch.LongTensor | None = None,
 ):
     """Prefill ``input_ids`` [B, T] then ``decode_steps`` greedy steps with a KV cache.
 
@@ -140,6 +153,9 @@ def run_hf(
     return_cache=True, also the cache object as a third element. cache: "dynamic" (DynamicCache,
     grows by torch.cat every step) or "static" (StaticCache pre-allocated to T + decode_steps).
     All ranks must call this with identical input_ids (TP ranks share the batch).
+    decode_tokens [B, decode_steps] (optional): feed these tokens instead of the greedy argmax (teacher
+    forcing), so that runs under different sharding can be compared step by step even when bf16 noise
+    flips a near-tied argmax.
     """
     from transformers import DynamicCache, StaticCache
 
@@ -158,6 +174,8 @@ def run_hf(
     nxt = prefill_logits[:, -1].argmax(-1, keepdim=True)
     decode = []
     for i in range(decode_steps):
+        if decode_tokens is not None:
+            nxt = decode_tokens[:, i : i + 1]
         p = torch.full((B, 1), T + i, dtype=torch.long)
         out = model(input_ids=nxt, past_key_values=past, use_cache=True, position_ids=p)
         lg = out.logits[:, -1].float()

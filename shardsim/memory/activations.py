@@ -81,15 +81,18 @@ def activation_peak(spec: ModelSpec, tp: int, etp: int, tokens: int, batch: int,
 
 
 def activation_peak_eager(spec: ModelSpec, tp: int, etp: int, tokens: int, batch: int, has_moe: bool,
-                          has_dense: bool, is_last_stage: bool, act_bytes: int = ACTIVATION_BYTES) -> int:
+                          has_dense: bool, is_last_stage: bool, act_bytes: int = ACTIVATION_BYTES,
+                          expert_tokens: int | None = None) -> int:
     """Peak live bytes of the eager (unfused) forward of shardsim's torch backend, ``launch/shard_model.py``.
 
     Derived op by op from that code (HF ``modeling_qwen3.py`` math, no fused kernels), T tokens, a bytes:
     rotary cos/sin 2·T·hd·a for the stage; RMSNorm upcasts to fp32 (T·H·4 transient);
     attention phase: the layer input and its norm 2·T·H·a, plus q, k, v and, while q is normed and rotated,
     three more q-sized tensors: T·hd·a·max(4q + 2kv, q + 5kv); MLP phase: input, new hidden and norm 3·T·H·a plus
-    gate and up 2·T·(I/tp)·a (SiLU and the product in place); MoE phase: 3·T·H·a plus the output buffer T·H·a,
-    top-k 12·T·k and the router's bf16 and two fp32 T·E copies; logits phase (last stage): T·H·a plus
+    gate and up 2·T·(I/tp)·a (SiLU and the product in place); MoE phase: 3·T·H·a plus either the router's bf16
+    and two fp32 T·E copies, or the output buffer T·H·a, top-k ids and weights T·k·(12 + a) and one expert's
+    tokens, SwiGLU and down output n·(2H + I_e)·a with n ≤ T (bounded by n = T: random routers send most tokens
+    to a few experts); logits phase (last stage): T·H·a plus
     batch·(V/tp)·(a+4), or with tp > 1 batch·(V/tp)·4 + 2·batch·V·4 for the all-gather and its concatenation.
     """
     h, hd, a, t = spec.hidden_size, spec.head_dim, act_bytes, tokens
@@ -100,10 +103,51 @@ def activation_peak_eager(spec: ModelSpec, tp: int, etp: int, tokens: int, batch
     if has_dense:
         phases.append(3 * t * h * a + 2 * t * (spec.intermediate_size // tp) * a)
     if has_moe:
-        e, k = spec.num_experts, spec.num_experts_per_tok
-        phases.append(3 * t * h * a + max(t * e * (a + 8), t * h * a + 12 * t * k))
+        e, k, mi = spec.num_experts, spec.num_experts_per_tok, spec.moe_intermediate_size // etp
+        # Router: bf16 logits, their fp32 copy and the softmax. Experts: output buffer, top-k ids/weights, and
+        # for the expert being computed its tokens, their SwiGLU and the down output: n·(2H + I_e)·a with n ≤ T
+        # tokens routed to that expert (the bound: every token picks it).
+        n = t if expert_tokens is None else min(t, expert_tokens)
+        phases.append(3 * t * h * a + max(t * e * (a + 8), t * h * a + t * k * (12 + a) + n * (2 * h + mi) * a))
     if is_last_stage:
         v_local = -(-spec.vocab_size // tp)
         gather = batch * v_local * 4 + 2 * batch * spec.vocab_size * 4 if tp > 1 else 0
         phases.append(t * h * a + max(batch * v_local * (a + 4), gather))
+    return rope + max(phases)
+
+
+def activation_peak_hf(spec: ModelSpec, tp: int, etp: int, tokens: int, batch: int, has_moe: bool,
+                       has_dense: bool, is_last_stage: bool, act_bytes: int = ACTIVATION_BYTES,
+                       expert_tokens: int | None = None) -> int:
+    """Peak live bytes of a Hugging Face transformers forward (``modeling_qwen3.py`` / ``modeling_qwen3_moe.py``,
+    SDPA attention, tensor parallel hooks), derived from that code, T tokens, a bytes, KV cache excluded:
+
+    rotary cos/sin 2·T·hd·a; ``Qwen3RMSNorm`` holds an fp32 copy and its square, 2·T·H·4, beside the layer input
+    and the residual; attention: input and normed input 2·T·H·a, and while q is normed (fp32 copy and square)
+    and rotated (q·cos, rotate_half, ·sin) up to five q-sized and two kv-sized tensors, or while k is normed one
+    q and six kv: T·hd·a·max(5q + 2kv, q + 6kv); ``Qwen3MLP``: layer input, residual, attention output and normed
+    input 4·T·H·a, plus act(gate(x)), up(x) and their product 3·T·(I/tp)·a; ``Qwen3MoeSparseMoeBlock`` with
+    transformers' default ``grouped_mm`` experts (``integrations/moe.py``, ``grouped_mm_experts_forward``): the
+    same 4·T·H·a plus either the router (bf16 logits and fp32 probabilities T·E·(a + 4)) or, for the S = T·k
+    token-expert pairs sorted by expert, the gathered inputs, their masked copy, the down output and its
+    weighted copy 4·S·H·a, or, earlier, two of them beside the gate/up and gated outputs S·(2H + 3·I_e)·a, plus
+    sort ids and weights S·(16 + a) (routing-independent: every pair is computed); logits (last stage, last position only as ``generate`` asks): T·H·a plus local, gathered and
+    concatenated bf16 logits and the fp32 copy, batch·((V/tp)·a + 2·V·a + V·4).
+    """
+    h, hd, a, t = spec.hidden_size, spec.head_dim, act_bytes, tokens
+    q = spec.num_heads // tp
+    kv = kv_heads_per_rank(spec.num_kv_heads, tp)
+    rope = 2 * t * hd * a
+    phases = [2 * t * h * a + 2 * t * h * 4, 2 * t * h * a + t * hd * a * max(5 * q + 2 * kv, q + 6 * kv)]
+    if has_dense:
+        phases.append(4 * t * h * a + 3 * t * (spec.intermediate_size // tp) * a)
+    if has_moe:
+        e, k, mi = spec.num_experts, spec.num_experts_per_tok, spec.moe_intermediate_size // etp
+        s_rows = t * k  # token-expert pairs, all processed at once by grouped_mm
+        experts = s_rows * a * max(4 * h, 2 * h + 3 * mi) + s_rows * (16 + a)
+        phases.append(4 * t * h * a + max(t * e * (a + 4), experts))
+    if is_last_stage:
+        v_local = -(-spec.vocab_size // tp)
+        gathered = 2 * spec.vocab_size * a if tp > 1 else 0
+        phases.append(t * h * a + batch * (v_local * a + gathered + spec.vocab_size * 4))
     return rope + max(phases)
