@@ -102,17 +102,18 @@ class ResultsFile:
 def predict(spec, layout, context: int, batch: int, prompt_len: int, backend: str = "torch") -> dict[int, dict]:
     """Per-rank prediction of the terms a validation run measures, with the eager kernels of the backend.
 
-    KV: the torch backend allocates whole 16-token pages; transformers' DynamicCache grows to exactly the
-    tokens seen (page size 1). Activations: for MoE stages the peak depends on how many tokens the router sends
-    to one expert, which no planner can know; ``activations`` assumes every token can (the bound a capacity plan
-    needs) and ``activations_low`` a perfectly balanced router (T·k/E tokens per expert).
+    KV: the torch backend allocates whole 16-token pages; transformers' DynamicCache (also under DeepSpeed ZeRO-3,
+    which runs the transformers model with its own kernels) grows to exactly the tokens seen (page size 1).
+    Activations: for MoE stages the peak depends on how many tokens the router sends to one expert, which no
+    planner can know; ``activations`` assumes every token can (the bound a capacity plan needs) and
+    ``activations_low`` a perfectly balanced router (T·k/E tokens per expert).
     """
     from shardsim.layout import rank_coords
     from shardsim.plan import Planner, Workload
 
-    block = 1 if backend == "transformers" else 16
-    workload = Workload(context=context, batch=batch, prefill_chunk=prompt_len,
-                        kernels="hf" if backend == "transformers" else "eager",
+    hf = backend in ("transformers", "deepspeed")  # DeepSpeed ZeRO-3 runs the transformers model as it is
+    block = 1 if hf else 16
+    workload = Workload(context=context, batch=batch, prefill_chunk=prompt_len, kernels="hf" if hf else "eager",
                         block_size=block).checked()
     planner = Planner(spec, layout, workload)
     tokens = prompt_len * batch
@@ -125,6 +126,8 @@ def predict(spec, layout, context: int, batch: int, prompt_len: int, backend: st
         low, _ = low_planner.rank_bytes(coords, context, batch)
         out[rank] = {"weights": rb.weights, "kv_cache": rb.kv_cache, "activations": rb.activations,
                      "activations_low": low.activations}
+        if rb.zero_gather:  # ZeRO-3: parameters gathered for the forward (reported, not compared)
+            out[rank]["zero_gather"] = rb.zero_gather
     return out
 
 

@@ -210,7 +210,9 @@ def run(req: ValidateRequest, spec, layout, quiet: bool = False) -> dict:
         rows, ok = compare(o["predicted"], o["measured"]) if o["measured"] else ({}, False)
         meas = o["measured"]
         ranks.append({"rank": r, "predicted": o["predicted"],
-                      "measured": {k: meas.get(k) for k in ("weights", "kv_cache", "activations", "rss_anon", "rss_file")},
+                      "measured": {k: meas.get(k) for k in ("weights", "kv_cache", "activations", "rss_anon", "rss_file",
+                                                             "zero_gather", "cuda_max_allocated", "cuda_reserved", "cuda_used")
+                                   if k in meas or k in ("weights", "kv_cache", "activations", "rss_anon", "rss_file")},
                       "comparison": rows, "ok": ok, "error": failed.get(r)})
         passed &= ok
     record["ranks"] = ranks

@@ -220,8 +220,12 @@ def layer_forward(m: RankModel, layer: int, slot: int, h: torch.Tensor, pos0: in
     return h.add_(mlp)
 
 
-def stage_forward(m: RankModel, h: torch.Tensor, pos0: int, groups: Groups) -> torch.Tensor:
-    """The decoder layers of this stage on hidden states h [B, T, H] at positions pos0 … pos0+T-1."""
+def stage_forward(m: RankModel, owned: list, pos0: int, groups: Groups) -> torch.Tensor:
+    """The decoder layers of this stage on hidden states h [B, T, H] at positions pos0 … pos0+T-1.
+
+    ``owned`` is a one-element list holding h: the function takes the caller's only reference, so the stage
+    input is freed as soon as the first layer has produced its successor (as in an engine's forward)."""
+    h = owned.pop()
     t = h.shape[1]
     cos, sin = rotary(torch.arange(pos0, pos0 + t), m.spec.head_dim, m.rope_theta, h.dtype)
     first, last = m.layers

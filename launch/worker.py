@@ -6,6 +6,7 @@ The driver wraps ``RankWorker`` in a Ray actor (one per rank) and calls its phas
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import time
@@ -86,6 +87,16 @@ class RankWorker:
             self.result["load_s"] = time.time() - t0
             self.result.update({f"after_load_{k}": v for k, v in rss_bytes().items()})
             return {"rank": self.rank, "weights": self.result["weights"], "load_s": self.result["load_s"]}
+        if backend == "deepspeed":
+            from .backends.ds_tp import load_zero3, zero3_param_bytes
+
+            # ZeRO-3 inference: every rank loads the full model, deepspeed.initialize partitions each parameter
+            # over the dp ranks (the process group set up above is reused) and frees the full copies.
+            self.ds_engine = load_zero3(checkpoint_dir)
+            self.result["weights"] = zero3_param_bytes(self.ds_engine)
+            self.result["load_s"] = time.time() - t0
+            self.result.update({f"after_load_{k}": v for k, v in rss_bytes().items()})
+            return {"rank": self.rank, "weights": self.result["weights"], "load_s": self.result["load_s"]}
         self.model = RankModel(self.spec, self.layout, self.coords, rms_eps=rms_eps, rope_theta=rope_theta,
                                norm_topk_prob=norm_topk_prob)
         reader = CheckpointReader(checkpoint_dir)
@@ -145,7 +156,62 @@ class RankWorker:
         self.result["kv_cache"] = hf_cache_bytes(cache)
         self.result["forward_s"] = time.time() - t0
         self.result.update(rss_bytes())
-        leader = self.coords.tp_rank == 0 and self.coords.dp_rank == 0
+        leader = self.coords.tp_rank == 0  # one leader per DP replica
+        return {"rank": self.rank, "logits": torch.stack(step_logits, dim=1) if leader else None,
+                "generated": generated, "forward_s": self.result["forward_s"]}
+
+    def forward_ds(self, prompt: list[list[int]], decode_steps: int) -> dict:
+        """DeepSpeed ZeRO-3: as ``forward_hf`` (prefill keeping the last position's logits, greedy decode with a
+        DynamicCache) through the engine, whose hooks all-gather each module's parameters before it runs and free
+        them after. Every rank runs the same prompt (its own DP replica) and returns its logits.
+
+        Activations: the prefill's live-tensor peak without the cache tensors and without the gathered
+        parameters: storages allocated inside DeepSpeed's ``fetch_sub_module`` are booked apart, and their peak
+        is reported as ``zero_gather`` (``launch/backends/ds_tp.py``, ``ZeroGatherTracker``)."""
+        import torch
+        from transformers import DynamicCache
+
+        from .backends.ds_tp import GatheredParams, track_zero3_gathers, zero3_partitions, zero3_tracker
+        from .backends.hf_tp import hf_cache_bytes
+        from .measure import peak_without, rss_bytes
+
+        t0 = time.time()
+        engine = self.ds_engine
+        config = engine.module.config
+        tokens = torch.tensor(prompt, dtype=torch.long)
+        batch, length = tokens.shape
+        cache = DynamicCache(config=config)
+        probe = GatheredParams(engine)
+        step_logits, generated = [], []
+        with torch.no_grad():
+            for step in range(decode_steps + 1):
+                pos = torch.arange(length if step == 0 else 1) + (0 if step == 0 else length + step - 1)
+                kwargs = dict(input_ids=tokens, past_key_values=cache, use_cache=True,
+                              position_ids=pos[None].expand(batch, -1))
+                if step == 0:
+                    tracker = zero3_tracker(baseline=zero3_partitions(engine),
+                                            detail=bool(os.environ.get("SHARDSIM_TRACK_DETAIL")))
+                    with track_zero3_gathers(tracker, probe), tracker:
+                        out = engine(**kwargs, logits_to_keep=1)
+                    cache_tensors = [t for layer in cache.layers for t in (layer.keys, layer.values) if t is not None]
+                    self.result["activations"] = peak_without(tracker, cache_tensors)
+                    self.result["zero_gather"] = tracker.gather_peak
+                    self.result["zero_gather_params_prefill"] = probe.peak
+                    if tracker.detail:
+                        self.result["activation_peak_detail"] = tracker.peak_detail
+                else:
+                    with track_zero3_gathers(None, probe):
+                        out = engine(**kwargs)
+                last = out.logits[:, -1].float()
+                step_logits.append(last)
+                tokens = last.argmax(dim=-1, keepdim=True)
+                generated.append([int(t) for t in tokens.view(-1).tolist()])
+                cache = out.past_key_values
+        self.result["zero_gather_params_max"] = probe.peak  # over the prefill and the decode steps
+        self.result["kv_cache"] = hf_cache_bytes(cache)
+        self.result["forward_s"] = time.time() - t0
+        self.result.update(rss_bytes())
+        leader = self.coords.tp_rank == 0  # tp = 1: every rank is the leader of its DP replica
         return {"rank": self.rank, "logits": torch.stack(step_logits, dim=1) if leader else None,
                 "generated": generated, "forward_s": self.result["forward_s"]}
 
@@ -160,6 +226,8 @@ class RankWorker:
         self._maybe_fault("forward")
         if getattr(self, "backend", "torch") == "transformers":
             return self.forward_hf(prompt, decode_steps)
+        if getattr(self, "backend", "torch") == "deepspeed":
+            return self.forward_ds(prompt, decode_steps)
         t0 = time.time()
         m, g = self.model, self.groups
         dev = "cuda" if self.device == "cuda" else "cpu"
@@ -178,13 +246,17 @@ class RankWorker:
                 base_alloc = torch.cuda.memory_allocated()
             with torch.no_grad():
                 if step == 0:
+                    gc.collect()
+                    gc.disable()  # frees happen by reference counting only: the tracked peak is deterministic
                     tracker.__enter__()
                 if m.is_first:
                     h = embed(m, tokens, g.tp)
                 else:
                     h = torch.empty(batch, tokens.shape[1], hidden, dtype=torch.bfloat16, device=dev)
                     dist.recv(h, src=g.prev_stage_rank)
-                h = stage_forward(m, h, pos0, g)
+                owned = [h]
+                del h  # stage_forward takes the only reference, so the stage input is freed when it is consumed
+                h = stage_forward(m, owned, pos0, g)
                 if not m.is_last:
                     dist.send(h, dst=g.next_stage_rank)
                     out = None
@@ -193,13 +265,14 @@ class RankWorker:
                 del h
                 if step == 0:
                     tracker.__exit__(None, None, None)
+                    gc.enable()
                     self.result["activations"] = tracker.peak
                     if tracker.detail:
                         self.result["activation_peak_detail"] = tracker.peak_detail
                     if dev == "cuda":
                         self.result["cuda_peak_activation"] = torch.cuda.max_memory_allocated() - base_alloc
             next_tokens = out.argmax(dim=-1) if out is not None else torch.zeros(batch, dtype=torch.long, device=dev)
-            if out is not None and self.coords.tp_rank == 0 and self.coords.dp_rank == 0:
+            if out is not None and self.coords.tp_rank == 0:  # one leader per DP replica
                 step_logits.append(out.cpu())
             dist.broadcast(next_tokens, src=g.last_stage_leader)
             generated.append([int(t) for t in next_tokens.tolist()])

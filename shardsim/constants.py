@@ -51,6 +51,10 @@ ACTIVATION_BYTES = 2          # bf16 hidden states in inference
 LOGITS_BYTES = 4              # logits are upcast to fp32 before sampling (vLLM LogitsProcessor / HF generate)
 ROUTER_LOGITS_BYTES = 4       # MoE router logits in fp32 (vLLM fused_moe topk softmax)
 
+# DeepSpeed ZeRO-3 prefetches up to this many parameter elements ahead of the module being run
+# (stage3_prefetch_bucket_size default 5e7, deepspeed/runtime/zero/config.py).
+ZERO3_PREFETCH_BUCKET_ELEMENTS = 50_000_000
+
 # --- Sanity limits for user input ------------------------------------------------------------------------------
 MAX_CONTEXT_TOKENS = 10_000_000
 MAX_BATCH = 1_000_000

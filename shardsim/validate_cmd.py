@@ -12,7 +12,7 @@ from .errors import ShardsimError
 BACKENDS = ("torch", "deepspeed", "transformers")
 
 
-def _check_backend(backend: str, layout, zero: int, device: str, kv_heads: int = 0) -> None:
+def _check_backend(backend: str, layout, zero: int, device: str, kv_heads: int = 0, moe: bool = False) -> None:
     def layout_kv_heads(_layout) -> int:
         return kv_heads
 
@@ -25,6 +25,17 @@ def _check_backend(backend: str, layout, zero: int, device: str, kv_heads: int =
             raise ShardsimError("the torch backend shards by TP/PP/EP rules only; use --backend deepspeed for --zero 3")
         if layout.ep > layout.tp:
             raise ShardsimError(f"the torch backend runs EP inside the TP group (ep ≤ tp); --ep {layout.ep} > --tp {layout.tp} is not supported")
+    if backend == "deepspeed":
+        # ZeRO-3 inference only: DeepSpeed's AutoTP (init_inference) shards by its own rules (embedding and experts
+        # replicated, lm_head split on the hidden dim), which are not shardsim's.
+        if zero != 3:
+            raise ShardsimError("the deepspeed backend validates ZeRO-3 only (--zero 3 --dp N): DeepSpeed AutoTP shards by rules shardsim does not model (replicated embedding and experts, lm_head split on hidden); use --backend torch or transformers for TP")
+        if layout.tp != 1 or layout.pp != 1 or layout.ep != 1:
+            raise ShardsimError(f"the deepspeed backend runs ZeRO-3 over data parallel ranks only; use --tp 1 --pp 1 --ep 1 with --dp N (got tp {layout.tp}, pp {layout.pp}, ep {layout.ep})")
+        if moe:
+            raise ShardsimError("the deepspeed backend does not validate MoE models: transformers fuses the experts into [E, 2I, H] tensors, so ZeRO-3 partitions them differently from the checkpoint's per-expert tensors; use --backend torch or transformers")
+        if device != "cpu":
+            raise ShardsimError("the deepspeed backend validates on CPU only; use --device cpu")
     if backend in ("transformers", "deepspeed") and layout.pp > 1:
         raise ShardsimError(f"the {backend} backend has no pipeline parallelism; use --pp 1 or --backend torch")
     if backend == "transformers":
@@ -47,7 +58,7 @@ def run_validate(*, model, config, tp, pp, dp, ep, zero, backend, address, devic
     if spec.quant.method != "none":
         raise ShardsimError(f"{spec.name} is quantized ({spec.quant.method}); validation runs bf16 checkpoints only")
     layout = validate_layout(spec, Layout(tp=tp, pp=pp, dp=dp, ep=ep, zero=zero))
-    _check_backend(backend, layout, zero, device, spec.num_kv_heads)
+    _check_backend(backend, layout, zero, device, spec.num_kv_heads, spec.is_moe)
     if not 2 <= context <= 65536:
         raise ShardsimError(f"--context {context} is out of range for a validation run; accepted: 2 … 65536")
     if not 0 <= decode_steps < context:
@@ -65,8 +76,6 @@ def run_validate(*, model, config, tp, pp, dp, ep, zero, backend, address, devic
             fault = (int(rank_s), phase)
         except ValueError:
             raise ShardsimError("--inject-fault takes RANK:PHASE, e.g. 1:forward") from None
-    if backend == "deepspeed":
-        raise ShardsimError("the deepspeed backend is not available yet in this build; use --backend torch or transformers")
     source_config = None
     if config:
         source_config = json.loads(open(config if config.endswith(".json") else f"{config}/config.json").read())

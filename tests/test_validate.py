@@ -124,3 +124,22 @@ def test_transformers_backend_dense_tied(tmp_path):
     assert_exact(rec, 2)
     # DynamicCache holds exactly the tokens seen: 4 layers × 2 × 4 heads × 128 × 2 B × 128 tokens (no paging)
     assert rec["ranks"][0]["measured"]["kv_cache"] == 4 * 2 * 4 * 128 * 2 * 128
+
+
+def test_deepspeed_zero3_dense(tmp_path):
+    """DeepSpeed ZeRO-3 inference (deepspeed.initialize, stage 3, no optimizer): every parameter partitioned over
+    the 2 dp ranks, each rank running its own replica of the prompt through the engine's all-gather hooks."""
+    code, rec, err = validate(tmp_path, "0.6b", "--backend", "deepspeed", "--zero", "3", "--dp", "2", "--layers", "4")
+    assert code == 0, err[-2000:]
+    assert rec["backend"] == "deepspeed" and rec["passed"] is True
+    assert_exact(rec, 2)
+    # ceil(numel / 2) elements of every tensor (all even here): each rank holds half of the 437,014,528 B model
+    # (tied embedding once).
+    assert [r["measured"]["weights"] for r in rec["ranks"]] == [437_014_528 // 2] * 2
+    # tp = 1: all 8 KV heads on every rank; DynamicCache holds exactly the 128 tokens seen.
+    assert [r["measured"]["kv_cache"] for r in rec["ranks"]] == [4 * 2 * 8 * 128 * 2 * 128] * 2
+    assert rec["logits"]["ok"] and sorted(rec["logits"]["compared_ranks"]) == [0, 1]  # one leader per replica
+    # The gathered parameters are kept out of the activations and reported apart: the prefill gathers the tied
+    # embedding (151,936 × 1,024 bf16) whole, for embed_tokens and again for lm_head.
+    measured = [e["result"] for e in results_events(rec) if e["event"] == "measure"]
+    assert all(m["zero_gather"] >= 151_936 * 1024 * 2 for m in measured)

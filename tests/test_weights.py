@@ -204,9 +204,9 @@ def test_zero3_dp4_8b_quarters_every_tensor():
     #   16,381,470,720 / 4 = 4,095,367,680 B
     report = plan(get_preset("8b"), Layout(dp=4, zero=3), Workload(), CAP)
     assert [r.bytes.weights for r in report.ranks] == [4_095_367_680] * 4
-    # and gathers two full layers at once: 2 · (4096·4096·2 + 1024·4096·2 + 3·12288·4096 + 8,448) elems · 2 B
-    layer = 4096 * 4096 * 2 + 1024 * 4096 * 2 + 3 * 12288 * 4096 + 2 * 4096 + 2 * 128
-    assert [r.bytes.zero_gather for r in report.ranks] == [2 * layer * 2] * 4
+    # and gathers its largest module whole (embed_tokens or lm_head: 151,936 × 4096 elems) plus DeepSpeed's
+    # 5e7-element prefetch bucket, in bf16: (622,329,856 + 50,000,000) × 2 B
+    assert [r.bytes.zero_gather for r in report.ranks] == [(151_936 * 4096 + 50_000_000) * 2] * 4
 
 
 def test_zero3_rounds_each_tensor_up():

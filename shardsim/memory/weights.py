@@ -171,9 +171,18 @@ def total_weight_bytes(spec: ModelSpec, dtype: str = "bf16", quant: QuantConfig 
     return wm.stage_tally(0, spec.num_layers - 1, True, True, Shard()).bytes
 
 
-def largest_layer_bytes(wm: WeightModel, shard: Shard) -> int:
-    """The biggest decoder layer on a rank before ZeRO partitioning: the unit ZeRO-3 gathers at once."""
-    return max(wm.layer_tally(c, shard).bytes for c in range(len(wm.class_layer)))
+def largest_module_bytes(wm: WeightModel, shard: Shard, is_first: bool, is_last: bool) -> int:
+    """The biggest single module's weights on a rank before ZeRO partitioning (a module's tensors are gathered
+    together; one projection of all experts counts as one module, as transformers fuses them)."""
+    modules: dict[str, int] = {}
+    tensors = [t for group in wm._edge_tensors(is_first, is_last) for t in group]
+    for cls_layer in wm.class_layer:
+        tensors += layer_tensors(wm.spec, cls_layer)
+    for t in tensors:
+        for st in stored_tensors(t, shard, wm.spec, wm.dtype, wm.quant):
+            key = t.module
+            modules[key] = modules.get(key, 0) + st.bytes()
+    return max(modules.values())
 
 
-__all__ = ["StoredTensor", "WeightModel", "weight_model", "total_weight_bytes", "largest_layer_bytes", "stored_tensors", "Part"]
+__all__ = ["StoredTensor", "WeightModel", "weight_model", "total_weight_bytes", "largest_module_bytes", "stored_tensors", "Part"]
