@@ -8,12 +8,16 @@ commands that need them.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Annotated, Optional
 
-import typer
+# shardsim loads no pydantic plugins; skipping their entry-point scan saves ~10 ms of every command's start-up.
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
-from .errors import ShardsimError
+import typer  # noqa: E402
+
+from .errors import ShardsimError  # noqa: E402
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Per-GPU memory of Qwen3 models sharded over TP × PP × DP × EP, exact where bytes are knowable.")

@@ -161,6 +161,14 @@ def _read_yaml(path: Path) -> tuple[Any, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ShardsimError(f"{_show(path)}: cannot read file: {getattr(exc, 'strerror', None) or exc}") from None
     try:
+        # Fast path: libyaml's C loader when present. The node tree (for line numbers) is composed only when a
+        # validation error needs it (``_LazyNode``): composing in pure Python costs ~60 ms per catalog.
+        fast = getattr(yaml, "CSafeLoader", None)
+        if fast is not None:
+            try:
+                return yaml.load(text, Loader=fast), _LazyNode(text)
+            except (yaml.YAMLError, RecursionError):
+                pass  # let the pure-Python loader produce the error with its marks
         loader = yaml.SafeLoader(text)  # its reader already rejects unprintable characters
         node = loader.get_single_node()
         return (loader.construct_document(node) if node is not None else None), node
@@ -171,8 +179,25 @@ def _read_yaml(path: Path) -> tuple[Any, Any]:
         raise ShardsimError(f"{_show(path)}:{where} invalid YAML: {problem}") from None
 
 
+class _LazyNode:
+    """A YAML text whose node tree is composed on first use."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def compose(self) -> Any:
+        import yaml
+
+        try:
+            return yaml.SafeLoader(self.text).get_single_node()
+        except (yaml.YAMLError, RecursionError):
+            return None
+
+
 def _line_of(node: Any, loc: tuple[Any, ...]) -> int | None:
     """1-based line of the key at ``loc`` (a pydantic error location) in a composed YAML tree."""
+    if isinstance(node, _LazyNode):
+        node = node.compose()
     line = None
     for key in loc:
         kind = getattr(node, "id", None)

@@ -5,7 +5,7 @@ Change a figure here and every formula that uses it follows. Byte counts are int
 
 from __future__ import annotations
 
-from .units import KiB, MiB
+from .units import GiB, KiB, MiB
 
 # --- PyTorch CUDA caching allocator (c10/cuda/CUDACachingAllocator.cpp) -----------------------------------
 ALLOC_MIN_BLOCK = 512                # kMinBlockSize: every request rounds up to a multiple of 512 B
@@ -24,6 +24,7 @@ CUDA_CONTEXT_BYTES = 624 * MiB
 # before. Source: aten/src/ATen/cuda/CublasHandlePool.cpp (getChosenWorkspaceSize). Plus the cuBLASLt workspace
 # (CUBLASLT_WORKSPACE_SIZE default 1 MiB; same file).
 CUBLAS_WORKSPACE_BYTES = 32 * MiB + 1 * MiB
+CUBLAS_WORKSPACE_PRE_HOPPER_BYTES = 8 * MiB + 128 * KiB + 1 * MiB
 # NCCL: NCCL_BUFFSIZE = 4 MiB per channel and peer for the Simple protocol, plus LL128 (~4.6 MiB) and LL (256 KiB)
 # buffers (NCCL docs, "Environment Variables": NCCL_BUFFSIZE; src/include/device.h protocol buffer sizes).
 # A ring communicator connects each rank to 2 peers (send + recv); NVLink systems open 16-32 channels
@@ -54,6 +55,39 @@ ROUTER_LOGITS_BYTES = 4       # MoE router logits in fp32 (vLLM fused_moe topk s
 # DeepSpeed ZeRO-3 prefetches up to this many parameter elements ahead of the module being run
 # (stage3_prefetch_bucket_size default 5e7, deepspeed/runtime/zero/config.py).
 ZERO3_PREFETCH_BUCKET_ELEMENTS = 50_000_000
+
+# --- vLLM (V1, v0.10–v0.11) ----------------------------------------------------------------------------------
+# Defaults by GPU (vllm/engine/arg_utils.py, EngineArgs._set_default_args): `vllm serve` on a GPU with ≥ 70 GiB
+# whose name is not an A100 gets max_num_seqs 1024 and max_num_batched_tokens 8192; other GPUs 256 / 2048.
+VLLM_BIG_GPU_BYTES = 70 * GiB
+VLLM_DEFAULT_SEQS_BIG, VLLM_DEFAULT_BATCHED_TOKENS_BIG = 1024, 8192
+VLLM_DEFAULT_SEQS_SMALL, VLLM_DEFAULT_BATCHED_TOKENS_SMALL = 256, 2048
+VLLM_DEFAULT_MAX_MODEL_LEN = None  # the model's max_position_embeddings
+# The profiling run's peak is the sampler's dummy run over max_num_seqs × vocab logits: bf16 logits 2, fp32
+# copy 4, sorted values 4, int64 indices 8 and reverse indices 8, cub's temporary key/value buffers 12 = 38 B per
+# logit with the PyTorch-native top-k/top-p sampler (vllm/v1/sample/ops/topk_topp_sampler.py; ATen Sort.cu
+# segmented sort); FlashInfer's sampler keeps ~14 B. Check: 0.6B and 32B on H100 log 5.56 and 5.64 GiB.
+VLLM_SAMPLER_BYTES_PER_LOGIT = 38
+VLLM_FLASHINFER_SAMPLER_BYTES_PER_LOGIT = 14
+# Non-torch memory growth during profiling (lazily loaded kernels, cuBLAS handles; at TP > 1 the logits
+# all-gather creates a second NCCL communicator): 0.13 GiB at TP1, 0.54 GiB at TP2 (Qwen3-32B, H100, v0.11,
+# llm-d benchmark's empirical-vllm-memory-results.md); V0 0.8.5 logs 0.06 GiB at TP1 (vllm#17327).
+VLLM_NON_TORCH_BYTES = 133 * MiB
+VLLM_NON_TORCH_TP_EXTRA_BYTES = 420 * MiB
+VLLM_V0_NON_TORCH_BYTES = 61 * MiB
+# CUDA graphs: captured after the KV cache is allocated and not subtracted from it in v0.10–0.11; logs show
+# 0.10 GiB for 0.6B, and negative "CUDAGraph memory" for 32B (memory returned by the profiler): a rough figure.
+VLLM_CUDA_GRAPH_BYTES = 100 * MiB
+
+# --- SGLang (sglang ≤ 0.5.2, srt/server_args.py and srt/model_executor/model_runner.py) ---------------------
+# mem_fraction_static = round((gpu_mem − reserved) / gpu_mem, 3) with gpu_mem the nvidia-smi total in MiB and
+# reserved (MiB) by GPU size: < 35 GiB: (2.8 + tp·pp/10)·1024; < 90 GiB: (9.5 + tp·pp/2)·1024;
+# < 160 GiB: (12 + tp·pp/2)·1024; else 32·1024.
+SGLANG_RESERVE_TABLE = ((35 * 1024, 2.8, 0.1), (90 * 1024, 9.5, 0.5), (160 * 1024, 12.0, 0.5))
+SGLANG_RESERVE_LARGE_MIB = 32 * 1024
+# The request-to-token table: int32 [max_num_reqs, context_len + 4], max_num_reqs = min(max(tokens/ctx·512,
+# 2048), 4096) (model_runner.py init_memory_pool).
+SGLANG_MIN_REQS, SGLANG_MAX_REQS = 2048, 4096
 
 # --- Sanity limits for user input ------------------------------------------------------------------------------
 MAX_CONTEXT_TOKENS = 10_000_000

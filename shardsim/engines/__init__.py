@@ -1,0 +1,12 @@
+"""Engine profiles: what vLLM, SGLang and HF transformers report on real GPUs, in their own terms.
+
+Each engine module turns the planner's exact per-rank weights and KV geometry into the figures the engine logs
+(model loading, activation peak, KV cache memory and tokens, concurrency) and says whether it would start.
+Sources are the engines' own code (cited per formula) and published logs (``../shared/calibration``).
+"""
+
+from .common import EngineRankReport, EngineReport
+
+ENGINES = ("vllm", "sglang", "hf")
+
+__all__ = ["ENGINES", "EngineRankReport", "EngineReport"]
