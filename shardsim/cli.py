@@ -43,6 +43,21 @@ ClusterOpt = Annotated[Optional[str], typer.Option("--cluster", help="a cluster 
 GpuOpt = Annotated[Optional[str], typer.Option("--gpu", help="GPU type, as many as the layout needs, 8 per node [default: h100]")]
 GpuMemOpt = Annotated[Optional[str], typer.Option("--gpu-memory", help="plan for a card of this capacity, e.g. 95.01GiB")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object instead of tables")]
+EngineOpt = Annotated[Optional[str], typer.Option("--engine", help="vllm | sglang | hf: the engine's own figures and start verdict")]
+GpuUtilOpt = Annotated[Optional[float], typer.Option("--gpu-memory-utilization", help="vLLM: fraction of the GPU it may take [0.9]")]
+MaxModelLenOpt = Annotated[Optional[int], typer.Option("--max-model-len", help="vLLM: longest request [model's max]")]
+BatchedTokensOpt = Annotated[Optional[int], typer.Option("--max-num-batched-tokens", help="vLLM: tokens per step [by GPU]")]
+MaxSeqsOpt = Annotated[Optional[int], typer.Option("--max-num-seqs", help="vLLM: requests per step [by GPU]")]
+EagerOpt = Annotated[bool, typer.Option("--enforce-eager", help="vLLM: no CUDA graphs")]
+KvCacheDtypeOpt = Annotated[Optional[str], typer.Option("--kv-cache-dtype", help="vLLM/SGLang: auto or fp8")]
+SamplerOpt = Annotated[Optional[str], typer.Option("--sampler", help="vLLM: native (PyTorch) or flashinfer sampling")]
+VllmVersionOpt = Annotated[Optional[str], typer.Option("--vllm-version", help="vLLM engine: v1 (0.10+) or v0")]
+MemFracOpt = Annotated[Optional[float], typer.Option("--mem-fraction-static", help="SGLang: static memory fraction [by GPU]")]
+ChunkedPrefillOpt = Annotated[Optional[int], typer.Option("--chunked-prefill-size", help="SGLang: prefill chunk tokens")]
+ContextLengthOpt = Annotated[Optional[int], typer.Option("--context-length", help="SGLang: longest request [model's max]")]
+MaxTotalTokensOpt = Annotated[Optional[int], typer.Option("--max-total-tokens", help="SGLang: cap on KV pool tokens")]
+PromptTokensOpt = Annotated[Optional[int], typer.Option("--prompt-tokens", help="HF generate: prompt length [1]")]
+GenerateTokensOpt = Annotated[Optional[int], typer.Option("--generate-tokens", help="HF generate: new tokens [2048]")]
 
 
 def _parse_split(text: Optional[str]) -> Optional[tuple[int, ...]]:
@@ -70,7 +85,7 @@ def _hardware(cluster: Optional[str], gpu: Optional[str], gpu_memory: Optional[s
         card = clusters.custom_gpu(parse_size(gpu_memory)) if gpu_memory else clusters.resolve_gpu(gpu or "h100")
         spec = clusters.cluster_for_gpu(card, world_size)
     warnings = clusters.tp_group_crossings(spec, tp, world_size)
-    return spec.name, spec.gpu.name, spec.gpu.capacity_bytes, spec.gpus_per_node, warnings
+    return spec.name, spec.gpu, spec.gpu.capacity_bytes, spec.gpus_per_node, warnings
 
 
 def _workload(context: int, batch: int, prefill_chunk: Optional[int], dtype: str, quant: Optional[str],
@@ -99,6 +114,12 @@ def plan(
     dtype: DtypeOpt = "bf16", quant: QuantOpt = None, group_size: GroupOpt = 128, kv_dtype: KvDtypeOpt = "bf16",
     block_size: BlockOpt = 16,
     cluster: ClusterOpt = None, gpu: GpuOpt = None, gpu_memory: GpuMemOpt = None, as_json: JsonOpt = False,
+    engine: EngineOpt = None, gpu_memory_utilization: GpuUtilOpt = None, max_model_len: MaxModelLenOpt = None,
+    max_num_batched_tokens: BatchedTokensOpt = None, max_num_seqs: MaxSeqsOpt = None, enforce_eager: EagerOpt = False,
+    kv_cache_dtype: KvCacheDtypeOpt = None, sampler: SamplerOpt = None, vllm_version: VllmVersionOpt = None,
+    mem_fraction_static: MemFracOpt = None, chunked_prefill_size: ChunkedPrefillOpt = None,
+    context_length: ContextLengthOpt = None, max_total_tokens: MaxTotalTokensOpt = None,
+    prompt_tokens: PromptTokensOpt = None, generate_tokens: GenerateTokensOpt = None,
 ) -> None:
     """Memory of every GPU for MODEL on a TP × PP × DP × EP layout, the fit verdict and the largest context/batch."""
     from .layout import Layout, validate_layout
@@ -108,15 +129,36 @@ def plan(
     spec = resolve_model(model, config)
     layout = validate_layout(spec, Layout(tp=tp, pp=pp, dp=dp, ep=ep, zero=zero, pp_split=_parse_split(pp_split)))
     workload = _workload(context, batch, prefill_chunk, dtype, quant, group_size, kv_dtype, block_size)
-    cluster_name, gpu_name, capacity, node_size, warnings = _hardware(cluster, gpu, gpu_memory, layout.world_size, tp)
+    cluster_name, gpu_spec, capacity, node_size, warnings = _hardware(cluster, gpu, gpu_memory, layout.world_size, tp)
     report = make_plan(spec, layout, workload, capacity, node_size=node_size, cluster_name=cluster_name,
-                       gpu_name=gpu_name, warnings=warnings)
-    if as_json:
-        sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
-        return
-    from .report import render_plan
+                       gpu_name=gpu_spec.name, warnings=warnings)
+    engine_rep = None
+    if engine:
+        from .engines.run import engine_report
 
-    render_plan(report, _console())
+        knobs = {"vllm": dict(gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len,
+                              max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs,
+                              enforce_eager=enforce_eager or None, kv_cache_dtype=kv_cache_dtype,
+                              block_size=block_size, sampler=sampler, version=vllm_version),
+                 "sglang": dict(mem_fraction_static=mem_fraction_static, chunked_prefill_size=chunked_prefill_size,
+                                context_length=context_length, max_total_tokens=max_total_tokens,
+                                kv_cache_dtype=kv_cache_dtype),
+                 "hf": dict(prompt_tokens=prompt_tokens, generate_tokens=generate_tokens, batch=batch)}.get(engine, {})
+        engine_rep = engine_report(engine, spec, layout, capacity, gpu_spec.name,
+                                   getattr(gpu_spec, "compute_capability", None),
+                                   getattr(gpu_spec, "nvidia_smi_total_bytes", None), workload.dtype, report.quant, knobs)
+    if as_json:
+        out = report.to_dict()
+        if engine_rep is not None:
+            out["engine"] = engine_rep.to_dict()
+        sys.stdout.write(json.dumps(out, indent=2) + "\n")
+        return
+    from .report import render_engine, render_plan
+
+    console = _console()
+    render_plan(report, console)
+    if engine_rep is not None:
+        render_engine(engine_rep, console)
 
 
 @app.command()
@@ -153,6 +195,54 @@ def models(as_json: JsonOpt = False) -> None:
                       f"{r['kv_bytes_per_token']:,}", str(r["layers"]), f"{r['heads']}/{r['kv_heads']}",
                       str(r["experts"] or "–"))
     _console().print(table)
+
+
+@app.command()
+def calibrate(
+    path: Annotated[str, typer.Argument(help="measurements, one JSON object per line (see ../shared/calibration)")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Run published (or your own) engine measurements through shardsim: predicted vs measured, per figure."""
+    from .calibrate import calibrate as run_calibration
+    from .calibrate import summary
+
+    results = run_calibration(path)
+    summ = summary(results)
+    if as_json:
+        rows = [{"line": r.line, "label": r.label, "ok": r.ok, "error": r.error, "starts_predicted": r.starts_predicted,
+                 "figures": [{"name": f.name, "predicted": f.predicted, "measured": f.measured, "unit": f.unit,
+                              "error_pct": 100 * f.error, "bound_pct": None if f.bound is None else 100 * f.bound,
+                              "ok": f.ok} for f in r.figures]} for r in results]
+        sys.stdout.write(json.dumps({"rows": rows, "summary": summ}, indent=2) + "\n")
+    else:
+        from rich.table import Table
+
+        console = _console()
+        table = Table(show_edge=False, header_style="bold")
+        for col in ("line", "measurement", "figure", "predicted", "measured", "error", "bound", ""):
+            table.add_column(col, justify="right" if col in ("line", "predicted", "measured", "error", "bound") else "left")
+        for r in results:
+            if r.error:
+                table.add_row(str(r.line), r.label, "[red]" + r.error + "[/]", "", "", "", "", "[red]✗[/]")
+            for i, f in enumerate(r.figures):
+                table.add_row(str(r.line) if i == 0 else "", r.label if i == 0 else "", f.name,
+                              f"{f.predicted:,.4g} {f.unit}", f"{f.measured:,.6g} {f.unit}", f"{100 * f.error:+.2f} %",
+                              "–" if f.bound is None else f"±{100 * f.bound:g} %", "[green]✓[/]" if f.ok else "[red]✗[/]")
+            if r.starts_predicted is not None:
+                table.add_row("", "", "starts", "yes" if r.starts_predicted else "no", "yes", "", "",
+                              "[green]✓[/]" if r.starts_predicted else "[red]✗[/]")
+        console.print(table)
+        summary_table = Table(show_edge=False, header_style="bold", title="summary")
+        for col in ("figure", "rows", "max |error|", "mean |error|"):
+            summary_table.add_column(col, justify="left" if col == "figure" else "right")
+        for name, f in summ["figures"].items():
+            summary_table.add_row(name, str(f["n"]), f"{f['max_abs_error_pct']:.2f} %", f"{f['mean_abs_error_pct']:.2f} %")
+        console.print(summary_table)
+        console.print(f"{summ['rows_ok']} of {summ['rows']} rows within their bounds · start verdicts right: "
+                      f"{summ['start_verdicts_right']} of {summ['rows']}"
+                      + (f" · out of bounds: lines {summ['rows_failed']}" if summ["rows_failed"] else ""))
+    if summ["rows_failed"]:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -44,6 +44,7 @@ ACTIVATION_UNCERTAINTY = 0.25
 FP8_SCALE_BYTES = 4     # block scales held in float32 (vLLM quantization/fp8.py, Fp8LinearMethod.create_weights)
 GROUP_SCALE_BYTES = 2   # fp16 group scales (AutoGPTQ / AutoAWQ layouts; vLLM gptq.py, awq.py)
 PACKED_INT_BYTES = 4    # int32 words holding 32/bits quantized values or zeros (same sources)
+NVFP4_GROUP = 16        # NVFP4: one fp8 scale per 16 elements (NVIDIA ModelOpt; vLLM quantization/modelopt.py)
 
 # --- Inference defaults -------------------------------------------------------------------------------------
 KV_BLOCK_TOKENS = 16          # vLLM's default --block-size (vllm/config/cache.py)
@@ -88,6 +89,10 @@ SGLANG_RESERVE_LARGE_MIB = 32 * 1024
 # The request-to-token table: int32 [max_num_reqs, context_len + 4], max_num_reqs = min(max(tokens/ctx·512,
 # 2048), 4096) (model_runner.py init_memory_pool).
 SGLANG_MIN_REQS, SGLANG_MAX_REQS = 2048, 4096
+# "Load weight end: mem usage" beyond the weights and the fp32 rotary cache: device-level side effects of loading
+# (cuBLAS/cuDNN handles, kernels). One published log: Qwen3-0.6B on an RTX 5080, 1.25 GiB logged vs 1.13 GiB of
+# weights and rotary cache (sglang README 'MinerU images for Blackwell').
+SGLANG_LOAD_OVERHEAD_BYTES = 123 * MiB
 
 # --- Sanity limits for user input ------------------------------------------------------------------------------
 MAX_CONTEXT_TOKENS = 10_000_000

@@ -133,7 +133,9 @@ def _quant_from_config(config: dict, source: str) -> QuantConfig:
         if bits not in (4, 8) or not isinstance(group, int) or group == 0:
             raise ShardsimError(f"{source}: {method} with bits={bits!r} group_size={group!r} is not supported; accepted: bits 4 or 8, group_size > 0 or -1")
         return QuantConfig(method=method, bits=bits, group_size=group, desc_act=bool(qc.get("desc_act", False)), skip_modules=skip)
-    raise ShardsimError(f"{source}: quant_method {method!r} is not supported; accepted: fp8, gptq, awq")
+    if method in ("modelopt", "nvfp4") and "FP4" in str(qc.get("quant_algo", "NVFP4")).upper():
+        return QuantConfig(method="nvfp4", bits=4, group_size=16, skip_modules=tuple(qc.get("exclude_modules") or skip))
+    raise ShardsimError(f"{source}: quant_method {method!r} is not supported; accepted: fp8, gptq, awq, modelopt (NVFP4)")
 
 
 def spec_from_config(config: dict, name: str, source: str = "config.json") -> ModelSpec:

@@ -16,11 +16,11 @@ groups = ceil(in / group_size), or 1 with group_size -1 (one group per output ch
 
 from __future__ import annotations
 
-from .constants import FP8_SCALE_BYTES, GROUP_SCALE_BYTES, PACKED_INT_BYTES
+from .constants import FP8_SCALE_BYTES, GROUP_SCALE_BYTES, NVFP4_GROUP, PACKED_INT_BYTES
 from .models import QuantConfig
 from .units import DTYPE_BYTES, ceil_div
 
-QUANT_CHOICES = ("none", "fp8", "int8", "int4")
+QUANT_CHOICES = ("none", "fp8", "int8", "int4", "awq", "nvfp4")
 
 
 def quant_from_choice(choice: str, group_size: int = 128) -> QuantConfig:
@@ -29,6 +29,10 @@ def quant_from_choice(choice: str, group_size: int = 128) -> QuantConfig:
         return QuantConfig()
     if choice == "fp8":
         return QuantConfig(method="fp8", bits=8)
+    if choice == "nvfp4":
+        return QuantConfig(method="nvfp4", bits=4, group_size=16)
+    if choice == "awq":
+        return QuantConfig(method="awq", bits=4, group_size=group_size)
     bits = 8 if choice == "int8" else 4
     return QuantConfig(method="gptq", bits=bits, group_size=group_size)
 
@@ -46,6 +50,15 @@ def stored_linear(out_features: int, in_features: int, quant: QuantConfig, dtype
             ("weight", (out_features, in_features), 1),
             ("weight_scale_inv", (ceil_div(out_features, bn), ceil_div(in_features, bk)), FP8_SCALE_BYTES),
         ]
+    if quant.method == "nvfp4":
+        # NVIDIA ModelOpt NVFP4 (vLLM modelopt.py, ModelOptNvFp4LinearMethod): e2m1 values packed two per byte,
+        # an fp8 e4m3 scale per 16 input elements, and fp32 global weight and input scales.
+        return [
+            ("weight", (out_features, ceil_div(in_features, 2)), 1),
+            ("weight_scale", (out_features, ceil_div(in_features, NVFP4_GROUP)), 1),
+            ("weight_scale_2", (1,), 4),
+            ("input_scale", (1,), 4),
+        ]
     pack = 32 // quant.bits
     groups = 1 if quant.group_size <= 0 else ceil_div(in_features, quant.group_size)
     if quant.method == "awq":
@@ -59,6 +72,8 @@ def stored_linear(out_features: int, in_features: int, quant: QuantConfig, dtype
         ("qzeros", (groups, ceil_div(out_features, pack)), PACKED_INT_BYTES),
         ("scales", (groups, out_features), GROUP_SCALE_BYTES),
     ]
+    if quant.method == "gptq_marlin":  # vLLM's Marlin repack: same qweight/scales, symmetric qzeros dropped
+        stored = [stored[0], stored[2]]
     if quant.desc_act:
         stored.append(("g_idx", (in_features,), 4))
     return stored

@@ -65,3 +65,54 @@ def render_plan(report: PlanReport, console) -> None:
                   f"largest batch at context {wl.context:,}: {report.max_batch:,}")
     for w in report.warnings:
         console.print(f"[yellow]warning:[/] {w}")
+
+
+def render_engine(rep, console) -> None:
+    """The engine's own figures per rank (grouped when equal) and its start verdict."""
+    from rich.table import Table
+
+    def gib(n):
+        return "–" if n is None else f"{n / GiB:,.2f}"
+
+    knobs = ", ".join(f"{k}={v}" for k, v in rep.knobs.items() if v not in (None, False))
+    console.print(f"\n[bold]{rep.engine}[/] {rep.version} · {knobs}")
+    table = Table(show_edge=False, header_style="bold")
+    if rep.engine == "vllm":
+        cols = ("ranks", "model loading", "activation peak", "non-torch", "CUDA graphs", "available KV", "KV tokens")
+        fields = ("model_loading_bytes", "activation_peak_bytes", "non_torch_bytes", "cuda_graph_bytes",
+                  "available_kv_cache_bytes", "kv_cache_tokens")
+    elif rep.engine == "sglang":
+        cols = ("ranks", "weight mem usage", "KV pool", "#tokens")
+        fields = ("model_loading_bytes", "kv_cache_bytes", "kv_cache_tokens")
+    else:
+        cols = ("ranks", "weights", "KV cache", "peak allocated", "prefill peak (code path)")
+        fields = ("model_loading_bytes", "kv_cache_bytes", "peak_allocated_bytes", "used_bytes")
+    for col in cols:
+        table.add_column(col, justify="left" if col == "ranks" else "right")
+    groups: list[list] = []
+    for r in rep.ranks:
+        key = tuple(getattr(r, f) for f in fields)
+        if groups and groups[-1][0] == key:
+            groups[-1][1].append(r.rank)
+        else:
+            groups.append([key, [r.rank]])
+    for key, ranks in groups:
+        label = str(ranks[0]) if len(ranks) == 1 else f"{ranks[0]}–{ranks[-1]}"
+        table.add_row(label, *[f"{v:,}" if f == "kv_cache_tokens" else gib(v) for f, v in zip(fields, key)])
+    console.print(table)
+    if rep.engine == "vllm":
+        console.print(f"GPU KV cache size: {rep.kv_cache_tokens:,} tokens · Maximum concurrency for "
+                      f"{rep.knobs['max_model_len']:,} tokens per request: {rep.max_concurrency:.2f}x")
+    elif rep.engine == "sglang":
+        console.print(f"KV Cache is allocated. #tokens: {rep.kv_cache_tokens:,} · mem_fraction_static "
+                      f"{rep.knobs['mem_fraction_static']}")
+    else:
+        console.print(f"peak torch.cuda.max_memory_allocated summed over GPUs: {rep.peak_allocated_bytes / 2**20:,.0f} MiB")
+    bands = ", ".join(f"{k.replace('_bytes', '')} ±{100 * v:g} %" for k, v in rep.error_bands.items())
+    console.print(f"GiB unless noted · error bands: {bands}")
+    for note in rep.notes:
+        console.print(f"note: {note}")
+    if rep.starts:
+        console.print(f"[bold green]{rep.engine} starts[/]")
+    else:
+        console.print(f"[bold red]{rep.engine} would not start:[/] {rep.refusal}")

@@ -107,6 +107,13 @@ def predict_vllm(spec: ModelSpec, layout: Layout, capacity_bytes: int, gpu_name:
     per_logit = VLLM_SAMPLER_BYTES_PER_LOGIT if knobs.sampler == "native" else VLLM_FLASHINFER_SAMPLER_BYTES_PER_LOGIT
     rotary = spec.max_position_embeddings * spec.head_dim * DTYPE_BYTES[dtype]
     expert_map = 4 * spec.num_experts if layout.ep > 1 else 0
+    # GPTQ-Marlin MoE (gptq_marlin.py, GPTQMarlinMoEMethod.create_weights) allocates int32 g_idx and
+    # g_idx_sort_indices per expert, [E, H] for w13 and [E, I/tp] for w2; they stay counted in the loading figure
+    # (Qwen3-30B-A3B w4a16 on an RTX 3090, vLLM 0.8.5: 15.6841 GiB logged = weights + these 0.129 GiB).
+    moe_gidx_per_layer = 0
+    if quant.method == "gptq" and spec.is_moe:
+        local = -(-spec.num_experts // layout.ep)
+        moe_gidx_per_layer = local * 2 * 4 * (spec.hidden_size + spec.moe_intermediate_size // layout.etp)
     cublas = cublas_workspace_bytes(compute_capability)
     if knobs.version == "v0":
         non_torch = VLLM_V0_NON_TORCH_BYTES
@@ -122,7 +129,7 @@ def predict_vllm(spec: ModelSpec, layout: Layout, capacity_bytes: int, gpu_name:
         forward = activation_peak_bytes(spec, layout.tp, layout.etp, batched, seqs, moe > 0, moe < layers, False)
         sampler = per_logit * seqs * spec.vocab_size + 2 * spec.hidden_size * (batched + 2 * seqs) if is_last else 0
         activation = max(forward, sampler) + cublas
-        loading = weights + rotary + expert_map
+        loading = weights + rotary + expert_map + moe * moe_gidx_per_layer
         available = requested - loading - activation - non_torch
         blocks = max(0, available) // page_per_layer // layers
         ranks.append(EngineRankReport(
@@ -135,6 +142,14 @@ def predict_vllm(spec: ModelSpec, layout: Layout, capacity_bytes: int, gpu_name:
         if loading > capacity_bytes - CUDA_CONTEXT_BYTES and refusal is None:
             refusal = (f"CUDA out of memory while loading the model: rank {rank} needs {_fmt(loading)} GiB of weights, "
                        f"{_fmt(capacity_bytes - CUDA_CONTEXT_BYTES)} GiB are free")
+    if refusal is None and quant.method == "fp8":
+        # vllm/model_executor/layers/quantization/fp8.py (validate_block_quant_shapes): every TP shard of a
+        # block-quantized weight must hold whole 128-wide blocks.
+        block_n = quant.block_size[0]
+        shard = spec.moe_intermediate_size // layout.etp if spec.is_moe else spec.intermediate_size // layout.tp
+        if shard % block_n:
+            refusal = (f"ValueError: The output_size of gate's and up's weight = {shard} is not divisible by weight "
+                       f"quantization block_n = {block_n}." + (" (use expert parallel: whole experts per rank)" if spec.is_moe else ""))
     worst = min(ranks, key=lambda r: r.available_kv_cache_bytes)
     blocks = min(r.kv_cache_tokens for r in ranks) // knobs.block_size
     tokens = blocks * knobs.block_size

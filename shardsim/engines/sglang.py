@@ -1,0 +1,105 @@
+"""SGLang: the weight "mem usage" and the KV token pool it logs, and whether it starts.
+
+Sources (sglang 0.4.9 … 0.5.2):
+- srt/server_args.py: default ``mem_fraction_static`` = round((gpu_mem − reserved) / gpu_mem, 3), gpu_mem the
+  nvidia-smi total in MiB, reserved from ``SGLANG_RESERVE_TABLE`` (constants) by GPU size and tp × pp.
+- srt/model_executor/model_runner.py ``profile_max_num_token``: cell = kv heads per rank · head_dim · layers · 2 ·
+  dtype; rest = avail_after_load − total_free_before_load × (1 − mem_fraction_static) (GiB, where
+  total_free_before_load is the free memory measured after distributed init, before the weights);
+  #tokens = rest · 2³⁰ // cell, capped by ``--max-total-tokens``. ``init_memory_pool`` then allocates the K and V
+  buffers ([tokens + page, heads, head_dim] per layer) and the request-to-token table
+  (int32 [max_num_reqs, context_len + 4]). "Not enough memory. Please try to increase --mem-fraction-static." when
+  rest ≤ 0.
+- "Load weight end: … mem usage=X GB" is the free-memory drop over loading: the weights, the rotary cache and
+  loading's device-level side effects (cuBLAS handles, kernels). The latter is not in any formula:
+  ``SGLANG_LOAD_OVERHEAD_BYTES`` (constants) comes from one published log and carries a wide error band.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+from ..constants import (
+    CUDA_CONTEXT_BYTES,
+    SGLANG_LOAD_OVERHEAD_BYTES,
+    SGLANG_MAX_REQS,
+    SGLANG_MIN_REQS,
+    SGLANG_RESERVE_LARGE_MIB,
+    SGLANG_RESERVE_TABLE,
+)
+from ..errors import ShardsimError
+from ..layout import Layout
+from ..models import ModelSpec, QuantConfig
+from ..units import DTYPE_BYTES, GiB, MiB
+from .common import EngineRankReport, EngineReport, kv_bytes_per_token_per_layer, rank_weight_bytes
+
+
+class SglangKnobs(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    mem_fraction_static: float | None = None
+    chunked_prefill_size: int | None = None
+    context_length: int | None = None
+    max_total_tokens: int | None = None
+    kv_cache_dtype: str = "auto"
+
+    def checked(self) -> "SglangKnobs":
+        if self.mem_fraction_static is not None and not 0 < self.mem_fraction_static < 1:
+            raise ShardsimError(f"--mem-fraction-static {self.mem_fraction_static} is out of range; accepted: (0, 1)")
+        for name in ("chunked_prefill_size", "context_length", "max_total_tokens"):
+            value = getattr(self, name)
+            if value is not None and not 1 <= value <= 100_000_000:
+                raise ShardsimError(f"--{name.replace('_', '-')} {value} is out of range; accepted: 1 … 100,000,000")
+        return self
+
+
+def default_mem_fraction_static(gpu_mem_mib: float, tp: int, pp: int) -> float:
+    """SGLang's default for a GPU of ``gpu_mem_mib`` (nvidia-smi total) and tp × pp ranks."""
+    parallel = tp * pp
+    for limit, base, per_rank in SGLANG_RESERVE_TABLE:
+        if gpu_mem_mib < limit:
+            reserved = (base + parallel * per_rank) * 1024
+            break
+    else:
+        reserved = SGLANG_RESERVE_LARGE_MIB
+    return round((gpu_mem_mib - reserved) / gpu_mem_mib, 3)
+
+
+def predict_sglang(spec: ModelSpec, layout: Layout, capacity_bytes: int, nvidia_smi_bytes: int | None, dtype: str,
+                   quant: QuantConfig, knobs: SglangKnobs) -> EngineReport:
+    knobs = knobs.checked()
+    gpu_mem_mib = (nvidia_smi_bytes or capacity_bytes) / MiB
+    fraction = knobs.mem_fraction_static or default_mem_fraction_static(gpu_mem_mib, layout.tp, layout.pp)
+    context = knobs.context_length or spec.max_position_embeddings
+    kv_bytes = 1 if knobs.kv_cache_dtype.startswith("fp8") else DTYPE_BYTES[dtype if dtype != "fp32" else "bf16"]
+    free_before = capacity_bytes - CUDA_CONTEXT_BYTES
+    rotary = spec.max_position_embeddings * spec.head_dim * 4  # SGLang keeps the cos/sin cache in fp32
+    ranks, refusal = [], None
+    for rank, layers, weights in rank_weight_bytes(spec, layout, dtype, quant):
+        usage = weights + rotary + SGLANG_LOAD_OVERHEAD_BYTES
+        avail = free_before - usage
+        cell = layers * kv_bytes_per_token_per_layer(spec, layout.tp, kv_bytes)
+        rest_gib = avail / GiB - free_before / GiB * (1 - fraction)
+        tokens = int(rest_gib * (1 << 30) // cell) if rest_gib > 0 else 0
+        if knobs.max_total_tokens:
+            tokens = min(tokens, knobs.max_total_tokens)
+        reqs = min(max(int(tokens / context * 512), SGLANG_MIN_REQS), SGLANG_MAX_REQS)
+        req_table = reqs * (context + 4) * 4
+        ranks.append(EngineRankReport(
+            rank=rank, layers=layers, model_loading_bytes=usage, available_kv_cache_bytes=int(rest_gib * GiB),
+            kv_cache_bytes=(tokens + 1) * cell, kv_cache_tokens=tokens,
+            used_bytes=CUDA_CONTEXT_BYTES + usage + (tokens + 1) * cell + req_table,
+        ))
+        if usage > free_before and refusal is None:
+            refusal = f"CUDA out of memory while loading the weights: rank {rank} needs {usage / GiB:.2f} GB, {free_before / GiB:.2f} GB free"
+        if tokens <= 0 and refusal is None:
+            refusal = "RuntimeError: Not enough memory. Please try to increase --mem-fraction-static."
+    tokens = min(r.kv_cache_tokens for r in ranks)
+    return EngineReport(
+        engine="sglang", version="0.4.9–0.5.2",
+        knobs={**knobs.model_dump(), "mem_fraction_static": fraction, "context_length": context},
+        ranks=ranks, starts=refusal is None, refusal=refusal, kv_cache_tokens=tokens,
+        max_concurrency=tokens / context if context else None,
+        error_bands={"model_loading_bytes": 0.05, "kv_cache_tokens": 0.03},
+        notes=["mem usage includes device-level loading overhead (~0.12 GiB, from one published log)"],
+    )
