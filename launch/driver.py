@@ -140,13 +140,15 @@ def compare(predicted: dict, measured: dict) -> tuple[dict, bool]:
             rows[term] = {"predicted": p, "measured": None, "diff": None, "diff_pct": None, "ok": False}
             ok = False
             continue
-        diff = m - p
-        pct = 100.0 * diff / p if p else 0.0
+        low = predicted.get("activations_low", p) if term == "activations" else p
+        # Difference to the predicted value, or to the nearer end of the predicted range (0 inside it).
+        diff = m - p if m > p else (m - low if m < low else 0)
+        ref = p if m > p else low
+        pct = 100.0 * diff / ref if ref else 0.0
         if term == "activations":
-            low = predicted.get("activations_low", p)
             good = low * (1 - ACTIVATION_TOLERANCE) <= m <= p * (1 + ACTIVATION_TOLERANCE)
         else:
-            good = diff == 0
-        rows[term] = {"predicted": p, "measured": m, "diff": diff, "diff_pct": pct, "ok": good}
+            good = m == p
+        rows[term] = {"predicted": p, "predicted_low": low, "measured": m, "diff": diff, "diff_pct": pct, "ok": good}
         ok &= good
     return rows, ok

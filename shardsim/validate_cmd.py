@@ -122,16 +122,26 @@ def render_validation(record: dict, console) -> None:
     table = Table(show_edge=False, header_style="bold")
     for col in ("rank", "term", "predicted B", "measured B", "diff B", "diff %", "verdict"):
         table.add_column(col, justify="left" if col in ("rank", "term", "verdict") else "right")
+    groups: list[list] = []  # consecutive ranks with identical figures share rows ("0–7")
     for r in record["ranks"]:
+        key = json.dumps([r.get("error"), r["comparison"]], sort_keys=True, default=str)
+        if groups and groups[-1][0] == key:
+            groups[-1][1].append(r["rank"])
+        else:
+            groups.append([key, [r["rank"]], r])
+    for _, ranks, r in groups:
+        label = str(ranks[0]) if len(ranks) == 1 else f"{ranks[0]}–{ranks[-1]}"
         if r.get("error"):
-            table.add_row(str(r["rank"]), "—", "", "", "", "", f"[red]FAILED: {r['error']}[/]")
+            table.add_row(label, "—", "", "", "", "", f"[red]FAILED: {r['error']}[/]")
             continue
         for term, row in r["comparison"].items():
             if row["measured"] is None:
-                table.add_row(str(r["rank"]), term, f"{row['predicted']:,}", "—", "", "", "[yellow]not measured[/]")
+                table.add_row(label, term, f"{row['predicted']:,}", "—", "", "", "[yellow]not measured[/]")
                 continue
             verdict = "[green]ok[/]" if row["ok"] else "[red]MISMATCH[/]"
-            table.add_row(str(r["rank"]) if term == "weights" else "", term, f"{row['predicted']:,}",
+            low = row.get("predicted_low", row["predicted"])
+            shown = f"{row['predicted']:,}" if low == row["predicted"] else f"{low:,} … {row['predicted']:,}"
+            table.add_row(label if term == "weights" else "", term, shown,
                           f"{row['measured']:,}", f"{row['diff']:+,}", f"{row['diff_pct']:+.2f}", verdict)
     console.print(table)
     meas = [r["measured"] for r in record["ranks"] if r["measured"].get("rss_anon")]

@@ -1,0 +1,607 @@
+"""Capacity review: one or more served models against a catalog of priced clusters, every layout, ranked by cost.
+
+A *workload* names, per model, the context every request carries (tokens: prompt + generated) and how many
+requests run at once (``concurrency``), optionally a weight format (``quant``) and KV dtype to consider. For
+every cluster in the catalog every valid layout is enumerated (``enumerate_layouts``: TP stays inside a node,
+the layout may use fewer GPUs than the cluster has) and scored:
+
+- engine ``none`` (shardsim's own planner): the layout fits when the most loaded rank's total at
+  (context, batch = ceil(concurrency / dp)) is at most the GPU's capacity (``Planner.peak_total``).
+- engine ``vllm``: the layout fits when ``predict_vllm`` says vLLM starts (``max_model_len`` = context) and the KV
+  cache of each DP replica holds its ceil(concurrency / dp) requests at full context, in whole pages. Layouts are
+  the ones vLLM can run: expert parallel off (ep 1) or ``--enable-expert-parallel`` (ep = tp × dp). FP8 weights
+  need compute capability ≥ 8.0 (vLLM's Marlin fallback) and whole 128-wide scale blocks per shard
+  (``plan.quant_warnings``). When a replica's requests exceed vLLM's default ``max_num_seqs`` the review raises
+  it to them, as one would with ``--max-num-seqs`` (the sampler's dummy run grows with it).
+  The headroom is measured inside vLLM's own budget, gpu_memory_utilization × capacity: budget − (model loading
+  + activation peak + non-torch memory + the workload's KV pages) on the worst rank.
+
+Cost counts the GPUs a layout uses, not the whole cluster: (cluster price / its GPUs) × layout GPUs, with the
+cluster's purchase price (``--by purchase``) or its hourly price (``--by hourly``). The same layout on clusters
+of the same GPU at the same per-GPU price is one option (the smallest such cluster; the others in ``also_on``).
+Fitting options are ranked by cost, then by headroom (largest first); the nearest misses are the options that
+do not fit with the smallest deficit.
+
+Speed: each distinct (layout, GPU) is scored once per model variant; the planner path uses the memoised
+``Planner.peak_total``, and vLLM with data parallel but no expert parallel is predicted on one replica (every
+replica holds the same ranks). Largest context / concurrency are found only for the options that are shown.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .cluster import ClusterSpec, list_clusters, load_cluster
+from .constants import KV_BLOCK_TOKENS, MAX_BATCH, MAX_CONTEXT_TOKENS
+from .errors import ShardsimError
+from .layout import Layout, enumerate_layouts
+from .models import PRESET_ALIASES, ModelSpec, QuantConfig, get_preset, load_config_file
+from .units import GiB
+
+ENGINES = ("none", "vllm")
+COST_BASES = ("purchase", "hourly")
+QUANT_NAMES = ("none", "fp8", "int8", "int4")
+KV_DTYPES = ("bf16", "fp8")
+BASE_PRESETS = tuple(name for name in PRESET_ALIASES if not name.endswith("-FP8"))
+"""The eight Qwen3 models (the FP8 checkpoints are the same models in another weight format: ``quant: fp8``)."""
+
+
+# ---------------------------------------------------------------- workload
+def _as_tuple(value: Any, accepted: tuple[str, ...], what: str) -> tuple[str, ...]:
+    items = value if isinstance(value, (list, tuple)) else [value]
+    out = []
+    for item in items:
+        text = str(item).strip().lower() if item is not None else ""
+        if text not in accepted:
+            raise ValueError(f"{what} {item!r} is not known; accepted: {', '.join(accepted)}")
+        if text not in out:
+            out.append(text)
+    if not out:
+        raise ValueError(f"give at least one {what}; accepted: {', '.join(accepted)}")
+    return tuple(out)
+
+
+class ModelLoad(BaseModel):
+    """One served model: ``model`` (preset alias or a config.json path), tokens per request, simultaneous requests.
+    ``quant`` / ``kv_dtype``: one value or a list of values to consider (default: the checkpoint's format, bf16 KV)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: str = Field(min_length=1)
+    context: int = Field(default=8192, ge=1, le=MAX_CONTEXT_TOKENS)
+    concurrency: int = Field(default=1, ge=1, le=MAX_BATCH)
+    quant: tuple[str, ...] | None = None
+    kv_dtype: tuple[str, ...] = ("bf16",)
+
+    @field_validator("quant", mode="before")
+    @classmethod
+    def _quant(cls, value: Any) -> Any:
+        return None if value is None else _as_tuple(value, QUANT_NAMES, "quant")
+
+    @field_validator("kv_dtype", mode="before")
+    @classmethod
+    def _kv(cls, value: Any) -> Any:
+        return _as_tuple(value, KV_DTYPES, "kv_dtype")
+
+
+class WorkloadSpec(BaseModel):
+    """A workload file: the engine, vLLM's memory fraction, and the models to serve."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    engine: Literal["none", "vllm"] = "none"
+    gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
+    models: tuple[ModelLoad, ...] = Field(min_length=1)
+
+
+def _workload_error(path: Path, exc: ValidationError, node: Any) -> ShardsimError:
+    """``file: line N: field 'name': reason`` for the first pydantic error (the model's index when nested)."""
+    from .cluster import _line_of, _show
+
+    err = exc.errors()[0]
+    loc = tuple(err["loc"])
+    line = _line_of(node, loc) or _line_of(node, loc[:2]) or _line_of(node, loc[:1])
+    parts = [_show(path)] + [f"line {line}"] * bool(line)
+    name = loc[2:] if loc[:1] == ("models",) and len(loc) > 2 else loc
+    if name:
+        parts.append("field " + repr(".".join(str(p) for p in name)))
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return ShardsimError(": ".join(parts + [msg]) + more)
+
+
+def resolve_served_model(name: str, base_dir: Path | None = None) -> ModelSpec:
+    """A preset alias or full name, else a config.json path (relative paths also tried next to the workload file)."""
+    text = str(name).strip()
+    path = Path(text).expanduser()
+    if not (text.endswith(".json") or "/" in text or "\\" in text or path.is_dir()):
+        return get_preset(text)
+    if not path.is_absolute() and not path.exists() and base_dir is not None and (base_dir / path).exists():
+        path = base_dir / path
+    return load_config_file(path)
+
+
+def load_workload(path: str | Path) -> tuple[WorkloadSpec, list[ModelSpec]]:
+    """A workload YAML file, validated; every mistake reported with the file, the line and the field."""
+    from .cluster import _line_of, _read_yaml, _show
+
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise ShardsimError(f"workload file {str(path)!r} not found; give a YAML file like workloads/example.yaml")
+    data, node = _read_yaml(p)
+    if not isinstance(data, dict):
+        raise ShardsimError(f"{_show(p)}: expected a mapping with 'models:' (a list of model, context, concurrency), "
+                            f"got {type(data).__name__}")
+    try:
+        spec = WorkloadSpec.model_validate(data)
+    except ValidationError as exc:
+        raise _workload_error(p, exc, node) from None
+    specs = []
+    for i, load in enumerate(spec.models):
+        try:
+            specs.append(resolve_served_model(load.model, p.parent))
+        except ShardsimError as exc:
+            line = _line_of(node, ("models", i, "model"))
+            where = f" line {line}:" if line else ""
+            raise ShardsimError(f"{_show(p)}:{where} field 'model': {exc}") from None
+    return spec, specs
+
+
+# ---------------------------------------------------------------- catalog
+def load_catalog(names: Iterable[str] = (), catalog_dir: str | Path | None = None) -> list[ClusterSpec]:
+    """Clusters to review: the named ones (names or YAML paths), else every spec in ``catalog_dir`` (default:
+    ``cluster_specs/``), sorted by GPUs then name."""
+    names = list(names)
+    if names:
+        clusters = [load_cluster(n) for n in names]
+    elif catalog_dir is not None:
+        folder = Path(catalog_dir).expanduser()
+        if not folder.is_dir():
+            raise ShardsimError(f"--catalog {str(catalog_dir)!r} is not a directory of cluster YAML files")
+        files = sorted(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and p.name != "gpus.yaml")
+        if not files:
+            raise ShardsimError(f"--catalog {str(catalog_dir)!r} holds no cluster YAML files")
+        clusters = [load_cluster(p) for p in files]
+    else:
+        clusters = list_clusters()
+    seen, out = set(), []
+    for c in sorted(clusters, key=lambda c: (c.world_size, c.name)):
+        if c.name not in seen:
+            seen.add(c.name)
+            out.append(c)
+    return out
+
+
+def cluster_cost(cluster: ClusterSpec, gpus: int, by: str) -> float | None:
+    """Price of ``gpus`` GPUs of ``cluster``: its whole price (purchase or per hour) / its GPUs × gpus."""
+    whole = cluster.purchase_price_usd if by == "purchase" else cluster.price_per_hour_usd
+    return None if whole is None else whole / cluster.world_size * gpus
+
+
+# ---------------------------------------------------------------- options
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """One model in one weight format and KV dtype, serving ``concurrency`` requests of ``context`` tokens."""
+
+    spec: ModelSpec
+    context: int
+    concurrency: int
+    quant_name: str  # none / fp8 / int8 / int4, or 'checkpoint' (the checkpoint's own format)
+    quant: QuantConfig
+    kv_dtype: str
+
+    @property
+    def weights_label(self) -> str:
+        q = self.quant
+        if q.method == "none":
+            return "bf16"
+        if q.method in ("gptq", "awq"):
+            return f"int{q.bits}"
+        return q.method
+
+
+@dataclass(slots=True)
+class Option:
+    """One layout on one cluster for one variant, scored."""
+
+    variant: Variant
+    cluster: ClusterSpec
+    layout: Layout
+    fits: bool
+    cost: float | None
+    peak_rank: int
+    peak_bytes: int
+    budget_bytes: int  # what peak_bytes is compared with: the capacity (planner) or util × capacity (vLLM)
+    headroom_bytes: int
+    note: Any = None  # engine-specific detail kept for ``finish`` (vLLM: the EngineReport and its blocks)
+    also_on: list[str] = field(default_factory=list)
+    reason: str | None = None
+    max_context: int | None = None
+    max_concurrency: int | None = None
+    kv_cache_tokens: int | None = None  # per DP replica
+    finished: bool = False
+
+    def to_dict(self) -> dict:
+        lay, v = self.layout, self.variant
+        return {
+            "model": v.spec.name, "quant": v.weights_label, "kv_dtype": v.kv_dtype,
+            "cluster": self.cluster.name, "also_on": list(self.also_on), "gpu": self.cluster.gpu.name,
+            "layout": {"tp": lay.tp, "pp": lay.pp, "dp": lay.dp, "ep": lay.ep, "world_size": lay.world_size},
+            "gpus": lay.world_size, "fits": self.fits, "cost": None if self.cost is None else round(self.cost, 4),
+            "peak_rank": self.peak_rank, "peak_bytes": self.peak_bytes, "budget_bytes": self.budget_bytes,
+            "capacity_bytes": self.cluster.gpu.capacity_bytes, "headroom_bytes": self.headroom_bytes,
+            "max_context": self.max_context, "max_concurrency": self.max_concurrency,
+            "kv_cache_tokens": self.kv_cache_tokens, "replicas": lay.dp, "reason": self.reason,
+        }
+
+
+def layout_text(layout: Layout) -> str:
+    text = f"TP{layout.tp}×PP{layout.pp}×DP{layout.dp}"
+    return text + (f"·EP{layout.ep}" if layout.ep > 1 else "")
+
+
+def _gib(n: int) -> str:
+    return f"{n / GiB:,.2f}"
+
+
+class _PlannerEval:
+    """Engine none: shardsim's planner, peak rank total at (context, ceil(concurrency / dp))."""
+
+    engine = "none"
+
+    def __init__(self, variant: Variant):
+        from .plan import Planner, Workload
+
+        self.variant = variant
+        wl = Workload(context=variant.context, batch=1, quant=variant.quant, kv_dtype=variant.kv_dtype).checked()
+        self.base = Planner(variant.spec, Layout(), wl)
+        self.planners: dict[Layout, Any] = {}
+        self.peaks: dict[Layout, tuple[int, int]] = {}
+
+    def planner(self, layout: Layout):
+        p = self.planners.get(layout)
+        if p is None:
+            p = self.planners[layout] = self.base.with_layout(layout)
+        return p
+
+    def score(self, cluster: ClusterSpec, layout: Layout) -> tuple[bool, int, int, int, int, Any]:
+        hit = self.peaks.get(layout)
+        if hit is None:
+            batch = -(-self.variant.concurrency // layout.dp)
+            hit = self.peaks[layout] = self.planner(layout).peak_total(self.variant.context, batch)
+        rank, total = hit
+        capacity = cluster.gpu.capacity_bytes
+        return total <= capacity, rank, total, capacity, capacity - total, None
+
+    def finish(self, opt: Option) -> None:
+        v, lay = self.variant, opt.layout
+        planner = self.planner(lay)
+        capacity = opt.cluster.gpu.capacity_bytes
+        batch = -(-v.concurrency // lay.dp)
+        opt.max_context = planner.largest_fitting(capacity, batch, "context", v.spec.max_position_embeddings)
+        max_batch = planner.largest_fitting(capacity, v.context, "batch", MAX_BATCH)
+        opt.max_concurrency = max_batch * lay.dp
+        opt.kv_cache_tokens = max_batch * (-(-v.context // planner.block_size) * planner.block_size)
+        if not opt.fits:
+            opt.reason = (f"rank {opt.peak_rank} needs {_gib(opt.peak_bytes)} GiB of {_gib(capacity)} GiB "
+                          f"at context {v.context:,} × batch {batch:,}")
+
+
+@dataclass(frozen=True, slots=True)
+class _VllmScore:
+    report: Any
+    need_blocks: int
+    request_blocks: int
+    per_replica: int
+    refusal: str | None
+
+
+class _VllmEval:
+    """Engine vllm: ``predict_vllm`` per layout (one replica when experts are not spread over DP)."""
+
+    engine = "vllm"
+
+    def __init__(self, variant: Variant, gpu_memory_utilization: float):
+        from .engines.common import kv_bytes_per_token_per_layer
+        from .engines.vllm import VllmKnobs, predict_vllm, vllm_defaults
+        from .plan import quant_warnings
+
+        self.variant = variant
+        self.util = gpu_memory_utilization
+        self.kv_cache_dtype = "fp8" if variant.kv_dtype == "fp8" else "auto"
+        self.kv_bytes = 1 if variant.kv_dtype == "fp8" else 2
+        self.block = KV_BLOCK_TOKENS
+        self._predict, self._knobs, self._defaults = predict_vllm, VllmKnobs, vllm_defaults
+        self._kv_layer, self._quant_warnings = kv_bytes_per_token_per_layer, quant_warnings
+        self.reports: dict[tuple, Any] = {}
+        self.scores: dict[tuple, tuple] = {}
+        self.request_blocks = -(-variant.context // self.block)
+
+    @staticmethod
+    def runs(layout: Layout) -> bool:
+        """Layouts vLLM has: expert parallel off, or on over all tp × dp ranks."""
+        return layout.ep == 1 or layout.ep == layout.tp * layout.dp
+
+    def score(self, cluster: ClusterSpec, layout: Layout) -> tuple[bool, int, int, int, int, Any]:
+        gpu = cluster.gpu
+        key = (layout, gpu.capacity_bytes, gpu.name, gpu.compute_capability)
+        hit = self.scores.get(key)
+        if hit is None:
+            hit = self.scores[key] = self._score(gpu, layout)
+        return hit
+
+    def _score(self, gpu, layout: Layout) -> tuple:
+        v = self.variant
+        spec, quant = v.spec, v.quant
+        per_replica = -(-v.concurrency // layout.dp)
+        seqs_default, tokens_default = self._defaults(gpu.capacity_bytes, gpu.name)
+        knobs = dict(gpu_memory_utilization=self.util, max_model_len=v.context, kv_cache_dtype=self.kv_cache_dtype,
+                     block_size=self.block)
+        if per_replica > seqs_default:  # serve them all at once: --max-num-seqs raised to the replica's requests
+            knobs.update(max_num_seqs=per_replica, max_num_batched_tokens=max(tokens_default, per_replica))
+        # Every DP replica holds the same ranks unless experts are spread over the replicas (ep > tp).
+        one = layout if layout.ep > layout.tp else dataclasses.replace(layout, dp=1)
+        rkey = (one, gpu.capacity_bytes, gpu.name, gpu.compute_capability, tuple(sorted(knobs.items())))
+        report = self.reports.get(rkey)
+        if report is None:
+            report = self.reports[rkey] = self._predict(spec, one, gpu.capacity_bytes, gpu.name, gpu.compute_capability,
+                                                        "bf16", quant, self._knobs(**knobs))
+        page = self.block * self._kv_layer(spec, layout.tp, self.kv_bytes)
+        need_blocks = per_replica * self.request_blocks
+        worst, headroom = 0, None
+        for r in report.ranks:
+            h = r.available_kv_cache_bytes - need_blocks * page * r.layers
+            if headroom is None or h < headroom:
+                worst, headroom = r.rank, h
+        if one is not layout:  # rank of replica 0 in the full layout: tp_rank + tp × dp × pp_rank
+            worst = worst % layout.tp + layout.tp * layout.dp * (worst // layout.tp)
+        refusal = None
+        if quant.method == "fp8":
+            cc = gpu.compute_capability
+            if cc is not None and float(cc) < 8.0:
+                refusal = (f"vLLM's FP8 weights need compute capability ≥ 8.0 (Marlin fallback); "
+                           f"{gpu.name} has {cc}")
+            else:
+                warns = self._quant_warnings(spec, layout, quant)
+                refusal = warns[0] if warns else None
+        budget = int(gpu.capacity_bytes * self.util)
+        fits = refusal is None and report.starts and headroom >= 0
+        note = _VllmScore(report, need_blocks, self.request_blocks, per_replica, refusal)
+        return fits, worst, budget - headroom, budget, headroom, note
+
+    def finish(self, opt: Option) -> None:
+        v, lay, note = self.variant, opt.layout, opt.note
+        report = note.report
+        blocks = report.kv_cache_tokens // self.block
+        opt.kv_cache_tokens = report.kv_cache_tokens
+        opt.max_concurrency = blocks // note.request_blocks * lay.dp if report.starts else 0
+        opt.max_context = min(blocks // note.per_replica * self.block, v.spec.max_position_embeddings) if report.starts else 0
+        if opt.fits:
+            return
+        if note.refusal:
+            opt.reason = note.refusal
+        elif not report.starts:
+            opt.reason = report.refusal
+        else:
+            opt.reason = (f"KV cache holds {report.kv_cache_tokens:,} tokens per replica = {blocks // note.request_blocks:,} "
+                          f"requests of {v.context:,} tokens; {note.per_replica:,} needed "
+                          f"(rank {opt.peak_rank} short by {_gib(-opt.headroom_bytes)} GiB)")
+
+
+# ---------------------------------------------------------------- review
+@dataclass(slots=True)
+class ModelReview:
+    spec: ModelSpec
+    context: int
+    concurrency: int
+    variants: list[Variant]
+    evaluated: int
+    fitting: list[Option]  # ranked, one per distinct (GPU, price, layout, variant)
+    misses: list[Option]   # nearest first
+    evaluators: dict = field(default_factory=dict)
+
+    @property
+    def cheapest(self) -> Option | None:
+        return self.fitting[0] if self.fitting else None
+
+
+@dataclass(slots=True)
+class Review:
+    engine: str
+    by: str
+    clusters: list[ClusterSpec]
+    models: list[ModelReview]
+    gpu_memory_utilization: float = 0.9
+
+    @property
+    def evaluated(self) -> int:
+        return sum(m.evaluated for m in self.models)
+
+    def all_at_once(self) -> dict | None:
+        """The cheapest single cluster hosting every model at once, each on its fewest-GPU fitting layout there,
+        by summing the GPUs they use (None: no cluster holds them all, or one model)."""
+        if len(self.models) < 2:
+            return None
+        best = None
+        for cluster in self.clusters:
+            picks = []
+            for m in self.models:
+                here = [o for o in m.fitting if o.cluster.name == cluster.name or cluster.name in o.also_on]
+                if not here:
+                    break
+                picks.append(min(here, key=lambda o: (o.layout.world_size, o.cost or 0, -o.headroom_bytes)))
+            else:
+                gpus = sum(o.layout.world_size for o in picks)
+                if gpus > cluster.world_size:
+                    continue
+                cost = cluster_cost(cluster, gpus, self.by)
+                key = (cost is None, cost or 0, gpus)
+                if best is None or key < best[0]:
+                    best = (key, cluster, picks, gpus, cost)
+        if best is None:
+            return None
+        _, cluster, picks, gpus, cost = best
+        return {"cluster": cluster.name, "gpus": gpus, "cluster_gpus": cluster.world_size,
+                "cost": None if cost is None else round(cost, 4),
+                "models": [{"model": o.variant.spec.name, "quant": o.variant.weights_label, "kv_dtype": o.variant.kv_dtype,
+                            "layout": {"tp": o.layout.tp, "pp": o.layout.pp, "dp": o.layout.dp, "ep": o.layout.ep,
+                                       "world_size": o.layout.world_size}} for o in picks]}
+
+    def finish(self, top: int, misses: int) -> None:
+        """Largest context / concurrency, KV tokens and the reason of every option that will be shown."""
+        for m in self.models:
+            for opt in m.fitting[: top if top > 0 else None] + m.misses[:misses]:
+                if not opt.finished:
+                    m.evaluators[id(opt.variant)].finish(opt)
+                    opt.finished = True
+
+    def to_dict(self, top: int, misses: int) -> dict:
+        self.finish(top, misses)
+        options, models = [], []
+        for m in self.models:
+            shown = m.fitting[: top if top > 0 else None] + m.misses[:misses]
+            options += [o.to_dict() for o in shown]
+            models.append({
+                "model": m.spec.name, "context": m.context, "concurrency": m.concurrency,
+                "quant": list(dict.fromkeys(v.weights_label for v in m.variants)),
+                "kv_dtype": list(dict.fromkeys(v.kv_dtype for v in m.variants)),
+                "evaluated": m.evaluated, "fitting": len(m.fitting),
+                "cheapest": m.cheapest.to_dict() if m.cheapest else None,
+            })
+        return {
+            "engine": self.engine, "by": self.by,
+            "cost_basis": f"{'purchase price' if self.by == 'purchase' else 'price per hour'} (USD) of the GPUs a "
+                          "layout uses: cluster price / cluster GPUs × layout GPUs",
+            "gpu_memory_utilization": self.gpu_memory_utilization if self.engine == "vllm" else None,
+            "clusters": [c.name for c in self.clusters], "evaluated": self.evaluated,
+            "models": models, "options": options, "all_models": self.all_at_once(),
+        }
+
+
+def variants_for(spec: ModelSpec, context: int, concurrency: int, quants: Iterable[str] | None,
+                 kv_dtypes: Iterable[str]) -> list[Variant]:
+    from .quant import quant_from_choice
+
+    out = []
+    for q in (list(quants) if quants else ["checkpoint"]):
+        quant = spec.quant if q == "checkpoint" else quant_from_choice(q)
+        for kv in kv_dtypes:
+            out.append(Variant(spec, context, concurrency, q, quant, kv))
+    return out
+
+
+def review(loads: list[tuple[ModelSpec, ModelLoad]], clusters: list[ClusterSpec], engine: str = "none",
+           by: str = "purchase", gpu_memory_utilization: float = 0.9, max_gpus: int | None = None,
+           progress: Callable[[int, int], None] | None = None) -> Review:
+    """Score every layout of every cluster for every model variant; rank the fitting ones by cost."""
+    if engine not in ENGINES:
+        raise ShardsimError(f"--engine {engine!r} is not known; accepted: {', '.join(ENGINES)}")
+    if by not in COST_BASES:
+        raise ShardsimError(f"--by {by!r} is not known; accepted: {', '.join(COST_BASES)}")
+    if not clusters:
+        raise ShardsimError("no clusters to review; check --cluster / --catalog")
+    layouts_of: dict[tuple, list[Layout]] = {}
+    models, steps, done = [], len(loads) * len(clusters), 0
+    for spec, load in loads:
+        variants = variants_for(spec, load.context, load.concurrency, load.quant, load.kv_dtype)
+        evaluators = {}
+        for v in variants:
+            evaluators[id(v)] = _PlannerEval(v) if engine == "none" else _VllmEval(v, gpu_memory_utilization)
+        seen: dict[tuple, Option] = {}
+        evaluated = 0
+        for cluster in clusters:
+            world = min(cluster.world_size, max_gpus) if max_gpus else cluster.world_size
+            key = (spec, world, cluster.gpus_per_node)
+            lays = layouts_of.get(key)
+            if lays is None:
+                lays = layouts_of[key] = enumerate_layouts(spec, world, tp_max=cluster.gpus_per_node)
+                if engine == "vllm":
+                    lays = layouts_of[key] = [lay for lay in lays if _VllmEval.runs(lay)]
+            for v in variants:
+                ev = evaluators[id(v)]
+                per_gpu = cluster_cost(cluster, 1, by)
+                for lay in lays:
+                    evaluated += 1
+                    dkey = (id(v), cluster.gpu.name, cluster.gpu.capacity_bytes, per_gpu, lay)
+                    dup = seen.get(dkey)
+                    if dup is not None:
+                        dup.also_on.append(cluster.name)
+                        continue
+                    fits, rank, peak, budget, headroom, note = ev.score(cluster, lay)
+                    cost = None if per_gpu is None else per_gpu * lay.world_size
+                    seen[dkey] = Option(v, cluster, lay, fits, cost, rank, peak, budget, headroom, note)
+            done += 1
+            if progress is not None:
+                progress(done, steps)
+        options = list(seen.values())
+        fitting = sorted((o for o in options if o.fits), key=lambda o: (
+            o.cost is None, o.cost or 0.0, -o.headroom_bytes, o.layout.world_size, o.cluster.world_size, o.cluster.name))
+        misses = sorted((o for o in options if not o.fits), key=lambda o: (
+            -o.headroom_bytes, o.cost is None, o.cost or 0.0, o.cluster.name))
+        models.append(ModelReview(spec, load.context, load.concurrency, variants, evaluated, fitting, misses, evaluators))
+    return Review(engine, by, clusters, models, gpu_memory_utilization)
+
+
+# ---------------------------------------------------------------- text
+def render_review(rv: Review, console, top: int = 10, misses: int = 3) -> None:
+    from rich.table import Table
+
+    rv.finish(top, misses)
+    money = "purchase $" if rv.by == "purchase" else "$/hour"
+    fmt_cost = (lambda c: "–" if c is None else f"{c:,.0f}") if rv.by == "purchase" else \
+        (lambda c: "–" if c is None else f"{c:,.2f}")
+    if rv.engine == "vllm":
+        budget = (f"vLLM (max_model_len = context; needs = weights + activation peak + non-torch + the workload's KV "
+                  f"pages, within {rv.gpu_memory_utilization:g} × capacity)")
+    else:
+        budget = "shardsim's planner (needs = the most loaded rank's total at batch = ceil(concurrency / dp))"
+    console.print(f"[bold]review[/] · engine {budget} · {len(rv.clusters)} clusters · {rv.evaluated:,} layouts evaluated")
+    console.print(f"cost: {money} of the GPUs a layout uses (cluster price / cluster GPUs × layout GPUs); "
+                  "ranked by cost, then headroom")
+    for m in rv.models:
+        spec = m.spec
+        formats = sorted({f"{v.weights_label} weights, KV {v.kv_dtype}" for v in m.variants})
+        console.print()
+        console.print(f"[bold]{spec.name}[/] · context {m.context:,} × {m.concurrency:,} concurrent · "
+                      f"{' | '.join(formats)} · {m.evaluated:,} layouts evaluated · {len(m.fitting):,} distinct options fit")
+        if m.fitting:
+            table = Table(show_edge=False, header_style="bold")
+            cols = ["#", "cluster", "layout", "GPUs"] + (["weights", "KV"] if len(m.variants) > 1 else []) + \
+                [money, "needs GiB", "of GiB", "headroom", "max context", "max conc.", "KV tokens/replica"]
+            for col in cols:
+                table.add_column(col, justify="left" if col in ("cluster", "layout", "weights", "KV") else "right", no_wrap=True)
+            for i, o in enumerate(m.fitting[: top if top > 0 else None], 1):
+                cluster = o.cluster.name + (f" (+{len(o.also_on)})" if o.also_on else "")
+                row = [str(i), cluster, layout_text(o.layout), str(o.layout.world_size)]
+                if len(m.variants) > 1:
+                    row += [o.variant.weights_label, o.variant.kv_dtype]
+                row += [fmt_cost(o.cost), _gib(o.peak_bytes), _gib(o.budget_bytes), _gib(o.headroom_bytes),
+                        f"{o.max_context:,}", f"{o.max_concurrency:,}", f"{o.kv_cache_tokens:,}"]
+                table.add_row(*row)
+            console.print(table)
+            c = m.fitting[0]
+            console.print(f"cheapest: [green]{c.cluster.name} {layout_text(c.layout)}[/] on {c.layout.world_size} × "
+                          f"{c.cluster.gpu.name} · {money} {fmt_cost(c.cost)} · headroom {_gib(c.headroom_bytes)} GiB")
+        else:
+            console.print("[bold red]no layout on any cluster fits[/]")
+        if misses and m.misses:
+            console.print("nearest misses:")
+            for o in m.misses[:misses]:
+                extra = f" ({o.variant.weights_label}, KV {o.variant.kv_dtype})" if len(m.variants) > 1 else ""
+                console.print(f"  {o.cluster.name} {layout_text(o.layout)}{extra} · short by {_gib(-o.headroom_bytes)} GiB"
+                              f" · {o.reason}")
+    both = rv.all_at_once()
+    if both is not None:
+        console.print()
+        parts = ", ".join(f"{d['model']} TP{d['layout']['tp']}×PP{d['layout']['pp']}×DP{d['layout']['dp']}"
+                          + (f"·EP{d['layout']['ep']}" if d['layout']['ep'] > 1 else "") for d in both["models"])
+        console.print(f"all models at once: [green]{both['cluster']}[/] · {both['gpus']} of {both['cluster_gpus']} GPUs · "
+                      f"{money} {fmt_cost(both['cost'])} · {parts}")
+    elif len(rv.models) > 1:
+        console.print("\nall models at once: no single cluster hosts them all")
