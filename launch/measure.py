@@ -58,18 +58,25 @@ class LiveTensorTracker(TorchDispatchMode):
                 key = st.data_ptr()
             except (RuntimeError, NotImplementedError):  # wrapper subclasses (DTensor): their local tensors count
                 continue
-            if key in self.baseline or key in self._tracked or st.nbytes() == 0:
+            if key in self.baseline or self._seen(key) or st.nbytes() == 0:
                 continue
-            ref = weakref.ref(st, lambda _r, k=key: self._freed(k))
-            label = f"{func.__name__}{tuple(t.shape)}" if self.detail else ""
-            self._tracked[key] = (st.nbytes(), ref, label)
-            self.live += st.nbytes()
-            if self.live > self.peak:
-                self.peak = self.live
-                self.peak_members = {k: v[0] for k, v in self._tracked.items()}
-                if self.detail:
-                    self.peak_detail = sorted(((n, lab) for n, _, lab in self._tracked.values()), reverse=True)[:16]
+            self._record(st, key, func, t)
         return out
+
+    def _seen(self, key: int) -> bool:
+        return key in self._tracked
+
+    def _record(self, st, key: int, func, t: torch.Tensor) -> None:
+        """Count a new storage as live until its weakref fires."""
+        ref = weakref.ref(st, lambda _r, k=key: self._freed(k))
+        label = f"{func.__name__}{tuple(t.shape)}" if self.detail else ""
+        self._tracked[key] = (st.nbytes(), ref, label)
+        self.live += st.nbytes()
+        if self.live > self.peak:
+            self.peak = self.live
+            self.peak_members = {k: v[0] for k, v in self._tracked.items()}
+            if self.detail:
+                self.peak_detail = sorted(((n, lab) for n, _, lab in self._tracked.values()), reverse=True)[:16]
 
 
 def peak_without(tracker: LiveTensorTracker, tensors) -> int:

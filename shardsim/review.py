@@ -120,10 +120,14 @@ def resolve_served_model(name: str, base_dir: Path | None = None) -> ModelSpec:
     """A preset alias or full name, else a config.json path (relative paths also tried next to the workload file)."""
     text = str(name).strip()
     path = Path(text).expanduser()
-    if not (text.endswith(".json") or "/" in text or "\\" in text or path.is_dir()):
-        return get_preset(text)
     if not path.is_absolute() and not path.exists() and base_dir is not None and (base_dir / path).exists():
         path = base_dir / path
+    if not text.endswith(".json"):
+        try:
+            return get_preset(text)
+        except ShardsimError:
+            if not path.exists():
+                raise
     return load_config_file(path)
 
 

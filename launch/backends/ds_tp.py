@@ -229,8 +229,6 @@ def zero3_param_numel_unpadded(engine_or_model) -> int:
 
 # ------------------------------------------------------------------ ZeRO-3 activation / gather measurement
 def _zero3_tracker_cls():
-    from torch.utils._pytree import tree_leaves
-
     from launch.measure import LiveTensorTracker
 
     class ZeroGatherTracker(LiveTensorTracker):
@@ -255,34 +253,17 @@ def _zero3_tracker_cls():
             if entry is not None:
                 self.gather_live -= entry[0]
 
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            out = func(*args, **(kwargs or {}))
-            for t in tree_leaves(out):
-                if not isinstance(t, torch.Tensor):
-                    continue
-                try:
-                    st = t.untyped_storage()
-                    key = st.data_ptr()
-                except (RuntimeError, NotImplementedError):
-                    continue
-                if key in self.baseline or key in self._tracked or key in self._gathered or st.nbytes() == 0:
-                    continue
-                if self.gathering:
-                    ref = weakref.ref(st, lambda _r, k=key: self._gather_freed(k))
-                    self._gathered[key] = (st.nbytes(), ref)
-                    self.gather_live += st.nbytes()
-                    self.gather_peak = max(self.gather_peak, self.gather_live)
-                    continue
-                ref = weakref.ref(st, lambda _r, k=key: self._freed(k))
-                label = f"{func.__name__}{tuple(t.shape)}" if self.detail else ""
-                self._tracked[key] = (st.nbytes(), ref, label)
-                self.live += st.nbytes()
-                if self.live > self.peak:
-                    self.peak = self.live
-                    self.peak_members = {k: v[0] for k, v in self._tracked.items()}
-                    if self.detail:
-                        self.peak_detail = sorted(((n, lab) for n, _, lab in self._tracked.values()), reverse=True)[:16]
-            return out
+        def _seen(self, key: int) -> bool:
+            return key in self._tracked or key in self._gathered
+
+        def _record(self, st, key: int, func, t) -> None:
+            if not self.gathering:
+                super()._record(st, key, func, t)
+                return
+            ref = weakref.ref(st, lambda _r, k=key: self._gather_freed(k))
+            self._gathered[key] = (st.nbytes(), ref)
+            self.gather_live += st.nbytes()
+            self.gather_peak = max(self.gather_peak, self.gather_live)
 
     return ZeroGatherTracker
 
