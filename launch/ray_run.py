@@ -71,6 +71,20 @@ class Progress:
             self.live.stop()
 
 
+def _check_reachable(address: str) -> None:
+    """Fail fast (Ray itself retries for minutes) when nothing listens at HOST:PORT."""
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=3):
+            return
+    except ValueError:
+        raise ShardsimError(f"--address {address!r} must be auto or HOST:PORT (the Ray head's GCS port, usually 6379)") from None
+    except OSError as exc:
+        raise ShardsimError(f"nothing answers at --address {address} ({exc.strerror or exc}); start a Ray head there or use auto") from None
+
+
 def _cause(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     name = type(exc).__name__
@@ -124,12 +138,24 @@ def run(req: ValidateRequest, spec, layout, quiet: bool = False) -> dict:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     ray_kwargs = {"include_dashboard": False, "log_to_driver": False}
     started_ray = not ray.is_initialized()
+    if started_ray and req.address and req.address != "auto":
+        _check_reachable(req.address)
     if started_ray:
-        if req.address:
-            ray.init(address=req.address, **ray_kwargs)
-        else:
-            ray.init(num_cpus=max(2, os.cpu_count() or 2), **ray_kwargs)
+        try:
+            if req.address:
+                ray.init(address=req.address, **ray_kwargs)
+            else:
+                ray.init(num_cpus=max(2, os.cpu_count() or 2), **ray_kwargs)
+        except Exception as exc:  # noqa: BLE001 - any failure to reach Ray is the user's input to fix
+            where = f"the Ray cluster at {req.address}" if req.address else "a local Ray instance"
+            raise ShardsimError(f"cannot start or reach {where}: {str(exc).splitlines()[0][:200]}") from None
     timings["ray_init_s"] = time.time() - t0
+    if req.device == "cuda":
+        gpus = int(ray.cluster_resources().get("GPU", 0))
+        if gpus < world:
+            if started_ray:
+                ray.shutdown()
+            raise ShardsimError(f"--device cuda needs one GPU per rank: the layout has {world} ranks, the Ray cluster {gpus} GPUs")
 
     from launch.worker import RankWorker
 

@@ -349,3 +349,5 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+from . import cli_review  # noqa: E402,F401  (registers review, sweep, report)

@@ -46,7 +46,7 @@ from .units import GiB
 
 ENGINES = ("none", "vllm")
 COST_BASES = ("purchase", "hourly")
-QUANT_NAMES = ("none", "fp8", "int8", "int4")
+QUANT_NAMES = ("none", "fp8", "int8", "int4")  # and any other --quant choice of shardsim.quant (QUANT_CHOICES)
 KV_DTYPES = ("bf16", "fp8")
 BASE_PRESETS = tuple(name for name in PRESET_ALIASES if not name.endswith("-FP8"))
 """The eight Qwen3 models (the FP8 checkpoints are the same models in another weight format: ``quant: fp8``)."""
@@ -82,7 +82,10 @@ class ModelLoad(BaseModel):
     @field_validator("quant", mode="before")
     @classmethod
     def _quant(cls, value: Any) -> Any:
-        return None if value is None else _as_tuple(value, QUANT_NAMES, "quant")
+        from .quant import QUANT_CHOICES
+
+        accepted = QUANT_NAMES + tuple(q for q in QUANT_CHOICES if q not in QUANT_NAMES)
+        return None if value is None else _as_tuple(value, accepted, "quant")
 
     @field_validator("kv_dtype", mode="before")
     @classmethod
@@ -97,14 +100,22 @@ class WorkloadSpec(BaseModel):
 
     engine: Literal["none", "vllm"] = "none"
     gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
-    models: tuple[ModelLoad, ...] = Field(min_length=1)
+    models: tuple[ModelLoad, ...]
+
+    @field_validator("models")
+    @classmethod
+    def _some(cls, value: tuple[ModelLoad, ...]) -> tuple[ModelLoad, ...]:
+        if not value:
+            raise ValueError("give at least one model: a list of {model, context, concurrency}")
+        return value
 
 
 def _workload_error(path: Path, exc: ValidationError, node: Any) -> ShardsimError:
     """``file: line N: field 'name': reason`` for the first pydantic error (the model's index when nested)."""
     from .cluster import _line_of, _show
 
-    err = exc.errors()[0]
+    # A misspelt field is the likeliest mistake: report it before the "Field required" it causes.
+    err = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
     loc = tuple(err["loc"])
     line = _line_of(node, loc) or _line_of(node, loc[:2]) or _line_of(node, loc[:1])
     parts = [_show(path)] + [f"line {line}"] * bool(line)
@@ -205,7 +216,7 @@ class Variant:
         q = self.quant
         if q.method == "none":
             return "bf16"
-        if q.method in ("gptq", "awq"):
+        if q.method.startswith("gptq"):
             return f"int{q.bits}"
         return q.method
 
@@ -394,8 +405,7 @@ class _VllmEval:
             opt.reason = report.refusal
         else:
             opt.reason = (f"KV cache holds {report.kv_cache_tokens:,} tokens per replica = {blocks // note.request_blocks:,} "
-                          f"requests of {v.context:,} tokens; {note.per_replica:,} needed "
-                          f"(rank {opt.peak_rank} short by {_gib(-opt.headroom_bytes)} GiB)")
+                          f"requests of {v.context:,} tokens, {note.per_replica:,} needed (rank {opt.peak_rank} is short)")
 
 
 # ---------------------------------------------------------------- review
@@ -560,14 +570,13 @@ def render_review(rv: Review, console, top: int = 10, misses: int = 3) -> None:
     money = "purchase $" if rv.by == "purchase" else "$/hour"
     fmt_cost = (lambda c: "–" if c is None else f"{c:,.0f}") if rv.by == "purchase" else \
         (lambda c: "–" if c is None else f"{c:,.2f}")
+    console.print(f"[bold]review[/] · engine {rv.engine} · {len(rv.clusters)} clusters · {rv.evaluated:,} layouts evaluated"
+                  f" · ranked by {money} of the GPUs used (cluster price / its GPUs × layout GPUs), then headroom")
     if rv.engine == "vllm":
-        budget = (f"vLLM (max_model_len = context; needs = weights + activation peak + non-torch + the workload's KV "
-                  f"pages, within {rv.gpu_memory_utilization:g} × capacity)")
+        console.print(f"needs: the worst rank's weights + activation peak + non-torch memory + the workload's KV pages "
+                      f"(max_model_len = context), of vLLM's budget {rv.gpu_memory_utilization:g} × capacity")
     else:
-        budget = "shardsim's planner (needs = the most loaded rank's total at batch = ceil(concurrency / dp))"
-    console.print(f"[bold]review[/] · engine {budget} · {len(rv.clusters)} clusters · {rv.evaluated:,} layouts evaluated")
-    console.print(f"cost: {money} of the GPUs a layout uses (cluster price / cluster GPUs × layout GPUs); "
-                  "ranked by cost, then headroom")
+        console.print("needs: the most loaded rank's total at batch = ceil(concurrency / dp), of the GPU's capacity")
     for m in rv.models:
         spec = m.spec
         formats = sorted({f"{v.weights_label} weights, KV {v.kv_dtype}" for v in m.variants})

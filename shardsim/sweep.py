@@ -157,8 +157,8 @@ def chart_ranks(report: PlanReport, path: Path) -> Path:
         "activations": [r.bytes.activations / GiB for r in ranks],
         "runtime": [r.bytes.runtime / GiB for r in ranks],
     }
-    width = max(6.0, min(18.0, 0.35 * len(ranks) + 3))
-    fig, ax = plt.subplots(figsize=(width, 4.8), dpi=110)
+    width = max(7.5, min(18.0, 0.35 * len(ranks) + 3))
+    fig, ax = plt.subplots(figsize=(width, 5.2), dpi=110)
     bottom = [0.0] * len(ranks)
     for name, values in terms.items():
         ax.bar(xs, values, bottom=bottom, label=name, color=_COLORS[name], width=0.8)
@@ -170,19 +170,27 @@ def chart_ranks(report: PlanReport, path: Path) -> Path:
                 xytext=(0, 6), textcoords="offset points", ha="center", fontsize=8)
     lay, wl = report.layout, report.workload
     verdict = "fits" if report.fits else "does NOT fit"
-    ax.set_title(f"{report.model.name} · {lay.describe()} · context {wl.context:,} × batch {wl.batch:,}\n"
-                 f"{report.gpu_name or 'GPU'} · {verdict} · headroom {report.headroom_bytes / GiB:,.2f} GiB", fontsize=10)
+    ax.set_title(f"{report.model.name} · {lay.describe()}\ncontext {wl.context:,} × batch {wl.batch:,} · "
+                 f"{report.gpu_name or 'GPU'} · {verdict} · headroom {report.headroom_bytes / GiB:,.2f} GiB", fontsize=9)
     ax.set_xlabel("rank")
     ax.set_ylabel("GiB")
     step = max(1, len(ranks) // 32)
     ax.set_xticks(xs[::step])
     ax.set_ylim(0, max(cap, max(bottom)) * 1.12)
-    ax.legend(loc="upper right", fontsize=8, ncol=5, framealpha=0.9)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), fontsize=8, ncol=5, frameon=False)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def _fit_cmap():
+    """Greens to yellow below 100 % of the GPU, a sharp step to orange and red above it."""
+    from matplotlib.colors import LinearSegmentedColormap
+
+    return LinearSegmentedColormap.from_list("shardsim_fit", [
+        (0.0, "#1a9850"), (0.25, "#66bd63"), (0.4999, "#fee08b"), (0.5, "#f46d43"), (1.0, "#a50026")])
 
 
 def chart_fitmap(points: list[SweepPoint], path: Path) -> Path:
@@ -197,13 +205,13 @@ def chart_fitmap(points: list[SweepPoint], path: Path) -> Path:
     grid = [[at[(c, b)].peak_bytes / at[(c, b)].capacity_bytes for b in batches] for c in contexts]
     hi = max(1.5, max(max(row) for row in grid))
     fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * len(batches) + 2.5), max(3.2, 0.7 * len(contexts) + 1.8)), dpi=110)
-    img = ax.imshow(grid, cmap="RdYlGn_r", norm=TwoSlopeNorm(vmin=0.0, vcenter=1.0, vmax=hi), aspect="auto")
+    img = ax.imshow(grid, cmap=_fit_cmap(), norm=TwoSlopeNorm(vmin=0.0, vcenter=1.0, vmax=hi), aspect="auto")
     for i, c in enumerate(contexts):
         for j, b in enumerate(batches):
             p = at[(c, b)]
             mark = "✓" if p.fits else "✗"
             ax.text(j, i, f"{mark} {p.peak_bytes / GiB:,.1f}", ha="center", va="center", fontsize=8,
-                    color="black" if 0.35 < grid[i][j] < 1.3 else "white")
+                    color="white" if grid[i][j] < 0.3 or grid[i][j] > 1.4 else "black")
     ax.set_xticks(range(len(batches)), [f"{b:,}" for b in batches])
     ax.set_yticks(range(len(contexts)), [f"{c:,}" for c in contexts])
     ax.set_xlabel("batch (sequences per replica)")
@@ -238,7 +246,7 @@ def chart_layouts(points: list[SweepPoint], path: Path) -> Path:
     ax.set_xticks(xs, [f"{p.gpus}: {p.layout_text}" for p in pts], rotation=90, fontsize=7)
     ax.set_ylabel("peak rank GiB")
     ax.set_title(f"{pts[0].model} on {pts[0].gpu} · context {c0:,} × batch {b0:,} · peak rank per layout", fontsize=10)
-    ax.set_ylim(0, max(cap, max(bottom)) * 1.12)
+    ax.set_ylim(0, max(cap, max(bottom)) * 1.18)
     ax.legend(loc="upper right", fontsize=8, ncol=5, framealpha=0.9)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
