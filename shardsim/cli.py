@@ -33,31 +33,31 @@ ZeroOpt = Annotated[int, typer.Option("--zero", help="3: shard weights over dp (
 PpSplitOpt = Annotated[Optional[str], typer.Option("--pp-split", help="layers per stage by hand, e.g. 48,46")]
 ContextOpt = Annotated[int, typer.Option("--context", help="tokens per sequence (prompt + generated)")]
 BatchOpt = Annotated[int, typer.Option("--batch", help="sequences in flight per model replica")]
-ChunkOpt = Annotated[Optional[int], typer.Option("--prefill-chunk", help="prefill chunk tokens [default: min(context, 8192)]")]
+ChunkOpt = Annotated[Optional[int], typer.Option("--prefill-chunk", help="prefill chunk tokens \\[default: min(context, 8192)]")]
 DtypeOpt = Annotated[str, typer.Option("--dtype", help="weight dtype: bf16 fp16 fp32")]
-QuantOpt = Annotated[Optional[str], typer.Option("--quant", help="none fp8 int8 int4 [default: the checkpoint's own]")]
+QuantOpt = Annotated[Optional[str], typer.Option("--quant", help="none fp8 int8 int4 awq nvfp4 \\[default: the checkpoint's own]")]
 GroupOpt = Annotated[int, typer.Option("--group-size", help="int8/int4 group size")]
 KvDtypeOpt = Annotated[str, typer.Option("--kv-dtype", help="KV cache dtype: bf16 fp16 fp8")]
 BlockOpt = Annotated[int, typer.Option("--block-size", help="KV cache page size in tokens")]
 ClusterOpt = Annotated[Optional[str], typer.Option("--cluster", help="a cluster spec: name in cluster_specs/ or a YAML path")]
-GpuOpt = Annotated[Optional[str], typer.Option("--gpu", help="GPU type, as many as the layout needs, 8 per node [default: h100]")]
+GpuOpt = Annotated[Optional[str], typer.Option("--gpu", help="GPU type, as many as the layout needs, 8 per node \\[default: h100]")]
 GpuMemOpt = Annotated[Optional[str], typer.Option("--gpu-memory", help="plan for a card of this capacity, e.g. 95.01GiB")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object instead of tables")]
 EngineOpt = Annotated[Optional[str], typer.Option("--engine", help="vllm | sglang | hf: the engine's own figures and start verdict")]
-GpuUtilOpt = Annotated[Optional[float], typer.Option("--gpu-memory-utilization", help="vLLM: fraction of the GPU it may take [0.9]")]
-MaxModelLenOpt = Annotated[Optional[int], typer.Option("--max-model-len", help="vLLM: longest request [model's max]")]
-BatchedTokensOpt = Annotated[Optional[int], typer.Option("--max-num-batched-tokens", help="vLLM: tokens per step [by GPU]")]
-MaxSeqsOpt = Annotated[Optional[int], typer.Option("--max-num-seqs", help="vLLM: requests per step [by GPU]")]
+GpuUtilOpt = Annotated[Optional[float], typer.Option("--gpu-memory-utilization", help="vLLM: fraction of the GPU it may take \\[0.9]")]
+MaxModelLenOpt = Annotated[Optional[int], typer.Option("--max-model-len", help="vLLM: longest request \\[model's max]")]
+BatchedTokensOpt = Annotated[Optional[int], typer.Option("--max-num-batched-tokens", help="vLLM: tokens per step \\[by GPU]")]
+MaxSeqsOpt = Annotated[Optional[int], typer.Option("--max-num-seqs", help="vLLM: requests per step \\[by GPU]")]
 EagerOpt = Annotated[bool, typer.Option("--enforce-eager", help="vLLM: no CUDA graphs")]
 KvCacheDtypeOpt = Annotated[Optional[str], typer.Option("--kv-cache-dtype", help="vLLM/SGLang: auto or fp8")]
 SamplerOpt = Annotated[Optional[str], typer.Option("--sampler", help="vLLM: native (PyTorch) or flashinfer sampling")]
 VllmVersionOpt = Annotated[Optional[str], typer.Option("--vllm-version", help="vLLM engine: v1 (0.10+) or v0")]
-MemFracOpt = Annotated[Optional[float], typer.Option("--mem-fraction-static", help="SGLang: static memory fraction [by GPU]")]
+MemFracOpt = Annotated[Optional[float], typer.Option("--mem-fraction-static", help="SGLang: static memory fraction \\[by GPU]")]
 ChunkedPrefillOpt = Annotated[Optional[int], typer.Option("--chunked-prefill-size", help="SGLang: prefill chunk tokens")]
-ContextLengthOpt = Annotated[Optional[int], typer.Option("--context-length", help="SGLang: longest request [model's max]")]
+ContextLengthOpt = Annotated[Optional[int], typer.Option("--context-length", help="SGLang: longest request \\[model's max]")]
 MaxTotalTokensOpt = Annotated[Optional[int], typer.Option("--max-total-tokens", help="SGLang: cap on KV pool tokens")]
-PromptTokensOpt = Annotated[Optional[int], typer.Option("--prompt-tokens", help="HF generate: prompt length [1]")]
-GenerateTokensOpt = Annotated[Optional[int], typer.Option("--generate-tokens", help="HF generate: new tokens [2048]")]
+PromptTokensOpt = Annotated[Optional[int], typer.Option("--prompt-tokens", help="HF generate: prompt length \\[1]")]
+GenerateTokensOpt = Annotated[Optional[int], typer.Option("--generate-tokens", help="HF generate: new tokens \\[2048]")]
 
 
 def _parse_split(text: Optional[str]) -> Optional[tuple[int, ...]]:
@@ -293,15 +293,15 @@ def validate(
     model: ModelArg = None, config: ConfigOpt = None,
     tp: TpOpt = 1, pp: PpOpt = 1, dp: DpOpt = 1, ep: EpOpt = 1, zero: ZeroOpt = 0,
     backend: Annotated[str, typer.Option("--backend", help="torch | deepspeed | transformers")] = "torch",
-    address: Annotated[Optional[str], typer.Option("--address", help="Ray cluster: auto or HOST:PORT [default: a local one]")] = None,
+    address: Annotated[Optional[str], typer.Option("--address", help="Ray cluster: auto or HOST:PORT \\[default: a local one]")] = None,
     device: Annotated[str, typer.Option("--device", help="cpu (gloo) or cuda (nccl)")] = "cpu",
     batch: BatchOpt = 1,
     context: Annotated[int, typer.Option("--context", help="tokens per sequence: prompt + decode steps")] = 128,
     decode_steps: Annotated[int, typer.Option("--decode-steps", help="greedy decode steps after the prefill")] = 4,
     layers: Annotated[Optional[int], typer.Option("--layers", help="keep the full width and the first K decoder layers")] = None,
-    checkpoint: Annotated[Optional[str], typer.Option("--checkpoint", help="a real HF checkpoint directory [default: write a seeded one]")] = None,
+    checkpoint: Annotated[Optional[str], typer.Option("--checkpoint", help="a real HF checkpoint directory \\[default: write a seeded one]")] = None,
     timeout: Annotated[float, typer.Option("--timeout", help="seconds allowed per phase")] = 300.0,
-    run_dir: Annotated[Optional[str], typer.Option("--run-dir", help="where results.jsonl goes [default: build/runs/<time>-<model>-<layout>]")] = None,
+    run_dir: Annotated[Optional[str], typer.Option("--run-dir", help="where results.jsonl goes \\[default: build/runs/<time>-<model>-<layout>]")] = None,
     inject_fault: Annotated[Optional[str], typer.Option("--inject-fault", hidden=True, help="RANK:PHASE kills that rank's worker")] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -347,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     return result if isinstance(result, int) else 0
 
 
+from . import cli_review  # noqa: E402,F401  (registers review, sweep, report)
+
 if __name__ == "__main__":
     sys.exit(main())
-
-from . import cli_review  # noqa: E402,F401  (registers review, sweep, report)

@@ -81,18 +81,18 @@ ModelsOpt = Annotated[Optional[list[str]], typer.Option(
     "--model", help="preset (0.6b … 235b, or 'all' for the eight) or a config.json path; repeatable")]
 WorkloadOpt = Annotated[Optional[str], typer.Option(
     "--workload", help="a workload YAML file: engine and models, each with its context and concurrency")]
-ReviewContextOpt = Annotated[Optional[int], typer.Option("--context", help="tokens per request (prompt + generated) [default: 8192]")]
-ConcurrencyOpt = Annotated[Optional[int], typer.Option("--concurrency", help="simultaneous requests [default: 1]")]
-ReviewEngineOpt = Annotated[Optional[str], typer.Option("--engine", help="none (shardsim's planner) or vllm [default: the file's, else none]")]
+ReviewContextOpt = Annotated[Optional[int], typer.Option("--context", help="tokens per request (prompt + generated) \\[default: 8192]")]
+ConcurrencyOpt = Annotated[Optional[int], typer.Option("--concurrency", help="simultaneous requests \\[default: 1]")]
+ReviewEngineOpt = Annotated[Optional[str], typer.Option("--engine", help="none (shardsim's planner) or vllm \\[default: the file's, else none]")]
 QuantsOpt = Annotated[Optional[list[str]], typer.Option(
-    "--quant", help="weight format to consider: none fp8 int8 int4; repeatable [default: the checkpoint's own]")]
-KvDtypesOpt = Annotated[Optional[list[str]], typer.Option("--kv-dtype", help="KV dtype to consider: bf16 fp8; repeatable [default: bf16]")]
+    "--quant", help="weight format to consider: none fp8 int8 int4; repeatable \\[default: the checkpoint's own]")]
+KvDtypesOpt = Annotated[Optional[list[str]], typer.Option("--kv-dtype", help="KV dtype to consider: bf16 fp8; repeatable \\[default: bf16]")]
 ByOpt = Annotated[str, typer.Option("--by", help="rank by the purchase price or the hourly price of the GPUs used")]
 ClustersOpt = Annotated[Optional[list[str]], typer.Option(
     "--cluster", help="review only these clusters (name in cluster_specs/ or a YAML path); repeatable")]
-CatalogOpt = Annotated[Optional[str], typer.Option("--catalog", help="a directory of cluster YAML files [default: cluster_specs/]")]
+CatalogOpt = Annotated[Optional[str], typer.Option("--catalog", help="a directory of cluster YAML files \\[default: cluster_specs/]")]
 MaxGpusOpt = Annotated[Optional[int], typer.Option("--max-gpus", help="only layouts on at most this many GPUs")]
-UtilOpt = Annotated[Optional[float], typer.Option("--gpu-memory-utilization", help="vLLM's memory fraction [default: the file's, else 0.9]")]
+UtilOpt = Annotated[Optional[float], typer.Option("--gpu-memory-utilization", help="vLLM's memory fraction \\[default: the file's, else 0.9]")]
 TopOpt = Annotated[int, typer.Option("--top", help="fitting options shown per model (0: all)")]
 MissesOpt = Annotated[int, typer.Option("--misses", help="nearest misses shown per model")]
 

@@ -36,7 +36,8 @@ GPUS_PER_NODE = 8
 
 def smallest_layout(spec: ModelSpec, gpu: GPUSpec, layouts: list[Layout], planner: Planner,
                     context: int = FIT_CONTEXT, batch: int = FIT_BATCH) -> Layout | None:
-    """The first layout (fewest GPUs, then smallest tp, pp, dp, ep) whose peak rank fits ``gpu``; None if none."""
+    """The first of ``layouts`` (sorted: fewest GPUs, then smallest tp; model-parallel before data-parallel) whose
+    peak rank fits ``gpu``; None if none does."""
     for lay in layouts:
         if planner.with_layout(lay).peak_total(context, batch)[1] <= gpu.capacity_bytes:
             return lay
@@ -51,7 +52,7 @@ def family_rows(presets: tuple[str, ...] = BASE_PRESETS, gpus: list[GPUSpec] | N
         spec = get_preset(name)
         kv_token = spec.kv_bytes_per_token(2)
         layouts = sorted(enumerate_layouts(spec, max_gpus, tp_max=GPUS_PER_NODE),
-                         key=lambda l: (l.world_size, l.tp, l.pp, l.dp, l.ep))
+                         key=lambda l: (l.world_size, l.tp, l.dp, l.ep, l.pp))
         planner = Planner(spec, Layout(), Workload(context=FIT_CONTEXT, batch=FIT_BATCH))
         smallest = {}
         for gpu in gpus:
@@ -83,11 +84,12 @@ def family_json(rows: list[dict]) -> dict:
 
 
 def layout_label(d: dict | None) -> str:
+    """``1``, ``2 PP2``, ``6 TP2×PP3``, ``8 TP4×DP2·EP8``: GPUs, then the degrees above 1."""
     if d is None:
         return f"> {MAX_GPUS}"
-    text = f"TP{d['tp']}" + (f"×PP{d['pp']}" if d["pp"] > 1 else "") + (f"×DP{d['dp']}" if d["dp"] > 1 else "") \
-        + (f"·EP{d['ep']}" if d["ep"] > 1 else "")
-    return f"{d['gpus']}: {text}"
+    parts = [f"{k.upper()}{d[k]}" for k in ("tp", "pp", "dp") if d[k] > 1]
+    text = "×".join(parts) + (f"·EP{d['ep']}" if d["ep"] > 1 else "")
+    return f"{d['gpus']} {text}".strip()
 
 
 def render_family(rows: list[dict], console) -> None:
@@ -112,13 +114,16 @@ def render_family(rows: list[dict], console) -> None:
     console.print("params: tied embeddings counted once · fp8: 128×128 block scales (fp32) · int4: GPTQ, group 128 · "
                   "KV: bf16, per sequence (2 · layers · KV heads · head_dim · 2 B per token)")
     console.print()
+    catalog = gpu_catalog()
     gpu_names = list(rows[0]["smallest_layout"]) if rows else []
     fit = Table(show_edge=False, header_style="bold",
-                title=f"smallest layout that fits · context {FIT_CONTEXT:,} × batch {FIT_BATCH} · GPUs: layout "
+                title=f"smallest layout that fits · context {FIT_CONTEXT:,} × batch {FIT_BATCH} · GPUs and degrees "
                       f"(fewest GPUs, then smallest tp; ≤ {MAX_GPUS} GPUs, {GPUS_PER_NODE} per node)")
-    fit.add_column("model", no_wrap=True)
-    for name in gpu_names:
-        fit.add_column(name.replace("-", "\n", 1), justify="right", no_wrap=True)
+    fit.add_column("GPU", no_wrap=True)
+    fit.add_column("GiB", justify="right", no_wrap=True)
     for r in rows:
-        fit.add_row(r["model"], *(layout_label(r["smallest_layout"][g]) for g in gpu_names))
+        fit.add_column(r["model"].removeprefix("Qwen3-"), justify="right", no_wrap=True)
+    for name in gpu_names:
+        gpu = catalog.get(name)
+        fit.add_row(name, gib(gpu.capacity_bytes) if gpu else "", *(layout_label(r["smallest_layout"][name]) for r in rows))
     console.print(fit)

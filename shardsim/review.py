@@ -11,7 +11,7 @@ the layout may use fewer GPUs than the cluster has) and scored:
   cache of each DP replica holds its ceil(concurrency / dp) requests at full context, in whole pages. Layouts are
   the ones vLLM can run: expert parallel off (ep 1) or ``--enable-expert-parallel`` (ep = tp × dp). FP8 weights
   need compute capability ≥ 8.0 (vLLM's Marlin fallback) and whole 128-wide scale blocks per shard
-  (``plan.quant_warnings``). When a replica's requests exceed vLLM's default ``max_num_seqs`` the review raises
+  (``plan.quant_warnings``); a context beyond the model's max_position_embeddings is refused as vLLM does. When a replica's requests exceed vLLM's default ``max_num_seqs`` the review raises
   it to them, as one would with ``--max-num-seqs`` (the sampler's dummy run grows with it).
   The headroom is measured inside vLLM's own budget, gpu_memory_utilization × capacity: budget − (model loading
   + activation peak + non-torch memory + the workload's KV pages) on the worst rank.
@@ -30,7 +30,6 @@ replica holds the same ranks). Largest context / concurrency are found only for 
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Literal
@@ -377,7 +376,11 @@ class _VllmEval:
         if one is not layout:  # rank of replica 0 in the full layout: tp_rank + tp × dp × pp_rank
             worst = worst % layout.tp + layout.tp * layout.dp * (worst // layout.tp)
         refusal = None
-        if quant.method == "fp8":
+        if v.context > spec.max_position_embeddings:  # vllm/config: max_model_len beyond the model's window
+            refusal = (f"User-specified max_model_len ({v.context}) is greater than the derived max_model_len "
+                       f"(max_position_embeddings={spec.max_position_embeddings} in the model's config.json); "
+                       "enable rope scaling (YaRN) in the config to serve longer requests")
+        elif quant.method == "fp8":
             cc = gpu.compute_capability
             if cc is not None and float(cc) < 8.0:
                 refusal = (f"vLLM's FP8 weights need compute capability ≥ 8.0 (Marlin fallback); "
@@ -556,8 +559,9 @@ def review(loads: list[tuple[ModelSpec, ModelLoad]], clusters: list[ClusterSpec]
         options = list(seen.values())
         fitting = sorted((o for o in options if o.fits), key=lambda o: (
             o.cost is None, o.cost or 0.0, -o.headroom_bytes, o.layout.world_size, o.cluster.world_size, o.cluster.name))
+        # Memory misses first, smallest deficit first; refusals with memory to spare (e.g. FP8 on an old GPU) last.
         misses = sorted((o for o in options if not o.fits), key=lambda o: (
-            -o.headroom_bytes, o.cost is None, o.cost or 0.0, o.cluster.name))
+            o.headroom_bytes >= 0, -o.headroom_bytes, o.cost is None, o.cost or 0.0, o.cluster.name))
         models.append(ModelReview(spec, load.context, load.concurrency, variants, evaluated, fitting, misses, evaluators))
     return Review(engine, by, clusters, models, gpu_memory_utilization)
 
@@ -579,10 +583,11 @@ def render_review(rv: Review, console, top: int = 10, misses: int = 3) -> None:
         console.print("needs: the most loaded rank's total at batch = ceil(concurrency / dp), of the GPU's capacity")
     for m in rv.models:
         spec = m.spec
-        formats = sorted({f"{v.weights_label} weights, KV {v.kv_dtype}" for v in m.variants})
+        weights = "/".join(dict.fromkeys(v.weights_label for v in m.variants))
+        kvs = "/".join(dict.fromkeys(v.kv_dtype for v in m.variants))
         console.print()
-        console.print(f"[bold]{spec.name}[/] · context {m.context:,} × {m.concurrency:,} concurrent · "
-                      f"{' | '.join(formats)} · {m.evaluated:,} layouts evaluated · {len(m.fitting):,} distinct options fit")
+        console.print(f"[bold]{spec.name}[/] · context {m.context:,} × {m.concurrency:,} concurrent · weights {weights}"
+                      f" · KV {kvs} · {m.evaluated:,} layouts evaluated · {len(m.fitting):,} distinct options fit")
         if m.fitting:
             table = Table(show_edge=False, header_style="bold")
             cols = ["#", "cluster", "layout", "GPUs"] + (["weights", "KV"] if len(m.variants) > 1 else []) + \
@@ -607,8 +612,8 @@ def render_review(rv: Review, console, top: int = 10, misses: int = 3) -> None:
             console.print("nearest misses:")
             for o in m.misses[:misses]:
                 extra = f" ({o.variant.weights_label}, KV {o.variant.kv_dtype})" if len(m.variants) > 1 else ""
-                console.print(f"  {o.cluster.name} {layout_text(o.layout)}{extra} · short by {_gib(-o.headroom_bytes)} GiB"
-                              f" · {o.reason}")
+                short = f"short by {_gib(-o.headroom_bytes)} GiB" if o.headroom_bytes < 0 else "refused"
+                console.print(f"  {o.cluster.name} {layout_text(o.layout)}{extra} · {short} · {o.reason}")
     both = rv.all_at_once()
     if both is not None:
         console.print()

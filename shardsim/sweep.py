@@ -234,7 +234,7 @@ def chart_layouts(points: list[SweepPoint], path: Path) -> Path:
     c0, b0 = points[0].context, points[0].batch
     pts = [p for p in points if p.context == c0 and p.batch == b0]
     xs = list(range(len(pts)))
-    fig, ax = plt.subplots(figsize=(max(6.0, min(24.0, 0.3 * len(pts) + 3)), 5.2), dpi=110)
+    fig, ax = plt.subplots(figsize=(max(8.0, min(26.0, 0.3 * len(pts) + 5)), 5.4), dpi=110)
     bottom = [0.0] * len(pts)
     for name, attr in (("weights", "weights_bytes"), ("KV cache", "kv_cache_bytes"),
                        ("activations", "activations_bytes"), ("runtime", "runtime_bytes")):
@@ -243,11 +243,15 @@ def chart_layouts(points: list[SweepPoint], path: Path) -> Path:
         bottom = [b + v for b, v in zip(bottom, values)]
     cap = pts[0].capacity_bytes / GiB
     ax.axhline(cap, color="#C44E52", linestyle="--", linewidth=1.5, label=f"capacity {cap:,.2f} GiB")
+    for x, p, top in zip(xs, pts, bottom):
+        ax.text(x, top, "✓" if p.fits else "✗", ha="center", va="bottom", fontsize=8,
+                color="#1a9850" if p.fits else "#C44E52")
     ax.set_xticks(xs, [f"{p.gpus}: {p.layout_text}" for p in pts], rotation=90, fontsize=7)
     ax.set_ylabel("peak rank GiB")
-    ax.set_title(f"{pts[0].model} on {pts[0].gpu} · context {c0:,} × batch {b0:,} · peak rank per layout", fontsize=10)
-    ax.set_ylim(0, max(cap, max(bottom)) * 1.18)
-    ax.legend(loc="upper right", fontsize=8, ncol=5, framealpha=0.9)
+    ax.set_title(f"{pts[0].model} on {pts[0].gpu} · context {c0:,} × batch {b0:,}\n"
+                 "peak rank of every layout (GPUs: layout; ✗ over capacity)", fontsize=9)
+    ax.set_ylim(0, max(cap, max(bottom)) * 1.12)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)

@@ -40,6 +40,7 @@ from ..constants import (
 from ..errors import ShardsimError
 from ..layout import Layout, stage_ranges
 from ..memory.activations import activation_peak_bytes
+from ..memory.weights import weight_model
 from ..models import ModelSpec, QuantConfig
 from ..units import DTYPE_BYTES, GiB
 from .common import EngineRankReport, EngineReport, cublas_workspace_bytes, kv_bytes_per_token_per_layer, rank_weight_bytes
@@ -120,12 +121,13 @@ def predict_vllm(spec: ModelSpec, layout: Layout, capacity_bytes: int, gpu_name:
     else:
         non_torch = VLLM_NON_TORCH_BYTES + (VLLM_NON_TORCH_TP_EXTRA_BYTES if layout.tp > 1 else 0)
     ranges = stage_ranges(layout)
+    moe_prefix = weight_model(spec, dtype, vllm_quant(quant)).moe_prefix
     ranks, refusal = [], None
     for rank, layers, weights in rank_weight_bytes(spec, layout, dtype, vllm_quant(quant)):
         pp_rank = rank // (layout.tp * layout.dp)
         first, last = ranges[pp_rank]
         is_last = pp_rank == layout.pp - 1
-        moe = sum(spec.is_moe_layer(i) for i in range(first, last + 1))
+        moe = moe_prefix[last + 1] - moe_prefix[first]
         forward = activation_peak_bytes(spec, layout.tp, layout.etp, batched, seqs, moe > 0, moe < layers, False)
         sampler = per_logit * seqs * spec.vocab_size + 2 * spec.hidden_size * (batched + 2 * seqs) if is_last else 0
         activation = max(forward, sampler) + cublas
