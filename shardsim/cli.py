@@ -69,8 +69,9 @@ def _parse_split(text: Optional[str]) -> Optional[tuple[int, ...]]:
         raise ShardsimError(f"--pp-split {text!r} must be comma-separated whole numbers, e.g. 48,46") from None
 
 
-def _hardware(cluster: Optional[str], gpu: Optional[str], gpu_memory: Optional[str], world_size: int, tp: int):
-    """(cluster name, gpu name, capacity bytes, gpus per node, warnings) for a command's hardware options."""
+def cluster_spec(cluster: Optional[str], gpu: Optional[str], gpu_memory: Optional[str], world_size: int):
+    """The ClusterSpec of a command's hardware options (shared by every command that takes them): a named or
+    file cluster, else ``world_size`` GPUs of a type (default H100-SXM-80GB) or of a capacity, 8 per node."""
     from . import cluster as clusters
     from .units import parse_size
 
@@ -81,9 +82,16 @@ def _hardware(cluster: Optional[str], gpu: Optional[str], gpu_memory: Optional[s
     if cluster:
         spec = clusters.load_cluster(cluster)
         clusters.check_fits_cluster(spec, world_size)
-    else:
-        card = clusters.custom_gpu(parse_size(gpu_memory)) if gpu_memory else clusters.resolve_gpu(gpu or "h100")
-        spec = clusters.cluster_for_gpu(card, world_size)
+        return spec
+    card = clusters.custom_gpu(parse_size(gpu_memory)) if gpu_memory else clusters.resolve_gpu(gpu or "h100")
+    return clusters.cluster_for_gpu(card, world_size)
+
+
+def _hardware(cluster: Optional[str], gpu: Optional[str], gpu_memory: Optional[str], world_size: int, tp: int):
+    """(cluster name, GPU spec, capacity bytes, gpus per node, warnings) for a command's hardware options."""
+    from . import cluster as clusters
+
+    spec = cluster_spec(cluster, gpu, gpu_memory, world_size)
     warnings = clusters.tp_group_crossings(spec, tp, world_size)
     return spec.name, spec.gpu, spec.gpu.capacity_bytes, spec.gpus_per_node, warnings
 

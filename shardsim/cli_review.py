@@ -33,6 +33,7 @@ from .cli import (
     TpOpt,
     ZeroOpt,
     _console,
+    cluster_spec,
     _parse_split,
     _workload,
     app,
@@ -178,24 +179,6 @@ CsvOpt = Annotated[Optional[str], typer.Option("--csv", help="write the rows as 
 ChartOpt = Annotated[Optional[str], typer.Option("--chart", help="write PNG charts into this directory (needs matplotlib)")]
 
 
-def _hardware_spec(cluster: Optional[str], gpu: Optional[str], gpu_memory: Optional[str], world_size: int):
-    """The ClusterSpec of a command's hardware options: a named/file cluster, else ``world_size`` GPUs of a type or
-    capacity, 8 per node."""
-    from . import cluster as clusters
-    from .units import parse_size
-
-    if cluster and (gpu or gpu_memory):
-        raise ShardsimError("give either --cluster or --gpu/--gpu-memory, not both")
-    if gpu and gpu_memory:
-        raise ShardsimError("give either --gpu NAME or --gpu-memory SIZE, not both")
-    if cluster:
-        spec = clusters.load_cluster(cluster)
-        clusters.check_fits_cluster(spec, world_size)
-        return spec
-    card = clusters.custom_gpu(parse_size(gpu_memory)) if gpu_memory else clusters.resolve_gpu(gpu or "h100")
-    return clusters.cluster_for_gpu(card, world_size)
-
-
 @app.command("sweep")
 def sweep_cmd(
     model: ModelArg = None, config: ConfigOpt = None,
@@ -221,7 +204,7 @@ def sweep_cmd(
         if (tp, pp, dp, ep, zero, pp_split) != (1, 1, 1, 1, 0, None):
             raise ShardsimError("--gpus sweeps every layout; leave out --tp/--pp/--dp/--ep/--zero/--pp-split")
         counts = parse_int_list(gpus, "--gpus", 1, 4096)
-        hw = _hardware_spec(cluster, gpu, gpu_memory, max(counts))
+        hw = cluster_spec(cluster, gpu, gpu_memory, max(counts))
         cluster_name, gpu_name, capacity, node_size = hw.name, hw.gpu.name, hw.gpu.capacity_bytes, hw.gpus_per_node
         with _Progress("sweeping") as bar:
             points = sweep_gpus(spec, counts, base, capacity, ctxs, bats, gpu=gpu_name, tp_max=node_size, progress=bar)
@@ -230,7 +213,7 @@ def sweep_cmd(
         layout = None
     else:
         layout = validate_layout(spec, Layout(tp=tp, pp=pp, dp=dp, ep=ep, zero=zero, pp_split=_parse_split(pp_split)))
-        hw = _hardware_spec(cluster, gpu, gpu_memory, layout.world_size)
+        hw = cluster_spec(cluster, gpu, gpu_memory, layout.world_size)
         cluster_name, gpu_name, capacity, node_size = hw.name, hw.gpu.name, hw.gpu.capacity_bytes, hw.gpus_per_node
         points = sweep_grid(spec, layout, base, capacity, ctxs, bats, gpu=gpu_name)
     written = []
