@@ -13,11 +13,8 @@ run ends with exit code 1 within the phase timeout (the process group's own time
 from __future__ import annotations
 
 import json
-import os
 import platform
 import socket
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 

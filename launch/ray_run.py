@@ -100,7 +100,6 @@ def run(req: ValidateRequest, spec, layout, quiet: bool = False) -> dict:
     import ray
 
     from launch.checkpoint import write_checkpoint
-    from shardsim.layout import rank_coords
 
     world = layout.world_size
     prompt_len = req.context - req.decode_steps
@@ -257,10 +256,8 @@ def run(req: ValidateRequest, spec, layout, quiet: bool = False) -> dict:
 
 def check_logits(spec, ckpt, prompt, forward_out, layout, req, rope_theta, rms_eps, norm_topk) -> dict:
     """Compare every last-stage leader's logits (one per DP replica) with the unsharded reference."""
-    import torch
 
     from launch.reference import reference_logits
-    from shardsim.layout import rank_coords
 
     leaders = [r for r, v in forward_out.items() if v.get("logits") is not None]
     if not leaders:

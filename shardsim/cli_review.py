@@ -133,7 +133,8 @@ def review_cmd(
     gpu_memory_utilization: UtilOpt = None, top: TopOpt = 10, misses: MissesOpt = 3, as_json: JsonOpt = False,
 ) -> None:
     """Which cluster and layout serve a workload most cheaply: every layout of every priced cluster, ranked by cost."""
-    from .review import BASE_PRESETS, ENGINES, load_catalog, load_workload, render_review, resolve_served_model, review
+    from .review import BASE_PRESETS, ENGINES, load_catalog, load_workload, resolve_served_model, review
+    from .review_render import render_review
 
     if workload and (model or context is not None or concurrency is not None or quant or kv_dtype):
         raise ShardsimError("give either --workload FILE or --model/--context/--concurrency/--quant/--kv-dtype, not both")

@@ -23,7 +23,7 @@ from .constants import (
     ZERO3_PREFETCH_BUCKET_ELEMENTS,
 )
 from .errors import ShardsimError
-from .layout import Layout, RankCoords, rank_coords, shard_of, stage_ranges, validate_layout
+from .layout import Layout, RankCoords, rank_coords, shard_of, validate_layout
 from .memory.activations import activation_peak_bytes, activation_peak_eager, activation_peak_hf
 from .memory.allocator import reserved_for
 from .memory.kv_cache import kv_bytes_per_token_per_layer, kv_tokens_allocated

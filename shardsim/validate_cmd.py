@@ -50,7 +50,7 @@ def _check_backend(backend: str, layout, zero: int, device: str, kv_heads: int =
 def run_validate(*, model, config, tp, pp, dp, ep, zero, backend, address, device, batch, context, decode_steps,
                  layers, checkpoint, timeout, inject_fault, as_json, console, argv, run_dir=None) -> int:
     from .layout import Layout, validate_layout
-    from .models import load_config_file, resolve_model
+    from .models import resolve_model
 
     spec = resolve_model(model, config)
     if layers is not None:

@@ -40,7 +40,6 @@ Notes (measured with transformers 5.23 / torch 2.13 CPU / gloo):
 from __future__ import annotations
 
 import os
-import time
 from typing import Any
 
 import torch
