@@ -249,15 +249,21 @@ class Planner:
         key = (self.layout, "peak")
         hit = self._stages.get(key)
         if hit is None:
-            per_stage = self.layout.tp * self.layout.dp
-            hit, seen = [], set()
-            for pp_rank in range(self.layout.pp):
-                coords = rank_coords(pp_rank * per_stage, self.layout)
-                (first, last), _, gather, rt, kv_tok_layer, has_moe, has_dense, is_last, _, w_reserved = self.static(coords)
-                shape = (last - first + 1, w_reserved, gather, rt.total, kv_tok_layer, has_moe, has_dense, is_last)
-                if shape not in seen:  # identical stages have identical totals: score the first of them only
-                    seen.add(shape)
-                    hit.append((coords.rank,) + shape)
+            lay = self.layout
+            per_stage, last_stage = lay.tp * lay.dp, lay.pp - 1
+            hit, seen, first = [], set(), 0
+            for pp_rank, n_layers in enumerate(lay.pp_split):
+                last = first + n_layers - 1
+                # Stages with the same layer mix and position (first / middle / last) have identical totals:
+                # score the first of them only.
+                signature = (self.wm.class_counts(first, last), pp_rank == 0, pp_rank == last_stage)
+                first = last + 1
+                if signature in seen:
+                    continue
+                seen.add(signature)
+                coords = rank_coords(pp_rank * per_stage, lay)
+                _, _, gather, rt, kv_tok_layer, has_moe, has_dense, is_last, _, w_reserved = self.static(coords)
+                hit.append((coords.rank, n_layers, w_reserved, gather, rt.total, kv_tok_layer, has_moe, has_dense, is_last))
             self._stages[key] = hit
         return hit
 

@@ -119,19 +119,24 @@ class WeightModel:
 
     def stage_tally(self, first: int, last: int, is_first: bool, is_last: bool, shard: Shard, zero_dp: int = 1) -> AllocationTally:
         """Allocations of one rank of a stage holding decoder layers first…last (inclusive)."""
-        memo_key = ("stage", first, last, is_first, is_last, shard, zero_dp)
+        counts = self.class_counts(first, last)
+        # Stages with the same layer mix hold the same bytes wherever they sit: memoised on the counts.
+        memo_key = ("stage", counts, is_first, is_last, shard, zero_dp)
         cached = self._memo.get(memo_key)
         if cached is not None:
             return cached
         total = AllocationTally()
-        for cls, prefix in enumerate(self.class_prefix):
-            count = prefix[last + 1] - prefix[first]
+        for cls, count in enumerate(counts):
             if count:
                 total.merge(self.layer_tally(cls, shard, zero_dp), count)
         for part_tensors in self._edge_tensors(is_first, is_last):
             total.merge(self._tally(("edge", part_tensors[0].name), lambda: part_tensors, shard, zero_dp))
         self._memo[memo_key] = total
         return total
+
+    def class_counts(self, first: int, last: int) -> tuple[int, ...]:
+        """How many layers of each structure class lie in first…last."""
+        return tuple(prefix[last + 1] - prefix[first] for prefix in self.class_prefix)
 
     def _edge_tensors(self, is_first: bool, is_last: bool) -> list[list[TensorSpec]]:
         out = []
