@@ -136,6 +136,8 @@ class WeightModel:
 
     def class_counts(self, first: int, last: int) -> tuple[int, ...]:
         """How many layers of each structure class lie in first…last."""
+        if len(self.class_prefix) == 1:  # every layer alike (all Qwen3 presets)
+            return (last - first + 1,)
         return tuple(prefix[last + 1] - prefix[first] for prefix in self.class_prefix)
 
     def _edge_tensors(self, is_first: bool, is_last: bool) -> list[list[TensorSpec]]:
