@@ -335,10 +335,21 @@ def _one_line(message: str) -> str:
     return " ".join(str(message).split())
 
 
+CORE_COMMANDS = ("plan", "validate", "calibrate", "models", "gpus", "clusters")
+
+
+def register_review_commands() -> None:
+    """Add review, sweep and report to the app (kept off the start-up path of the core commands)."""
+    from . import cli_review  # noqa: F401
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the app, turn every input error into one line on stderr and exit code 2."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] not in CORE_COMMANDS:  # --help, review, sweep, report, or a typo to suggest from
+        register_review_commands()
     try:
-        result = app(args=argv, prog_name="shardsim", standalone_mode=False)
+        result = app(args=args, prog_name="shardsim", standalone_mode=False)
     except ShardsimError as exc:
         sys.stderr.write(f"shardsim: error: {_one_line(exc)}\n")
         return 2
@@ -354,8 +365,6 @@ def main(argv: list[str] | None = None) -> int:
         raise
     return result if isinstance(result, int) else 0
 
-
-from . import cli_review  # noqa: E402,F401  (registers review, sweep, report)
 
 if __name__ == "__main__":
     sys.exit(main())

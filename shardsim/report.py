@@ -10,20 +10,26 @@ def _gib(n: int) -> str:
     return f"{n / GiB:,.2f}"
 
 
-def rank_groups(report: PlanReport) -> list[tuple[list[RankReport], str]]:
-    """Consecutive ranks of one stage with identical bytes, with a label like ``0–7 · stage 0``."""
-    groups: list[list[RankReport]] = []
-    for r in report.ranks:
-        if groups and groups[-1][-1].coords.pp_rank == r.coords.pp_rank and groups[-1][-1].bytes == r.bytes \
-                and groups[-1][-1].node == r.node:
-            groups[-1].append(r)
+def group_runs(items: list, key) -> list[tuple[list, str]]:
+    """Consecutive items with equal ``key(item)``, each run with its rank label (``3`` or ``0–7``); items carry
+    ``.rank`` or ``["rank"]``. Every per-rank table (plan, engine, validation) groups identical ranks this way."""
+    runs: list[list] = []
+    keys: list = []
+    for item in items:
+        k = key(item)
+        if runs and keys[-1] == k:
+            runs[-1].append(item)
         else:
-            groups.append([r])
-    out = []
-    for g in groups:
-        span = f"{g[0].rank}" if len(g) == 1 else f"{g[0].rank}–{g[-1].rank}"
-        out.append((g, f"{span} · stage {g[0].coords.pp_rank}"))
-    return out
+            runs.append([item])
+            keys.append(k)
+    rank = (lambda x: x["rank"]) if items and isinstance(items[0], dict) else (lambda x: x.rank)
+    return [(run, str(rank(run[0])) if len(run) == 1 else f"{rank(run[0])}–{rank(run[-1])}") for run in runs]
+
+
+def rank_groups(report: PlanReport) -> list[tuple[list[RankReport], str]]:
+    """Consecutive ranks of one stage and node with identical bytes, labelled like ``0–7 · stage 0``."""
+    return [(run, f"{label} · stage {run[0].coords.pp_rank}")
+            for run, label in group_runs(report.ranks, lambda r: (r.coords.pp_rank, r.node, r.bytes.to_dict()))]
 
 
 def render_plan(report: PlanReport, console) -> None:
@@ -89,16 +95,9 @@ def render_engine(rep, console) -> None:
         fields = ("model_loading_bytes", "kv_cache_bytes", "peak_allocated_bytes", "used_bytes")
     for col in cols:
         table.add_column(col, justify="left" if col == "ranks" else "right")
-    groups: list[list] = []
-    for r in rep.ranks:
-        key = tuple(getattr(r, f) for f in fields)
-        if groups and groups[-1][0] == key:
-            groups[-1][1].append(r.rank)
-        else:
-            groups.append([key, [r.rank]])
-    for key, ranks in groups:
-        label = str(ranks[0]) if len(ranks) == 1 else f"{ranks[0]}–{ranks[-1]}"
-        table.add_row(label, *[f"{v:,}" if f == "kv_cache_tokens" else gib(v) for f, v in zip(fields, key)])
+    for run, label in group_runs(rep.ranks, lambda r: tuple(getattr(r, f) for f in fields)):
+        values = [getattr(run[0], f) for f in fields]
+        table.add_row(label, *[f"{v:,}" if f == "kv_cache_tokens" else gib(v) for f, v in zip(fields, values)])
     console.print(table)
     if rep.engine == "vllm":
         console.print(f"GPU KV cache size: {rep.kv_cache_tokens:,} tokens · Maximum concurrency for "

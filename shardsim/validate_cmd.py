@@ -122,15 +122,11 @@ def render_validation(record: dict, console) -> None:
     table = Table(show_edge=False, header_style="bold")
     for col in ("rank", "term", "predicted B", "measured B", "diff B", "diff %", "verdict"):
         table.add_column(col, justify="left" if col in ("rank", "term", "verdict") else "right")
-    groups: list[list] = []  # consecutive ranks with identical figures share rows ("0–7")
-    for r in record["ranks"]:
-        key = json.dumps([r.get("error"), r["comparison"]], sort_keys=True, default=str)
-        if groups and groups[-1][0] == key:
-            groups[-1][1].append(r["rank"])
-        else:
-            groups.append([key, [r["rank"]], r])
-    for _, ranks, r in groups:
-        label = str(ranks[0]) if len(ranks) == 1 else f"{ranks[0]}–{ranks[-1]}"
+    from .report import group_runs
+
+    same = lambda r: json.dumps([r.get("error"), r["comparison"]], sort_keys=True, default=str)  # noqa: E731
+    for run, label in group_runs(record["ranks"], same):
+        r = run[0]
         if r.get("error"):
             table.add_row(label, "—", "", "", "", "", f"[red]FAILED: {r['error']}[/]")
             continue
