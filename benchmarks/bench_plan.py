@@ -37,10 +37,10 @@ def cold_cli(runs: int) -> list[float]:
 
 
 def layouts_per_second(max_world: int) -> dict:
-    from shardsim.layout import Layout, enumerate_layouts
-    from shardsim.memory import weights
-    from shardsim.models import get_preset
-    from shardsim.plan import Planner, Workload
+    from shardsim.core.layout import Layout, enumerate_layouts
+    from shardsim.core.memory import weights
+    from shardsim.core.plan import Planner, Workload
+    from shardsim.presets import get_preset
 
     weights.weight_model.cache_clear()
     specs = [get_preset(p) for p in PRESETS]

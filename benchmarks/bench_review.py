@@ -37,10 +37,10 @@ def cli_wall(engine: str, runs: int) -> tuple[list[float], dict]:
 
 
 def in_process(engine: str) -> dict:
+    from shardsim.capacity.review import BASE_PRESETS, ModelLoad, load_catalog, review
+    from shardsim.core.memory import activations, weights
     from shardsim.engines import vllm  # noqa: F401  (import cost is not the review's)
-    from shardsim.memory import activations, weights
-    from shardsim.models import get_preset
-    from shardsim.review import BASE_PRESETS, ModelLoad, load_catalog, review
+    from shardsim.presets import get_preset
 
     weights.weight_model.cache_clear()
     activations._PEAK_MEMO.clear()

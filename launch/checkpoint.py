@@ -14,8 +14,8 @@ import json
 import zlib
 from pathlib import Path
 
-from shardsim.models import ModelSpec
-from shardsim.tensors import checkpoint_tensors
+from shardsim.core.model import ModelSpec
+from shardsim.core.tensors import checkpoint_tensors
 
 STAMP = "shardsim-checkpoint.json"
 SHARD_BYTES = 2 * 1024**3

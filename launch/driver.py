@@ -15,11 +15,8 @@ from __future__ import annotations
 import json
 import platform
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
-BUILD = ROOT / "build"
 
 # Tolerance of the measured activation peak against the prediction, and of logits against the reference.
 ACTIVATION_TOLERANCE = 0.25
@@ -51,19 +48,10 @@ class ValidateRequest:
     checkpoint: str | None = None
     seed: int = 0
     phase_timeout_s: float = 300.0
-    fault: tuple[int, str] | None = None
+    fault: object = None  # request.Fault
     run_dir: str | None = None
     command: str = ""
     source_config: dict | None = None
-
-
-@dataclass
-class RankOutcome:
-    rank: int
-    predicted: dict
-    measured: dict = field(default_factory=dict)
-    status: str = "pending"
-    error: str | None = None
 
 
 def _free_port() -> int:
@@ -105,8 +93,8 @@ def predict(spec, layout, context: int, batch: int, prompt_len: int, backend: st
     planner can know; ``activations`` assumes every token can (the bound a capacity plan needs) and
     ``activations_low`` a perfectly balanced router (T·k/E tokens per expert).
     """
-    from shardsim.layout import rank_coords
-    from shardsim.plan import Planner, Workload
+    from shardsim.core.layout import rank_coords
+    from shardsim.core.plan import Planner, Workload
 
     hf = backend in ("transformers", "deepspeed")  # DeepSpeed ZeRO-3 runs the transformers model as it is
     block = 1 if hf else 16
@@ -119,8 +107,8 @@ def predict(spec, layout, context: int, batch: int, prompt_len: int, backend: st
     out = {}
     for rank in range(planner.layout.world_size):
         coords = rank_coords(rank, planner.layout)
-        rb, _ = planner.rank_bytes(coords, context, batch)
-        low, _ = low_planner.rank_bytes(coords, context, batch)
+        rb = planner.rank_terms(coords, context, batch).bytes
+        low = low_planner.rank_terms(coords, context, batch).bytes
         out[rank] = {"weights": rb.weights, "kv_cache": rb.kv_cache, "activations": rb.activations,
                      "activations_low": low.activations}
         if rb.zero_gather:  # ZeRO-3: parameters gathered for the forward (reported, not compared)

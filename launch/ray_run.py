@@ -8,10 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from shardsim.errors import ShardsimError
-
-from .driver import (
-    BUILD,
+from shardsim.launch.driver import (
     LOGITS_TOLERANCE,
     LOGITS_TOLERANCE_ANY_POSITION,
     ResultsFile,
@@ -21,6 +18,9 @@ from .driver import (
     compare,
     predict,
 )
+from shardsim.launch.request import build_dir
+
+from shardsim.errors import ShardsimError
 
 PHASES = ("start", "setup", "load", "forward", "measure")
 
@@ -98,13 +98,13 @@ def _cause(exc: BaseException) -> str:
 def run(req: ValidateRequest, spec, layout, quiet: bool = False) -> dict:
     """Run every phase on Ray; returns the result record (also appended to the run's results.jsonl)."""
     import ray
-
-    from launch.checkpoint import write_checkpoint
+    from shardsim.launch.checkpoint import write_checkpoint
 
     world = layout.world_size
+    build = build_dir()
     prompt_len = req.context - req.decode_steps
     predicted = predict(spec, layout, req.context, req.batch, prompt_len, req.backend)
-    run_dir = Path(req.run_dir or BUILD / "runs" / time.strftime(f"%Y%m%d-%H%M%S-{spec.name.split(' ')[0]}-tp{layout.tp}-pp{layout.pp}-dp{layout.dp}-ep{layout.ep}"))
+    run_dir = Path(req.run_dir or build / "runs" / time.strftime(f"%Y%m%d-%H%M%S-{spec.name.split(' ')[0]}-tp{layout.tp}-pp{layout.pp}-dp{layout.dp}-ep{layout.ep}"))
     results = ResultsFile(run_dir / "results.jsonl")
     header = {"event": "start", "command": req.command, "versions": _versions(), "model": spec.name,
               "layout": {"tp": layout.tp, "pp": layout.pp, "dp": layout.dp, "ep": layout.ep, "world_size": world},
@@ -117,7 +117,7 @@ def run(req: ValidateRequest, spec, layout, quiet: bool = False) -> dict:
     if req.checkpoint:
         ckpt = Path(req.checkpoint)
     else:
-        ckpt = BUILD / "checkpoints" / f"{spec.name.split(' ')[0]}-L{spec.num_layers}-seed{req.seed}"
+        ckpt = build / "checkpoints" / f"{spec.name.split(' ')[0]}-L{spec.num_layers}-seed{req.seed}"
         t0 = time.time()
         if not quiet:
             sys.stderr.write(f"checkpoint: {ckpt} …\n")
@@ -156,7 +156,7 @@ def run(req: ValidateRequest, spec, layout, quiet: bool = False) -> dict:
                 ray.shutdown()
             raise ShardsimError(f"--device cuda needs one GPU per rank: the layout has {world} ranks, the Ray cluster {gpus} GPUs")
 
-    from launch.worker import RankWorker
+    from shardsim.launch.worker import RankWorker
 
     try:
         if req.device == "cuda":
@@ -165,7 +165,7 @@ def run(req: ValidateRequest, spec, layout, quiet: bool = False) -> dict:
             cpus = float(ray.available_resources().get("CPU", 2))
             Actor = ray.remote(num_cpus=min(1.0, cpus / world), max_restarts=0)(RankWorker)
         env = {"MASTER_ADDR": "127.0.0.1", "LOCAL_SIZE": str(min(world, 8)), "OMP_NUM_THREADS": "1",
-               "TORCH_EXTENSIONS_DIR": str(BUILD / "torch_extensions"), "PYTHONPATH": os.pathsep.join(sys.path)}
+               "TORCH_EXTENSIONS_DIR": str(build / "torch_extensions"), "PYTHONPATH": os.pathsep.join(sys.path)}
         if os.environ.get("SHARDSIM_TRACK_DETAIL"):
             env["SHARDSIM_TRACK_DETAIL"] = "1"
         progress.phase("start", range(world), "running")
@@ -257,7 +257,7 @@ def run(req: ValidateRequest, spec, layout, quiet: bool = False) -> dict:
 def check_logits(spec, ckpt, prompt, forward_out, layout, req, rope_theta, rms_eps, norm_topk) -> dict:
     """Compare every last-stage leader's logits (one per DP replica) with the unsharded reference."""
 
-    from launch.reference import reference_logits
+    from shardsim.launch.reference import reference_logits
 
     leaders = [r for r, v in forward_out.items() if v.get("logits") is not None]
     if not leaders:

@@ -8,25 +8,24 @@ so it needs no KV cache across steps and holds at most one decoder layer's weigh
 from __future__ import annotations
 
 import torch
+from shardsim.launch.checkpoint import CheckpointReader
+from shardsim.launch.shard_model import Groups, RankModel, embed, layer_forward, logits, rotary
 
-from shardsim.layout import Layout, rank_coords, validate_layout
-from shardsim.models import ModelSpec
-from shardsim.tensors import Shard, embed_tensor, final_norm_tensor, layer_tensors, lm_head_tensor, local_slices
-
-from .checkpoint import CheckpointReader
-from .shard_model import Groups, RankModel, embed, layer_forward, logits, rotary
+from shardsim.core.layout import Layout, rank_coords, validate_layout
+from shardsim.core.model import ModelSpec
+from shardsim.core.tensors import Shard, embed_tensor, final_norm_tensor, layer_tensors, lm_head_tensor, local_slices
 
 
 def _load(m: RankModel, reader: CheckpointReader, tensors) -> list[str]:
     names = []
     for t in tensors:
-        slices, experts = local_slices(t, Shard(), m.spec.head_dim)
+        experts = local_slices(t, Shard(), m.spec.head_dim).experts
         if experts is not None:
             m.weights[t.name] = [reader.read(t.name.format(e=e)) for e in experts]
             m.weights[t.name + ":experts"] = list(experts)
             names.append(t.name + ":experts")
         else:
-            m.weights[t.name] = reader.read(t.name)
+            m.weights[t.name] = reader.read(t.source or t.name)
         names.append(t.name)
     return names
 
@@ -45,9 +44,7 @@ def reference_logits(spec: ModelSpec, checkpoint_dir: str, sequences: list[list[
             pass
         h = embed(m, tokens, None).clone()
         m.weights.clear()
-        from shardsim.tensors import kv_heads_per_rank
-
-        kvh = kv_heads_per_rank(spec.num_kv_heads, 1)
+        kvh = spec.num_kv_heads
         m.kv = [(torch.zeros(batch, kvh, length, spec.head_dim, dtype=torch.bfloat16),
                  torch.zeros(batch, kvh, length, spec.head_dim, dtype=torch.bfloat16))]
         cos, sin = rotary(torch.arange(0, length), spec.head_dim, rope_theta, h.dtype)
@@ -55,11 +52,7 @@ def reference_logits(spec: ModelSpec, checkpoint_dir: str, sequences: list[list[
             _load(m, reader, layer_tensors(spec, layer))
             h = layer_forward(m, layer, 0, h, 0, cos, sin, Groups())
             m.weights.clear()
-        _load(m, reader, [final_norm_tensor(spec)])
-        if spec.tie_word_embeddings:
-            m.weights["lm_head.weight"] = reader.read("model.embed_tokens.weight")
-        else:
-            _load(m, reader, [lm_head_tensor(spec)])
+        _load(m, reader, [final_norm_tensor(spec), lm_head_tensor(spec)])  # a tied lm_head reads the embedding
         # The sampled positions: the prompt's last token, then each generated token but the last.
         out = torch.stack([logits(m, h[:, length - n_positions + i], None) for i in range(n_positions)], dim=1)
     reader.close()

@@ -1,6 +1,6 @@
 """The torch backend: one rank's shard of a Qwen3 model, built by shardsim's shard rules, and its forward pass.
 
-Weights are read with ``shardsim.tensors.local_slices`` — the very rules the planner sizes — through
+Weights are read with ``shardsim.core.tensors.local_slices`` — the very rules the planner sizes — through
 ``safe_open(...).get_slice``. The math follows transformers' ``modeling_qwen3.py`` / ``modeling_qwen3_moe.py``
 (RMSNorm, q/k RMSNorm per head, rotary embedding with ``rope_theta``, GQA attention, SwiGLU MLP, top-k softmax
 routing with ``norm_topk_prob``), with Megatron-style collectives: an all-reduce after o_proj and down_proj (row
@@ -19,22 +19,16 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from shardsim.layout import Layout, RankCoords, shard_of, stage_ranges
-from shardsim.models import ModelSpec
-from shardsim.tensors import (
-    TensorSpec,
-    embed_tensor,
-    final_norm_tensor,
-    layer_tensors,
-    lm_head_tensor,
-    local_slices,
-)
+from shardsim.core.layout import Layout, RankCoords, shard_of, stage_ranges
+from shardsim.core.model import ModelSpec
+from shardsim.core.tensors import TensorSpec, kv_heads_per_rank, local_slices, stage_tensors, vocab_range
 from shardsim.units import round_up
 
 
 @dataclass
 class Groups:
-    """Process groups of one rank (None where the group has one member)."""
+    """Process groups of one rank (None where the group has one member) and its pipeline neighbours, from
+    ``layout.rank_groups``."""
 
     tp: object = None
     moe: object = None
@@ -67,31 +61,22 @@ class RankModel:
         return self.coords.pp_rank == self.layout.pp - 1
 
     def held_tensors(self) -> list[TensorSpec]:
-        """The checkpoint tensors this rank's stage holds (the planner's ``WeightModel`` places the same)."""
+        """The checkpoint tensors this rank's stage holds: ``tensors.stage_tensors``, as the planner sizes them."""
         first, last = self.layers
-        out = [embed_tensor(self.spec)] if self.is_first else []
-        for layer in range(first, last + 1):
-            out += layer_tensors(self.spec, layer)
-        if self.is_last:
-            out.append(final_norm_tensor(self.spec))
-            if not self.spec.tie_word_embeddings or not self.is_first:
-                out.append(lm_head_tensor(self.spec))
-        return out
+        return stage_tensors(self.spec, first, last, self.is_first, self.is_last)
 
     def load(self, reader) -> None:
-        """Read this rank's slices. A tied lm_head on a later stage is read from embed_tokens: a second copy."""
+        """Read this rank's slices. A tied lm_head on a later stage is read from its ``source``: a second copy."""
         shard = shard_of(self.coords, self.layout)
         for t in self.held_tensors():
-            slices, experts = local_slices(t, shard, self.spec.head_dim)
-            source = t.name
-            if t.name == "lm_head.weight" and self.spec.tie_word_embeddings:
-                source = "model.embed_tokens.weight"
-            if experts is not None:
-                self.weights[t.name] = [reader.read(source.format(e=e), slices) for e in experts]
-                self.weights[t.name + ":experts"] = list(experts)
+            held = local_slices(t, shard, self.spec.head_dim)
+            source = t.source or t.name
+            if held.experts is not None:
+                self.weights[t.name] = [reader.read(source.format(e=e), held.slices) for e in held.experts]
+                self.weights[t.name + ":experts"] = list(held.experts)
             else:
-                self.weights[t.name] = reader.read(source, slices)
-        if self.is_last and self.spec.tie_word_embeddings and self.is_first:
+                self.weights[t.name] = reader.read(source, held.slices)
+        if self.is_last and "lm_head.weight" not in self.weights:  # tied, one stage: lm_head is the embedding
             self.weights["lm_head.weight"] = self.weights["model.embed_tokens.weight"]
 
     def weight_tensors(self) -> list[torch.Tensor]:
@@ -104,8 +89,6 @@ class RankModel:
 
     def allocate_kv(self, batch: int, context: int, block_size: int, dtype=torch.bfloat16, device="cpu") -> None:
         """One K and one V tensor per layer: [batch, kv heads held, context rounded up to pages, head_dim]."""
-        from shardsim.tensors import kv_heads_per_rank
-
         kvh = kv_heads_per_rank(self.spec.num_kv_heads, self.layout.tp)
         slots = round_up(context, block_size)
         first, last = self.layers
@@ -239,9 +222,8 @@ def embed(m: RankModel, tokens: torch.Tensor, tp_group) -> torch.Tensor:
     table = m.weights["model.embed_tokens.weight"]
     if m.layout.tp == 1:
         return table[tokens]
-    from shardsim.tensors import split_range
-
-    start, stop = split_range(m.spec.vocab_size, m.layout.tp, m.coords.tp_rank)
+    rows = vocab_range(m.spec.vocab_size, m.layout.tp, m.coords.tp_rank)
+    start, stop = rows.start, rows.stop
     local = tokens - start
     outside = (local < 0) | (local >= stop - start)
     h = table[local.clamp_(0, stop - start - 1)]

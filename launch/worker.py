@@ -14,7 +14,7 @@ from datetime import timedelta
 
 
 class RankWorker:
-    def __init__(self, rank: int, world_size: int, env: dict[str, str], fault: tuple[int, str] | None = None):
+    def __init__(self, rank: int, world_size: int, env: dict[str, str], fault=None):
         os.environ.update(env)
         self.rank = rank
         self.world_size = world_size
@@ -24,18 +24,17 @@ class RankWorker:
         self.result: dict = {"rank": rank, "pid": os.getpid()}
 
     def _maybe_fault(self, phase: str) -> None:
-        if self.fault and self.fault[0] == self.rank and self.fault[1] == phase:
+        if self.fault is not None and self.fault.rank == self.rank and self.fault.phase == phase:
             os.kill(os.getpid(), signal.SIGKILL)
 
     def setup(self, master_port: int, spec_json: str, layout_args: dict, timeout_s: float, device: str) -> dict:
         """Join the torch.distributed group (gloo on CPU, nccl on CUDA) and build the TP/MoE groups."""
         import torch
         import torch.distributed as dist
+        from shardsim.launch.shard_model import Groups
 
-        from shardsim.layout import Layout, rank_coords, validate_layout
-        from shardsim.models import ModelSpec
-
-        from .shard_model import Groups
+        from shardsim.core.layout import Layout, rank_coords, rank_groups, tp_groups, validate_layout
+        from shardsim.core.model import ModelSpec
 
         self._maybe_fault("setup")
         t0 = time.time()
@@ -48,22 +47,16 @@ class RankWorker:
         spec = ModelSpec.model_validate_json(spec_json)
         layout = validate_layout(spec, Layout(**layout_args))
         coords = rank_coords(self.rank, layout)
-        groups = Groups()
-        tp, dp, pp = layout.tp, layout.dp, layout.pp
-        # Every rank creates every group, in the same order (torch.distributed.new_group's contract).
-        for p in range(pp):
-            for d in range(dp):
-                members = [p * tp * dp + d * tp + r for r in range(tp)]
-                group = dist.new_group(members) if tp > 1 else None
-                if self.rank in members:
-                    groups.tp = group
+        mine = rank_groups(self.rank, layout)
+        groups = Groups(prev_stage_rank=mine.pp_prev, next_stage_rank=mine.pp_next,
+                        last_stage_leader=mine.last_stage_leader)
+        # Every rank creates every TP group, in the same order (torch.distributed.new_group's contract).
+        for members in tp_groups(layout):
+            group = dist.new_group(list(members)) if len(members) > 1 else None
+            if members == mine.tp:
+                groups.tp = group
+        # The MoE all-reduce sums partial expert outputs over the TP group: the torch backend runs ep ≤ tp.
         groups.moe = groups.tp
-        per_stage = tp * dp
-        if coords.pp_rank > 0:
-            groups.prev_stage_rank = self.rank - per_stage
-        if coords.pp_rank < pp - 1:
-            groups.next_stage_rank = self.rank + per_stage
-        groups.last_stage_leader = (pp - 1) * per_stage
         self.spec, self.layout, self.coords, self.groups = spec, layout, coords, groups
         self.result.update({"setup_s": time.time() - t0})
         return {"rank": self.rank, "setup_s": self.result["setup_s"]}
@@ -71,16 +64,15 @@ class RankWorker:
     def load(self, checkpoint_dir: str, rope_theta: float, rms_eps: float, norm_topk_prob: bool,
              backend: str = "torch") -> dict:
         """Read this rank's slices of the checkpoint and count the bytes held."""
-        from launch.checkpoint import CheckpointReader
-
-        from .measure import rss_bytes, storage_bytes
-        from .shard_model import RankModel
+        from shardsim.launch.checkpoint import CheckpointReader
+        from shardsim.launch.measure import rss_bytes, storage_bytes
+        from shardsim.launch.shard_model import RankModel
 
         self._maybe_fault("load")
         t0 = time.time()
         self.backend = backend
         if backend == "transformers":
-            from .backends.hf_tp import hf_param_bytes, load_hf_tp
+            from shardsim.launch.backends.hf_tp import hf_param_bytes, load_hf_tp
 
             self.hf_model = load_hf_tp(checkpoint_dir, self.layout.tp, self.layout.ep)
             self.result["weights"] = hf_param_bytes(self.hf_model)
@@ -88,7 +80,7 @@ class RankWorker:
             self.result.update({f"after_load_{k}": v for k, v in rss_bytes().items()})
             return {"rank": self.rank, "weights": self.result["weights"], "load_s": self.result["load_s"]}
         if backend == "deepspeed":
-            from .backends.ds_tp import load_zero3, zero3_param_bytes
+            from shardsim.launch.backends.zero3 import load_zero3, zero3_param_bytes
 
             # ZeRO-3 inference: every rank loads the full model, deepspeed.initialize partitions each parameter
             # over the dp ranks (the process group set up above is reused) and frees the full copies.
@@ -120,10 +112,9 @@ class RankWorker:
         """transformers: prefill (logits of the last position only, as ``generate`` does) and greedy decode
         with a DynamicCache; activation peak tracked over the prefill."""
         import torch
+        from shardsim.launch.backends.hf_tp import hf_cache_bytes
+        from shardsim.launch.measure import LiveTensorTracker, peak_without, rss_bytes
         from transformers import DynamicCache
-
-        from .backends.hf_tp import hf_cache_bytes
-        from .measure import LiveTensorTracker, peak_without, rss_bytes
 
         t0 = time.time()
         model = self.hf_model
@@ -167,13 +158,12 @@ class RankWorker:
 
         Activations: the prefill's live-tensor peak without the cache tensors and without the gathered
         parameters: storages allocated inside DeepSpeed's ``fetch_sub_module`` are booked apart, and their peak
-        is reported as ``zero_gather`` (``launch/backends/ds_tp.py``, ``ZeroGatherTracker``)."""
+        is reported as ``zero_gather`` (``launch/backends/zero3.py``, ``ZeroGatherTracker``)."""
         import torch
+        from shardsim.launch.backends.hf_tp import hf_cache_bytes
+        from shardsim.launch.backends.zero3 import GatheredParams, track_zero3_gathers, zero3_partitions, zero3_tracker
+        from shardsim.launch.measure import peak_without, rss_bytes
         from transformers import DynamicCache
-
-        from .backends.ds_tp import GatheredParams, track_zero3_gathers, zero3_partitions, zero3_tracker
-        from .backends.hf_tp import hf_cache_bytes
-        from .measure import peak_without, rss_bytes
 
         t0 = time.time()
         engine = self.ds_engine
@@ -219,9 +209,8 @@ class RankWorker:
         """Prefill the prompt, then greedy decode steps; the activation peak is tracked over the prefill."""
         import torch
         import torch.distributed as dist
-
-        from .measure import LiveTensorTracker, rss_bytes, storage_bytes
-        from .shard_model import embed, logits, stage_forward
+        from shardsim.launch.measure import LiveTensorTracker, rss_bytes, storage_bytes
+        from shardsim.launch.shard_model import embed, logits, stage_forward
 
         self._maybe_fault("forward")
         if getattr(self, "backend", "torch") == "transformers":

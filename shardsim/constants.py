@@ -5,7 +5,7 @@ Change a figure here and every formula that uses it follows. Byte counts are int
 
 from __future__ import annotations
 
-from .units import GiB, KiB, MiB
+from shardsim.units import GiB, KiB, MiB
 
 # --- PyTorch CUDA caching allocator (c10/cuda/CUDACachingAllocator.cpp) -----------------------------------
 ALLOC_MIN_BLOCK = 512                # kMinBlockSize: every request rounds up to a multiple of 512 B

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from .errors import ShardsimError
+from shardsim.errors import ShardsimError
 
 KiB = 1024
 MiB = 1024**2
@@ -71,6 +71,11 @@ def parse_size(text: str) -> int:
 
 def gib(n_bytes: int) -> float:
     return n_bytes / GiB
+
+
+def gib_text(n_bytes: int | None) -> str:
+    """GiB with two decimals and thousands separators, as every table shows sizes (``–`` for no value)."""
+    return "–" if n_bytes is None else f"{n_bytes / GiB:,.2f}"
 
 
 def format_bytes(n_bytes: int, unit: str = "GiB", digits: int = 2) -> str:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from shardsim import cluster as C
 from shardsim.errors import ShardsimError
+from shardsim.hardware import cluster as C
 from shardsim.units import GiB, MiB
 
 SPECS = Path(C.__file__).resolve().parent.parent / "cluster_specs"

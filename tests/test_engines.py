@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from shardsim.calibrate import calibrate, summary
+from shardsim.core.layout import Layout, validate_layout
+from shardsim.core.quant import quant_from_choice
+from shardsim.engines.calibration import calibrate, summary
 from shardsim.engines.run import engine_report
 from shardsim.engines.sglang import default_mem_fraction_static
 from shardsim.engines.vllm import vllm_defaults
-from shardsim.layout import Layout, validate_layout
-from shardsim.models import get_preset
-from shardsim.quant import quant_from_choice
+from shardsim.presets import get_preset
 from shardsim.units import GiB, MiB
 
 DATA = Path(__file__).parent / "data" / "calibration_measurements.jsonl"
@@ -106,7 +106,7 @@ def test_hf_peak_is_weights_plus_final_kv_plus_workspace():
 
 @pytest.mark.parametrize("quant,ratio", [("fp8", 0.576), ("int4", 0.372), ("nvfp4", 0.39)])
 def test_quantized_weights_shrink(quant, ratio):
-    from shardsim.memory.weights import total_weight_bytes
+    from shardsim.core.memory.weights import total_weight_bytes
 
     spec = get_preset("8b")
     size = total_weight_bytes(spec, "bf16", quant_from_choice(quant))

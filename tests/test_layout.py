@@ -6,8 +6,7 @@ import itertools
 
 import pytest
 
-from shardsim.errors import ShardsimError
-from shardsim.layout import (
+from shardsim.core.layout import (
     Layout,
     default_stage_split,
     rank_coords,
@@ -16,8 +15,7 @@ from shardsim.layout import (
     valid_tp_degrees,
     validate_layout,
 )
-from shardsim.models import get_preset
-from shardsim.tensors import (
+from shardsim.core.tensors import (
     COLUMN,
     EXPERT,
     REPLICATED,
@@ -34,6 +32,8 @@ from shardsim.tensors import (
     local_slices,
     split_range,
 )
+from shardsim.errors import ShardsimError
+from shardsim.presets import get_preset
 
 
 def tensor(spec, layer, suffix):

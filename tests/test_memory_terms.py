@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import Cfg
+
 from shardsim.constants import MAX_BATCH
+from shardsim.core.layout import Layout
+from shardsim.core.memory.activations import activation_peak, activation_peak_bytes
+from shardsim.core.memory.allocator import AllocationTally, reserved_for
+from shardsim.core.memory.kv_cache import kv_cache_bytes, kv_tokens_allocated
+from shardsim.core.memory.runtime import communicators, nccl_communicator_bytes
+from shardsim.core.plan import Workload, plan
 from shardsim.errors import ShardsimError
-from shardsim.layout import Layout
-from shardsim.memory.activations import activation_peak, activation_peak_bytes
-from shardsim.memory.allocator import AllocationTally, reserved_for
-from shardsim.memory.kv_cache import kv_cache_bytes, kv_tokens_allocated
-from shardsim.memory.runtime import communicators, nccl_communicator_bytes
-from shardsim.models import get_preset
-from shardsim.plan import Workload, plan
+from shardsim.presets import get_preset
 from shardsim.units import GiB, MiB
 
 CAP = 80 * GiB

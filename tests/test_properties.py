@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from conftest import BF16_PRESETS, BF16_TOTAL_BYTES, Cfg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import BF16_PRESETS, BF16_TOTAL_BYTES, Cfg
-from shardsim.layout import Layout, valid_tp_degrees, validate_layout
-from shardsim.models import get_preset
-from shardsim.plan import Workload, plan
+from shardsim.core.layout import Layout, valid_tp_degrees, validate_layout
+from shardsim.core.plan import Workload, plan
+from shardsim.presets import get_preset
 from shardsim.units import GiB
 
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -13,13 +13,13 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import PARAMS
-from shardsim.cluster import cluster_for_gpu, load_cluster
+from shardsim.hardware.cluster import cluster_for_gpu, load_cluster
+
+from shardsim.capacity.review import ModelLoad, Review, load_catalog, load_workload, review  # noqa: F401
+from shardsim.core.layout import Layout, validate_layout
 from shardsim.errors import ShardsimError
-from shardsim.layout import Layout, validate_layout
-from shardsim.models import get_preset
-from shardsim.review import ModelLoad, Review, load_catalog, load_workload, review  # noqa: F401
+from shardsim.presets import get_preset
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARDSIM = Path(sys.executable).parent / "shardsim"
@@ -78,7 +78,7 @@ def test_235b_h20_cli_four_gpu_cluster_file_and_max_gpus(tmp_path):
 
 # ---------------------------------------------------------------- verdicts agree with the planner and vLLM profile
 def test_engine_none_option_is_the_plan_peak():
-    from shardsim.plan import Workload, plan
+    from shardsim.core.plan import Workload, plan
 
     rv = one("32b", engine="none", clusters=[load_cluster("h100-1x8")], context=8192, concurrency=20)
     rv.finish(0, 5)
@@ -324,7 +324,7 @@ def test_report_reference_numbers(family):
         assert family[name]["params"] == params
     assert big["active_params"] == 22_190_763_520
     assert big["bf16_bytes"] == 470_187_269_120
-    from shardsim.memory.weights import total_weight_bytes
+    from shardsim.core.memory.weights import total_weight_bytes
 
     assert big["fp8_bytes"] == total_weight_bytes(get_preset("235b-fp8"), "bf16")  # Qwen's own FP8 checkpoint
     for m in family.values():
@@ -332,8 +332,9 @@ def test_report_reference_numbers(family):
 
 
 def test_report_smallest_layouts(family):
-    from shardsim.cluster import gpu_catalog
-    from shardsim.plan import Workload, plan
+    from shardsim.hardware.cluster import gpu_catalog
+
+    from shardsim.core.plan import Workload, plan
 
     h20 = family["Qwen3-235B-A22B"]["smallest_layout"]["H20-96GB"]
     assert h20["gpus"] > 4

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import TINY_CONFIG, Cfg
-from shardsim.layout import Layout
-from shardsim.memory.weights import total_weight_bytes, weight_model
-from shardsim.models import get_preset, spec_from_config
-from shardsim.plan import Workload, plan
-from shardsim.quant import quant_from_choice
-from shardsim.tensors import Shard
+
+from shardsim.core.layout import Layout
+from shardsim.core.memory.weights import total_weight_bytes, weight_model
+from shardsim.core.model import spec_from_config
+from shardsim.core.plan import Workload, plan
+from shardsim.core.quant import quant_from_choice
+from shardsim.core.tensors import Shard
+from shardsim.presets import get_preset
 from shardsim.units import GiB
 
 CAP = 80 * GiB
@@ -373,7 +374,7 @@ def test_rank_breakdown_sums_to_plan_weights(model, layout):
     report = plan(spec, layout, Workload(), CAP)
     lay = report.layout
     wm = weight_model(spec, "bf16", spec.quant)
-    from shardsim.layout import shard_of
+    from shardsim.core.layout import shard_of
     for r in report.ranks:
         first, last = r.layers
         d = wm.rank_breakdown(first, last, r.coords.pp_rank == 0, r.coords.pp_rank == lay.pp - 1, shard_of(r.coords, lay))

@@ -136,56 +136,6 @@ def _materialize_local_shards(model: torch.nn.Module) -> int:
     return len(replaced)
 
 
-@torch.no_grad()
-def run_hf(
-    model: torch.nn.Module,
-    input_ids: torch.LongTensor,
-    decode_steps: int,
-    *,
-    cache: str = "dynamic",
-    return_cache: bool = False,
-    decode_tokens: torch.LongTensor | None = None,
-):
-    """Prefill ``input_ids`` [B, T] then ``decode_steps`` greedy steps with a KV cache.
-
-    Returns (prefill_logits [B, T, V] float32, [decode_logits [B, V] float32 ...]) and, with
-    return_cache=True, also the cache object as a third element. cache: "dynamic" (DynamicCache,
-    grows by torch.cat every step) or "static" (StaticCache pre-allocated to T + decode_steps).
-    All ranks must call this with identical input_ids (TP ranks share the batch).
-    decode_tokens [B, decode_steps] (optional): feed these tokens instead of the greedy argmax (teacher
-    forcing), so that runs under different sharding can be compared step by step even when bf16 noise
-    flips a near-tied argmax.
-    """
-    from transformers import DynamicCache, StaticCache
-
-    cfg = model.config
-    B, T = input_ids.shape
-    if cache == "dynamic":
-        past = DynamicCache(config=cfg)
-    elif cache == "static":
-        past = StaticCache(config=cfg, max_cache_len=T + decode_steps)
-    else:
-        raise ValueError(cache)
-    pos = torch.arange(T).unsqueeze(0).expand(B, T)
-    out = model(input_ids=input_ids, past_key_values=past, use_cache=True, position_ids=pos)
-    prefill_logits = out.logits.float()
-    past = out.past_key_values
-    nxt = prefill_logits[:, -1].argmax(-1, keepdim=True)
-    decode = []
-    for i in range(decode_steps):
-        if decode_tokens is not None:
-            nxt = decode_tokens[:, i : i + 1]
-        p = torch.full((B, 1), T + i, dtype=torch.long)
-        out = model(input_ids=nxt, past_key_values=past, use_cache=True, position_ids=p)
-        lg = out.logits[:, -1].float()
-        decode.append(lg)
-        past = out.past_key_values
-        nxt = lg.argmax(-1, keepdim=True)
-    if return_cache:
-        return prefill_logits, decode, past
-    return prefill_logits, decode
-
-
 def _local(t: torch.Tensor) -> torch.Tensor:
     DTensor = _dtensor_cls()
     if DTensor is not None and isinstance(t, DTensor):
@@ -237,15 +187,3 @@ def hf_param_bytes(model: torch.nn.Module, include_buffers: bool = False, storag
     if include_buffers:
         ts += [b for _, b in model.named_buffers(remove_duplicate=False)]
     return _sum_tensor_bytes(ts, storage=storage)
-
-
-def hf_param_layout(model: torch.nn.Module) -> dict[str, dict]:
-    """name -> {global shape, local shape, placements} for every parameter (for reports / tests)."""
-    DTensor = _dtensor_cls()
-    res = {}
-    for n, p in model.named_parameters(remove_duplicate=False):
-        if DTensor is not None and isinstance(p, DTensor):
-            res[n] = dict(shape=tuple(p.shape), local=tuple(p.to_local().shape), placements=str(p.placements))
-        else:
-            res[n] = dict(shape=tuple(p.shape), local=tuple(p.shape), placements="plain")
-    return res

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from ..constants import CUBLAS_WORKSPACE_BYTES, CUBLAS_WORKSPACE_PRE_HOPPER_BYTES
-from ..layout import Layout, rank_coords, shard_of, stage_ranges
-from ..memory.weights import weight_model
-from ..models import ModelSpec, QuantConfig
-from ..tensors import kv_heads_per_rank
+from shardsim.constants import CUBLAS_WORKSPACE_BYTES, CUBLAS_WORKSPACE_PRE_HOPPER_BYTES
+from shardsim.core.layout import Layout, rank_coords, shard_of, stage_ranges
+from shardsim.core.memory.weights import weight_model
+from shardsim.core.model import ModelSpec, QuantConfig
 
 
 @dataclass(slots=True)
@@ -59,8 +58,23 @@ def cublas_workspace_bytes(compute_capability: str | None) -> int:
     return CUBLAS_WORKSPACE_BYTES if major >= 9 else CUBLAS_WORKSPACE_PRE_HOPPER_BYTES
 
 
-def rank_weight_bytes(spec: ModelSpec, layout: Layout, dtype: str, quant: QuantConfig) -> list[tuple[int, int, int]]:
-    """(rank, decoder layers held, exact weight bytes) for every rank, by the planner's shard rules."""
+@dataclass(frozen=True, slots=True)
+class RankWeights:
+    """One rank's pipeline position and exact weight bytes, by the planner's shard rules."""
+
+    rank: int
+    pp_rank: int
+    first_layer: int
+    last_layer: int
+    weight_bytes: int
+
+    @property
+    def layers(self) -> int:
+        return self.last_layer - self.first_layer + 1
+
+
+def rank_weights(spec: ModelSpec, layout: Layout, dtype: str, quant: QuantConfig) -> list[RankWeights]:
+    """Every rank's layers and exact weight bytes (``memory.weights``, ``tensors.stage_edge_tensors``)."""
     wm = weight_model(spec, dtype, quant)
     ranges = stage_ranges(layout)
     out = []
@@ -69,9 +83,5 @@ def rank_weight_bytes(spec: ModelSpec, layout: Layout, dtype: str, quant: QuantC
         first, last = ranges[coords.pp_rank]
         is_first, is_last = coords.pp_rank == 0, coords.pp_rank == layout.pp - 1
         tally = wm.stage_tally(first, last, is_first, is_last, shard_of(coords, layout))
-        out.append((rank, last - first + 1, tally.bytes))
+        out.append(RankWeights(rank, coords.pp_rank, first, last, tally.bytes))
     return out
-
-
-def kv_bytes_per_token_per_layer(spec: ModelSpec, tp: int, kv_dtype_bytes: int) -> int:
-    return 2 * kv_heads_per_rank(spec.num_kv_heads, tp) * spec.head_dim * kv_dtype_bytes

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from ..errors import ShardsimError
-from ..layout import Layout
-from ..memory.activations import activation_peak_hf
-from ..models import ModelSpec, QuantConfig
-from ..units import DTYPE_BYTES
-from .common import EngineRankReport, EngineReport, cublas_workspace_bytes, kv_bytes_per_token_per_layer, rank_weight_bytes
+from shardsim.core.layout import Layout
+from shardsim.core.memory.activations import activation_peak_hf
+from shardsim.core.memory.kv_cache import kv_bytes_per_token
+from shardsim.core.model import ModelSpec, QuantConfig
+from shardsim.engines.common import EngineRankReport, EngineReport, cublas_workspace_bytes, rank_weights
+from shardsim.errors import ShardsimError
+from shardsim.units import DTYPE_BYTES
 
 
 class HfKnobs(BaseModel):
@@ -56,8 +57,9 @@ def predict_hf(spec: ModelSpec, layout: Layout, compute_capability: str | None, 
     total_tokens = knobs.prompt_tokens + knobs.generate_tokens
     cublas = cublas_workspace_bytes(compute_capability)
     ranks = []
-    for rank, layers, weights in rank_weight_bytes(spec, layout, dtype, hf_quant(quant)):
-        per_token = layers * kv_bytes_per_token_per_layer(spec, layout.tp, a)
+    for held in rank_weights(spec, layout, dtype, hf_quant(quant)):
+        rank, layers, weights = held.rank, held.layers, held.weight_bytes
+        per_token = kv_bytes_per_token(spec, a, layout.tp, layers)
         kv_final = per_token * total_tokens * knobs.batch
         logits = knobs.batch * spec.vocab_size * (a + 4)
         peak = weights + kv_final + cublas + logits

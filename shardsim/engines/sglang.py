@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from ..constants import (
+from shardsim.constants import (
     CUDA_CONTEXT_BYTES,
     SGLANG_LOAD_OVERHEAD_BYTES,
     SGLANG_MAX_REQS,
@@ -27,11 +27,12 @@ from ..constants import (
     SGLANG_RESERVE_LARGE_MIB,
     SGLANG_RESERVE_TABLE,
 )
-from ..errors import ShardsimError
-from ..layout import Layout
-from ..models import ModelSpec, QuantConfig
-from ..units import DTYPE_BYTES, GiB, MiB
-from .common import EngineRankReport, EngineReport, kv_bytes_per_token_per_layer, rank_weight_bytes
+from shardsim.core.layout import Layout
+from shardsim.core.memory.kv_cache import kv_bytes_per_token
+from shardsim.core.model import ModelSpec, QuantConfig
+from shardsim.engines.common import EngineRankReport, EngineReport, rank_weights
+from shardsim.errors import ShardsimError
+from shardsim.units import DTYPE_BYTES, GiB, MiB
 
 
 class SglangKnobs(BaseModel):
@@ -75,10 +76,11 @@ def predict_sglang(spec: ModelSpec, layout: Layout, capacity_bytes: int, nvidia_
     free_before = capacity_bytes - CUDA_CONTEXT_BYTES
     rotary = spec.max_position_embeddings * spec.head_dim * 4  # SGLang keeps the cos/sin cache in fp32
     ranks, refusal = [], None
-    for rank, layers, weights in rank_weight_bytes(spec, layout, dtype, quant):
+    for held in rank_weights(spec, layout, dtype, quant):
+        rank, layers, weights = held.rank, held.layers, held.weight_bytes
         usage = weights + rotary + SGLANG_LOAD_OVERHEAD_BYTES
         avail = free_before - usage
-        cell = layers * kv_bytes_per_token_per_layer(spec, layout.tp, kv_bytes)
+        cell = kv_bytes_per_token(spec, kv_bytes, layout.tp, layers)
         rest_gib = avail / GiB - free_before / GiB * (1 - fraction)
         tokens = int(rest_gib * (1 << 30) // cell) if rest_gib > 0 else 0
         if knobs.max_total_tokens:

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from ..constants import (
+from shardsim.constants import (
+    CUDA_CONTEXT_BYTES,
     VLLM_BIG_GPU_BYTES,
     VLLM_CUDA_GRAPH_BYTES,
     VLLM_DEFAULT_BATCHED_TOKENS_BIG,
@@ -35,15 +36,16 @@ from ..constants import (
     VLLM_NON_TORCH_TP_EXTRA_BYTES,
     VLLM_SAMPLER_BYTES_PER_LOGIT,
     VLLM_V0_NON_TORCH_BYTES,
-    CUDA_CONTEXT_BYTES,
 )
-from ..errors import ShardsimError
-from ..layout import Layout, stage_ranges
-from ..memory.activations import activation_peak_bytes
-from ..memory.weights import weight_model
-from ..models import ModelSpec, QuantConfig
-from ..units import DTYPE_BYTES, GiB
-from .common import EngineRankReport, EngineReport, cublas_workspace_bytes, kv_bytes_per_token_per_layer, rank_weight_bytes
+from shardsim.core.layout import Layout
+from shardsim.core.memory.activations import activation_peak_bytes
+from shardsim.core.memory.kv_cache import kv_bytes_per_token_per_layer
+from shardsim.core.memory.weights import weight_model
+from shardsim.core.model import ModelSpec, QuantConfig
+from shardsim.engines.common import EngineRankReport, EngineReport, cublas_workspace_bytes, rank_weights
+from shardsim.engines.refusals import kv_cache_refusal, loading_refusal, vllm_layout_refusal
+from shardsim.errors import ShardsimError
+from shardsim.units import DTYPE_BYTES
 
 
 class VllmKnobs(BaseModel):
@@ -91,8 +93,25 @@ def vllm_quant(quant: QuantConfig) -> QuantConfig:
     return quant
 
 
-def _fmt(n: int) -> str:
-    return f"{n / GiB:.2f}"
+def _loading_bytes(spec: ModelSpec, layout: Layout, dtype: str, quant: QuantConfig, weights: int, moe_layers: int) -> int:
+    """"Model loading took": the rank's weights, the rotary ``cos_sin_cache`` [max_position, head_dim] in the model
+    dtype, the int32 ``expert_map`` [E] under expert parallel, and GPTQ-Marlin MoE's int32 g_idx and
+    g_idx_sort_indices per local expert ([E, H] for w13 and [E, I/tp] for w2; gptq_marlin.py,
+    GPTQMarlinMoEMethod.create_weights: Qwen3-30B-A3B w4a16 on an RTX 3090, vLLM 0.8.5, logs 15.6841 GiB =
+    weights + these 0.129 GiB)."""
+    rotary = spec.max_position_embeddings * spec.head_dim * DTYPE_BYTES[dtype]
+    expert_map = 4 * spec.num_experts if layout.ep > 1 else 0
+    gidx_per_layer = 0
+    if quant.method == "gptq" and spec.is_moe:
+        local = -(-spec.num_experts // layout.ep)
+        gidx_per_layer = local * 2 * 4 * (spec.hidden_size + spec.moe_intermediate_size // layout.etp)
+    return weights + rotary + expert_map + moe_layers * gidx_per_layer
+
+
+def _non_torch_bytes(knobs: VllmKnobs, layout: Layout) -> int:
+    if knobs.version == "v0":
+        return VLLM_V0_NON_TORCH_BYTES
+    return VLLM_NON_TORCH_BYTES + (VLLM_NON_TORCH_TP_EXTRA_BYTES if layout.tp > 1 else 0)
 
 
 def predict_vllm(spec: ModelSpec, layout: Layout, capacity_bytes: int, gpu_name: str, compute_capability: str | None,
@@ -106,70 +125,38 @@ def predict_vllm(spec: ModelSpec, layout: Layout, capacity_bytes: int, gpu_name:
     page_per_layer = knobs.block_size * kv_bytes_per_token_per_layer(spec, layout.tp, kv_bytes)
     requested = int(capacity_bytes * knobs.gpu_memory_utilization)
     per_logit = VLLM_SAMPLER_BYTES_PER_LOGIT if knobs.sampler == "native" else VLLM_FLASHINFER_SAMPLER_BYTES_PER_LOGIT
-    rotary = spec.max_position_embeddings * spec.head_dim * DTYPE_BYTES[dtype]
-    expert_map = 4 * spec.num_experts if layout.ep > 1 else 0
-    # GPTQ-Marlin MoE (gptq_marlin.py, GPTQMarlinMoEMethod.create_weights) allocates int32 g_idx and
-    # g_idx_sort_indices per expert, [E, H] for w13 and [E, I/tp] for w2; they stay counted in the loading figure
-    # (Qwen3-30B-A3B w4a16 on an RTX 3090, vLLM 0.8.5: 15.6841 GiB logged = weights + these 0.129 GiB).
-    moe_gidx_per_layer = 0
-    if quant.method == "gptq" and spec.is_moe:
-        local = -(-spec.num_experts // layout.ep)
-        moe_gidx_per_layer = local * 2 * 4 * (spec.hidden_size + spec.moe_intermediate_size // layout.etp)
     cublas = cublas_workspace_bytes(compute_capability)
-    if knobs.version == "v0":
-        non_torch = VLLM_V0_NON_TORCH_BYTES
-    else:
-        non_torch = VLLM_NON_TORCH_BYTES + (VLLM_NON_TORCH_TP_EXTRA_BYTES if layout.tp > 1 else 0)
-    ranges = stage_ranges(layout)
+    non_torch = _non_torch_bytes(knobs, layout)
+    graphs = 0 if knobs.enforce_eager else VLLM_CUDA_GRAPH_BYTES
     moe_prefix = weight_model(spec, dtype, vllm_quant(quant)).moe_prefix
     ranks, refusal = [], None
-    for rank, layers, weights in rank_weight_bytes(spec, layout, dtype, vllm_quant(quant)):
-        pp_rank = rank // (layout.tp * layout.dp)
-        first, last = ranges[pp_rank]
-        is_last = pp_rank == layout.pp - 1
-        moe = moe_prefix[last + 1] - moe_prefix[first]
-        forward = activation_peak_bytes(spec, layout.tp, layout.etp, batched, seqs, moe > 0, moe < layers, False)
+    for held in rank_weights(spec, layout, dtype, vllm_quant(quant)):
+        moe = moe_prefix[held.last_layer + 1] - moe_prefix[held.first_layer]
+        forward = activation_peak_bytes(spec, layout.tp, layout.etp, batched, seqs, moe > 0, moe < held.layers, False)
+        is_last = held.pp_rank == layout.pp - 1
         sampler = per_logit * seqs * spec.vocab_size + 2 * spec.hidden_size * (batched + 2 * seqs) if is_last else 0
         activation = max(forward, sampler) + cublas
-        loading = weights + rotary + expert_map + moe * moe_gidx_per_layer
+        loading = _loading_bytes(spec, layout, dtype, quant, held.weight_bytes, moe)
         available = requested - loading - activation - non_torch
-        blocks = max(0, available) // page_per_layer // layers
+        blocks = max(0, available) // page_per_layer // held.layers
         ranks.append(EngineRankReport(
-            rank=rank, layers=layers, model_loading_bytes=loading, activation_peak_bytes=activation,
-            non_torch_bytes=non_torch, cuda_graph_bytes=0 if knobs.enforce_eager else VLLM_CUDA_GRAPH_BYTES,
-            available_kv_cache_bytes=available, kv_cache_bytes=blocks * page_per_layer * layers,
-            kv_cache_tokens=blocks * knobs.block_size,
-            used_bytes=CUDA_CONTEXT_BYTES + requested + (0 if knobs.enforce_eager else VLLM_CUDA_GRAPH_BYTES),
+            rank=held.rank, layers=held.layers, model_loading_bytes=loading, activation_peak_bytes=activation,
+            non_torch_bytes=non_torch, cuda_graph_bytes=graphs, available_kv_cache_bytes=available,
+            kv_cache_bytes=blocks * page_per_layer * held.layers, kv_cache_tokens=blocks * knobs.block_size,
+            used_bytes=CUDA_CONTEXT_BYTES + requested + graphs,
         ))
-        if loading > capacity_bytes - CUDA_CONTEXT_BYTES and refusal is None:
-            refusal = (f"CUDA out of memory while loading the model: rank {rank} needs {_fmt(loading)} GiB of weights, "
-                       f"{_fmt(capacity_bytes - CUDA_CONTEXT_BYTES)} GiB are free")
-    if refusal is None and quant.method == "fp8":
-        # vllm/model_executor/layers/quantization/fp8.py (validate_block_quant_shapes): every TP shard of a
-        # block-quantized weight must hold whole 128-wide blocks.
-        block_n = quant.block_size[0]
-        shard = spec.moe_intermediate_size // layout.etp if spec.is_moe else spec.intermediate_size // layout.tp
-        if shard % block_n:
-            refusal = (f"ValueError: The output_size of gate's and up's weight = {shard} is not divisible by weight "
-                       f"quantization block_n = {block_n}." + (" (use expert parallel: whole experts per rank)" if spec.is_moe else ""))
+        refusal = refusal or loading_refusal(held.rank, loading, capacity_bytes - CUDA_CONTEXT_BYTES)
+    refusal = refusal or vllm_layout_refusal(spec, layout, quant, max_len)
     worst = min(ranks, key=lambda r: r.available_kv_cache_bytes)
     blocks = min(r.kv_cache_tokens for r in ranks) // knobs.block_size
-    tokens = blocks * knobs.block_size
     per_request_blocks = -(-max_len // knobs.block_size)
-    concurrency = blocks / per_request_blocks
-    if refusal is None and worst.available_kv_cache_bytes <= 0:
-        refusal = "No available memory for the cache blocks. Try increasing `gpu_memory_utilization` when initializing the engine."
-    if refusal is None and blocks < per_request_blocks:
-        needed = per_request_blocks * page_per_layer * worst.layers
-        longest = blocks * knobs.block_size
-        refusal = (f"To serve at least one request with the models's max seq len ({max_len}), ({_fmt(needed)} GiB KV cache "
-                   f"is needed, which is larger than the available KV cache memory ({_fmt(worst.available_kv_cache_bytes)} GiB). "
-                   + (f"Based on the available memory, the estimated maximum model length is {longest}. " if longest > 0 else "")
-                   + "Try increasing `gpu_memory_utilization` or decreasing `max_model_len` when initializing the engine.")
+    refusal = refusal or kv_cache_refusal(worst.available_kv_cache_bytes, blocks, per_request_blocks, knobs.block_size,
+                                          page_per_layer, worst.layers, max_len)
     return EngineReport(
         engine="vllm", version=knobs.version,
         knobs={**knobs.model_dump(), "max_num_seqs": seqs, "max_num_batched_tokens": batched, "max_model_len": max_len},
-        ranks=ranks, starts=refusal is None, refusal=refusal, kv_cache_tokens=tokens, max_concurrency=concurrency,
+        ranks=ranks, starts=refusal is None, refusal=refusal, kv_cache_tokens=blocks * knobs.block_size,
+        max_concurrency=blocks / per_request_blocks,
         error_bands={"model_loading_bytes": 0.005, "activation_peak_bytes": 0.05, "non_torch_bytes": 0.5,
                      "kv_cache_tokens": 0.03, "cuda_graph_bytes": 1.0},
         notes=["activation peak: the sampler's dummy run over max_num_seqs × vocab logits dominates; with FlashInfer "

@@ -1,0 +1,4 @@
+"""Data: the GPU catalog (gpus.yaml) and one YAML file per cluster, installed as ``shardsim.cluster_specs``.
+
+May import: nothing (read by ``shardsim.hardware.catalog``).
+"""

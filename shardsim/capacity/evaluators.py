@@ -1,0 +1,155 @@
+"""How a review scores one layout on one GPU: shardsim's planner (engine none) or vLLM's start-up arithmetic.
+
+Both return a ``Score``; ``finish`` fills the figures shown for an option (largest context and concurrency, KV
+tokens, the reason it does not fit). vLLM's refusals come from ``engines.refusals``, the same rules ``shardsim plan
+--engine vllm`` applies.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from shardsim.capacity.options import Option, Score, Variant
+from shardsim.constants import KV_BLOCK_TOKENS, MAX_BATCH
+from shardsim.core.layout import Layout, rank_coords, rank_of
+from shardsim.core.memory.kv_cache import kv_bytes_per_token_per_layer
+from shardsim.core.planner import Planner
+from shardsim.core.workload import Workload
+from shardsim.engines import refusals
+from shardsim.engines.vllm import VllmKnobs, predict_vllm, vllm_defaults
+from shardsim.hardware import ClusterSpec
+from shardsim.units import gib_text
+
+
+class PlannerEval:
+    """Engine none: shardsim's planner, peak rank total at (context, ceil(concurrency / dp))."""
+
+    engine = "none"
+
+    def __init__(self, variant: Variant):
+        self.variant = variant
+        wl = Workload(context=variant.context, batch=1, quant=variant.quant, kv_dtype=variant.kv_dtype).checked()
+        self.base = Planner(variant.spec, Layout(), wl)
+        self.planners: dict[Layout, Planner] = {}
+        self.peaks: dict[Layout, Any] = {}
+
+    def planner(self, layout: Layout) -> Planner:
+        p = self.planners.get(layout)
+        if p is None:
+            p = self.planners[layout] = self.base.with_layout(layout)
+        return p
+
+    def score(self, cluster: ClusterSpec, layout: Layout) -> Score:
+        peak = self.peaks.get(layout)
+        if peak is None:
+            batch = -(-self.variant.concurrency // layout.dp)
+            peak = self.peaks[layout] = self.planner(layout).peak_total(self.variant.context, batch)
+        capacity = cluster.gpu.capacity_bytes
+        return Score(peak.total_bytes <= capacity, peak.rank, peak.total_bytes, capacity, capacity - peak.total_bytes)
+
+    def finish(self, opt: Option) -> None:
+        v, lay = self.variant, opt.layout
+        planner = self.planner(lay)
+        capacity = opt.cluster.gpu.capacity_bytes
+        batch = -(-v.concurrency // lay.dp)
+        opt.max_context = planner.largest_fitting(capacity, batch, "context", v.spec.max_position_embeddings)
+        max_batch = planner.largest_fitting(capacity, v.context, "batch", MAX_BATCH)
+        opt.max_concurrency = max_batch * lay.dp
+        opt.kv_cache_tokens = max_batch * (-(-v.context // planner.block_size) * planner.block_size)
+        if not opt.fits:
+            opt.reason = (f"rank {opt.peak_rank} needs {gib_text(opt.peak_bytes)} GiB of {gib_text(capacity)} GiB "
+                          f"at context {v.context:,} × batch {batch:,}")
+
+
+@dataclass(frozen=True, slots=True)
+class VllmNote:
+    report: Any
+    need_blocks: int
+    request_blocks: int
+    per_replica: int
+    refusal: str | None
+
+
+class VllmEval:
+    """Engine vllm: ``predict_vllm`` per layout (one replica when experts are not spread over DP)."""
+
+    engine = "vllm"
+
+    def __init__(self, variant: Variant, gpu_memory_utilization: float):
+        self.variant = variant
+        self.util = gpu_memory_utilization
+        self.kv_cache_dtype = "fp8" if variant.kv_dtype == "fp8" else "auto"
+        self.kv_bytes = 1 if variant.kv_dtype == "fp8" else 2
+        self.block = KV_BLOCK_TOKENS
+        self.reports: dict[tuple, Any] = {}
+        self.scores: dict[tuple, Score] = {}
+        self.request_blocks = -(-variant.context // self.block)
+
+    def runs(self, layout: Layout) -> bool:
+        """Layouts vLLM has (``refusals.expert_parallel_refusal``)."""
+        return refusals.expert_parallel_refusal(self.variant.spec, layout) is None
+
+    def score(self, cluster: ClusterSpec, layout: Layout) -> Score:
+        gpu = cluster.gpu
+        key = (layout, gpu.capacity_bytes, gpu.name, gpu.compute_capability)
+        hit = self.scores.get(key)
+        if hit is None:
+            hit = self.scores[key] = self._score(gpu, layout)
+        return hit
+
+    def _report(self, gpu, layout: Layout, per_replica: int):
+        """vLLM's start-up figures of one replica (all of them when experts span the replicas, ep > tp)."""
+        v = self.variant
+        seqs_default, tokens_default = vllm_defaults(gpu.capacity_bytes, gpu.name)
+        knobs = dict(gpu_memory_utilization=self.util, max_model_len=v.context, kv_cache_dtype=self.kv_cache_dtype,
+                     block_size=self.block)
+        if per_replica > seqs_default:  # serve them all at once: --max-num-seqs raised to the replica's requests
+            knobs.update(max_num_seqs=per_replica, max_num_batched_tokens=max(tokens_default, per_replica))
+        one = layout if layout.ep > layout.tp else dataclasses.replace(layout, dp=1)
+        key = (one, gpu.capacity_bytes, gpu.name, gpu.compute_capability, tuple(sorted(knobs.items())))
+        report = self.reports.get(key)
+        if report is None:
+            report = self.reports[key] = predict_vllm(v.spec, one, gpu.capacity_bytes, gpu.name,
+                                                      gpu.compute_capability, "bf16", v.quant, VllmKnobs(**knobs))
+        return one, report
+
+    def _score(self, gpu, layout: Layout) -> Score:
+        v = self.variant
+        per_replica = -(-v.concurrency // layout.dp)
+        one, report = self._report(gpu, layout, per_replica)
+        page = self.block * kv_bytes_per_token_per_layer(v.spec, layout.tp, self.kv_bytes)
+        need_blocks = per_replica * self.request_blocks
+        worst, headroom = 0, None
+        for r in report.ranks:
+            h = r.available_kv_cache_bytes - need_blocks * page * r.layers
+            if headroom is None or h < headroom:
+                worst, headroom = r.rank, h
+        if one is not layout:  # the same rank of replica 0 in the full layout
+            c = rank_coords(worst, one)
+            worst = rank_of(layout, c.tp_rank, 0, c.pp_rank)
+        refusal = (refusals.max_model_len_refusal(v.spec, v.context)
+                   or refusals.fp8_hardware_refusal(v.quant, gpu.name, gpu.compute_capability)
+                   or refusals.fp8_block_refusal(v.spec, layout, v.quant))
+        budget = int(gpu.capacity_bytes * self.util)
+        fits = refusal is None and report.starts and headroom >= 0
+        note = VllmNote(report, need_blocks, self.request_blocks, per_replica, refusal)
+        return Score(fits, worst, budget - headroom, budget, headroom, note)
+
+    def finish(self, opt: Option) -> None:
+        v, lay, note = self.variant, opt.layout, opt.note
+        report = note.report
+        blocks = report.kv_cache_tokens // self.block
+        opt.kv_cache_tokens = report.kv_cache_tokens
+        opt.max_concurrency = blocks // note.request_blocks * lay.dp if report.starts else 0
+        opt.max_context = min(blocks // note.per_replica * self.block, v.spec.max_position_embeddings) if report.starts else 0
+        if opt.fits:
+            return
+        if note.refusal:
+            opt.reason = note.refusal
+        elif not report.starts:
+            opt.reason = report.refusal
+        else:
+            opt.reason = (f"KV cache holds {report.kv_cache_tokens:,} tokens per replica = {blocks // note.request_blocks:,} "
+                          f"requests of {v.context:,} tokens, {note.per_replica:,} needed (rank {opt.peak_rank} is short)")

@@ -1,0 +1,198 @@
+"""Capacity review: one or more served models against a catalog of priced clusters, every layout, ranked by cost.
+
+A *workload* names, per model, the context every request carries (tokens: prompt + generated) and how many
+requests run at once (``concurrency``), optionally a weight format (``quant``) and KV dtype to consider. For
+every cluster in the catalog every valid layout is enumerated (``enumerate_layouts``: TP stays inside a node,
+the layout may use fewer GPUs than the cluster has) and scored:
+
+- engine ``none`` (shardsim's own planner): the layout fits when the most loaded rank's total at
+  (context, batch = ceil(concurrency / dp)) is at most the GPU's capacity (``Planner.peak_total``).
+- engine ``vllm``: the layout fits when ``predict_vllm`` says vLLM starts (``max_model_len`` = context) and the KV
+  cache of each DP replica holds its ceil(concurrency / dp) requests at full context, in whole pages. Layouts are
+  the ones vLLM can run: expert parallel off (ep 1) or ``--enable-expert-parallel`` (ep = tp × dp). FP8 weights
+  need compute capability ≥ 8.0 (vLLM's Marlin fallback) and whole 128-wide scale blocks per shard
+  (``engines.refusals``); a context beyond the model's max_position_embeddings is refused as vLLM does. When a replica's requests exceed vLLM's default ``max_num_seqs`` the review raises
+  it to them, as one would with ``--max-num-seqs`` (the sampler's dummy run grows with it).
+  The headroom is measured inside vLLM's own budget, gpu_memory_utilization × capacity: budget − (model loading
+  + activation peak + non-torch memory + the workload's KV pages) on the worst rank.
+
+Cost counts the GPUs a layout uses, not the whole cluster: (cluster price / its GPUs) × layout GPUs, with the
+cluster's purchase price (``--by purchase``) or its hourly price (``--by hourly``). The same layout on clusters
+of the same GPU at the same per-GPU price is one option (the smallest such cluster; the others in ``also_on``).
+Fitting options are ranked by cost, then by headroom (largest first); the nearest misses are the options that
+do not fit with the smallest deficit.
+
+Speed: each distinct (layout, GPU) is scored once per model variant; the planner path uses the memoised
+``Planner.peak_total``, and vLLM with data parallel but no expert parallel is predicted on one replica (every
+replica holds the same ranks). Largest context / concurrency are found only for the options that are shown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from shardsim.capacity.evaluators import PlannerEval, VllmEval
+from shardsim.capacity.options import Option, Variant
+from shardsim.capacity.workload import COST_BASES, ENGINES, ModelLoad, cluster_cost
+from shardsim.core.layout import Layout, enumerate_layouts
+from shardsim.core.model import ModelSpec
+from shardsim.errors import ShardsimError
+from shardsim.hardware import ClusterSpec
+
+
+@dataclass(slots=True)
+class ModelReview:
+    spec: ModelSpec
+    context: int
+    concurrency: int
+    variants: list[Variant]
+    evaluated: int
+    fitting: list[Option]  # ranked, one per distinct (GPU, price, layout, variant)
+    misses: list[Option]   # nearest first
+    evaluators: dict = field(default_factory=dict)
+
+    @property
+    def cheapest(self) -> Option | None:
+        return self.fitting[0] if self.fitting else None
+
+
+@dataclass(slots=True)
+class Review:
+    engine: str
+    by: str
+    clusters: list[ClusterSpec]
+    models: list[ModelReview]
+    gpu_memory_utilization: float = 0.9
+
+    @property
+    def evaluated(self) -> int:
+        return sum(m.evaluated for m in self.models)
+
+    def all_at_once(self) -> dict | None:
+        """The cheapest single cluster hosting every model at once, each on its fewest-GPU fitting layout there,
+        by summing the GPUs they use (None: no cluster holds them all, or one model)."""
+        if len(self.models) < 2:
+            return None
+        best = None
+        for cluster in self.clusters:
+            picks = []
+            for m in self.models:
+                here = [o for o in m.fitting if o.cluster.name == cluster.name or cluster.name in o.also_on]
+                if not here:
+                    break
+                picks.append(min(here, key=lambda o: (o.layout.world_size, o.cost or 0, -o.headroom_bytes)))
+            else:
+                gpus = sum(o.layout.world_size for o in picks)
+                if gpus > cluster.world_size:
+                    continue
+                cost = cluster_cost(cluster, gpus, self.by)
+                key = (cost is None, cost or 0, gpus)
+                if best is None or key < best[0]:
+                    best = (key, cluster, picks, gpus, cost)
+        if best is None:
+            return None
+        _, cluster, picks, gpus, cost = best
+        return {"cluster": cluster.name, "gpus": gpus, "cluster_gpus": cluster.world_size,
+                "cost": None if cost is None else round(cost, 4),
+                "models": [{"model": o.variant.spec.name, "quant": o.variant.weights_label, "kv_dtype": o.variant.kv_dtype,
+                            "layout": {"tp": o.layout.tp, "pp": o.layout.pp, "dp": o.layout.dp, "ep": o.layout.ep,
+                                       "world_size": o.layout.world_size}} for o in picks]}
+
+    def finish(self, top: int, misses: int) -> None:
+        """Largest context / concurrency, KV tokens and the reason of every option that will be shown."""
+        for m in self.models:
+            for opt in m.fitting[: top if top > 0 else None] + m.misses[:misses]:
+                if not opt.finished:
+                    m.evaluators[id(opt.variant)].finish(opt)
+                    opt.finished = True
+
+    def to_dict(self, top: int, misses: int) -> dict:
+        self.finish(top, misses)
+        options, models = [], []
+        for m in self.models:
+            shown = m.fitting[: top if top > 0 else None] + m.misses[:misses]
+            options += [o.to_dict() for o in shown]
+            models.append({
+                "model": m.spec.name, "context": m.context, "concurrency": m.concurrency,
+                "quant": list(dict.fromkeys(v.weights_label for v in m.variants)),
+                "kv_dtype": list(dict.fromkeys(v.kv_dtype for v in m.variants)),
+                "evaluated": m.evaluated, "fitting": len(m.fitting),
+                "cheapest": m.cheapest.to_dict() if m.cheapest else None,
+            })
+        return {
+            "engine": self.engine, "by": self.by,
+            "cost_basis": f"{'purchase price' if self.by == 'purchase' else 'price per hour'} (USD) of the GPUs a "
+                          "layout uses: cluster price / cluster GPUs × layout GPUs",
+            "gpu_memory_utilization": self.gpu_memory_utilization if self.engine == "vllm" else None,
+            "clusters": [c.name for c in self.clusters], "evaluated": self.evaluated,
+            "models": models, "options": options, "all_models": self.all_at_once(),
+        }
+
+
+def variants_for(spec: ModelSpec, context: int, concurrency: int, quants: Iterable[str] | None,
+                 kv_dtypes: Iterable[str]) -> list[Variant]:
+    from shardsim.core.quant import quant_from_choice
+
+    out = []
+    for q in (list(quants) if quants else ["checkpoint"]):
+        quant = spec.quant if q == "checkpoint" else quant_from_choice(q)
+        for kv in kv_dtypes:
+            out.append(Variant(spec, context, concurrency, q, quant, kv))
+    return out
+
+
+def review(loads: list[tuple[ModelSpec, ModelLoad]], clusters: list[ClusterSpec], engine: str = "none",
+           by: str = "purchase", gpu_memory_utilization: float = 0.9, max_gpus: int | None = None,
+           progress: Callable[[int, int], None] | None = None) -> Review:
+    """Score every layout of every cluster for every model variant; rank the fitting ones by cost."""
+    if engine not in ENGINES:
+        raise ShardsimError(f"--engine {engine!r} is not known; accepted: {', '.join(ENGINES)}")
+    if by not in COST_BASES:
+        raise ShardsimError(f"--by {by!r} is not known; accepted: {', '.join(COST_BASES)}")
+    if not clusters:
+        raise ShardsimError("no clusters to review; check --cluster / --catalog")
+    layouts_of: dict[tuple, list[Layout]] = {}
+    models, steps, done = [], len(loads) * len(clusters), 0
+    for spec, load in loads:
+        variants = variants_for(spec, load.context, load.concurrency, load.quant, load.kv_dtype)
+        evaluators = {}
+        for v in variants:
+            evaluators[id(v)] = PlannerEval(v) if engine == "none" else VllmEval(v, gpu_memory_utilization)
+        seen: dict[tuple, Option] = {}
+        evaluated = 0
+        for cluster in clusters:
+            world = min(cluster.world_size, max_gpus) if max_gpus else cluster.world_size
+            key = (spec, world, cluster.gpus_per_node)
+            lays = layouts_of.get(key)
+            if lays is None:
+                lays = layouts_of[key] = enumerate_layouts(spec, world, tp_max=cluster.gpus_per_node)
+                if engine == "vllm":  # the layouts vLLM has (expert parallel off, or over all tp × dp ranks)
+                    lays = layouts_of[key] = [lay for lay in lays if evaluators[id(variants[0])].runs(lay)]
+            for v in variants:
+                ev = evaluators[id(v)]
+                per_gpu = cluster_cost(cluster, 1, by)
+                for lay in lays:
+                    evaluated += 1
+                    dkey = (id(v), cluster.gpu.name, cluster.gpu.capacity_bytes, per_gpu, lay)
+                    dup = seen.get(dkey)
+                    if dup is not None:
+                        dup.also_on.append(cluster.name)
+                        continue
+                    sc = ev.score(cluster, lay)
+                    cost = None if per_gpu is None else per_gpu * lay.world_size
+                    seen[dkey] = Option(v, cluster, lay, sc.fits, cost, sc.peak_rank, sc.peak_bytes, sc.budget_bytes,
+                                        sc.headroom_bytes, sc.note)
+            done += 1
+            if progress is not None:
+                progress(done, steps)
+        options = list(seen.values())
+        fitting = sorted((o for o in options if o.fits), key=lambda o: (
+            o.cost is None, o.cost or 0.0, -o.headroom_bytes, o.layout.world_size, o.cluster.world_size, o.cluster.name))
+        # Memory misses first, smallest deficit first; refusals with memory to spare (e.g. FP8 on an old GPU) last.
+        misses = sorted((o for o in options if not o.fits), key=lambda o: (
+            o.headroom_bytes >= 0, -o.headroom_bytes, o.cost is None, o.cost or 0.0, o.cluster.name))
+        models.append(ModelReview(spec, load.context, load.concurrency, variants, evaluated, fitting, misses, evaluators))
+    return Review(engine, by, clusters, models, gpu_memory_utilization)
+
+

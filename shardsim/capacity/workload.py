@@ -1,0 +1,183 @@
+"""Workloads for capacity reviews: which models are served at once, each with its context and concurrency.
+
+Read from flags or a YAML file (``workloads/example.yaml``); a wrong field is reported with the file, the line
+and the field (the node tree of the YAML gives the lines, as ``shardsim.cluster`` does for cluster specs).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+import shardsim.workloads
+from shardsim.constants import MAX_BATCH, MAX_CONTEXT_TOKENS
+from shardsim.core.model import ModelSpec
+from shardsim.errors import ShardsimError
+from shardsim.hardware import ClusterSpec, list_clusters, load_cluster, resolve_gpu
+from shardsim.hardware.yaml_files import line_of, read_yaml, show
+from shardsim.presets import PRESET_ALIASES, get_preset, load_config_file
+
+ENGINES = ("none", "vllm")
+COST_BASES = ("purchase", "hourly")
+QUANT_NAMES = ("none", "fp8", "int8", "int4")  # and any other --quant choice of shardsim.quant (QUANT_CHOICES)
+KV_DTYPES = ("bf16", "fp8")
+SHIPPED_WORKLOADS = Path(shardsim.workloads.__file__).resolve().parent
+"""The example workloads installed with shardsim (``workloads/`` in the source tree), reachable by file stem."""
+BASE_PRESETS = tuple(name for name in PRESET_ALIASES if not name.endswith("-FP8"))
+"""The eight Qwen3 models (the FP8 checkpoints are the same models in another weight format: ``quant: fp8``)."""
+
+
+# ---------------------------------------------------------------- workload
+def _as_tuple(value: Any, accepted: tuple[str, ...], what: str) -> tuple[str, ...]:
+    items = value if isinstance(value, (list, tuple)) else [value]
+    out = []
+    for item in items:
+        text = str(item).strip().lower() if item is not None else ""
+        if text not in accepted:
+            raise ValueError(f"{what} {item!r} is not known; accepted: {', '.join(accepted)}")
+        if text not in out:
+            out.append(text)
+    if not out:
+        raise ValueError(f"give at least one {what}; accepted: {', '.join(accepted)}")
+    return tuple(out)
+
+
+class ModelLoad(BaseModel):
+    """One served model: ``model`` (preset alias or a config.json path), tokens per request, simultaneous requests.
+    ``quant`` / ``kv_dtype``: one value or a list of values to consider (default: the checkpoint's format, bf16 KV)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: str = Field(min_length=1)
+    context: int = Field(default=8192, ge=1, le=MAX_CONTEXT_TOKENS)
+    concurrency: int = Field(default=1, ge=1, le=MAX_BATCH)
+    quant: tuple[str, ...] | None = None
+    kv_dtype: tuple[str, ...] = ("bf16",)
+
+    @field_validator("quant", mode="before")
+    @classmethod
+    def _quant(cls, value: Any) -> Any:
+        from shardsim.core.quant import QUANT_CHOICES
+
+        accepted = QUANT_NAMES + tuple(q for q in QUANT_CHOICES if q not in QUANT_NAMES)
+        return None if value is None else _as_tuple(value, accepted, "quant")
+
+    @field_validator("kv_dtype", mode="before")
+    @classmethod
+    def _kv(cls, value: Any) -> Any:
+        return _as_tuple(value, KV_DTYPES, "kv_dtype")
+
+
+class WorkloadSpec(BaseModel):
+    """A workload file: the engine, vLLM's memory fraction, and the models to serve."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    engine: Literal["none", "vllm"] = "none"
+    gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
+    models: tuple[ModelLoad, ...]
+
+    @field_validator("models")
+    @classmethod
+    def _some(cls, value: tuple[ModelLoad, ...]) -> tuple[ModelLoad, ...]:
+        if not value:
+            raise ValueError("give at least one model: a list of {model, context, concurrency}")
+        return value
+
+
+def _workload_error(path: Path, exc: ValidationError, node: Any) -> ShardsimError:
+    """``file: line N: field 'name': reason`` for the first pydantic error (the model's index when nested)."""
+    # A misspelt field is the likeliest mistake: report it before the "Field required" it causes.
+    err = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
+    loc = tuple(err["loc"])
+    line = line_of(node, loc) or line_of(node, loc[:2]) or line_of(node, loc[:1])
+    parts = [show(path)] + [f"line {line}"] * bool(line)
+    name = loc[2:] if loc[:1] == ("models",) and len(loc) > 2 else loc
+    if name:
+        parts.append("field " + repr(".".join(str(p) for p in name)))
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return ShardsimError(": ".join(parts + [msg]) + more)
+
+
+def resolve_served_model(name: str, base_dir: Path | None = None) -> ModelSpec:
+    """A preset alias or full name, else a config.json path (relative paths also tried next to the workload file)."""
+    text = str(name).strip()
+    path = Path(text).expanduser()
+    if not path.is_absolute() and not path.exists() and base_dir is not None and (base_dir / path).exists():
+        path = base_dir / path
+    if not text.endswith(".json"):
+        try:
+            return get_preset(text)
+        except ShardsimError:
+            if not path.exists():
+                raise
+    return load_config_file(path)
+
+
+def load_workload(path: str | Path) -> tuple[WorkloadSpec, list[ModelSpec]]:
+    """A workload YAML file, validated; every mistake reported with the file, the line and the field."""
+    p = Path(path).expanduser()
+    if not p.is_file() and (SHIPPED_WORKLOADS / f"{path}.yaml").is_file():  # a shipped workload by name
+        p = SHIPPED_WORKLOADS / f"{path}.yaml"
+    if not p.is_file():
+        shipped = ", ".join(sorted(f.stem for f in SHIPPED_WORKLOADS.glob("*.yaml")))
+        raise ShardsimError(f"workload file {str(path)!r} not found; give a YAML file, or a shipped workload: {shipped}")
+    data, node = read_yaml(p)
+    if not isinstance(data, dict):
+        raise ShardsimError(f"{show(p)}: expected a mapping with 'models:' (a list of model, context, concurrency), "
+                            f"got {type(data).__name__}")
+    try:
+        spec = WorkloadSpec.model_validate(data)
+    except ValidationError as exc:
+        raise _workload_error(p, exc, node) from None
+    specs = []
+    for i, load in enumerate(spec.models):
+        try:
+            specs.append(resolve_served_model(load.model, p.parent))
+        except ShardsimError as exc:
+            line = line_of(node, ("models", i, "model"))
+            where = f" line {line}:" if line else ""
+            raise ShardsimError(f"{show(p)}:{where} field 'model': {exc}") from None
+    return spec, specs
+
+
+# ---------------------------------------------------------------- catalog
+def load_catalog(names: Iterable[str] = (), catalog_dir: str | Path | None = None,
+                 gpu: str | None = None) -> list[ClusterSpec]:
+    """Clusters to review: the named ones (names or YAML paths), else every spec in ``catalog_dir`` (default:
+    ``cluster_specs/``), sorted by GPUs then name; with ``gpu``, only the clusters of that GPU type."""
+    names = list(names)
+    if names:
+        clusters = [load_cluster(n) for n in names]
+    elif catalog_dir is not None:
+        folder = Path(catalog_dir).expanduser()
+        if not folder.is_dir():
+            raise ShardsimError(f"--catalog {str(catalog_dir)!r} is not a directory of cluster YAML files")
+        files = sorted(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and p.name != "gpus.yaml")
+        if not files:
+            raise ShardsimError(f"--catalog {str(catalog_dir)!r} holds no cluster YAML files")
+        clusters = [load_cluster(p) for p in files]
+    else:
+        clusters = list_clusters()
+    if gpu is not None:
+        card = resolve_gpu(gpu)
+        clusters = [c for c in clusters if c.gpu.name == card.name]
+        if not clusters:
+            raise ShardsimError(f"--gpu {gpu}: no cluster to review has {card.name} GPUs")
+    seen, out = set(), []
+    for c in sorted(clusters, key=lambda c: (c.world_size, c.name)):
+        if c.name not in seen:
+            seen.add(c.name)
+            out.append(c)
+    return out
+
+
+def cluster_cost(cluster: ClusterSpec, gpus: int, by: str) -> float | None:
+    """Price of ``gpus`` GPUs of ``cluster``: its whole price (purchase or per hour) / its GPUs × gpus."""
+    whole = cluster.purchase_price_usd if by == "purchase" else cluster.price_per_hour_usd
+    return None if whole is None else whole / cluster.world_size * gpus
+
+

@@ -1,0 +1,215 @@
+"""``shardsim review``, ``sweep`` and ``report``: capacity review over a priced cluster catalog, grids of one model,
+and the Qwen3 family table. The work is imported inside each command, so ``shardsim plan`` starts without it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from shardsim.cli import common
+from shardsim.cli.options import (
+    BatchesOpt,
+    BlockOpt,
+    ByOpt,
+    CatalogOpt,
+    ChartOpt,
+    ChunkOpt,
+    ClusterOpt,
+    ConcurrencyOpt,
+    ConfigOpt,
+    ContextOpt,
+    ContextsOpt,
+    CsvOpt,
+    DpOpt,
+    DtypeOpt,
+    EngineOpt,
+    EpOpt,
+    GpuCountsOpt,
+    GpuMemOpt,
+    GpuOpt,
+    GpuUtilOpt,
+    GroupOpt,
+    JsonOpt,
+    KvDtypeOpt,
+    MaxGpusOpt,
+    MissesOpt,
+    ModelArg,
+    ModelsOpt,
+    PpOpt,
+    PpSplitOpt,
+    QuantOpt,
+    TopOpt,
+    TpOpt,
+    WorkloadOpt,
+    ZeroOpt,
+)
+from shardsim.errors import ShardsimError
+
+
+def _flag_load(model: str, context, concurrency, quant, kv_dtype):
+    """One served model from the review's flags, with pydantic's reason on a bad value as a one-line error."""
+    from pydantic import ValidationError
+
+    from shardsim.capacity.workload import ModelLoad
+
+    fields = {"model": model}
+    for name, value in (("context", context), ("concurrency", concurrency), ("quant", quant), ("kv_dtype", kv_dtype)):
+        if value is not None and value != []:
+            fields[name] = value
+    try:
+        return ModelLoad(**fields)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = str(err["loc"][0]).replace("_", "-") if err["loc"] else "model"
+        given = fields.get(name.replace("-", "_"))
+        if isinstance(given, list):
+            given = ",".join(map(str, given))
+        raise ShardsimError(f"--{name} {given}: {str(err['msg']).removeprefix('Value error, ')}") from None
+
+
+def review(
+    model: ModelsOpt = None, workload: WorkloadOpt = None,
+    context: ContextOpt = None, concurrency: ConcurrencyOpt = None, engine: EngineOpt = None,
+    quant: QuantOpt = None, kv_dtype: KvDtypeOpt = None, by: ByOpt = "purchase",
+    cluster: ClusterOpt = None, gpu: GpuOpt = None, catalog: CatalogOpt = None, max_gpus: MaxGpusOpt = None,
+    gpu_memory_utilization: GpuUtilOpt = None, top: TopOpt = 10, misses: MissesOpt = 3, as_json: JsonOpt = False,
+) -> None:
+    """Which cluster and layout serve a workload most cheaply: every layout of every priced cluster, ranked by cost."""
+    from shardsim.capacity.review import review as run_review
+    from shardsim.capacity.workload import BASE_PRESETS, load_catalog, load_workload, resolve_served_model
+
+    if workload and (model or context is not None or concurrency is not None or quant or kv_dtype):
+        raise ShardsimError("give either --workload FILE or --model/--context/--concurrency/--quant/--kv-dtype, not both")
+    if workload:
+        spec_file, specs = load_workload(workload)
+        loads = list(zip(specs, spec_file.models))
+        engine = engine or spec_file.engine
+        util = gpu_memory_utilization if gpu_memory_utilization is not None else spec_file.gpu_memory_utilization
+    else:
+        if not model:
+            raise ShardsimError("no workload given; use --model 32b --context 32768 --concurrency 64, or --workload FILE")
+        names = [n for m in model for n in (BASE_PRESETS if m.strip().lower() == "all" else (m,))]
+        loads = [(resolve_served_model(name), _flag_load(name, context, concurrency, quant, kv_dtype))
+                 for name in dict.fromkeys(names)]
+        util = 0.9 if gpu_memory_utilization is None else gpu_memory_utilization
+    engine = common.check_engine(engine, ("vllm",), "review") or "none"
+    if gpu_memory_utilization is not None and engine != "vllm":
+        raise ShardsimError("--gpu-memory-utilization does nothing without --engine vllm; it is vLLM's memory fraction")
+    if not 0 < util <= 1:
+        raise ShardsimError(f"--gpu-memory-utilization {util} is out of range; accepted: (0, 1]")
+    if max_gpus is not None and max_gpus < 1:
+        raise ShardsimError(f"--max-gpus {max_gpus} must be ≥ 1")
+    if top < 0 or misses < 0:
+        raise ShardsimError("--top and --misses must be ≥ 0")
+    clusters = load_catalog(cluster or (), catalog, gpu)
+    with common.Progress("reviewing") as bar:
+        rv = run_review(loads, clusters, engine=engine, by=by, gpu_memory_utilization=util, max_gpus=max_gpus,
+                        progress=bar)
+        doc = rv.to_dict(top, misses) if as_json else None
+    if as_json:
+        return common.print_json(doc)
+    from shardsim.render.review_text import render_review
+
+    render_review(rv, common.console(), top=top, misses=misses)
+
+
+def _charts(spec, layout, base, hw, points, counts, chart: str) -> list:
+    """The PNG charts of a sweep into ``chart`` (a directory): per-rank bars and the fit map of a grid, or the
+    layouts of a GPU-count sweep."""
+    from shardsim.core.plan import plan as make_plan
+    from shardsim.render.charts import chart_fitmap, chart_layouts, chart_ranks
+
+    folder = Path(chart).expanduser()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ShardsimError(f"--chart {chart!r}: cannot create the directory: {exc.strerror or exc}") from None
+    stem = spec.name.lower()
+    if layout is None:
+        return [chart_layouts(points, folder / f"{stem}-gpus-{'-'.join(map(str, counts))}-layouts.png")]
+    fitting = [p for p in points if p.fits]
+    pick = max(fitting, key=lambda p: (p.peak_bytes, p.context, p.batch)) if fitting else points[0]
+    wl = base.model_copy(update={"context": pick.context, "batch": pick.batch}).checked()
+    report = make_plan(spec, layout, wl, hw.capacity_bytes, node_size=hw.cluster.gpus_per_node,
+                       cluster_name=hw.cluster.name, gpu_name=hw.cluster.gpu.name)
+    tag = f"tp{layout.tp}-pp{layout.pp}-dp{layout.dp}" + (f"-ep{layout.ep}" if layout.ep > 1 else "")
+    return [chart_ranks(report, folder / f"{stem}-{tag}-ranks-{pick.context}x{pick.batch}.png"),
+            chart_fitmap(points, folder / f"{stem}-{tag}-fitmap.png")]
+
+
+def sweep(
+    model: ModelArg = None, config: ConfigOpt = None,
+    contexts: ContextsOpt = "8192", batches: BatchesOpt = "1", gpus: GpuCountsOpt = None,
+    tp: TpOpt = 1, pp: PpOpt = 1, dp: DpOpt = 1, ep: EpOpt = 1, zero: ZeroOpt = 0, pp_split: PpSplitOpt = None,
+    prefill_chunk: ChunkOpt = None, dtype: DtypeOpt = "bf16", quant: QuantOpt = None, group_size: GroupOpt = 128,
+    kv_dtype: KvDtypeOpt = None, block_size: BlockOpt = None,
+    cluster: ClusterOpt = None, gpu: GpuOpt = None, gpu_memory: GpuMemOpt = None,
+    csv_file: CsvOpt = None, as_json: JsonOpt = False, chart: ChartOpt = None,
+) -> None:
+    """A grid for one model: context × batch on one layout, or every layout over GPU counts (--gpus)."""
+    from shardsim.capacity.sweep import parse_int_list, sweep_gpus, sweep_grid, to_csv
+    from shardsim.constants import MAX_BATCH, MAX_CONTEXT_TOKENS
+    from shardsim.core.layout import Layout, validate_layout
+    from shardsim.presets import resolve_model
+
+    spec = resolve_model(model, config)
+    ctxs = parse_int_list(contexts, "--contexts", 1, MAX_CONTEXT_TOKENS)
+    bats = parse_int_list(batches, "--batches", 1, MAX_BATCH)
+    base = common.workload(ctxs[0], bats[0], prefill_chunk, dtype, common.single(quant, "--quant"), group_size,
+                           common.single(kv_dtype, "--kv-dtype"), block_size)
+    counts, layout = None, None
+    if gpus is not None:
+        if (tp, pp, dp, ep, zero, pp_split) != (1, 1, 1, 1, 0, None):
+            raise ShardsimError("--gpus sweeps every layout; leave out --tp/--pp/--dp/--ep/--zero/--pp-split")
+        counts = parse_int_list(gpus, "--gpus", 1, 4096)
+        hw = common.hardware(cluster, gpu, gpu_memory, max(counts))
+        with common.Progress("sweeping") as bar:
+            points = sweep_gpus(spec, counts, base, hw.capacity_bytes, ctxs, bats, gpu=hw.cluster.gpu.name,
+                                tp_max=hw.cluster.gpus_per_node, progress=bar)
+        if not points:
+            raise ShardsimError(f"no valid layout of {spec.name} on {gpus} GPUs (TP ≤ {hw.cluster.gpus_per_node} inside a node)")
+    else:
+        layout = validate_layout(spec, Layout(tp=tp, pp=pp, dp=dp, ep=ep, zero=zero, pp_split=common.parse_split(pp_split)))
+        hw = common.hardware(cluster, gpu, gpu_memory, layout.world_size, layout)
+        points = sweep_grid(spec, layout, base, hw.capacity_bytes, ctxs, bats, gpu=hw.cluster.gpu.name)
+    written = _charts(spec, layout, base, hw, points, counts, chart) if chart else []
+    if csv_file:
+        text = to_csv(points)
+        if csv_file == "-":
+            print(text, end="")
+        else:
+            try:
+                Path(csv_file).expanduser().write_text(text)
+            except OSError as exc:
+                raise ShardsimError(f"--csv {csv_file!r}: cannot write: {exc.strerror or exc}") from None
+    if as_json:
+        return common.print_json({
+            "model": spec.name, "mode": "gpus" if layout is None else "grid", "cluster": hw.cluster.name,
+            "gpu": hw.cluster.gpu.name, "capacity_bytes": hw.capacity_bytes, "contexts": ctxs, "batches": bats,
+            "layout": None if layout is None else {"tp": layout.tp, "pp": layout.pp, "dp": layout.dp, "ep": layout.ep,
+                                                   "zero": layout.zero, "world_size": layout.world_size},
+            "gpu_counts": counts, "points": [p.to_dict() for p in points], "charts": [str(p) for p in written]})
+    if csv_file == "-":
+        return
+    from shardsim.render.sweep_text import render_sweep
+
+    render_sweep(spec, layout, hw.cluster.gpu.name, hw.capacity_bytes, points, ctxs, bats, written, common.console())
+
+
+def report(as_json: JsonOpt = False) -> None:
+    """The Qwen3 family: parameters, bytes in bf16 / fp8 / int4, KV per token and at 8K / 32K, and the smallest
+    layout that fits on each catalog GPU."""
+    from shardsim.capacity.family import family_json, family_rows
+
+    with common.Progress("sizing") as bar:
+        rows = family_rows(progress=bar)
+    if as_json:
+        return common.print_json(family_json(rows))
+    from shardsim.render.family_text import render_family
+
+    render_family(rows, common.console())
+
+
+def register(app) -> None:
+    app.command("review")(review)
+    app.command("sweep")(sweep)
+    app.command("report")(report)

@@ -1,0 +1,181 @@
+"""What the commands share: the console, a progress bar, and turning shared options into the planner's inputs.
+
+Each rule about an option lives here once: one value where a command takes one (``single``), the default context
+(``resolve_context``), the hardware a command plans for (``hardware``), the workload (``workload``), and which engine
+knobs an engine takes (``engine_knobs``).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from shardsim.errors import ShardsimError
+
+DEFAULT_CONTEXT = 8192
+VALIDATE_CONTEXT = 128
+
+
+def console():
+    """A rich console: the terminal's width, or 160 columns when piped so tables stay on one line."""
+    from rich.console import Console
+
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+
+
+def print_json(document: Any) -> None:
+    sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
+
+
+class Progress:
+    """A progress bar on stderr that appears only once the work has taken more than ``after`` seconds (and only on
+    a terminal, so piped output and JSON stay clean)."""
+
+    def __init__(self, label: str, after: float = 1.0):
+        self.label, self.after, self.t0 = label, after, time.perf_counter()
+        self.enabled = sys.stderr.isatty()
+        self.bar, self.task = None, None
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            if time.perf_counter() - self.t0 < self.after:
+                return
+            from rich.console import Console
+            from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import Progress as RichProgress
+
+            self.bar = RichProgress(TextColumn(self.label), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                                    TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task(self.label, total=total)
+        self.bar.update(self.task, completed=done, total=total)
+
+    def __enter__(self) -> "Progress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
+
+
+def single(values: Optional[list[str]], flag: str) -> Optional[str]:
+    """The one value of a repeatable option in a command that takes one (None when not given)."""
+    if not values:
+        return None
+    if len(values) > 1:
+        raise ShardsimError(f"{flag} given {len(values)} times ({', '.join(values)}); this command takes one "
+                            f"(review compares several)")
+    return values[0]
+
+
+def resolve_context(context: Optional[int], default: int = DEFAULT_CONTEXT) -> int:
+    return default if context is None else context
+
+
+def parse_split(text: Optional[str]) -> Optional[tuple[int, ...]]:
+    if text is None:
+        return None
+    try:
+        return tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise ShardsimError(f"--pp-split {text!r} must be comma-separated whole numbers, e.g. 48,46") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Hardware:
+    """The GPUs a command plans for, from its --cluster / --gpu / --gpu-memory options."""
+
+    cluster: Any  # shardsim.hardware ClusterSpec
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def capacity_bytes(self) -> int:
+        return self.cluster.gpu.capacity_bytes
+
+
+def hardware(cluster: Optional[list[str]], gpu: Optional[str], gpu_memory: Optional[str], world_size: int,
+             layout: Any = None) -> Hardware:
+    """A named or file cluster, else ``world_size`` GPUs of a type (default H100-SXM-80GB) or of a capacity, 8 per
+    node; with the warnings of ``layout``'s TP groups that cross nodes."""
+    from shardsim.hardware import catalog, topology
+    from shardsim.units import parse_size
+
+    name = single(cluster, "--cluster")
+    if name and (gpu or gpu_memory):
+        raise ShardsimError("give either --cluster or --gpu/--gpu-memory, not both")
+    if gpu and gpu_memory:
+        raise ShardsimError("give either --gpu NAME or --gpu-memory SIZE, not both")
+    if name:
+        spec = catalog.load_cluster(name)
+        topology.check_fits_cluster(spec, world_size)
+    else:
+        card = topology.custom_gpu(parse_size(gpu_memory)) if gpu_memory else catalog.resolve_gpu(gpu or "h100")
+        spec = topology.cluster_for_gpu(card, world_size)
+    return Hardware(spec, tuple(topology.tp_group_crossings(spec, layout)) if layout is not None else ())
+
+
+def workload(context: int, batch: int, prefill_chunk: Optional[int], dtype: str, quant: Optional[str],
+             group_size: int, kv_dtype: Optional[str], block_size: Optional[int]):
+    """The planner's Workload from the shared options, checked."""
+    from shardsim.constants import KV_BLOCK_TOKENS, PREFILL_CHUNK_TOKENS
+    from shardsim.core.plan import Workload
+    from shardsim.core.quant import QUANT_CHOICES, quant_from_choice
+    from shardsim.units import canonical_dtype
+
+    if quant is not None and quant not in QUANT_CHOICES:
+        raise ShardsimError(f"--quant {quant!r} is not known; accepted: {', '.join(QUANT_CHOICES)}")
+    if group_size == 0 or group_size < -1:
+        raise ShardsimError(f"--group-size {group_size} is not valid; accepted: a positive size (e.g. 128) or -1 (per channel)")
+    return Workload(
+        context=context, batch=batch, prefill_chunk=prefill_chunk if prefill_chunk is not None else PREFILL_CHUNK_TOKENS,
+        dtype=canonical_dtype(dtype), quant=quant_from_choice(quant, group_size) if quant is not None else None,
+        kv_dtype=canonical_dtype(kv_dtype or "bf16", ("bf16", "fp16", "fp32", "fp8")),
+        block_size=KV_BLOCK_TOKENS if block_size is None else block_size,
+    ).checked()
+
+
+ENGINE_KNOBS: dict[str, tuple[str, ...]] = {
+    "vllm": ("gpu_memory_utilization", "max_model_len", "max_num_batched_tokens", "max_num_seqs", "block_size",
+             "enforce_eager", "kv_cache_dtype", "sampler", "version"),
+    "sglang": ("mem_fraction_static", "context_length", "max_total_tokens", "kv_cache_dtype"),
+    "hf": ("prompt_tokens", "generate_tokens", "batch"),
+}
+"""The knobs each engine profile reads (field names of its knobs model); ``block_size`` and ``batch`` are also the
+planner's own options, so they are never refused."""
+
+SHARED_WITH_PLANNER = ("block_size", "batch")
+
+
+def engine_knobs(engine: Optional[str], given: dict[str, Any]) -> dict[str, Any]:
+    """The knobs for ``engine`` from the options given (None: not given). A knob given for another engine, or
+    without ``--engine``, does nothing, so it is refused with the engine it belongs to."""
+    for name, value in given.items():
+        if value is None or name in SHARED_WITH_PLANNER:
+            continue
+        if engine is None or name not in ENGINE_KNOBS[engine]:
+            owners = [e for e, knobs in ENGINE_KNOBS.items() if name in knobs]
+            flag = "--vllm-version" if name == "version" else "--" + name.replace("_", "-")
+            now = f"with --engine {engine}" if engine else "without --engine"
+            raise ShardsimError(f"{flag} does nothing {now}; it is a knob of --engine {' or '.join(owners)}")
+    return {name: given[name] for name in ENGINE_KNOBS[engine] if name in given} if engine else {}
+
+
+def check_engine(engine: Optional[str], accepted: tuple[str, ...], command: str) -> Optional[str]:
+    """``--engine`` of a command: None or ``none`` mean shardsim's planner alone; other values must be engines the
+    command evaluates."""
+    from shardsim.engines import ENGINES
+
+    if engine is None or engine == "none":
+        return None
+    if engine not in ENGINES:
+        raise ShardsimError(f"--engine {engine!r} is not known; accepted: none, {', '.join(ENGINES)}")
+    if engine not in accepted:
+        raise ShardsimError(f"{command} evaluates --engine {' or '.join(('none',) + accepted)}; "
+                            f"{engine} is available in 'shardsim plan'")
+    return engine

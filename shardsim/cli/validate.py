@@ -1,0 +1,94 @@
+"""``shardsim validate``: prove a plan with real sharded runs (Ray workers, one per rank), predicted vs measured."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+
+import typer
+
+from shardsim.cli import common
+from shardsim.cli.options import (
+    AddressOpt,
+    BackendOpt,
+    BatchOpt,
+    CheckpointOpt,
+    ConfigOpt,
+    ContextOpt,
+    DecodeStepsOpt,
+    DeviceOpt,
+    DpOpt,
+    EpOpt,
+    FaultOpt,
+    JsonOpt,
+    LayersOpt,
+    ModelArg,
+    PpOpt,
+    RunDirOpt,
+    TimeoutOpt,
+    TpOpt,
+    ZeroOpt,
+)
+from shardsim.errors import ShardsimError
+
+
+def validate(
+    model: ModelArg = None, config: ConfigOpt = None,
+    tp: TpOpt = 1, pp: PpOpt = 1, dp: DpOpt = 1, ep: EpOpt = 1, zero: ZeroOpt = 0,
+    backend: BackendOpt = "torch", address: AddressOpt = None, device: DeviceOpt = "cpu",
+    batch: BatchOpt = 1, context: ContextOpt = None, decode_steps: DecodeStepsOpt = 4, layers: LayersOpt = None,
+    checkpoint: CheckpointOpt = None, timeout: TimeoutOpt = 300.0, run_dir: RunDirOpt = None,
+    inject_fault: FaultOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Prove a plan: Ray starts one worker per rank, each loads its real shard, runs inference and measures."""
+    from shardsim.core.layout import Layout, validate_layout
+    from shardsim.launch import request
+    from shardsim.presets import preset_config, read_config, resolve_model
+
+    spec = resolve_model(model, config)
+    if layers is not None:
+        spec = spec.truncated(layers)
+    if spec.quant.method != "none":
+        raise ShardsimError(f"{spec.name} is quantized ({spec.quant.method}); validation runs bf16 checkpoints only")
+    layout = validate_layout(spec, Layout(tp=tp, pp=pp, dp=dp, ep=ep, zero=zero))
+    context = common.resolve_context(context, common.VALIDATE_CONTEXT)
+    request.check_backend(backend, layout, device, spec.num_kv_heads, spec.is_moe)
+    request.check_run(layout, context, decode_steps, batch, timeout)
+    fault = request.parse_fault(inject_fault)
+    source_config = read_config(config) if config else preset_config(model)
+    try:
+        import ray  # noqa: F401
+        import torch  # noqa: F401
+    except ImportError as exc:
+        raise ShardsimError(f"validation needs the validation stack ({exc.name} is missing); run bin/test once or "
+                            "pip install 'shardsim[validate]' after the CPU torch wheel") from None
+    from shardsim.launch.driver import ValidateRequest
+    from shardsim.launch.ray_run import run
+
+    req = ValidateRequest(model=model, config=config, tp=tp, pp=pp, dp=dp, ep=ep, backend=backend, address=address,
+                          device=device, batch=batch, context=context, decode_steps=decode_steps, layers=layers,
+                          checkpoint=checkpoint, phase_timeout_s=timeout, fault=fault, run_dir=run_dir,
+                          command=shlex.join(["shardsim"] + sys.argv[1:]), source_config=source_config)
+    # Ray's raylet and DeepSpeed print to stdout; keep stdout for the report (and --json parseable).
+    sys.stdout.flush()
+    saved_stdout = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        record = run(req, spec, layout, quiet=as_json)
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved_stdout, 1)
+        os.close(saved_stdout)
+    if as_json:
+        common.print_json(record)
+    else:
+        from shardsim.render.validation_text import render_validation
+
+        render_validation(record, common.console())
+    if not record["passed"]:
+        raise typer.Exit(1)
+
+
+def register(app) -> None:
+    app.command()(validate)

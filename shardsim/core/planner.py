@@ -1,0 +1,207 @@
+"""The per-stage arithmetic of a plan: what a rank holds whatever the workload, and its total at any (context, batch).
+
+``Planner`` keeps each stage's static part (weights, ZeRO gather buffer, runtime, KV bytes per token) so the largest
+context and batch that fit are found by bisection over cheap re-evaluations, and thousands of layouts per second can
+be scored (``benchmarks/bench_plan.py``). Every total is reserved + CUDA context + cuBLAS + NCCL: allocated bytes
+rounded by the caching allocator (``memory.allocator``) plus the fixed runtime (``memory.runtime``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shardsim.constants import ALLOC_ROUND_LARGE, ZERO3_PREFETCH_BUCKET_ELEMENTS
+from shardsim.core.layout import Layout, RankCoords, rank_coords, shard_of, validate_layout
+from shardsim.core.memory.activations import activation_peak_bytes, activation_peak_eager, activation_peak_hf
+from shardsim.core.memory.allocator import AllocationTally, reserved_for
+from shardsim.core.memory.kv_cache import kv_bytes_per_token_per_layer, kv_tokens_allocated
+from shardsim.core.memory.runtime import RuntimeBytes, runtime_bytes
+from shardsim.core.memory.weights import largest_module_bytes, weight_model
+from shardsim.core.model import ModelSpec
+from shardsim.core.records import RankBytes
+from shardsim.core.workload import Workload
+from shardsim.units import DTYPE_BYTES, canonical_dtype, round_up
+
+
+@dataclass(frozen=True, slots=True)
+class StageStatic:
+    """What a rank of one stage holds whatever the workload."""
+
+    first_layer: int
+    last_layer: int
+    weights: AllocationTally
+    zero_gather: int
+    runtime: RuntimeBytes
+    kv_bytes_per_token_layer: int
+    has_moe: bool
+    has_dense: bool
+    is_last: bool
+
+    @property
+    def layers(self) -> int:
+        return self.last_layer - self.first_layer + 1
+
+
+@dataclass(frozen=True, slots=True)
+class StagePeak:
+    """A most loaded rank of a stage (tp 0, dp 0) and its static part, for scoring."""
+
+    rank: int
+    static: StageStatic
+
+
+@dataclass(frozen=True, slots=True)
+class PeakRank:
+    rank: int
+    total_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class RankTerms:
+    """Every term of one rank at one (context, batch), and the runtime detail behind it."""
+
+    bytes: RankBytes
+    runtime: RuntimeBytes
+    layers: tuple[int, int]
+
+
+class Planner:
+    """One model × layout × weight format; evaluates any (context, batch) quickly."""
+
+    __slots__ = ("spec", "layout", "dtype", "quant", "kv_bytes", "prefill_chunk", "block_size", "wm", "_stages",
+                 "activation_fn")
+
+    def __init__(self, spec: ModelSpec, layout: Layout, workload: Workload, *, validated: bool = False):
+        self.spec = spec
+        self.layout = layout if validated else validate_layout(spec, layout)
+        self.dtype = canonical_dtype(workload.dtype)
+        self.quant = workload.quant if workload.quant is not None else spec.quant
+        self.kv_bytes = DTYPE_BYTES[canonical_dtype(workload.kv_dtype, ("bf16", "fp16", "fp32", "fp8"))]
+        self.prefill_chunk = workload.prefill_chunk
+        self.block_size = workload.block_size
+        if workload.kernels in ("eager", "hf"):
+            expert_tokens = workload.expert_tokens
+            fn = activation_peak_eager if workload.kernels == "eager" else activation_peak_hf
+            self.activation_fn = lambda *args: fn(*args, expert_tokens=expert_tokens)
+        else:
+            self.activation_fn = activation_peak_bytes
+        self.wm = weight_model(spec, self.dtype, self.quant)
+        # Shared by every Planner of this model and weight format: a stage is sized once per layout.
+        self._stages: dict[tuple, object] = self.wm.cache.setdefault(("stages", self.kv_bytes), {})
+
+    def with_layout(self, layout: Layout) -> "Planner":
+        """The same model, weight format and workload on another layout (validated): cheap, for sweeps."""
+        other = object.__new__(Planner)
+        for name in Planner.__slots__:
+            setattr(other, name, getattr(self, name))
+        other.layout = validate_layout(self.spec, layout)
+        return other
+
+    def static(self, coords: RankCoords) -> StageStatic:
+        """What a rank holds whatever the workload, memoised per (layout, stage, shard)."""
+        lay = self.layout
+        shard = shard_of(coords, lay)
+        key = (lay, coords.pp_rank, shard)
+        hit = self._stages.get(key)
+        if hit is not None:
+            return hit
+        first = sum(lay.pp_split[: coords.pp_rank])
+        last = first + lay.pp_split[coords.pp_rank] - 1
+        is_first, is_last = coords.pp_rank == 0, coords.pp_rank == lay.pp - 1
+        zero_dp = lay.dp if lay.zero == 3 else 1
+        tally = self.wm.stage_tally(first, last, is_first, is_last, shard, zero_dp)
+        # ZeRO-3 all-gathers the parameters of one module at a time and keeps them while they will be reused
+        # soon (the tied embedding stays gathered from embed_tokens to lm_head), and prefetches up to
+        # stage3_prefetch_bucket_size elements ahead (DeepSpeed runtime/zero/partitioned_param_coordinator.py;
+        # defaults in runtime/zero/config.py). Measured on CPU with DeepSpeed 0.19.8: 0.6B tied, dp 2, decode:
+        # 311.2 MB (embedding) + ~100 MB prefetch = 411.8 MB.
+        gather = 0
+        if zero_dp > 1:
+            stage_full = self.wm.stage_tally(first, last, is_first, is_last, shard, 1).bytes
+            prefetch = min(ZERO3_PREFETCH_BUCKET_ELEMENTS * DTYPE_BYTES[self.dtype], stage_full)
+            gather = largest_module_bytes(self.wm, shard, is_first, is_last) + prefetch
+        # Stages differ in their pipeline neighbours only by position: the stage's first rank stands for it.
+        runtime = runtime_bytes(coords.rank, lay, self.spec.is_moe)
+        moe_layers = self.wm.moe_prefix[last + 1] - self.wm.moe_prefix[first]
+        hit = StageStatic(first, last, tally, gather, runtime,
+                          kv_bytes_per_token_per_layer(self.spec, lay.tp, self.kv_bytes),
+                          moe_layers > 0, moe_layers < last - first + 1, is_last)
+        self._stages[key] = hit
+        return hit
+
+    def _total(self, st: StageStatic, kv_layer: int, act: int) -> int:
+        """Reserved bytes + fixed runtime: KV as one K and one V tensor per layer, activations and the gather
+        buffer as one large block."""
+        return (st.weights.reserved + reserved_for(kv_layer // 2, 2 * st.layers)
+                + -(-(act + st.zero_gather) // ALLOC_ROUND_LARGE) * ALLOC_ROUND_LARGE + st.runtime.total)
+
+    def rank_terms(self, coords: RankCoords, context: int, batch: int) -> RankTerms:
+        """Every term of one rank at (context, batch)."""
+        st = self.static(coords)
+        kv_layer = st.kv_bytes_per_token_layer * kv_tokens_allocated(context, batch, self.block_size)
+        tokens = min(context, self.prefill_chunk) * batch
+        act = self.activation_fn(self.spec, self.layout.tp, self.layout.etp, tokens, batch, st.has_moe,
+                                 st.has_dense, st.is_last)
+        kv = st.layers * kv_layer
+        allocated = st.weights.bytes + kv + act + st.zero_gather
+        # KV: one K and one V tensor per layer (HF DynamicCache / static cache, vLLM per-layer views).
+        reserved = (st.weights.reserved + reserved_for(kv_layer // 2, 2 * st.layers)
+                    + round_up(act + st.zero_gather, ALLOC_ROUND_LARGE))
+        runtime = st.runtime.total + (reserved - allocated)
+        rb = RankBytes(st.weights.bytes, st.zero_gather, kv, act, runtime, allocated, reserved)
+        return RankTerms(rb, st.runtime, (st.first_layer, st.last_layer))
+
+    def peak_stages(self) -> list[StagePeak]:
+        """Per distinct stage, a most loaded rank (tp 0, dp 0: balanced splits give the remainder to the first
+        ranks, ``tensors.split_range``) and its static part. Memoised per layout."""
+        key = (self.layout, "peak")
+        hit = self._stages.get(key)
+        if hit is None:
+            lay = self.layout
+            per_stage, last_stage = lay.tp * lay.dp, lay.pp - 1
+            hit, seen, first = [], set(), 0
+            for pp_rank, n_layers in enumerate(lay.pp_split):
+                last = first + n_layers - 1
+                # Stages with the same layer mix and position (first / middle / last) have identical totals:
+                # score the first of them only.
+                signature = (self.wm.class_counts(first, last), pp_rank == 0, pp_rank == last_stage)
+                first = last + 1
+                if signature in seen:
+                    continue
+                seen.add(signature)
+                coords = rank_coords(pp_rank * per_stage, lay)
+                hit.append(StagePeak(coords.rank, self.static(coords)))
+            self._stages[key] = hit
+        return hit
+
+    def peak_total(self, context: int, batch: int) -> PeakRank:
+        """The most loaded rank and its total bytes at (context, batch)."""
+        slots = kv_tokens_allocated(context, batch, self.block_size)
+        tokens = min(context, self.prefill_chunk) * batch
+        tp, etp, spec = self.layout.tp, self.layout.etp, self.spec
+        best_rank, best = 0, -1
+        for stage in self.peak_stages():
+            st = stage.static
+            act = self.activation_fn(spec, tp, etp, tokens, batch, st.has_moe, st.has_dense, st.is_last)
+            total = self._total(st, st.kv_bytes_per_token_layer * slots, act)
+            if total > best:
+                best_rank, best = stage.rank, total
+        return PeakRank(best_rank, best)
+
+    def largest_fitting(self, capacity: int, fixed: int, vary: str, upper: int) -> int:
+        """Largest context (vary='context', batch fixed) or batch (vary='batch') whose peak fits; 0 if none."""
+        def fits(n: int) -> bool:
+            args = (n, fixed) if vary == "context" else (fixed, n)
+            return self.peak_total(*args).total_bytes <= capacity
+        if not fits(1):
+            return 0
+        lo, hi = 1, upper
+        if fits(hi):
+            return hi
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if fits(mid):
+                lo = mid
+            else:
+                hi = mid
+        return lo

@@ -1,0 +1,84 @@
+"""How a weight is stored in memory under each weight format: the tensors one Linear becomes.
+
+Formats:
+- ``bf16`` / ``fp16`` / ``fp32``: the weight itself.
+- ``fp8`` block-scaled e4m3 (Qwen's official FP8 checkpoints, DeepSeek-V3 style): weight 1 B/elem plus
+  ``weight_scale_inv`` of shape [ceil(out/128), ceil(in/128)]. vLLM keeps these scales in float32
+  (``vllm/model_executor/layers/quantization/fp8.py``, ``Fp8LinearMethod.create_weights``: block scale created
+  with ``dtype=torch.float32``), so they are sized at 4 B.
+- ``gptq`` int4/int8 (Frantar et al. 2022, arXiv:2210.17323; AutoGPTQ / vLLM ``gptq.py`` layout): ``qweight``
+  int32 [in·bits/32, out], ``qzeros`` int32 [groups, out·bits/32], ``scales`` fp16 [groups, out], and ``g_idx``
+  int32 [in] when ``desc_act`` reorders the input channels.
+- ``awq`` int4 (Lin et al. 2023, arXiv:2306.00978; vLLM ``awq.py`` layout): ``qweight`` int32 [in, out·bits/32],
+  ``qzeros`` int32 [groups, out·bits/32], ``scales`` fp16 [groups, out].
+groups = ceil(in / group_size), or 1 with group_size -1 (one group per output channel).
+"""
+
+from __future__ import annotations
+
+from shardsim.constants import FP8_SCALE_BYTES, GROUP_SCALE_BYTES, NVFP4_GROUP, PACKED_INT_BYTES
+from shardsim.core.model import QuantConfig
+from shardsim.units import DTYPE_BYTES, ceil_div
+
+QUANT_CHOICES = ("none", "fp8", "int8", "int4", "awq", "nvfp4")
+
+
+def quant_from_choice(choice: str, group_size: int = 128) -> QuantConfig:
+    """``--quant`` on the command line: none, fp8 (128×128 blocks), int8 / int4 (GPTQ layout, group scales+zeros)."""
+    if choice == "none":
+        return QuantConfig()
+    if choice == "fp8":
+        return QuantConfig(method="fp8", bits=8)
+    if choice == "nvfp4":
+        return QuantConfig(method="nvfp4", bits=4, group_size=16)
+    if choice == "awq":
+        return QuantConfig(method="awq", bits=4, group_size=group_size)
+    bits = 8 if choice == "int8" else 4
+    return QuantConfig(method="gptq", bits=bits, group_size=group_size)
+
+
+def stored_linear(out_features: int, in_features: int, quant: QuantConfig, dtype: str) -> list[tuple[str, tuple[int, ...], int]]:
+    """The tensors a Linear weight of [out, in] becomes: (suffix, shape, bytes per element).
+
+    ``out``/``in`` are the dims this rank holds (already sharded).
+    """
+    if quant.method == "none":
+        return [("weight", (out_features, in_features), DTYPE_BYTES[dtype])]
+    if quant.method == "fp8":
+        bn, bk = quant.block_size
+        return [
+            ("weight", (out_features, in_features), 1),
+            ("weight_scale_inv", (ceil_div(out_features, bn), ceil_div(in_features, bk)), FP8_SCALE_BYTES),
+        ]
+    if quant.method == "nvfp4":
+        # NVIDIA ModelOpt NVFP4 (vLLM modelopt.py, ModelOptNvFp4LinearMethod): e2m1 values packed two per byte,
+        # an fp8 e4m3 scale per 16 input elements, and fp32 global weight and input scales.
+        return [
+            ("weight", (out_features, ceil_div(in_features, 2)), 1),
+            ("weight_scale", (out_features, ceil_div(in_features, NVFP4_GROUP)), 1),
+            ("weight_scale_2", (1,), 4),
+            ("input_scale", (1,), 4),
+        ]
+    pack = 32 // quant.bits
+    groups = 1 if quant.group_size <= 0 else ceil_div(in_features, quant.group_size)
+    if quant.method == "awq":
+        return [
+            ("qweight", (in_features, ceil_div(out_features, pack)), PACKED_INT_BYTES),
+            ("qzeros", (groups, ceil_div(out_features, pack)), PACKED_INT_BYTES),
+            ("scales", (groups, out_features), GROUP_SCALE_BYTES),
+        ]
+    stored = [
+        ("qweight", (ceil_div(in_features, pack), out_features), PACKED_INT_BYTES),
+        ("qzeros", (groups, ceil_div(out_features, pack)), PACKED_INT_BYTES),
+        ("scales", (groups, out_features), GROUP_SCALE_BYTES),
+    ]
+    if quant.method == "gptq_marlin":  # vLLM's Marlin repack: same qweight/scales, symmetric qzeros dropped
+        stored = [stored[0], stored[2]]
+    if quant.desc_act:
+        stored.append(("g_idx", (in_features,), 4))
+    return stored
+
+
+def is_skipped(module: str, quant: QuantConfig) -> bool:
+    """A module kept in high precision: listed in ``modules_to_not_convert`` (exact path or a path suffix)."""
+    return any(module == skip or module.endswith("." + skip) for skip in quant.skip_modules)

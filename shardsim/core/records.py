@@ -1,0 +1,111 @@
+"""The plan's records: per-rank bytes, per-rank report, whole-plan report (dataclasses; ``to_dict`` for JSON)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from shardsim.constants import ACTIVATION_UNCERTAINTY, RUNTIME_UNCERTAINTY
+from shardsim.core.layout import Layout, RankCoords
+from shardsim.core.model import ModelSpec, QuantConfig
+from shardsim.core.workload import Workload
+
+
+@dataclass(slots=True)
+class RankBytes:
+    weights: int
+    zero_gather: int
+    kv_cache: int
+    activations: int
+    runtime: int
+    allocated: int
+    reserved: int
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.zero_gather + self.kv_cache + self.activations + self.runtime
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["total"] = self.total
+        return d
+
+
+@dataclass(slots=True)
+class RankReport:
+    rank: int
+    node: int
+    local_gpu: int
+    coords: RankCoords
+    layers: tuple[int, int]
+    bytes: RankBytes
+    capacity_bytes: int
+    communicators: tuple[str, ...]
+
+    @property
+    def free_bytes(self) -> int:
+        return self.capacity_bytes - self.bytes.total
+
+    def to_dict(self) -> dict:
+        c = self.coords
+        return {
+            "rank": self.rank, "node": self.node, "local_gpu": self.local_gpu,
+            "tp_rank": c.tp_rank, "pp_rank": c.pp_rank, "dp_rank": c.dp_rank, "ep_rank": c.ep_rank,
+            "layers": list(self.layers), "bytes": self.bytes.to_dict(), "capacity_bytes": self.capacity_bytes,
+            "free_bytes": self.free_bytes, "communicators": list(self.communicators),
+        }
+
+
+@dataclass(slots=True)
+class PlanReport:
+    model: ModelSpec
+    layout: Layout
+    workload: Workload
+    quant: QuantConfig
+    params: int
+    active_params: int
+    weight_bytes: int
+    capacity_bytes: int
+    ranks: list[RankReport]
+    peak_rank: int
+    max_context: int
+    max_context_limited_by: str
+    max_batch: int
+    warnings: list[str] = field(default_factory=list)
+    cluster_name: str = ""
+    gpu_name: str = ""
+
+    @property
+    def peak(self) -> RankReport:
+        return self.ranks[self.peak_rank]
+
+    @property
+    def fits(self) -> bool:
+        return self.peak.bytes.total <= self.capacity_bytes
+
+    @property
+    def headroom_bytes(self) -> int:
+        return self.capacity_bytes - self.peak.bytes.total
+
+    def to_dict(self) -> dict:
+        lay = self.layout
+        return {
+            "model": {"name": self.model.name, "architecture": self.model.architecture, "params": self.params,
+                      "active_params": self.active_params, "weight_bytes": self.weight_bytes,
+                      "dtype": self.workload.dtype, "quant": self.quant.method, "kv_dtype": self.workload.kv_dtype},
+            "layout": {"tp": lay.tp, "pp": lay.pp, "dp": lay.dp, "ep": lay.ep, "zero": lay.zero,
+                       "world_size": lay.world_size, "pp_split": list(lay.pp_split)},
+            "workload": {"context": self.workload.context, "batch": self.workload.batch,
+                         "prefill_chunk": self.workload.prefill_chunk, "block_size": self.workload.block_size},
+            "cluster": {"name": self.cluster_name, "gpu": self.gpu_name, "capacity_bytes": self.capacity_bytes},
+            "ranks": [r.to_dict() for r in self.ranks],
+            "peak_rank": self.peak_rank,
+            "peak_bytes": self.peak.bytes.total,
+            "fits": self.fits,
+            "headroom_bytes": self.headroom_bytes,
+            "max_context": self.max_context,
+            "max_context_limited_by": self.max_context_limited_by,
+            "max_batch": self.max_batch,
+            "uncertainty": {"weights": 0.0, "kv_cache": 0.0, "activations": ACTIVATION_UNCERTAINTY,
+                            "runtime": RUNTIME_UNCERTAINTY},
+            "warnings": list(self.warnings),
+        }

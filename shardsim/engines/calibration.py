@@ -1,0 +1,239 @@
+"""``shardsim calibrate FILE.jsonl``: every published measurement through shardsim, predicted vs measured.
+
+A row (the format of ``../shared/calibration/measurements.jsonl``) names the model, dtype, engine and version, GPU,
+layout and context, and the engine's logged figures as text. Each logged figure that shardsim predicts is parsed
+(units as logged: SGLang "GB" and the HF table's "MB" are GiB / MiB) and compared; bounds per figure:
+weights per rank 0.5 %, vLLM KV-cache tokens 3 %, SGLang #tokens 3 %, HF peak 5 %, and the start verdict.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shardsim.errors import ShardsimError
+from shardsim.units import GiB, MiB
+
+BOUNDS = {"weights": 0.005, "kv_cache_tokens": 0.03, "sglang_tokens": 0.03, "hf_peak": 0.05,
+          "available_kv": 0.03, "activation_peak": 0.05}
+REQUIRED = ("model", "dtype", "engine", "gpu", "measured")
+
+
+@dataclass
+class Figure:
+    name: str
+    predicted: float
+    measured: float
+    bound: float | None
+    unit: str = "GiB"
+
+    @property
+    def error(self) -> float:
+        return (self.predicted - self.measured) / self.measured if self.measured else 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.bound is None or abs(self.error) <= self.bound
+
+
+@dataclass
+class RowResult:
+    line: int
+    label: str
+    figures: list[Figure] = field(default_factory=list)
+    starts_predicted: bool | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and all(f.ok for f in self.figures) and self.starts_predicted is not False
+
+
+def _num(text: str, pattern: str) -> float | None:
+    m = re.search(pattern, text.replace(",", ""))
+    return float(m.group(1)) if m else None
+
+
+def _model_and_quant(row: dict):
+    from shardsim.core.quant import quant_from_choice
+    from shardsim.presets import get_preset
+
+    name = str(row["model"]).split("/")[-1].split(" ")[0]
+    dtype_text = str(row.get("dtype", "")).lower()
+    base, quant = name, None
+    for suffix, choice in (("-FP8", "fp8"), ("-GPTQ-Int8", "int8"), ("-GPTQ-Int4", "int4"), ("-AWQ", "awq")):
+        if name.upper().endswith(suffix.upper()):
+            base, quant = name[: -len(suffix)], choice
+    if quant is None:
+        if "fp8" in dtype_text:
+            quant = "fp8"
+        elif "int4" in dtype_text or "w4a16" in dtype_text:
+            quant = "int4"
+        elif "int8" in dtype_text:
+            quant = "int8"
+    spec = get_preset(base)
+    q = quant_from_choice(quant) if quant else None
+    if quant == "fp8" and spec.tie_word_embeddings:
+        # Qwen's FP8 exports of tied models keep lm_head out of quantization as its own bf16 tensor, which
+        # transformers holds beside embed_tokens: the published HF peaks of Qwen3-0.6B-FP8 exceed the tied size
+        # by V·H·2 B (297 MiB) at every input length, and match the untied size to 0.0 % at 30,720 tokens.
+        spec = spec.model_copy(update={"tie_word_embeddings": False, "name": spec.name + "-FP8"})
+    if q is not None and q.method == "fp8" and spec.quant.method != "fp8":
+        skip = ("lm_head",) + tuple(f"model.layers.{i}.mlp.gate" for i in range(spec.num_layers))
+        q = q.model_copy(update={"skip_modules": skip})
+    return spec, (q if q is not None else spec.quant)
+
+
+def _gpu(row: dict):
+    """(capacity bytes, name, compute capability, nvidia-smi bytes) from the row's GPU text, logs or the catalog."""
+    from shardsim.hardware import gpu_catalog
+
+    text = str(row["gpu"])
+    measured = " ".join(str(v) for v in row["measured"].values())
+    logged_total = _num(measured, r"total_gpu_memory \(([0-9.]+)\s*GiB\)")
+    in_name = _num(text, r"\(([0-9.]+)\s*GiB\)")
+    smi = _num(measured, r"/\s*([0-9]+)\s*MiB")
+    catalog = None
+    words = {w.upper() for w in re.findall(r"[A-Za-z0-9]+", text)}
+    for gpu in gpu_catalog().values():
+        # the model token of the catalog name (H100, L40S, 4090, H20 …) must appear as a whole word
+        model_token = next((t for t in gpu.name.upper().split("-") if re.search(r"[0-9]", t) and not t.endswith("GB")), None)
+        if model_token and model_token in words:
+            catalog = gpu
+            break
+    cc = catalog.compute_capability if catalog else ("12.0" if re.search(r"50[0-9]0", text) else "8.6")
+    if logged_total:
+        return int(logged_total * GiB), text, cc, int(smi * MiB) if smi else None
+    if in_name:
+        return int(in_name * GiB), text, cc, int(smi * MiB) if smi else None
+    if catalog is not None:
+        return catalog.capacity_bytes, catalog.name, cc, getattr(catalog, "nvidia_smi_total_bytes", None)
+    if smi:
+        return int(smi * MiB), text, cc, int(smi * MiB)
+    raise ShardsimError(f"cannot tell the GPU's memory from {text!r}; add '(NN.NN GiB)' to the gpu field")
+
+
+def _knobs_from_notes(row: dict) -> dict:
+    notes = f"{row.get('notes') or ''} {row.get('engine_version') or ''}"
+    knobs = {}
+    if (bs := _num(notes, r"block-size[= ]([0-9]+)")) is not None:
+        knobs["block_size"] = int(bs)
+    if (seqs := _num(notes, r"max-num-seqs[= ]([0-9]+)")) is not None:
+        knobs["max_num_seqs"] = int(seqs)
+    if (mbt := _num(notes, r"max-num-batched-tokens[= ]([0-9]+)")) is not None:
+        knobs["max_num_batched_tokens"] = int(mbt)
+    if row.get("gpu_mem_util"):
+        knobs["gpu_memory_utilization"] = float(row["gpu_mem_util"])
+    return knobs
+
+
+def calibrate_row(row: dict, line: int) -> RowResult:
+    from shardsim.core.layout import Layout, validate_layout
+    from shardsim.engines.run import engine_report
+
+    label = f"{row.get('model')} · {row.get('engine')} · {row.get('gpu')} · TP{row.get('tp') or 1}"
+    result = RowResult(line=line, label=label)
+    try:
+        missing = [k for k in REQUIRED if k not in row]
+        if missing:
+            raise ShardsimError(f"missing field(s) {', '.join(missing)}")
+        spec, quant = _model_and_quant(row)
+        layout = validate_layout(spec, Layout(tp=int(row.get("tp") or 1), pp=int(row.get("pp") or 1),
+                                              ep=int(row.get("ep") or 1)))
+        capacity, gpu_name, cc, smi = _gpu(row)
+        engine = str(row["engine"]).lower()
+        meas = {k: str(v) for k, v in row["measured"].items()}
+        joined = " ".join(f"{k}: {v}" for k, v in meas.items())
+        context = int(row.get("context") or spec.max_position_embeddings)
+        if "vllm" in engine:
+            knobs = {"max_model_len": context, **_knobs_from_notes(row)}
+            if "V0" in str(row.get("engine_version")):
+                knobs["version"] = "v0"
+            rep = engine_report("vllm", spec, layout, capacity, gpu_name, cc, smi, "bf16", quant, knobs)
+            r0 = rep.ranks[0]
+            loading = _num(joined, r"Model loading took[^:]*: ([0-9.]+) GiB") or _num(joined, r"weights take ([0-9.]+)GiB")
+            if loading:
+                result.figures.append(Figure("weights (model loading)", r0.model_loading_bytes / GiB, loading, BOUNDS["weights"]))
+            avail = _num(joined, r"Available KV cache memory[^:]*: ([0-9.]+) GiB") or _num(joined, r"KV Cache is ([0-9.]+)GiB")
+            if avail:
+                result.figures.append(Figure("available KV cache memory", r0.available_kv_cache_bytes / GiB, avail, BOUNDS["available_kv"]))
+            act = _num(joined, r"Peak activation[^:]*: ([0-9.]+) GiB") or _num(joined, r"activation peak memory takes ([0-9.]+)GiB")
+            if act:
+                result.figures.append(Figure("activation peak", r0.activation_peak_bytes / GiB, act, None))
+            tokens = _num(joined, r"GPU KV cache size: ([0-9]+) tokens")
+            if tokens is None and avail and "V0" not in str(row.get("engine_version")):
+                tokens = None
+            if tokens:
+                result.figures.append(Figure("KV cache tokens", rep.kv_cache_tokens, tokens, BOUNDS["kv_cache_tokens"], "tokens"))
+            conc = _num(joined, r"Maximum concurrency[^:]*: ([0-9.]+)x")
+            if conc:
+                result.figures.append(Figure("max concurrency", rep.max_concurrency, conc, BOUNDS["kv_cache_tokens"], "x"))
+        elif "sglang" in engine:
+            rep = engine_report("sglang", spec, layout, capacity, gpu_name, cc, smi, "bf16", quant,
+                                {"context_length": context})
+            usage = _num(joined, r"mem usage=([0-9.]+) GB")
+            if usage:
+                result.figures.append(Figure("weight mem usage", rep.ranks[0].model_loading_bytes / GiB, usage, BOUNDS["weights"] * 10))
+            tokens = _num(joined, r"#tokens: ([0-9]+)")
+            if tokens:
+                result.figures.append(Figure("KV pool #tokens", rep.kv_cache_tokens, tokens, BOUNDS["sglang_tokens"], "tokens"))
+        elif "hf" in engine or "transformers" in engine:
+            prompt = _num(joined, r"input_length: ([0-9]+)") or 1
+            generated = _num(joined, r"generated_tokens: ([0-9]+)") or 2048
+            batch = _num(joined, r"batch_size: ([0-9]+)") or 1
+            rep = engine_report("hf", spec, layout, capacity, gpu_name, cc, smi, "bf16", quant,
+                                {"prompt_tokens": int(prompt), "generate_tokens": int(generated), "batch": int(batch)})
+            peak = _num(joined, r"max_memory_allocated[^:]*: ([0-9.]+) MB")
+            if peak:
+                result.figures.append(Figure("peak allocated", rep.peak_allocated_bytes / MiB, peak, BOUNDS["hf_peak"], "MiB"))
+        else:
+            raise ShardsimError(f"engine {row['engine']!r} is not known; accepted: vLLM, SGLang, HF Transformers")
+        result.starts_predicted = rep.starts
+        if not result.figures:
+            result.error = "no logged figure shardsim predicts was found in 'measured'"
+    except ShardsimError as exc:
+        result.error = str(exc)
+    return result
+
+
+def read_rows(path: str | Path) -> list[tuple[int, dict]]:
+    p = Path(path)
+    try:
+        lines = p.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ShardsimError(f"cannot read {p}: {exc}") from None
+    rows = []
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ShardsimError(f"{p}: line {i}: malformed JSON ({exc.msg} at column {exc.colno})") from None
+        if not isinstance(row, dict):
+            raise ShardsimError(f"{p}: line {i}: expected a JSON object per line")
+        rows.append((i, row))
+    if not rows:
+        raise ShardsimError(f"{p}: no measurements in the file")
+    return rows
+
+
+def calibrate(path: str | Path) -> list[RowResult]:
+    return [calibrate_row(row, line) for line, row in read_rows(path)]
+
+
+def summary(results: list[RowResult]) -> dict:
+    by_figure: dict[str, list[float]] = {}
+    for r in results:
+        for f in r.figures:
+            by_figure.setdefault(f.name, []).append(f.error)
+    return {
+        "rows": len(results), "rows_ok": sum(r.ok for r in results),
+        "rows_failed": [r.line for r in results if not r.ok],
+        "start_verdicts_right": sum(r.starts_predicted is True for r in results),
+        "figures": {name: {"n": len(errs), "max_abs_error_pct": 100 * max(abs(e) for e in errs),
+                           "mean_abs_error_pct": 100 * sum(abs(e) for e in errs) / len(errs)}
+                    for name, errs in by_figure.items()},
+    }

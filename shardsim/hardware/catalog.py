@@ -1,0 +1,131 @@
+"""The GPU catalog and the cluster specs on disk: ``gpus.yaml`` and one YAML file per cluster.
+
+The built-in data is the ``cluster_specs/`` folder, installed as the package ``shardsim.cluster_specs``;
+``$SHARDSIM_CLUSTER_SPECS`` names another folder. Files are parsed once and cached.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+from pydantic import ValidationError
+
+import shardsim.cluster_specs
+from shardsim.errors import ShardsimError
+from shardsim.hardware.specs import ClusterSpec, GPUSpec
+from shardsim.hardware.yaml_files import invalid, line_of, read_yaml, show
+
+ENV_SPECS_DIR = "SHARDSIM_CLUSTER_SPECS"  # a directory of cluster YAML files to use instead of the built-in one
+CATALOG_FILE = "gpus.yaml"
+BUILTIN_DIR = Path(shardsim.cluster_specs.__file__).resolve().parent
+
+
+def specs_dir() -> Path:
+    """``$SHARDSIM_CLUSTER_SPECS`` if set, else ``<repo>/cluster_specs`` next to this package."""
+    env = os.environ.get(ENV_SPECS_DIR, "").strip()
+    return Path(env).expanduser() if env else BUILTIN_DIR
+
+
+@functools.lru_cache(maxsize=8)
+def _catalog_at(path_str: str) -> dict[str, GPUSpec]:
+    path = Path(path_str)
+    data, node = read_yaml(path)
+    if not isinstance(data, dict) or not isinstance(data.get("gpus"), list) or set(data) != {"gpus"}:
+        raise ShardsimError(f"{show(path)}: expected exactly one top-level key 'gpus:' holding a list of GPUs")
+    catalog: dict[str, GPUSpec] = {}
+    seen: dict[str, str] = {}
+    for i, entry in enumerate(data["gpus"]):
+        label = f"GPU {entry.get('name')!r}" if isinstance(entry, dict) and entry.get("name") else f"GPU #{i + 1}"
+        try:
+            gpu = GPUSpec.model_validate(entry)
+        except ValidationError as exc:
+            raise invalid(path, exc, node, ("gpus", i), label) from None
+        for key in {k.lower() for k in (gpu.name, *gpu.aliases)}:
+            if key in seen:
+                raise ShardsimError(f"{show(path)}: {label}: name or alias {key!r} already used by {seen[key]!r}")
+            seen[key] = gpu.name
+        catalog[gpu.name] = gpu
+    return catalog
+
+
+def _catalog() -> dict[str, GPUSpec]:
+    """The catalog in specs_dir(), or the built-in one when that directory has none; parsed once, cached."""
+    own = specs_dir() / CATALOG_FILE
+    return _catalog_at(str(own if own.is_file() else BUILTIN_DIR / CATALOG_FILE))
+
+
+def gpu_catalog() -> dict[str, GPUSpec]:
+    """Every catalog GPU keyed by canonical name."""
+    return dict(_catalog())
+
+
+def resolve_gpu(name: str | GPUSpec) -> GPUSpec:
+    """A catalog GPU by name or alias, case-insensitively; a GPUSpec is returned as is."""
+    if isinstance(name, GPUSpec):
+        return name
+    key, catalog = str(name).strip().lower(), _catalog()
+    for gpu in catalog.values():
+        if key == gpu.name.lower() or key in (a.lower() for a in gpu.aliases):
+            return gpu
+    known = ", ".join(g.aliases[0] if g.aliases else g.name for g in catalog.values())
+    raise ShardsimError(f"unknown GPU {str(name)!r}; known: {known} (or a full name such as H100-SXM-80GB)")
+
+
+def _cluster_files() -> list[Path]:
+    folder = specs_dir()
+    if not folder.is_dir():
+        raise ShardsimError(f"cluster specs directory {str(folder)!r} does not exist; set {ENV_SPECS_DIR} to one")
+    return sorted(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and p.name != CATALOG_FILE)
+
+
+def _load_cluster_file(path: Path) -> ClusterSpec:
+    data, node = read_yaml(path)
+    if not isinstance(data, dict):
+        raise ShardsimError(f"{show(path)}: expected a mapping of cluster fields, got {type(data).__name__}")
+    if isinstance(data.get("gpu"), str):  # a catalog name or alias
+        try:
+            data = {**data, "gpu": resolve_gpu(data["gpu"])}
+        except ShardsimError as exc:
+            line = line_of(node, ("gpu",))
+            raise ShardsimError(f"{show(path)}: " + (f"line {line}: " if line else "") + f"field 'gpu': {exc}") from None
+    try:
+        return ClusterSpec.model_validate(data)
+    except ValidationError as exc:
+        raise invalid(path, exc, node) from None
+
+
+def _declared_name(path: Path) -> str | None:
+    """The lower-cased ``name:`` a cluster file declares; None when it does not parse."""
+    try:
+        data = read_yaml(path)[0]
+    except ShardsimError:
+        return None
+    return str(data.get("name", "")).strip().lower() if isinstance(data, dict) else None
+
+
+def load_cluster(name_or_path: str | os.PathLike[str]) -> ClusterSpec:
+    """A cluster from a YAML path, or by file stem / ``name`` among the files in specs_dir()."""
+    text = str(name_or_path).strip()
+    path = Path(text).expanduser()
+    looks_like_path = path.suffix in (".yaml", ".yml") or "/" in text or os.sep in text
+    if looks_like_path and path.is_file():
+        return _load_cluster_file(path)
+    files = _cluster_files()
+    known = ", ".join(p.stem for p in files)
+    if looks_like_path and path.parent != Path("."):
+        raise ShardsimError(f"cluster file {text!r} not found; give a YAML path or a cluster name: {known}")
+    key = (path.stem if looks_like_path else text).lower()  # a bare 'x.yaml' is also looked up in specs_dir()
+    match = next((p for p in files if p.stem.lower() == key), None) or next(
+        (p for p in files if key and _declared_name(p) == key), None)
+    if match is None:
+        raise ShardsimError(f"unknown cluster {text!r}; known: {known} (or a path to a YAML file)")
+    return _load_cluster_file(match)
+
+
+def list_clusters() -> list[ClusterSpec]:
+    """Every cluster file in specs_dir() (not the GPU catalog), sorted by name."""
+    return sorted((_load_cluster_file(p) for p in _cluster_files()), key=lambda c: c.name)
+
+

@@ -1,1 +1,0 @@
-"""Memory terms per rank: weights, KV cache, activations, runtime — pure functions with their sources."""

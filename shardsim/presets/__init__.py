@@ -1,0 +1,103 @@
+"""The Qwen3 presets and config.json files: reading them from disk into ``ModelSpec``.
+
+Presets are the official ``config.json`` files of the Qwen3 checkpoints, shipped in this package as data (copied
+from the published Hugging Face repos ``Qwen/Qwen3-*``). May import: shardsim.core, shardsim.errors.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+from shardsim.core.model import ModelSpec, spec_from_config
+from shardsim.errors import ShardsimError
+
+PRESETS_DIR = Path(__file__).resolve().parent
+
+# Preset file stem -> short aliases accepted on the command line (case-insensitive).
+PRESET_ALIASES: dict[str, tuple[str, ...]] = {
+    "Qwen3-0.6B": ("0.6b", "qwen3-0.6b"),
+    "Qwen3-1.7B": ("1.7b", "qwen3-1.7b"),
+    "Qwen3-4B": ("4b", "qwen3-4b"),
+    "Qwen3-8B": ("8b", "qwen3-8b"),
+    "Qwen3-14B": ("14b", "qwen3-14b"),
+    "Qwen3-32B": ("32b", "qwen3-32b"),
+    "Qwen3-30B-A3B": ("30b-a3b", "30b", "30ba3b", "qwen3-30b-a3b"),
+    "Qwen3-235B-A22B": ("235b-a22b", "235b", "235ba22b", "qwen3-235b-a22b"),
+    "Qwen3-32B-FP8": ("32b-fp8", "qwen3-32b-fp8"),
+    "Qwen3-30B-A3B-FP8": ("30b-a3b-fp8", "30b-fp8", "qwen3-30b-a3b-fp8"),
+    "Qwen3-235B-A22B-FP8": ("235b-a22b-fp8", "235b-fp8", "qwen3-235b-a22b-fp8"),
+}
+
+
+
+def config_path(path: str | Path) -> Path:
+    """The config.json a ``--config`` value names: the file itself, or ``config.json`` inside a directory."""
+    p = Path(path)
+    return p / "config.json" if p.is_dir() else p
+
+
+def read_config(path: str | Path) -> dict:
+    """The JSON object of a config.json (or of the one in a checkpoint directory), read offline."""
+    p = config_path(path)
+    try:
+        config = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise ShardsimError(f"config file {str(p)!r} not found; give a Hugging Face config.json or the directory holding it") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ShardsimError(f"cannot read config file {str(p)!r}: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise ShardsimError(f"{p}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    return config
+
+
+def load_config_file(path: str | Path) -> ModelSpec:
+    """A ModelSpec from a config.json (or a checkpoint directory holding one), read offline."""
+    p = config_path(path)
+    name = p.parent.name if p.name == "config.json" and p.parent.name else p.stem
+    return spec_from_config(read_config(p), name=name or "custom", source=str(p))
+
+
+def preset_config(name: str) -> dict:
+    """The official config.json of a preset, by alias or full name."""
+    return json.loads((PRESETS_DIR / f"{_preset_file(name)}.json").read_text())
+
+
+def preset_names() -> list[str]:
+    return list(PRESET_ALIASES)
+
+
+@lru_cache(maxsize=None)
+def _alias_table() -> dict[str, str]:
+    table: dict[str, str] = {}
+    for full, aliases in PRESET_ALIASES.items():
+        table[full.lower()] = full
+        table[("qwen/" + full).lower()] = full
+        for alias in aliases:
+            table[alias] = full
+    return table
+
+
+@lru_cache(maxsize=None)
+def get_preset(name: str) -> ModelSpec:
+    """A preset by alias (``235b``, ``8b``, ``30b-a3b``) or full name (``Qwen3-235B-A22B``), case-insensitive."""
+    full = _preset_file(name)
+    return spec_from_config(preset_config(full), name=full, source=f"preset {full}")
+
+
+def _preset_file(name: str) -> str:
+    full = _alias_table().get(str(name).strip().lower())
+    if full is None:
+        short = ", ".join(aliases[0] for aliases in PRESET_ALIASES.values())
+        raise ShardsimError(f"unknown model {name!r}; accepted: {short} (or full names like Qwen3-235B-A22B, or --config PATH)")
+    return full
+
+
+def resolve_model(name: str | None, config: str | None = None) -> ModelSpec:
+    """The model of a command: ``--config PATH`` wins over a preset name."""
+    if config:
+        return load_config_file(config)
+    if not name:
+        raise ShardsimError("no model given; name a preset (e.g. 235b, 8b) or pass --config PATH")
+    return get_preset(name)

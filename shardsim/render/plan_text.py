@@ -1,0 +1,95 @@
+"""Plan and engine reports for people (rich tables). JSON comes from ``PlanReport.to_dict`` / ``EngineReport.to_dict``."""
+
+from __future__ import annotations
+
+from shardsim.core.records import PlanReport, RankReport
+from shardsim.render.tables import group_runs
+from shardsim.units import format_bytes, gib_text
+
+
+def rank_groups(report: PlanReport) -> list[tuple[list[RankReport], str]]:
+    """Consecutive ranks of one stage and node with identical bytes, labelled like ``0–7 · stage 0``."""
+    return [(run, f"{label} · stage {run[0].coords.pp_rank}")
+            for run, label in group_runs(report.ranks, lambda r: (r.coords.pp_rank, r.node, r.bytes.to_dict()))]
+
+
+def render_plan(report: PlanReport, console) -> None:
+    from rich.table import Table
+
+    spec, lay, wl = report.model, report.layout, report.workload
+    quant = report.quant.method if report.quant.method != "none" else wl.dtype
+    if report.quant.method in ("gptq", "awq"):
+        quant = f"int{report.quant.bits} ({report.quant.method}, group {report.quant.group_size})"
+    console.print(f"[bold]{spec.name}[/]  {report.params:,} params"
+                  + (f" ({report.active_params:,} active)" if spec.is_moe else "")
+                  + f" · weights {quant} {format_bytes(report.weight_bytes)} ({report.weight_bytes:,} B) · KV {wl.kv_dtype}")
+    console.print(f"layout {lay.describe()} · stages {'/'.join(map(str, lay.pp_split))} layers"
+                  + (f" · experts split over {lay.etp} ranks" if spec.is_moe and lay.ep == 1 and lay.etp > 1 else ""))
+    console.print(f"cluster {report.cluster_name} · {report.gpu_name} · {format_bytes(report.capacity_bytes)} per GPU"
+                  f" · context {wl.context:,} × batch {wl.batch} · prefill chunk {min(wl.context, wl.prefill_chunk):,}")
+    table = Table(show_edge=False, header_style="bold")
+    for col in ("ranks", "node:gpu", "layers", "weights", "kv cache", "activations", "runtime", "total", "free"):
+        table.add_column(col, justify="left" if col in ("ranks", "node:gpu", "layers") else "right")
+    for group, label in rank_groups(report):
+        r = group[0]
+        where = f"{r.node}:{r.local_gpu}" if len(group) == 1 else f"{r.node}:{r.local_gpu}–{group[-1].local_gpu}"
+        b = r.bytes
+        free = r.free_bytes
+        table.add_row(label, where, f"{r.layers[0]}–{r.layers[1]}", gib_text(b.weights + b.zero_gather), gib_text(b.kv_cache),
+                      gib_text(b.activations), gib_text(b.runtime), gib_text(b.total),
+                      f"[green]{gib_text(free)}[/]" if free >= 0 else f"[red]{gib_text(free)}[/]")
+    console.print(table)
+    console.print("GiB per GPU · weights and KV exact to the byte; activations ±25 %, runtime ±50 % (estimates)")
+    peak = report.peak
+    verdict = "[bold green]FITS[/]" if report.fits else "[bold red]DOES NOT FIT[/]"
+    console.print(f"most loaded: rank {peak.rank} (stage {peak.coords.pp_rank}, node {peak.node} gpu {peak.local_gpu}): "
+                  f"{format_bytes(peak.bytes.total)} used of {format_bytes(report.capacity_bytes)} · "
+                  f"allocated {format_bytes(peak.bytes.allocated)}, reserved {format_bytes(peak.bytes.reserved)}")
+    head = report.headroom_bytes
+    console.print(f"{verdict} · headroom {format_bytes(head)} ({100 * head / report.capacity_bytes:.1f} % of the GPU)")
+    limit = " (the model's max_position_embeddings)" if report.max_context_limited_by == "model" else ""
+    console.print(f"largest context at batch {wl.batch}: {report.max_context:,} tokens{limit} · "
+                  f"largest batch at context {wl.context:,}: {report.max_batch:,}")
+    for w in report.warnings:
+        console.print(f"[yellow]warning:[/] {w}")
+
+
+def render_engine(rep, console) -> None:
+    """The engine's own figures per rank (grouped when equal) and its start verdict."""
+    from rich.table import Table
+
+    knobs = ", ".join(f"{k}={v}" for k, v in rep.knobs.items() if v not in (None, False))
+    console.print(f"\n[bold]{rep.engine}[/] {rep.version} · {knobs}")
+    table = Table(show_edge=False, header_style="bold")
+    if rep.engine == "vllm":
+        cols = ("ranks", "model loading", "activation peak", "non-torch", "CUDA graphs", "available KV", "KV tokens")
+        fields = ("model_loading_bytes", "activation_peak_bytes", "non_torch_bytes", "cuda_graph_bytes",
+                  "available_kv_cache_bytes", "kv_cache_tokens")
+    elif rep.engine == "sglang":
+        cols = ("ranks", "weight mem usage", "KV pool", "#tokens")
+        fields = ("model_loading_bytes", "kv_cache_bytes", "kv_cache_tokens")
+    else:
+        cols = ("ranks", "weights", "KV cache", "peak allocated", "prefill peak (code path)")
+        fields = ("model_loading_bytes", "kv_cache_bytes", "peak_allocated_bytes", "used_bytes")
+    for col in cols:
+        table.add_column(col, justify="left" if col == "ranks" else "right")
+    for run, label in group_runs(rep.ranks, lambda r: tuple(getattr(r, f) for f in fields)):
+        values = [getattr(run[0], f) for f in fields]
+        table.add_row(label, *[f"{v:,}" if f == "kv_cache_tokens" else gib_text(v) for f, v in zip(fields, values)])
+    console.print(table)
+    if rep.engine == "vllm":
+        console.print(f"GPU KV cache size: {rep.kv_cache_tokens:,} tokens · Maximum concurrency for "
+                      f"{rep.knobs['max_model_len']:,} tokens per request: {rep.max_concurrency:.2f}x")
+    elif rep.engine == "sglang":
+        console.print(f"KV Cache is allocated. #tokens: {rep.kv_cache_tokens:,} · mem_fraction_static "
+                      f"{rep.knobs['mem_fraction_static']}")
+    else:
+        console.print(f"peak torch.cuda.max_memory_allocated summed over GPUs: {rep.peak_allocated_bytes / 2**20:,.0f} MiB")
+    bands = ", ".join(f"{k.replace('_bytes', '')} ±{100 * v:g} %" for k, v in rep.error_bands.items())
+    console.print(f"GiB unless noted · error bands: {bands}")
+    for note in rep.notes:
+        console.print(f"note: {note}")
+    if rep.starts:
+        console.print(f"[bold green]{rep.engine} starts[/]")
+    else:
+        console.print(f"[bold red]{rep.engine} would not start:[/] {rep.refusal}")
