@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from conftest import BF16_TOTAL_BYTES, PARAMS, PRESETS_DIR, Cfg
 
 SHARDSIM = Path(sys.executable).parent / "shardsim"

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from shardsim.core.layout import Layout, validate_layout
 from shardsim.core.quant import quant_from_choice
 from shardsim.engines.calibration import calibrate, summary
@@ -18,7 +17,7 @@ from shardsim.engines.vllm import vllm_defaults
 from shardsim.presets import get_preset
 from shardsim.units import GiB, MiB
 
-DATA = Path(__file__).parent / "data" / "calibration_measurements.jsonl"
+DATA = Path(__file__).resolve().parent.parent / "data" / "calibration_measurements.jsonl"
 EXE = str(Path(sys.executable).parent / "shardsim")
 H100 = int(79.18 * GiB)
 

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import pytest
-from conftest import Cfg
-
 from shardsim.constants import MAX_BATCH
-from shardsim.core.layout import Layout
+from shardsim.core.layout import Layout, validate_layout
 from shardsim.core.memory.activations import activation_peak, activation_peak_bytes
 from shardsim.core.memory.allocator import AllocationTally, reserved_for
-from shardsim.core.memory.kv_cache import kv_cache_bytes, kv_tokens_allocated
-from shardsim.core.memory.runtime import communicators, nccl_communicator_bytes
+from shardsim.core.memory.kv_cache import kv_bytes_per_token, kv_cache_bytes, kv_tokens_allocated
+from shardsim.core.memory.runtime import communicators
 from shardsim.core.plan import Workload, plan
 from shardsim.errors import ShardsimError
 from shardsim.presets import get_preset
 from shardsim.units import GiB, MiB
+
+from conftest import Cfg
 
 CAP = 80 * GiB
 
@@ -69,15 +69,18 @@ def test_kv_batch_scales_linearly():
 
 def test_kv_cache_bytes_function():
     # 14B, TP16 is invalid for the model but the formula alone: 40 layers · 2 · 1 head · 128 · 2 · 32
-    assert kv_cache_bytes(40, 8, 128, 16, 2, 32, 1, 16) == 40 * 2 * 1 * 128 * 2 * 32
-    assert kv_cache_bytes(40, 8, 128, 4, 1, 20, 2, 16) == 40 * 2 * 2 * 128 * 1 * 32 * 2
+    spec = get_preset("8b")  # 8 KV heads of head_dim 128
+    # tp 16 > 8 KV heads: one (replicated) head per rank; 40 layers · K+V · 1 head · 128 · 2 B · 32 tokens
+    assert kv_cache_bytes(spec, 16, 2, 40, 32, 1, 16) == 40 * 2 * 1 * 128 * 2 * 32
+    # tp 4: 2 heads; fp8 (1 B); 20 tokens round up to two 16-token pages; 2 sequences
+    assert kv_cache_bytes(spec, 4, 1, 40, 20, 2, 16) == 40 * 2 * 2 * 128 * 1 * 32 * 2
 
 
 def test_models_kv_bytes_per_token_from_config():
     for name in ("Qwen3-0.6B", "Qwen3-32B", "Qwen3-235B-A22B"):
         c = Cfg(name)
-        assert get_preset(name).kv_bytes_per_token() == 2 * c.L * c.kv * c.hd * 2
-    assert get_preset("235b").kv_bytes_per_token() == 192_512   # 2 · 94 · 4 · 128 · 2
+        assert kv_bytes_per_token(get_preset(name), 2) == 2 * c.L * c.kv * c.hd * 2
+    assert kv_bytes_per_token(get_preset("235b"), 2) == 192_512   # 2 · 94 · 4 · 128 · 2
 
 
 # ---------------------------------------------------------------- activations
@@ -218,17 +221,17 @@ def test_plan_total_is_reserved_plus_runtime_fixed():
 # ---------------------------------------------------------------- runtime
 
 
-def test_nccl_communicator_bytes():
-    # 16 channels · 2 peers · (4 MiB + 4710 KiB + 256 KiB)
-    assert nccl_communicator_bytes() == 16 * 2 * (4 * MiB + 4710 * 1024 + 256 * 1024)
-
-
 def test_communicators_per_rank():
-    assert communicators(1, 1, 1, 1, 0, 0, False) == ()
-    assert communicators(8, 2, 1, 1, 0, 0, True) == ("tp8", "pp-next")
-    assert communicators(8, 3, 1, 1, 1, 0, True) == ("tp8", "pp-prev", "pp-next")
-    assert communicators(4, 1, 2, 8, 0, 0, True) == ("tp4", "ep8", "dp2")
-    assert communicators(1, 1, 4, 1, 0, 3, False) == ("dp4",)
+    big, small = get_preset("235b"), get_preset("8b")
+    assert communicators(0, validate_layout(small, Layout()), False) == ()
+    # TP8 × PP2: rank 0 is stage 0 (a TP group and the link to stage 1)
+    assert communicators(0, validate_layout(big, Layout(tp=8, pp=2)), True) == ("tp8", "pp-next")
+    # TP8 × PP3: rank 8 is the middle stage, linked both ways
+    assert communicators(8, validate_layout(big, Layout(tp=8, pp=3)), True) == ("tp8", "pp-prev", "pp-next")
+    # TP4 × DP2 with EP8: experts span both replicas, so the DP group all-to-alls too
+    assert communicators(0, validate_layout(big, Layout(tp=4, dp=2, ep=8)), True) == ("tp4", "ep8", "dp2")
+    # ZeRO-3 over 4 replicas all-gathers weights over the DP group
+    assert communicators(3, validate_layout(small, Layout(dp=4, zero=3)), False) == ("dp4",)
 
 
 # ---------------------------------------------------------------- workload validation

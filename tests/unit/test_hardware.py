@@ -1,4 +1,4 @@
-"""Tests for shardsim.cluster: the GPU catalog, cluster files, and topology reasoning."""
+"""shardsim.hardware: the GPU catalog, cluster files, and topology reasoning."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ import sys
 from pathlib import Path
 
 import pytest
-
+from shardsim import hardware as C
+from shardsim.core.layout import Layout
 from shardsim.errors import ShardsimError
-from shardsim.hardware import cluster as C
+from shardsim.hardware import specs
+from shardsim.hardware.catalog import BUILTIN_DIR
 from shardsim.units import GiB, MiB
 
-SPECS = Path(C.__file__).resolve().parent.parent / "cluster_specs"
+SPECS = BUILTIN_DIR
 
 REQUIRED_ALIASES = {
     "h100": "H100-SXM-80GB", "h100-sxm": "H100-SXM-80GB", "h100-pcie": "H100-PCIe-80GB", "h200": "H200-141GB",
@@ -80,7 +82,7 @@ def test_other_cuda_capacities(alias, gib):
 
 def test_every_figure_has_a_source_and_capacities_are_consistent():
     for gpu in C.gpu_catalog().values():
-        for field in C._FIGURES:
+        for field in specs._FIGURES:
             if getattr(gpu, field) is not None:
                 assert gpu.source.get(field, "").strip(), (gpu.name, field)
         assert gpu.capacity_bytes < gpu.nominal_bytes
@@ -131,7 +133,7 @@ def test_custom_gpu():
     with pytest.raises(ShardsimError):
         C.custom_gpu(0)
     cluster = C.cluster_for_gpu(gpu, 4)
-    assert cluster.gpu is gpu and cluster.intra_node_link.bandwidth_GBps == C.PCIE_GEN4_X16_GBPS
+    assert cluster.gpu is gpu and cluster.intra_node_link.bandwidth_GBps == pytest.approx(16 * 16 * 128 / 130 / 8, abs=0.01)  # PCIe 4.0 x16: 16 GT/s · 16 lanes · 128/130 / 8 bits
 
 
 # ----------------------------------------------------------------- cluster files
@@ -257,17 +259,16 @@ def test_cluster_for_gpu_layouts():
 
 def test_tp_group_crossings():
     c = C.load_cluster("h100-2x8")
-    assert C.tp_group_crossings(c, 8, 16) == []
-    (warning,) = C.tp_group_crossings(c, 16, 16)
+    assert C.tp_group_crossings(c, Layout(tp=8, dp=2)) == []
+    (warning,) = C.tp_group_crossings(c, Layout(tp=16))
     assert warning.startswith("TP group ranks 0–15 spans node 0 and node 1 over InfiniBand NDR 400Gb/s "
                               "(50 GB/s per GPU vs 450 GB/s NVLink")
     assert warning.endswith("every all-reduce crosses it")
-    assert C.tp_group_crossings(c, 4, 16) == []
-    warnings = C.tp_group_crossings(C.load_cluster("h100-4x8"), 12, 24)
+    assert C.tp_group_crossings(c, Layout(tp=4, pp=2, dp=2)) == []
+    # TP12 × DP2 on 8-GPU nodes: ranks 0–11 straddle nodes 0–1, ranks 12–23 nodes 1–2
+    warnings = C.tp_group_crossings(C.load_cluster("h100-4x8"), Layout(tp=12, dp=2))
     assert [w.split(" spans")[0] for w in warnings] == ["TP group ranks 0–11", "TP group ranks 12–23"]
-    assert "nodes 0–3" in C.tp_group_crossings(C.load_cluster("h100-4x8"), 32, 32)[0]
-    with pytest.raises(ShardsimError, match="not a multiple"):
-        C.tp_group_crossings(c, 3, 16)
+    assert "nodes 0–3" in C.tp_group_crossings(C.load_cluster("h100-4x8"), Layout(tp=32))[0]
 
 
 def test_check_fits_cluster():
@@ -276,7 +277,7 @@ def test_check_fits_cluster():
     with pytest.raises(ShardsimError, match="^layout needs 32 GPUs; cluster 'h100-2x8' has 16$"):
         C.check_fits_cluster(c, 32)
     with pytest.raises(ShardsimError):
-        C.tp_group_crossings(c, 8, 32)
+        C.tp_group_crossings(c, Layout(tp=8, dp=4))
 
 
 def test_rank_location_and_link_between():
@@ -310,7 +311,7 @@ def test_topology_graph():
 
 
 def test_import_is_light():
-    code = ("import sys, shardsim.cluster; "
+    code = ("import sys, shardsim.hardware; "
             "assert 'networkx' not in sys.modules and 'yaml' not in sys.modules, sorted(sys.modules)")
     root = Path(C.__file__).resolve().parent.parent
     subprocess.run([sys.executable, "-c", code], check=True, cwd=root, env={"PYTHONPATH": str(root)})

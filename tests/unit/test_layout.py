@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 
 import pytest
-
 from shardsim.core.layout import (
     Layout,
     default_stage_split,
@@ -28,7 +27,6 @@ from shardsim.core.tensors import (
     layer_tensors,
     lm_head_tensor,
     local_experts,
-    local_shape,
     local_slices,
     split_range,
 )
@@ -42,6 +40,18 @@ def tensor(spec, layer, suffix):
 
 def bounds(slices):
     return tuple((s.start, s.stop) for s in slices)
+
+
+def sliced(t, shard, head_dim):
+    """(slices of one copy, experts held) of ``t`` on ``shard``."""
+    held = local_slices(t, shard, head_dim)
+    return held.slices, held.experts
+
+
+def local_shape(t, shard, head_dim):
+    """(shape of one copy, copies held) of ``t`` on ``shard``."""
+    held = local_slices(t, shard, head_dim)
+    return held.shape, held.copies
 
 
 # ---------------------------------------------------------------- split_range
@@ -66,7 +76,7 @@ def test_q_proj_column_split_8b_tp4():
     assert q.rule == COLUMN
     # q_proj [32 heads × 128, 4096]: TP4 splits dim 0 → 1024 rows each, all 4096 columns.
     for r in range(4):
-        sl, experts = local_slices(q, Shard(tp=4, tp_rank=r), spec.head_dim)
+        sl, experts = sliced(q, Shard(tp=4, tp_rank=r), spec.head_dim)
         assert bounds(sl) == ((r * 1024, (r + 1) * 1024), (0, 4096))
         assert experts is None
     assert local_shape(q, Shard(tp=4, tp_rank=3), 128) == ((1024, 4096), 1)
@@ -78,7 +88,7 @@ def test_o_proj_row_split_8b_tp4():
     assert o.rule == ROW
     # o_proj [4096, 32 × 128]: TP4 splits dim 1 (input) → 1024 columns each.
     for r in range(4):
-        sl, _ = local_slices(o, Shard(tp=4, tp_rank=r), 128)
+        sl, _ = sliced(o, Shard(tp=4, tp_rank=r), 128)
         assert bounds(sl) == ((0, 4096), (r * 1024, (r + 1) * 1024))
 
 
@@ -87,8 +97,8 @@ def test_down_proj_row_gate_column_8b_tp2():
     down, gate = tensor(spec, 0, "mlp.down_proj.weight"), tensor(spec, 0, "mlp.gate_proj.weight")
     # intermediate 12288 / 2 = 6144
     assert local_shape(down, Shard(tp=2, tp_rank=1), 128) == ((4096, 6144), 1)
-    assert bounds(local_slices(down, Shard(tp=2, tp_rank=1), 128)[0]) == ((0, 4096), (6144, 12288))
-    assert bounds(local_slices(gate, Shard(tp=2, tp_rank=1), 128)[0]) == ((6144, 12288), (0, 4096))
+    assert bounds(sliced(down, Shard(tp=2, tp_rank=1), 128)[0]) == ((0, 4096), (6144, 12288))
+    assert bounds(sliced(gate, Shard(tp=2, tp_rank=1), 128)[0]) == ((6144, 12288), (0, 4096))
 
 
 def test_embed_and_lm_head_vocab_split():
@@ -97,7 +107,7 @@ def test_embed_and_lm_head_vocab_split():
         assert t.rule == VOCAB
         # vocab 151936 / 8 = 18992 rows per rank, hidden 5120 whole
         for r in (0, 7):
-            sl, _ = local_slices(t, Shard(tp=8, tp_rank=r), 128)
+            sl, _ = sliced(t, Shard(tp=8, tp_rank=r), 128)
             assert bounds(sl) == ((r * 18992, (r + 1) * 18992), (0, 5120))
 
 
@@ -138,7 +148,7 @@ def test_kv_split_by_whole_heads_8b_tp4():
     spec = get_preset("8b")
     k = tensor(spec, 0, "self_attn.k_proj.weight")
     # 8 KV heads / 4 = 2 heads = 256 rows per rank
-    assert [bounds(local_slices(k, Shard(tp=4, tp_rank=r), 128)[0])[0] for r in range(4)] == [
+    assert [bounds(sliced(k, Shard(tp=4, tp_rank=r), 128)[0])[0] for r in range(4)] == [
         (0, 256), (256, 512), (512, 768), (768, 1024)]
 
 
@@ -149,7 +159,7 @@ def test_kv_replicated_when_tp_exceeds_kv_heads_235b_tp8():
         assert t.shape == (4 * 128, 4096)
         heads = []
         for r in range(8):
-            sl, _ = local_slices(t, Shard(tp=8, tp_rank=r), 128)
+            sl, _ = sliced(t, Shard(tp=8, tp_rank=r), 128)
             (r0, r1), cols = bounds(sl)
             assert r1 - r0 == 128 and cols == (0, 4096)   # one whole head each
             heads.append(r0 // 128)
@@ -160,7 +170,7 @@ def test_kv_replicated_when_tp_exceeds_kv_heads_235b_tp8():
 def test_kv_replication_tp64_on_235b():
     spec = get_preset("235b")
     k = tensor(spec, 0, "self_attn.k_proj.weight")
-    heads = [bounds(local_slices(k, Shard(tp=64, tp_rank=r), 128)[0])[0][0] // 128 for r in range(64)]
+    heads = [bounds(sliced(k, Shard(tp=64, tp_rank=r), 128)[0])[0][0] // 128 for r in range(64)]
     assert heads == [r // 16 for r in range(64)]
 
 
@@ -177,10 +187,10 @@ def test_experts_split_on_intermediate_without_ep_235b_tp8():
     for r in range(8):
         shard = shard_of(rank_coords(r, lay), lay)
         # every rank holds all 128 experts, 1536 / 8 = 192 of each one's intermediate rows (gate/up) or cols (down)
-        sl, experts = local_slices(gate_p, shard, 128)
+        sl, experts = sliced(gate_p, shard, 128)
         assert experts == range(0, 128)
         assert bounds(sl) == ((192 * r, 192 * (r + 1)), (0, 4096))
-        sl, experts = local_slices(down_p, shard, 128)
+        sl, experts = sliced(down_p, shard, 128)
         assert bounds(sl) == ((0, 4096), (192 * r, 192 * (r + 1)))
         assert local_shape(down_p, shard, 128) == ((4096, 192), 128)
 
@@ -193,7 +203,7 @@ def test_whole_experts_with_ep_spanning_dp_235b_tp4_dp2_ep8():
     seen = []
     for r in range(8):
         c = rank_coords(r, lay)
-        sl, experts = local_slices(up, shard_of(c, lay), 128)
+        sl, experts = sliced(up, shard_of(c, lay), 128)
         assert bounds(sl) == ((0, 1536), (0, 4096))            # whole experts
         assert len(experts) == 16 and experts.step == 1       # 128 / 8, contiguous
         assert experts.start == 16 * c.ep_rank
@@ -209,7 +219,7 @@ def test_ep_inside_tp_splits_each_expert_30b_tp4_ep2():
     gate_p = tensor(spec, 0, "mlp.experts.{e}.gate_proj.weight")
     got = []
     for r in range(4):
-        sl, experts = local_slices(gate_p, shard_of(rank_coords(r, lay), lay), 128)
+        sl, experts = sliced(gate_p, shard_of(rank_coords(r, lay), lay), 128)
         got.append((experts, bounds(sl)[0]))
     # tp ranks 0,1 → ep 0 (experts 0–63), 2,3 → ep 1 (64–127); inside each, 768 / 2 = 384 rows
     assert got == [(range(0, 64), (0, 384)), (range(0, 64), (384, 768)),
