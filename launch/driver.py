@@ -116,14 +116,14 @@ def predict(spec, layout, context: int, batch: int, prompt_len: int, backend: st
     return out
 
 
-def compare(predicted: dict, measured: dict) -> tuple[dict, bool]:
-    """Per term: predicted, measured, difference in bytes and %, verdict. Weights and KV must match exactly."""
-    rows, ok = {}, True
+def compare(predicted: dict, measured: dict) -> dict:
+    """Per term: predicted, measured, difference in bytes and %, verdict (``ok``). Weights and KV must match
+    exactly."""
+    rows = {}
     for term in ("weights", "kv_cache", "activations"):
         p, m = predicted.get(term), measured.get(term)
         if m is None:
             rows[term] = {"predicted": p, "measured": None, "diff": None, "diff_pct": None, "ok": False}
-            ok = False
             continue
         low = predicted.get("activations_low", p) if term == "activations" else p
         # Difference to the predicted value, or to the nearer end of the predicted range (0 inside it).
@@ -135,5 +135,4 @@ def compare(predicted: dict, measured: dict) -> tuple[dict, bool]:
         else:
             good = m == p
         rows[term] = {"predicted": p, "predicted_low": low, "measured": m, "diff": diff, "diff_pct": pct, "ok": good}
-        ok &= good
-    return rows, ok
+    return rows

@@ -1,4 +1,8 @@
-"""Run a validation on Ray: actors per rank, phases with timeouts and fault handling, progress by phase."""
+"""Run a validation on Ray: actors per rank, phases with timeouts and fault handling, progress by phase.
+
+``run`` is the flow: prediction and run record → checkpoint → Ray → one actor per rank → phases → comparison →
+logits against the unsharded reference. Every phase result is appended to ``results.jsonl`` as it arrives.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from shardsim.launch.driver import (
@@ -18,6 +23,7 @@ from shardsim.launch.driver import (
     compare,
     predict,
 )
+from shardsim.launch.progress import Progress
 from shardsim.launch.request import build_dir
 
 from shardsim.errors import ShardsimError
@@ -25,50 +31,25 @@ from shardsim.errors import ShardsimError
 PHASES = ("start", "setup", "load", "forward", "measure")
 
 
-class Progress:
-    """Per-rank status by phase, redrawn on stderr (a rich Live table when stderr is a terminal)."""
+@dataclass
+class RunState:
+    """What a run has gathered so far: per-rank outcomes, failures, phase timings, the forward outputs."""
 
-    def __init__(self, world_size: int, quiet: bool = False):
-        self.status = {r: "waiting" for r in range(world_size)}
-        self.quiet = quiet
-        self.live = None
-        if not quiet and sys.stderr.isatty():
-            from rich.console import Console
-            from rich.live import Live
+    outcomes: dict
+    results: ResultsFile
+    failed: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+    forward_out: dict = field(default_factory=dict)
 
-            self.live = Live(self._table(), console=Console(stderr=True), refresh_per_second=4, transient=True)
-            self.live.start()
 
-    def _table(self):
-        from rich.table import Table
+@dataclass(frozen=True)
+class CheckpointFacts:
+    """The checkpoint a run loads and the config values its math needs."""
 
-        table = Table(show_edge=False, header_style="bold")
-        table.add_column("rank")
-        table.add_column("status")
-        for r, s in self.status.items():
-            table.add_row(str(r), s)
-        return table
-
-    def phase(self, name: str, ranks, state: str) -> None:
-        for r in ranks:
-            self.status[r] = f"{name}: {state}"
-        if self.live is not None:
-            self.live.update(self._table())
-        elif not self.quiet and state != "running":
-            done = sum(1 for s in self.status.values() if s == f"{name}: {state}")
-            if done == len(self.status):
-                sys.stderr.write(f"[{time.strftime('%H:%M:%S')}] {name}: all {done} ranks {state}\n")
-
-    def failed(self, rank: int, cause: str) -> None:
-        self.status[rank] = f"FAILED: {cause}"
-        if self.live is not None:
-            self.live.update(self._table())
-        elif not self.quiet:
-            sys.stderr.write(f"[{time.strftime('%H:%M:%S')}] rank {rank} FAILED: {cause}\n")
-
-    def stop(self) -> None:
-        if self.live is not None:
-            self.live.stop()
+    path: Path
+    rope_theta: float
+    rms_eps: float
+    norm_topk_prob: bool
 
 
 def _check_reachable(address: str) -> None:
@@ -95,24 +76,9 @@ def _cause(exc: BaseException) -> str:
     return f"{name}: {last.strip()[:300]}"
 
 
-def run(req: ValidateRequest, spec, layout, quiet: bool = False) -> dict:
-    """Run every phase on Ray; returns the result record (also appended to the run's results.jsonl)."""
-    import ray
+def _checkpoint(req: ValidateRequest, spec, build: Path, quiet: bool, timings: dict) -> CheckpointFacts:
+    """The given checkpoint, or a seeded one written (or reused) under the build folder."""
     from shardsim.launch.checkpoint import write_checkpoint
-
-    world = layout.world_size
-    build = build_dir()
-    prompt_len = req.context - req.decode_steps
-    predicted = predict(spec, layout, req.context, req.batch, prompt_len, req.backend)
-    run_dir = Path(req.run_dir or build / "runs" / time.strftime(f"%Y%m%d-%H%M%S-{spec.name.split(' ')[0]}-tp{layout.tp}-pp{layout.pp}-dp{layout.dp}-ep{layout.ep}"))
-    results = ResultsFile(run_dir / "results.jsonl")
-    header = {"event": "start", "command": req.command, "versions": _versions(), "model": spec.name,
-              "layout": {"tp": layout.tp, "pp": layout.pp, "dp": layout.dp, "ep": layout.ep, "world_size": world},
-              "context": req.context, "batch": req.batch, "backend": req.backend, "device": req.device,
-              "predicted": predicted, "time": time.time()}
-    results.append(header)
-    timings = {}
-    t_start = time.time()
 
     if req.checkpoint:
         ckpt = Path(req.checkpoint)
@@ -124,22 +90,20 @@ def run(req: ValidateRequest, spec, layout, quiet: bool = False) -> dict:
         write_checkpoint(spec, ckpt, seed=req.seed, source_config=req.source_config)
         timings["checkpoint_s"] = time.time() - t0
     config = json.loads((ckpt / "config.json").read_text())
-    rope_theta = float(config.get("rope_theta", 1_000_000.0))
-    rms_eps = float(config.get("rms_norm_eps", 1e-6))
-    norm_topk = bool(config.get("norm_topk_prob", True))
+    return CheckpointFacts(ckpt, float(config.get("rope_theta", 1_000_000.0)), float(config.get("rms_norm_eps", 1e-6)),
+                           bool(config.get("norm_topk_prob", True)))
 
-    outcomes = {r: {"rank": r, "predicted": predicted[r], "measured": {}, "status": "pending", "error": None}
-                for r in range(world)}
-    progress = Progress(world, quiet)
-    actors: dict[int, object] = {}
-    failed: dict[int, str] = {}
-    t0 = time.time()
+
+def _start_ray(req: ValidateRequest, world: int) -> bool:
+    """Start a local Ray instance or join ``--address``; returns whether this run started it."""
+    import ray
+
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     ray_kwargs = {"include_dashboard": False, "log_to_driver": False}
-    started_ray = not ray.is_initialized()
-    if started_ray and req.address and req.address != "auto":
+    started = not ray.is_initialized()
+    if started and req.address and req.address != "auto":
         _check_reachable(req.address)
-    if started_ray:
+    if started:
         try:
             if req.address:
                 ray.init(address=req.address, **ray_kwargs)
@@ -148,71 +112,89 @@ def run(req: ValidateRequest, spec, layout, quiet: bool = False) -> dict:
         except Exception as exc:  # noqa: BLE001 - any failure to reach Ray is the user's input to fix
             where = f"the Ray cluster at {req.address}" if req.address else "a local Ray instance"
             raise ShardsimError(f"cannot start or reach {where}: {str(exc).splitlines()[0][:200]}") from None
-    timings["ray_init_s"] = time.time() - t0
     if req.device == "cuda":
         gpus = int(ray.cluster_resources().get("GPU", 0))
         if gpus < world:
-            if started_ray:
+            if started:
                 ray.shutdown()
             raise ShardsimError(f"--device cuda needs one GPU per rank: the layout has {world} ranks, the Ray cluster {gpus} GPUs")
+    return started
 
+
+def _start_actors(req: ValidateRequest, world: int, build: Path) -> dict:
+    """One RankWorker actor per rank: fractional CPUs on CPU, one GPU each on CUDA."""
+    import ray
     from shardsim.launch.worker import RankWorker
 
+    if req.device == "cuda":
+        actor = ray.remote(num_gpus=1, num_cpus=1)(RankWorker)
+    else:
+        cpus = float(ray.available_resources().get("CPU", 2))
+        actor = ray.remote(num_cpus=min(1.0, cpus / world), max_restarts=0)(RankWorker)
+    env = {"MASTER_ADDR": "127.0.0.1", "LOCAL_SIZE": str(min(world, 8)), "OMP_NUM_THREADS": "1",
+           "TORCH_EXTENSIONS_DIR": str(build / "torch_extensions"), "PYTHONPATH": os.pathsep.join(sys.path)}
+    if os.environ.get("SHARDSIM_TRACK_DETAIL"):
+        env["SHARDSIM_TRACK_DETAIL"] = "1"
+    return {r: actor.remote(r, world, dict(env, LOCAL_RANK=str(r % 8)), req.fault) for r in range(world)}
+
+
+def _run_phase(phase: str, call, actors: dict, req: ValidateRequest, state: RunState, progress: Progress) -> None:
+    """One phase on every rank, results recorded as they arrive; the first failure or the timeout stops it."""
+    import ray
+
+    world = len(actors)
+    t0 = time.time()
+    progress.phase(phase, range(world), "running")
+    refs = {call(actors[r]): r for r in range(world)}
+    pending = list(refs)
+    deadline = time.time() + req.phase_timeout_s
+    while pending and not state.failed:
+        done, pending = ray.wait(pending, num_returns=1, timeout=max(0.1, deadline - time.time()))
+        if not done:
+            for ref in pending:
+                state.failed[refs[ref]] = f"no answer within the {req.phase_timeout_s:.0f} s timeout of phase '{phase}'"
+            break
+        rank = refs[done[0]]
+        try:
+            value = ray.get(done[0])
+        except Exception as exc:  # noqa: BLE001 - any worker failure is reported, not raised
+            state.failed[rank] = f"phase '{phase}': {_cause(exc)}"
+            progress.failed(rank, state.failed[rank])
+            state.outcomes[rank].update(status="failed", error=state.failed[rank])
+            break
+        progress.phase(phase, [rank], "done")
+        if phase == "forward":
+            state.forward_out[rank] = value
+            value = {k: v for k, v in value.items() if k != "logits"}
+        if phase == "measure":
+            state.outcomes[rank]["measured"] = value
+        state.results.append({"event": phase, "rank": rank, "result": value, "time": time.time()})
+    state.timings[f"{phase}_s"] = time.time() - t0
+
+
+def _phases(req: ValidateRequest, spec, layout, ckpt: CheckpointFacts, prompt: list, state: RunState,
+            progress: Progress, build: Path) -> None:
+    """Start the actors and run setup, load, forward and measure; the actors are always killed afterwards."""
+    import ray
+
+    actors: dict = {}
     try:
-        if req.device == "cuda":
-            Actor = ray.remote(num_gpus=1, num_cpus=1)(RankWorker)
-        else:
-            cpus = float(ray.available_resources().get("CPU", 2))
-            Actor = ray.remote(num_cpus=min(1.0, cpus / world), max_restarts=0)(RankWorker)
-        env = {"MASTER_ADDR": "127.0.0.1", "LOCAL_SIZE": str(min(world, 8)), "OMP_NUM_THREADS": "1",
-               "TORCH_EXTENSIONS_DIR": str(build / "torch_extensions"), "PYTHONPATH": os.pathsep.join(sys.path)}
-        if os.environ.get("SHARDSIM_TRACK_DETAIL"):
-            env["SHARDSIM_TRACK_DETAIL"] = "1"
-        progress.phase("start", range(world), "running")
-        actors = {r: Actor.remote(r, world, dict(env, LOCAL_RANK=str(r % 8)), req.fault) for r in range(world)}
+        progress.phase("start", range(layout.world_size), "running")
+        actors = _start_actors(req, layout.world_size, build)
         port = _free_port()
         spec_json = spec.model_dump_json()
         layout_args = {"tp": layout.tp, "pp": layout.pp, "dp": layout.dp, "ep": layout.ep,
                        "pp_split": list(layout.pp_split)}
-        prompt = [[(7919 * (b + 1) * (i + 1)) % spec.vocab_size for i in range(prompt_len)] for b in range(req.batch)]
-        phase_calls = {
+        calls = {
             "setup": lambda a: a.setup.remote(port, spec_json, layout_args, req.phase_timeout_s, req.device),
-            "load": lambda a: a.load.remote(str(ckpt), rope_theta, rms_eps, norm_topk, req.backend),
+            "load": lambda a: a.load.remote(str(ckpt.path), ckpt.rope_theta, ckpt.rms_eps, ckpt.norm_topk_prob,
+                                            req.backend),
             "forward": lambda a: a.forward.remote(prompt, req.context, req.decode_steps, 16),
             "measure": lambda a: a.measure.remote(),
         }
-        forward_out = {}
-        for phase, call in phase_calls.items():
-            t0 = time.time()
-            progress.phase(phase, range(world), "running")
-            refs = {call(actors[r]): r for r in range(world)}
-            pending = list(refs)
-            deadline = time.time() + req.phase_timeout_s
-            while pending and not failed:
-                done, pending = ray.wait(pending, num_returns=1, timeout=max(0.1, deadline - time.time()))
-                if not done:
-                    for ref in pending:
-                        failed[refs[ref]] = f"no answer within the {req.phase_timeout_s:.0f} s timeout of phase '{phase}'"
-                    break
-                ref = done[0]
-                rank = refs[ref]
-                try:
-                    value = ray.get(ref)
-                except Exception as exc:  # noqa: BLE001 - any worker failure is reported, not raised
-                    failed[rank] = f"phase '{phase}': {_cause(exc)}"
-                    progress.failed(rank, failed[rank])
-                    outcomes[rank]["status"] = "failed"
-                    outcomes[rank]["error"] = failed[rank]
-                    break
-                progress.phase(phase, [rank], "done")
-                if phase == "forward":
-                    forward_out[rank] = value
-                    value = {k: v for k, v in value.items() if k != "logits"}
-                if phase == "measure":
-                    outcomes[rank]["measured"] = value
-                results.append({"event": phase, "rank": rank, "result": value, "time": time.time()})
-            timings[f"{phase}_s"] = time.time() - t0
-            if failed:
+        for phase, call in calls.items():
+            _run_phase(phase, call, actors, req, state, progress)
+            if state.failed:
                 break
     finally:
         for actor in actors.values():
@@ -221,40 +203,69 @@ def run(req: ValidateRequest, spec, layout, quiet: bool = False) -> dict:
             except Exception:  # noqa: BLE001
                 pass
         progress.stop()
-        if started_ray:
-            ray.shutdown()
 
-    record = {"event": "result", "command": req.command, "versions": _versions(), "model": spec.name,
-              "layout": header["layout"], "context": req.context, "batch": req.batch, "prompt_tokens": prompt_len,
-              "decode_steps": req.decode_steps, "backend": req.backend, "device": req.device,
-              "run_dir": str(run_dir), "timings": timings}
-    passed = not failed
+
+def _rank_records(state: RunState, world: int) -> list[dict]:
+    """Per rank: predicted, measured, their comparison and whether the rank passed (``ok``)."""
     ranks = []
     for r in range(world):
-        o = outcomes[r]
-        rows, ok = compare(o["predicted"], o["measured"]) if o["measured"] else ({}, False)
+        o = state.outcomes[r]
         meas = o["measured"]
+        rows = compare(o["predicted"], meas) if meas else {}
+        ok = bool(rows) and all(row["ok"] for row in rows.values())
         ranks.append({"rank": r, "predicted": o["predicted"],
                       "measured": {k: meas.get(k) for k in ("weights", "kv_cache", "activations", "rss_anon", "rss_file",
                                                              "zero_gather", "cuda_max_allocated", "cuda_reserved", "cuda_used")
                                    if k in meas or k in ("weights", "kv_cache", "activations", "rss_anon", "rss_file")},
-                      "comparison": rows, "ok": ok, "error": failed.get(r)})
-        passed &= ok
-    record["ranks"] = ranks
-    record["failed"] = {str(k): v for k, v in failed.items()}
+                      "comparison": rows, "ok": ok, "error": state.failed.get(r)})
+    return ranks
 
-    if not failed:
+
+def run(req: ValidateRequest, spec, layout, quiet: bool = False) -> dict:
+    """Run every phase on Ray; returns the result record (also appended to the run's results.jsonl)."""
+    import ray
+
+    world, build = layout.world_size, build_dir()
+    prompt_len = req.context - req.decode_steps
+    predicted = predict(spec, layout, req.context, req.batch, prompt_len, req.backend)
+    stem = f"{spec.name.split(' ')[0]}-tp{layout.tp}-pp{layout.pp}-dp{layout.dp}-ep{layout.ep}"
+    run_dir = Path(req.run_dir or build / "runs" / time.strftime(f"%Y%m%d-%H%M%S-{stem}"))
+    lay = {"tp": layout.tp, "pp": layout.pp, "dp": layout.dp, "ep": layout.ep, "world_size": world}
+    state = RunState({r: {"rank": r, "predicted": predicted[r], "measured": {}, "status": "pending", "error": None}
+                      for r in range(world)}, ResultsFile(run_dir / "results.jsonl"))
+    state.results.append({"event": "start", "command": req.command, "versions": _versions(), "model": spec.name,
+                          "layout": lay, "context": req.context, "batch": req.batch, "backend": req.backend,
+                          "device": req.device, "predicted": predicted, "time": time.time()})
+    t_start = time.time()
+    ckpt = _checkpoint(req, spec, build, quiet, state.timings)
+    t0 = time.time()
+    started_ray = _start_ray(req, world)
+    state.timings["ray_init_s"] = time.time() - t0
+    prompt = [[(7919 * (b + 1) * (i + 1)) % spec.vocab_size for i in range(prompt_len)] for b in range(req.batch)]
+    try:
+        _phases(req, spec, layout, ckpt, prompt, state, Progress(world, quiet), build)
+    finally:
+        if started_ray:
+            ray.shutdown()
+    record = {"event": "result", "command": req.command, "versions": _versions(), "model": spec.name,
+              "layout": lay, "context": req.context, "batch": req.batch, "prompt_tokens": prompt_len,
+              "decode_steps": req.decode_steps, "backend": req.backend, "device": req.device,
+              "run_dir": str(run_dir), "timings": state.timings}
+    record["ranks"] = _rank_records(state, world)
+    passed = not state.failed and all(r["ok"] for r in record["ranks"])
+    record["failed"] = {str(k): v for k, v in state.failed.items()}
+    if not state.failed:
         t0 = time.time()
-        record["logits"] = check_logits(spec, ckpt, prompt, forward_out, layout, req, rope_theta, rms_eps, norm_topk)
-        timings["reference_s"] = time.time() - t0
+        record["logits"] = check_logits(spec, ckpt, prompt, state.forward_out, req)
+        state.timings["reference_s"] = time.time() - t0
         passed &= record["logits"]["ok"]
     record["passed"] = passed
-    timings["total_s"] = time.time() - t_start
-    results.append(record)
+    state.timings["total_s"] = time.time() - t_start
+    state.results.append(record)
     return record
 
 
-def check_logits(spec, ckpt, prompt, forward_out, layout, req, rope_theta, rms_eps, norm_topk) -> dict:
+def check_logits(spec, ckpt: CheckpointFacts, prompt, forward_out, req: ValidateRequest) -> dict:
     """Compare every last-stage leader's logits (one per DP replica) with the unsharded reference."""
 
     from shardsim.launch.reference import reference_logits
@@ -264,7 +275,8 @@ def check_logits(spec, ckpt, prompt, forward_out, layout, req, rope_theta, rms_e
         return {"ok": False, "error": "no rank returned logits"}
     generated = forward_out[leaders[0]]["generated"]
     sequences = [prompt[b] + [generated[s][b] for s in range(req.decode_steps)] for b in range(req.batch)]
-    ref = reference_logits(spec, str(ckpt), sequences, req.decode_steps + 1, rope_theta, rms_eps, norm_topk)
+    ref = reference_logits(spec, str(ckpt.path), sequences, req.decode_steps + 1, ckpt.rope_theta, ckpt.rms_eps,
+                           ckpt.norm_topk_prob)
     worst_l2, worst_abs, worst_median = 0.0, 0.0, 0.0
     argmax_agree = True
     for r in leaders:

@@ -1,4 +1,4 @@
 """Validation backends other than shardsim's own torch modules: transformers' native TP/EP, DeepSpeed ZeRO-3.
 
-May import: shardsim.launch, shardsim.core; torch, transformers and DeepSpeed.
+May import: shardsim.launch, shardsim.core (and torch, transformers, DeepSpeed).
 """

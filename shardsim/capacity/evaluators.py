@@ -102,11 +102,12 @@ class VllmEval:
     def _report(self, gpu, layout: Layout, per_replica: int):
         """vLLM's start-up figures of one replica (all of them when experts span the replicas, ep > tp)."""
         v = self.variant
-        seqs_default, tokens_default = vllm_defaults(gpu.capacity_bytes, gpu.name)
+        defaults = vllm_defaults(gpu.capacity_bytes, gpu.name)
         knobs = dict(gpu_memory_utilization=self.util, max_model_len=v.context, kv_cache_dtype=self.kv_cache_dtype,
                      block_size=self.block)
-        if per_replica > seqs_default:  # serve them all at once: --max-num-seqs raised to the replica's requests
-            knobs.update(max_num_seqs=per_replica, max_num_batched_tokens=max(tokens_default, per_replica))
+        if per_replica > defaults.max_num_seqs:  # serve them all at once: --max-num-seqs raised to the requests
+            knobs.update(max_num_seqs=per_replica,
+                         max_num_batched_tokens=max(defaults.max_num_batched_tokens, per_replica))
         one = layout if layout.ep > layout.tp else dataclasses.replace(layout, dp=1)
         key = (one, gpu.capacity_bytes, gpu.name, gpu.compute_capability, tuple(sorted(knobs.items())))
         report = self.reports.get(key)

@@ -6,6 +6,7 @@ and the field (the node tree of the YAML gives the lines, as ``shardsim.cluster`
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Literal
 
@@ -117,15 +118,30 @@ def resolve_served_model(name: str, base_dir: Path | None = None) -> ModelSpec:
     return load_config_file(path)
 
 
-def load_workload(path: str | Path) -> tuple[WorkloadSpec, list[ModelSpec]]:
-    """A workload YAML file, validated; every mistake reported with the file, the line and the field."""
+@dataclass(frozen=True, slots=True)
+class LoadedWorkload:
+    """A workload file and the model each of its entries names."""
+
+    file: WorkloadSpec
+    specs: tuple[ModelSpec, ...]
+
+    @property
+    def loads(self) -> list[tuple[ModelSpec, ModelLoad]]:
+        """(model, its load) per entry: what ``review`` takes."""
+        return list(zip(self.specs, self.file.models))
+
+
+def load_workload(path: str | Path) -> LoadedWorkload:
+    """A workload YAML file (or the name of a shipped one), validated; every mistake reported with the file, the
+    line and the field."""
     p = Path(path).expanduser()
     if not p.is_file() and (SHIPPED_WORKLOADS / f"{path}.yaml").is_file():  # a shipped workload by name
         p = SHIPPED_WORKLOADS / f"{path}.yaml"
     if not p.is_file():
         shipped = ", ".join(sorted(f.stem for f in SHIPPED_WORKLOADS.glob("*.yaml")))
         raise ShardsimError(f"workload file {str(path)!r} not found; give a YAML file, or a shipped workload: {shipped}")
-    data, node = read_yaml(p)
+    doc = read_yaml(p)
+    data, node = doc.data, doc.node
     if not isinstance(data, dict):
         raise ShardsimError(f"{show(p)}: expected a mapping with 'models:' (a list of model, context, concurrency), "
                             f"got {type(data).__name__}")
@@ -141,7 +157,7 @@ def load_workload(path: str | Path) -> tuple[WorkloadSpec, list[ModelSpec]]:
             line = line_of(node, ("models", i, "model"))
             where = f" line {line}:" if line else ""
             raise ShardsimError(f"{show(p)}:{where} field 'model': {exc}") from None
-    return spec, specs
+    return LoadedWorkload(spec, tuple(specs))
 
 
 # ---------------------------------------------------------------- catalog

@@ -4,7 +4,7 @@ Options are defined once (``options``), their shared rules once (``common``). On
 run is imported (``shardsim plan`` starts without the review, torch or networkx). Bad input of any kind ends in
 one line on stderr and exit code 2.
 
-May import: every shardsim package, inside the commands.
+May import: every shardsim package (inside the commands, so start-up stays light).
 """
 
 from __future__ import annotations

@@ -80,10 +80,10 @@ def review(
     if workload and (model or context is not None or concurrency is not None or quant or kv_dtype):
         raise ShardsimError("give either --workload FILE or --model/--context/--concurrency/--quant/--kv-dtype, not both")
     if workload:
-        spec_file, specs = load_workload(workload)
-        loads = list(zip(specs, spec_file.models))
-        engine = engine or spec_file.engine
-        util = gpu_memory_utilization if gpu_memory_utilization is not None else spec_file.gpu_memory_utilization
+        loaded = load_workload(workload)
+        loads = loaded.loads
+        engine = engine or loaded.file.engine
+        util = gpu_memory_utilization if gpu_memory_utilization is not None else loaded.file.gpu_memory_utilization
     else:
         if not model:
             raise ShardsimError("no workload given; use --model 32b --context 32768 --concurrency 64, or --workload FILE")

@@ -97,15 +97,15 @@ class Shard:
     etp_rank: int = 0
 
 
-def split_range(n: int, parts: int, index: int) -> tuple[int, int]:
-    """[start, stop) of part ``index`` when ``n`` items split into ``parts`` near-equal runs.
+def split_range(n: int, parts: int, index: int) -> range:
+    """The items [start, stop) of part ``index`` when ``n`` items split into ``parts`` near-equal runs.
 
     The first ``n % parts`` parts get one extra item (``torch.tensor_split`` semantics), so part 0 is always
     a most loaded one.
     """
     base, extra = divmod(n, parts)
     start = index * base + min(index, extra)
-    return start, start + base + (1 if index < extra else 0)
+    return range(start, start + base + (1 if index < extra else 0))
 
 
 def layer_tensors(spec: ModelSpec, layer: int) -> list[TensorSpec]:
@@ -242,15 +242,13 @@ def local_experts(num_experts: int, ep: int, ep_rank: int) -> range:
 
     Source: vLLM ``determine_expert_map`` (vllm/model_executor/layers/fused_moe/layer.py), linear placement.
     """
-    start, stop = split_range(num_experts, ep, ep_rank)
-    return range(start, stop)
+    return split_range(num_experts, ep, ep_rank)
 
 
 def vocab_range(vocab_size: int, tp: int, tp_rank: int) -> range:
     """The vocabulary rows a TP rank holds of embed_tokens and lm_head: near-equal runs, the first ranks taking the
     remainder (vLLM ``VocabParallelEmbedding``; Qwen3's 151,936 rows split evenly for every tp that divides 64)."""
-    start, stop = split_range(vocab_size, tp, tp_rank)
-    return range(start, stop)
+    return split_range(vocab_size, tp, tp_rank)
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,9 +277,9 @@ def local_slices(t: TensorSpec, shard: Shard, head_dim: int) -> LocalSlice:
     if t.rule == REPLICATED:
         return LocalSlice(full)
     if t.rule == EXPERT:
-        start, stop = split_range(t.shape[t.split_dim], shard.etp, shard.etp_rank)
+        part = split_range(t.shape[t.split_dim], shard.etp, shard.etp_rank)
         sl = list(full)
-        sl[t.split_dim] = slice(start, stop)
+        sl[t.split_dim] = slice(part.start, part.stop)
         return LocalSlice(tuple(sl), local_experts(t.experts, shard.ep, shard.ep_rank))
     dim = t.split_dim
     if t.rule == VOCAB:
@@ -295,7 +293,8 @@ def local_slices(t: TensorSpec, shard: Shard, head_dim: int) -> LocalSlice:
             first = shard.tp_rank // (shard.tp // t.kv_heads)
         start, stop = first * head_dim, (first + held) * head_dim
     else:
-        start, stop = split_range(t.shape[dim], shard.tp, shard.tp_rank)
+        part = split_range(t.shape[dim], shard.tp, shard.tp_rank)
+        start, stop = part.start, part.stop
     sl = list(full)
     sl[dim] = slice(start, stop)
     return LocalSlice(tuple(sl))

@@ -21,6 +21,8 @@ Sources (vLLM v0.10.2 / v0.11.0 unless noted):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pydantic import BaseModel, ConfigDict
 
 from shardsim.constants import (
@@ -79,11 +81,17 @@ class VllmKnobs(BaseModel):
         return self
 
 
-def vllm_defaults(capacity_bytes: int, gpu_name: str) -> tuple[int, int]:
-    """(max_num_seqs, max_num_batched_tokens) that ``vllm serve`` picks for this GPU."""
+@dataclass(frozen=True, slots=True)
+class VllmDefaults:
+    max_num_seqs: int
+    max_num_batched_tokens: int
+
+
+def vllm_defaults(capacity_bytes: int, gpu_name: str) -> VllmDefaults:
+    """The max_num_seqs and max_num_batched_tokens that ``vllm serve`` picks for this GPU."""
     if capacity_bytes >= VLLM_BIG_GPU_BYTES and "a100" not in gpu_name.lower():
-        return VLLM_DEFAULT_SEQS_BIG, VLLM_DEFAULT_BATCHED_TOKENS_BIG
-    return VLLM_DEFAULT_SEQS_SMALL, VLLM_DEFAULT_BATCHED_TOKENS_SMALL
+        return VllmDefaults(VLLM_DEFAULT_SEQS_BIG, VLLM_DEFAULT_BATCHED_TOKENS_BIG)
+    return VllmDefaults(VLLM_DEFAULT_SEQS_SMALL, VLLM_DEFAULT_BATCHED_TOKENS_SMALL)
 
 
 def vllm_quant(quant: QuantConfig) -> QuantConfig:
@@ -117,9 +125,9 @@ def _non_torch_bytes(knobs: VllmKnobs, layout: Layout) -> int:
 def predict_vllm(spec: ModelSpec, layout: Layout, capacity_bytes: int, gpu_name: str, compute_capability: str | None,
                  dtype: str, quant: QuantConfig, knobs: VllmKnobs) -> EngineReport:
     knobs = knobs.checked()
-    seqs_default, tokens_default = vllm_defaults(capacity_bytes, gpu_name)
-    batched = knobs.max_num_batched_tokens or tokens_default
-    seqs = min(knobs.max_num_seqs or seqs_default, batched)
+    defaults = vllm_defaults(capacity_bytes, gpu_name)
+    batched = knobs.max_num_batched_tokens or defaults.max_num_batched_tokens
+    seqs = min(knobs.max_num_seqs or defaults.max_num_seqs, batched)
     max_len = knobs.max_model_len or spec.max_position_embeddings
     kv_bytes = 1 if knobs.kv_cache_dtype.startswith("fp8") else DTYPE_BYTES[dtype if dtype != "fp32" else "bf16"]
     page_per_layer = knobs.block_size * kv_bytes_per_token_per_layer(spec, layout.tp, kv_bytes)

@@ -1,7 +1,8 @@
 """Hardware: the GPU catalog, cluster specs and topology (YAML data under ``cluster_specs/``, validated by pydantic).
 
-May import: shardsim.hardware, shardsim.core, shardsim.units, shardsim.errors, shardsim.cluster_specs (data);
-PyYAML inside the loaders, networkx inside ``topology_graph``.
+PyYAML is imported inside the loaders, networkx inside ``topology_graph``.
+
+May import: shardsim.core, shardsim.cluster_specs (data), shardsim.units, shardsim.errors.
 """
 
 from shardsim.hardware.catalog import (

@@ -31,7 +31,8 @@ def specs_dir() -> Path:
 @functools.lru_cache(maxsize=8)
 def _catalog_at(path_str: str) -> dict[str, GPUSpec]:
     path = Path(path_str)
-    data, node = read_yaml(path)
+    doc = read_yaml(path)
+    data, node = doc.data, doc.node
     if not isinstance(data, dict) or not isinstance(data.get("gpus"), list) or set(data) != {"gpus"}:
         raise ShardsimError(f"{show(path)}: expected exactly one top-level key 'gpus:' holding a list of GPUs")
     catalog: dict[str, GPUSpec] = {}
@@ -81,7 +82,8 @@ def _cluster_files() -> list[Path]:
 
 
 def _load_cluster_file(path: Path) -> ClusterSpec:
-    data, node = read_yaml(path)
+    doc = read_yaml(path)
+    data, node = doc.data, doc.node
     if not isinstance(data, dict):
         raise ShardsimError(f"{show(path)}: expected a mapping of cluster fields, got {type(data).__name__}")
     if isinstance(data.get("gpu"), str):  # a catalog name or alias
@@ -99,7 +101,7 @@ def _load_cluster_file(path: Path) -> ClusterSpec:
 def _declared_name(path: Path) -> str | None:
     """The lower-cased ``name:`` a cluster file declares; None when it does not parse."""
     try:
-        data = read_yaml(path)[0]
+        data = read_yaml(path).data
     except ShardsimError:
         return None
     return str(data.get("name", "")).strip().lower() if isinstance(data, dict) else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from shardsim.core.layout import Layout, tp_groups
@@ -59,11 +60,19 @@ def check_fits_cluster(cluster: ClusterSpec, world_size: int) -> None:
         raise ShardsimError(f"layout needs {world_size} GPUs; cluster '{cluster.name}' has {cluster.world_size}")
 
 
-def rank_location(rank: int, cluster: ClusterSpec) -> tuple[int, int]:
-    """(node, local GPU) of a global rank; ranks fill node 0 first."""
+@dataclass(frozen=True, slots=True)
+class GpuSlot:
+    """Where a rank runs: its node and its GPU inside the node."""
+
+    node: int
+    local_gpu: int
+
+
+def rank_location(rank: int, cluster: ClusterSpec) -> GpuSlot:
+    """The node and local GPU of a global rank; ranks fill node 0 first."""
     if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < cluster.world_size:
         raise ShardsimError(f"rank {rank!r} is outside cluster '{cluster.name}' (ranks 0..{cluster.world_size - 1})")
-    return rank // cluster.gpus_per_node, rank % cluster.gpus_per_node
+    return GpuSlot(rank // cluster.gpus_per_node, rank % cluster.gpus_per_node)
 
 
 def tp_group_crossings(cluster: ClusterSpec, layout: Layout) -> list[str]:
@@ -75,7 +84,7 @@ def tp_group_crossings(cluster: ClusterSpec, layout: Layout) -> list[str]:
     warnings = []
     for members in tp_groups(layout):
         first, last = members[0], members[-1]
-        lo, hi = first // cluster.gpus_per_node, last // cluster.gpus_per_node
+        lo, hi = rank_location(first, cluster).node, rank_location(last, cluster).node
         if lo != hi:
             nodes = f"node {lo} and node {hi}" if hi == lo + 1 else f"nodes {lo}–{hi}"
             warnings.append(f"TP group ranks {first}–{last} spans {nodes} over {over}: every all-reduce crosses it")
@@ -84,7 +93,7 @@ def tp_group_crossings(cluster: ClusterSpec, layout: Layout) -> list[str]:
 
 def link_between(cluster: ClusterSpec, rank_a: int, rank_b: int) -> LinkSpec:
     """The link class two distinct ranks talk over: intra-node if they share a node, else inter-node."""
-    (node_a, _), (node_b, _) = rank_location(rank_a, cluster), rank_location(rank_b, cluster)
+    node_a, node_b = rank_location(rank_a, cluster).node, rank_location(rank_b, cluster).node
     if rank_a == rank_b:
         raise ShardsimError(f"ranks {rank_a} and {rank_b} are the same GPU; give two different ranks")
     inter = cluster.inter_node_link  # ClusterSpec sets it whenever nodes > 1

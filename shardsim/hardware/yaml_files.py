@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,16 @@ def show(path: Path) -> str:
     return str(full.relative_to(cwd)) if full.is_relative_to(cwd) else str(path)
 
 
-def read_yaml(path: Path) -> tuple[Any, Any]:
-    """(data, node tree) of a YAML file; the node tree maps error locations back to line numbers."""
+@dataclass(frozen=True, slots=True)
+class YamlDocument:
+    """A parsed YAML file: its data, and the node tree (composed lazily) that maps fields back to lines."""
+
+    data: Any
+    node: Any
+
+
+def read_yaml(path: Path) -> YamlDocument:
+    """A YAML file read safely: its data and the node tree that maps error locations back to line numbers."""
     import yaml
     try:
         text = path.read_text(encoding="utf-8")
@@ -29,12 +38,12 @@ def read_yaml(path: Path) -> tuple[Any, Any]:
         fast = getattr(yaml, "CSafeLoader", None)
         if fast is not None:
             try:
-                return yaml.load(text, Loader=fast), _LazyNode(text)
+                return YamlDocument(yaml.load(text, Loader=fast), _LazyNode(text))
             except (yaml.YAMLError, RecursionError):
                 pass  # let the pure-Python loader produce the error with its marks
         loader = yaml.SafeLoader(text)  # its reader already rejects unprintable characters
         node = loader.get_single_node()
-        return (loader.construct_document(node) if node is not None else None), node
+        return YamlDocument(loader.construct_document(node) if node is not None else None, node)
     except (yaml.YAMLError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         where = f" line {mark.line + 1}:" if mark is not None else ""

@@ -1,7 +1,9 @@
 """The Qwen3 presets and config.json files: reading them from disk into ``ModelSpec``.
 
 Presets are the official ``config.json`` files of the Qwen3 checkpoints, shipped in this package as data (copied
-from the published Hugging Face repos ``Qwen/Qwen3-*``). May import: shardsim.core, shardsim.errors.
+from the published Hugging Face repos ``Qwen/Qwen3-*``).
+
+May import: shardsim.core, shardsim.errors.
 """
 
 from __future__ import annotations

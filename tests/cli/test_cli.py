@@ -145,6 +145,20 @@ BAD = {
     "context 0": (["plan", "8b", "--context", "0"], "--context"),
     "huge batch": (["plan", "8b", "--batch", "1000000000000"], "--batch"),
     "quant int3": (["plan", "8b", "--quant", "int3"], "int3"),
+    # same flag, same meaning: an option that would do nothing is refused, not ignored
+    "vllm knob without engine": (["plan", "8b", "--gpu-memory-utilization", "0.8"], "without --engine"),
+    "sglang knob on vllm": (["plan", "8b", "--engine", "vllm", "--mem-fraction-static", "0.8"], "--engine sglang"),
+    "hf knob on sglang": (["plan", "8b", "--engine", "sglang", "--prompt-tokens", "10"], "--engine hf"),
+    "chunked prefill (not modelled)": (["plan", "8b", "--engine", "sglang", "--chunked-prefill-size", "4096"],
+                                       "--chunked-prefill-size"),
+    "two quants in plan": (["plan", "8b", "--quant", "fp8", "--quant", "int4"], "--quant given 2 times"),
+    "two clusters in plan": (["plan", "8b", "--cluster", "h100-1x8", "--cluster", "h200-1x8"], "--cluster"),
+    "two kv dtypes in sweep": (["sweep", "8b", "--kv-dtype", "fp8", "--kv-dtype", "bf16"], "--kv-dtype"),
+    "unknown engine": (["plan", "8b", "--engine", "trt"], "accepted: none, vllm, sglang, hf"),
+    "review engine sglang": (["review", "--model", "8b", "--engine", "sglang"], "review evaluates --engine none or vllm"),
+    "review util without vllm": (["review", "--model", "8b", "--gpu-memory-utilization", "0.8"], "--engine vllm"),
+    "review unknown gpu": (["review", "--model", "8b", "--gpu", "nosuchgpu"], "nosuchgpu"),
+    "review gpu absent": (["review", "--model", "8b", "--gpu", "a100-40gb", "--cluster", "h100-1x8"], "A100-40GB"),
 }
 
 
@@ -160,3 +174,35 @@ def test_bad_input_one_line_exit_2(case, bad_inputs, tmp_path):
     assert lines[0].startswith("shardsim: error: ")
     assert expect in lines[0]
     assert p.stdout == ""
+
+
+def test_engine_none_is_the_planner_alone():
+    plain, none = run("plan", "8b", "--json"), run("plan", "8b", "--engine", "none", "--json")
+    assert plain.returncode == none.returncode == 0, (plain.stderr, none.stderr)
+    assert json.loads(plain.stdout) == json.loads(none.stdout)
+
+
+def test_vllm_refusals_are_one_rule_wherever_evaluated():
+    # 30B-A3B FP8 on TP8: each expert's 768-wide intermediate splits into 96 columns, not whole 128-wide blocks
+    p = run("plan", "30b-a3b-fp8", "--tp", "8", "--engine", "vllm", "--json")
+    assert p.returncode == 0, p.stderr
+    d = json.loads(p.stdout)
+    refusal = d["engine"]["refusal"]
+    assert not d["engine"]["starts"] and "= 96 is not divisible by weight quantization block_n = 128" in refusal
+    assert any(refusal in w for w in d["warnings"])  # the planner warns with the engine's own words
+    r = run("review", "--model", "30b-a3b", "--quant", "fp8", "--engine", "vllm", "--cluster", "h100-1x8",
+            "--top", "0", "--misses", "200", "--json")
+    assert r.returncode == 0, r.stderr
+    tp8 = [o for o in json.loads(r.stdout)["options"] if o["layout"] == {"tp": 8, "pp": 1, "dp": 1, "ep": 1,
+                                                                         "world_size": 8}]
+    assert tp8 and tp8[0]["reason"] == refusal
+    # vLLM has expert parallel off or over all tp × dp ranks: EP2 inside TP4 is not a layout it runs
+    e = json.loads(run("plan", "30b-a3b", "--tp", "4", "--ep", "2", "--engine", "vllm", "--json").stdout)["engine"]
+    assert not e["starts"] and "--enable-expert-parallel" in e["refusal"]
+
+
+def test_review_gpu_keeps_the_clusters_of_that_gpu():
+    p = run("review", "--model", "8b", "--gpu", "h200", "--json")
+    assert p.returncode == 0, p.stderr
+    d = json.loads(p.stdout)
+    assert d["options"] and {o["gpu"] for o in d["options"]} == {"H200-141GB"}

@@ -1,4 +1,4 @@
-"""The built wheel, installed into clean virtualenvs, works outside the checkout (slow: about 90 s in all).
+"""The built wheel, installed into clean virtualenvs, works outside the checkout (slow: about 60 s in all).
 
 One wheel is built per module from a snapshot of the working tree (copied to a temp folder, so that setuptools'
 ``build/`` and ``*.egg-info`` never land in the checkout and stale ``build/lib`` files cannot leak into the wheel).
@@ -12,7 +12,8 @@ Then:
   venv through a plain ``.pth`` path line, installs the wheel with ``--no-deps`` and runs a real 2-rank validation,
   whose run directory must lie under ``$SHARDSIM_BUILD_DIR`` (nothing written into site-packages).
 
-Measured on the 2-core CPU box: wheel build about 15 s, CLI venv about 25 s, validation venv and run about 50 s.
+Measured on a 2-core CPU box: wheel build about 7 s, CLI venv and commands about 20 s, validation venv and run
+about 33 s; about 60 s for the module.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def purelib(python: Path, cwd: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
-    """The wheel of the current working tree (built once per module; about 15 s)."""
+    """The wheel of the current working tree (built once per module; about 7 s)."""
     root = tmp_path_factory.mktemp("wheel")
     src = root / "src"
     shutil.copytree(REPO, src, ignore=SNAPSHOT_IGNORE, symlinks=True)
@@ -100,7 +101,7 @@ def empty_cwd(tmp_path_factory) -> Path:
 
 
 def test_wheel_contents(wheel):
-    """The wheel ships the renamed packages and their data, no generic top-level package (about 15 s, the build)."""
+    """The wheel ships the renamed packages and their data, no generic top-level package (about 7 s, the build)."""
     with zipfile.ZipFile(wheel) as zf:
         names = set(zf.namelist())
     for required in ("shardsim/launch/driver.py", "shardsim/cluster_specs/gpus.yaml",
@@ -118,7 +119,7 @@ def test_wheel_contents(wheel):
 
 def test_installed_cli(wheel, tmp_path, empty_cwd):
     """A clean venv with the wheel and its dependencies runs every planner command from an empty folder
-    (about 25 s: venv, pip install from the registry cache, seven commands)."""
+    (about 20 s: venv, pip install from the registry cache, seven commands)."""
     python = make_venv(tmp_path / "venv", empty_cwd)
     run([python, "-m", "pip", "install", *PIP_QUIET, wheel], cwd=empty_cwd, timeout=600)
     site = purelib(python, empty_cwd)
@@ -169,7 +170,7 @@ def test_installed_cli(wheel, tmp_path, empty_cwd):
 
 def test_installed_validate(wheel, tmp_path, empty_cwd):
     """The wheel, installed with --no-deps over the project venv's validation stack (borrowed by a .pth path line),
-    runs a real TP2 validation of a 2-layer Qwen3-0.6B and writes only under $SHARDSIM_BUILD_DIR (about 50 s)."""
+    runs a real TP2 validation of a 2-layer Qwen3-0.6B and writes only under $SHARDSIM_BUILD_DIR (about 33 s)."""
     python = make_venv(tmp_path / "venv2", empty_cwd)
     site = purelib(python, empty_cwd)
     stack = Path(sysconfig.get_paths()["purelib"])  # the project venv's site-packages (torch, Ray, DeepSpeed, …)

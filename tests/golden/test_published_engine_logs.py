@@ -13,7 +13,7 @@ from shardsim.core.quant import quant_from_choice
 from shardsim.engines.calibration import calibrate, summary
 from shardsim.engines.run import engine_report
 from shardsim.engines.sglang import default_mem_fraction_static
-from shardsim.engines.vllm import vllm_defaults
+from shardsim.engines.vllm import VllmDefaults, vllm_defaults
 from shardsim.presets import get_preset
 from shardsim.units import GiB, MiB
 
@@ -82,9 +82,9 @@ def test_vllm_fp8_moe_needs_whole_blocks_per_shard():
 
 
 def test_vllm_defaults_by_gpu():
-    assert vllm_defaults(H100, "H100-SXM-80GB") == (1024, 8192)
-    assert vllm_defaults(int(79.15 * GiB), "A100-80GB") == (256, 2048)
-    assert vllm_defaults(int(44.52 * GiB), "L40S-48GB") == (256, 2048)
+    assert vllm_defaults(H100, "H100-SXM-80GB") == VllmDefaults(1024, 8192)
+    assert vllm_defaults(int(79.15 * GiB), "A100-80GB") == VllmDefaults(256, 2048)
+    assert vllm_defaults(int(44.52 * GiB), "L40S-48GB") == VllmDefaults(256, 2048)
 
 
 def test_sglang_default_fraction_and_pool():

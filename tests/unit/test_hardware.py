@@ -282,7 +282,8 @@ def test_check_fits_cluster():
 
 def test_rank_location_and_link_between():
     c = C.load_cluster("h100-2x8")
-    assert C.rank_location(0, c) == (0, 0) and C.rank_location(9, c) == (1, 1) and C.rank_location(15, c) == (1, 7)
+    # 8 GPUs per node: rank 9 = node 1, GPU 1; rank 15 = node 1, GPU 7
+    assert [(s.node, s.local_gpu) for s in (C.rank_location(r, c) for r in (0, 9, 15))] == [(0, 0), (1, 1), (1, 7)]
     assert C.link_between(c, 0, 7) == c.intra_node_link
     assert C.link_between(c, 7, 8) == c.inter_node_link
     for bad in (-1, 16):

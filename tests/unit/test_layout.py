@@ -64,7 +64,7 @@ def local_shape(t, shard, head_dim):
     (7, 1, [(0, 7)]),
 ])
 def test_split_range(n, parts, expected):
-    assert [split_range(n, parts, i) for i in range(parts)] == expected
+    assert [(r.start, r.stop) for r in (split_range(n, parts, i) for i in range(parts))] == expected
 
 
 # ---------------------------------------------------------------- dense shard rules

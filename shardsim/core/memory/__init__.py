@@ -1,4 +1,4 @@
 """Memory terms per rank: weights, KV cache, activations, runtime — pure functions with their sources.
 
-May import: shardsim.core, shardsim.constants, shardsim.units, shardsim.errors. No I/O, no torch.
+May import: shardsim.core, shardsim.constants, shardsim.units, shardsim.errors.
 """
