@@ -53,7 +53,7 @@ class RankWorker:
         # Every rank creates every TP group, in the same order (torch.distributed.new_group's contract).
         for members in tp_groups(layout):
             group = dist.new_group(list(members)) if len(members) > 1 else None
-            if members == mine.tp:
+            if members == tuple(mine.tp):
                 groups.tp = group
         # The MoE all-reduce sums partial expert outputs over the TP group: the torch backend runs ep ≤ tp.
         groups.moe = groups.tp

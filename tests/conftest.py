@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 import shardsim
 
 PRESETS_DIR = Path(shardsim.__file__).resolve().parent / "presets"

@@ -159,14 +159,14 @@ def rank_of(layout: Layout, tp_rank: int, dp_rank: int, pp_rank: int) -> int:
     return tp_rank + layout.tp * (dp_rank + layout.dp * pp_rank)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RankGroups:
     """The process groups one rank belongs to (members in rank order, the rank itself included) and its pipeline
     neighbours: the one definition the planner's communicators and the validation workers both use."""
 
-    tp: tuple[int, ...]
-    dp: tuple[int, ...]
-    ep: tuple[int, ...]
+    tp: range
+    dp: range
+    ep: range
     pp_prev: int | None
     pp_next: int | None
     last_stage_leader: int  # the rank that holds the logits first (tp rank 0 of the last stage, dp replica 0)
@@ -175,27 +175,32 @@ class RankGroups:
 def tp_groups(layout: Layout) -> list[tuple[int, ...]]:
     """Every TP group, stage-major then replica (the order every rank must create them in with
     ``torch.distributed.new_group``): consecutive runs of tp ranks."""
-    return [tuple(rank_of(layout, t, d, p) for t in range(layout.tp))
-            for p in range(layout.pp) for d in range(layout.dp)]
+    return [tuple(rank_groups(rank_of(layout, 0, d, p), layout).tp) for p in range(layout.pp) for d in range(layout.dp)]
 
 
 def rank_groups(rank: int, layout: Layout) -> RankGroups:
-    """Groups of ``rank``: TP (same stage and replica), DP (same stage and tp rank), EP (the ranks that share out
-    one set of experts: inside the TP group when ep ≤ tp, else ep / tp consecutive replicas), pipeline neighbours
-    (the same tp and dp rank one stage before / after)."""
+    """Groups of ``rank`` (ranks are tp-fastest, then dp, then pp):
+
+    - TP: the same stage and replica, tp consecutive ranks;
+    - DP: the same stage and tp rank, every tp-th rank across the replicas;
+    - EP: the ranks that share out one set of experts: inside the TP group those with the same expert-TP slice
+      (every etp-th rank) when ep ≤ tp, else ep / tp consecutive replicas of the stage;
+    - pipeline neighbours: the same tp and dp rank one stage before / after.
+    """
     c = rank_coords(rank, layout)
-    tp = tuple(rank_of(layout, t, c.dp_rank, c.pp_rank) for t in range(layout.tp))
-    dp = tuple(rank_of(layout, c.tp_rank, d, c.pp_rank) for d in range(layout.dp))
-    if layout.ep <= layout.tp:
-        etp = layout.etp
-        ep = tuple(r for r in tp if (r - tp[0]) % etp == c.etp_rank)
+    tp, dp = layout.tp, layout.dp
+    tp_first = rank_of(layout, 0, c.dp_rank, c.pp_rank)
+    stage_first = rank_of(layout, 0, 0, c.pp_rank)
+    if layout.ep <= tp:
+        ep = range(tp_first + c.etp_rank, tp_first + tp, layout.etp)
     else:
-        per = layout.ep // layout.tp
-        first = c.dp_rank - c.dp_rank % per
-        ep = tuple(rank_of(layout, t, d, c.pp_rank) for d in range(first, first + per) for t in range(layout.tp))
-    prev = rank_of(layout, c.tp_rank, c.dp_rank, c.pp_rank - 1) if c.pp_rank > 0 else None
-    nxt = rank_of(layout, c.tp_rank, c.dp_rank, c.pp_rank + 1) if c.pp_rank < layout.pp - 1 else None
-    return RankGroups(tp, dp, ep, prev, nxt, rank_of(layout, 0, 0, layout.pp - 1))
+        per = layout.ep // tp
+        first = rank_of(layout, 0, c.dp_rank - c.dp_rank % per, c.pp_rank)
+        ep = range(first, first + per * tp)
+    prev = rank - tp * dp if c.pp_rank > 0 else None
+    nxt = rank + tp * dp if c.pp_rank < layout.pp - 1 else None
+    return RankGroups(range(tp_first, tp_first + tp), range(stage_first + c.tp_rank, stage_first + tp * dp, tp), ep,
+                      prev, nxt, rank_of(layout, 0, 0, layout.pp - 1))
 
 
 def shard_of(coords: RankCoords, layout: Layout) -> Shard:

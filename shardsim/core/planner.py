@@ -23,9 +23,11 @@ from shardsim.core.workload import Workload
 from shardsim.units import DTYPE_BYTES, canonical_dtype, round_up
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StageStatic:
-    """What a rank of one stage holds whatever the workload."""
+    """What a rank of one stage holds whatever the workload. (The records of this module are not frozen: they are
+    built ~10⁴–10⁵ times per second when layouts are scored, and frozen dataclasses construct several times slower;
+    nothing mutates them.)"""
 
     first_layer: int
     last_layer: int
@@ -36,13 +38,13 @@ class StageStatic:
     has_moe: bool
     has_dense: bool
     is_last: bool
+    # Derived once (scoring reads them thousands of times per second):
+    layers: int = 0
+    weights_reserved: int = 0
+    runtime_total: int = 0
 
-    @property
-    def layers(self) -> int:
-        return self.last_layer - self.first_layer + 1
 
-
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StagePeak:
     """A most loaded rank of a stage (tp 0, dp 0) and its static part, for scoring."""
 
@@ -50,13 +52,13 @@ class StagePeak:
     static: StageStatic
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PeakRank:
     rank: int
     total_bytes: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RankTerms:
     """Every term of one rank at one (context, batch), and the runtime detail behind it."""
 
@@ -125,15 +127,10 @@ class Planner:
         moe_layers = self.wm.moe_prefix[last + 1] - self.wm.moe_prefix[first]
         hit = StageStatic(first, last, tally, gather, runtime,
                           kv_bytes_per_token_per_layer(self.spec, lay.tp, self.kv_bytes),
-                          moe_layers > 0, moe_layers < last - first + 1, is_last)
+                          moe_layers > 0, moe_layers < last - first + 1, is_last,
+                          last - first + 1, tally.reserved, runtime.total)
         self._stages[key] = hit
         return hit
-
-    def _total(self, st: StageStatic, kv_layer: int, act: int) -> int:
-        """Reserved bytes + fixed runtime: KV as one K and one V tensor per layer, activations and the gather
-        buffer as one large block."""
-        return (st.weights.reserved + reserved_for(kv_layer // 2, 2 * st.layers)
-                + -(-(act + st.zero_gather) // ALLOC_ROUND_LARGE) * ALLOC_ROUND_LARGE + st.runtime.total)
 
     def rank_terms(self, coords: RankCoords, context: int, batch: int) -> RankTerms:
         """Every term of one rank at (context, batch)."""
@@ -145,9 +142,9 @@ class Planner:
         kv = st.layers * kv_layer
         allocated = st.weights.bytes + kv + act + st.zero_gather
         # KV: one K and one V tensor per layer (HF DynamicCache / static cache, vLLM per-layer views).
-        reserved = (st.weights.reserved + reserved_for(kv_layer // 2, 2 * st.layers)
+        reserved = (st.weights_reserved + reserved_for(kv_layer // 2, 2 * st.layers)
                     + round_up(act + st.zero_gather, ALLOC_ROUND_LARGE))
-        runtime = st.runtime.total + (reserved - allocated)
+        runtime = st.runtime_total + (reserved - allocated)
         rb = RankBytes(st.weights.bytes, st.zero_gather, kv, act, runtime, allocated, reserved)
         return RankTerms(rb, st.runtime, (st.first_layer, st.last_layer))
 
@@ -178,12 +175,16 @@ class Planner:
         """The most loaded rank and its total bytes at (context, batch)."""
         slots = kv_tokens_allocated(context, batch, self.block_size)
         tokens = min(context, self.prefill_chunk) * batch
-        tp, etp, spec = self.layout.tp, self.layout.etp, self.spec
+        tp, etp, spec, activation_fn = self.layout.tp, self.layout.etp, self.spec, self.activation_fn
         best_rank, best = 0, -1
         for stage in self.peak_stages():
             st = stage.static
-            act = self.activation_fn(spec, tp, etp, tokens, batch, st.has_moe, st.has_dense, st.is_last)
-            total = self._total(st, st.kv_bytes_per_token_layer * slots, act)
+            act = activation_fn(spec, tp, etp, tokens, batch, st.has_moe, st.has_dense, st.is_last)
+            kv_layer = st.kv_bytes_per_token_layer * slots
+            # reserved bytes + fixed runtime, as ``rank_terms``: KV one K and one V tensor per layer, activations
+            # and the gather buffer one large block (inlined: this loop runs ~10⁵ times per second)
+            total = (st.weights_reserved + reserved_for(kv_layer // 2, 2 * st.layers)
+                     + -(-(act + st.zero_gather) // ALLOC_ROUND_LARGE) * ALLOC_ROUND_LARGE + st.runtime_total)
             if total > best:
                 best_rank, best = stage.rank, total
         return PeakRank(best_rank, best)

@@ -12,12 +12,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import PARAMS
+
 from shardsim.capacity.workload import load_workload
 from shardsim.core.layout import Layout, validate_layout
 from shardsim.errors import ShardsimError
 from shardsim.presets import get_preset
-
-from conftest import PARAMS
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARDSIM = Path(sys.executable).parent / "shardsim"

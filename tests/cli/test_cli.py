@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import BF16_TOTAL_BYTES, PARAMS, PRESETS_DIR, Cfg
 
 SHARDSIM = Path(sys.executable).parent / "shardsim"

@@ -6,12 +6,12 @@ import json
 import shutil
 
 import pytest
+from conftest import ACTIVE_PARAMS, BF16_PRESETS, BF16_TOTAL_BYTES, PARAMS, PRESETS_DIR, Cfg
+
 from shardsim.core.memory.weights import total_weight_bytes
 from shardsim.core.tensors import active_parameter_count, checkpoint_tensors, inventory, parameter_count
 from shardsim.errors import ShardsimError
 from shardsim.presets import get_preset, load_config_file
-
-from conftest import ACTIVE_PARAMS, BF16_PRESETS, BF16_TOTAL_BYTES, PARAMS, PRESETS_DIR, Cfg
 
 
 def params_from_config(c: Cfg) -> int:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from shardsim.core.layout import Layout, validate_layout
 from shardsim.core.quant import quant_from_choice
 from shardsim.engines.calibration import calibrate, summary

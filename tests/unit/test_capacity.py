@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from shardsim.capacity.review import Review, review
 from shardsim.capacity.workload import ModelLoad, load_catalog, load_workload
 from shardsim.errors import ShardsimError

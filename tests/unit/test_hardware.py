@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from shardsim import hardware as C
 from shardsim.core.layout import Layout
 from shardsim.errors import ShardsimError

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
+
 from shardsim.core.layout import (
     Layout,
     default_stage_split,
@@ -331,3 +332,27 @@ def test_every_ep_rank_covered_once_per_stage():
         groups = max(1, ep // tp)   # DP replicas one EP group spans
         pairs = {(rank_coords(r, lay).ep_rank, rank_coords(r, lay).etp_rank) for r in range(tp * groups)}
         assert pairs == set(itertools.product(range(ep), range(lay.etp))), (tp, dp, ep)
+
+
+def test_rank_groups_match_the_coordinates():
+    """Every group derived again by brute force from ``rank_coords``: TP = same stage and replica, DP = same stage
+    and tp rank, EP = the ranks that together hold every expert group once, neighbours = same tp/dp rank."""
+    from shardsim.core.layout import rank_groups, tp_groups
+
+    for tp, pp, dp in itertools.product([1, 2, 4, 8], [1, 2, 3], [1, 2, 4]):
+        eps = [e for e in range(1, tp * dp + 1)
+               if (tp * dp) % e == 0 and ((e <= tp and tp % e == 0) or (e > tp and e % tp == 0))]
+        for ep in eps:
+            lay = Layout(tp=tp, pp=pp, dp=dp, ep=ep)
+            world = lay.world_size
+            coords = [rank_coords(r, lay) for r in range(world)]
+            for r, c in enumerate(coords):
+                g = rank_groups(r, lay)
+                same_stage = [x for x in range(world) if coords[x].pp_rank == c.pp_rank]
+                assert list(g.tp) == [x for x in same_stage if coords[x].dp_rank == c.dp_rank]
+                assert list(g.dp) == [x for x in same_stage if coords[x].tp_rank == c.tp_rank]
+                assert r in g.ep and sorted(coords[x].ep_rank for x in g.ep) == list(range(ep))
+                before = [x for x in range(world) if (coords[x].pp_rank, coords[x].tp_rank, coords[x].dp_rank)
+                          == (c.pp_rank - 1, c.tp_rank, c.dp_rank)]
+                assert g.pp_prev == (before[0] if before else None)
+            assert sorted(r for group in tp_groups(lay) for r in group) == list(range(world))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from conftest import Cfg
+
 from shardsim.constants import MAX_BATCH
 from shardsim.core.layout import Layout, validate_layout
 from shardsim.core.memory.activations import activation_peak, activation_peak_bytes
@@ -13,8 +15,6 @@ from shardsim.core.plan import Workload, plan
 from shardsim.errors import ShardsimError
 from shardsim.presets import get_preset
 from shardsim.units import GiB, MiB
-
-from conftest import Cfg
 
 CAP = 80 * GiB
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from conftest import BF16_PRESETS, BF16_TOTAL_BYTES, Cfg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from shardsim.core.layout import Layout, valid_tp_degrees, validate_layout
 from shardsim.core.plan import Workload, plan
 from shardsim.presets import get_preset
 from shardsim.units import GiB
-
-from conftest import BF16_PRESETS, BF16_TOTAL_BYTES, Cfg
 
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 BIG = 10_000 * GiB  # capacity that fits anything: properties (a)–(c) only read bytes

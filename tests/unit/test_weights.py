@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from conftest import TINY_CONFIG, Cfg
+
 from shardsim.core.layout import Layout
 from shardsim.core.memory.weights import total_weight_bytes, weight_model
 from shardsim.core.model import spec_from_config
@@ -11,8 +13,6 @@ from shardsim.core.quant import quant_from_choice
 from shardsim.core.tensors import Shard
 from shardsim.presets import get_preset
 from shardsim.units import GiB
-
-from conftest import TINY_CONFIG, Cfg
 
 CAP = 80 * GiB
 
