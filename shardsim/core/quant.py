@@ -16,6 +16,8 @@ groups = ceil(in / group_size), or 1 with group_size -1 (one group per output ch
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from shardsim.constants import FP8_SCALE_BYTES, GROUP_SCALE_BYTES, NVFP4_GROUP, PACKED_INT_BYTES
 from shardsim.core.model import QuantConfig
 from shardsim.units import DTYPE_BYTES, ceil_div
@@ -37,45 +39,54 @@ def quant_from_choice(choice: str, group_size: int = 128) -> QuantConfig:
     return QuantConfig(method="gptq", bits=bits, group_size=group_size)
 
 
-def stored_linear(out_features: int, in_features: int, quant: QuantConfig, dtype: str) -> list[tuple[str, tuple[int, ...], int]]:
-    """The tensors a Linear weight of [out, in] becomes: (suffix, shape, bytes per element).
+@dataclass(frozen=True, slots=True)
+class StoredPart:
+    """One tensor a Linear weight becomes in memory: its name suffix, shape and bytes per element."""
+
+    suffix: str
+    shape: tuple[int, ...]
+    elem_bytes: int
+
+
+def stored_linear(out_features: int, in_features: int, quant: QuantConfig, dtype: str) -> list[StoredPart]:
+    """The tensors a Linear weight of [out, in] becomes.
 
     ``out``/``in`` are the dims this rank holds (already sharded).
     """
     if quant.method == "none":
-        return [("weight", (out_features, in_features), DTYPE_BYTES[dtype])]
+        return [StoredPart("weight", (out_features, in_features), DTYPE_BYTES[dtype])]
     if quant.method == "fp8":
         bn, bk = quant.block_size
         return [
-            ("weight", (out_features, in_features), 1),
-            ("weight_scale_inv", (ceil_div(out_features, bn), ceil_div(in_features, bk)), FP8_SCALE_BYTES),
+            StoredPart("weight", (out_features, in_features), 1),
+            StoredPart("weight_scale_inv", (ceil_div(out_features, bn), ceil_div(in_features, bk)), FP8_SCALE_BYTES),
         ]
     if quant.method == "nvfp4":
         # NVIDIA ModelOpt NVFP4 (vLLM modelopt.py, ModelOptNvFp4LinearMethod): e2m1 values packed two per byte,
         # an fp8 e4m3 scale per 16 input elements, and fp32 global weight and input scales.
         return [
-            ("weight", (out_features, ceil_div(in_features, 2)), 1),
-            ("weight_scale", (out_features, ceil_div(in_features, NVFP4_GROUP)), 1),
-            ("weight_scale_2", (1,), 4),
-            ("input_scale", (1,), 4),
+            StoredPart("weight", (out_features, ceil_div(in_features, 2)), 1),
+            StoredPart("weight_scale", (out_features, ceil_div(in_features, NVFP4_GROUP)), 1),
+            StoredPart("weight_scale_2", (1,), 4),
+            StoredPart("input_scale", (1,), 4),
         ]
     pack = 32 // quant.bits
     groups = 1 if quant.group_size <= 0 else ceil_div(in_features, quant.group_size)
     if quant.method == "awq":
         return [
-            ("qweight", (in_features, ceil_div(out_features, pack)), PACKED_INT_BYTES),
-            ("qzeros", (groups, ceil_div(out_features, pack)), PACKED_INT_BYTES),
-            ("scales", (groups, out_features), GROUP_SCALE_BYTES),
+            StoredPart("qweight", (in_features, ceil_div(out_features, pack)), PACKED_INT_BYTES),
+            StoredPart("qzeros", (groups, ceil_div(out_features, pack)), PACKED_INT_BYTES),
+            StoredPart("scales", (groups, out_features), GROUP_SCALE_BYTES),
         ]
     stored = [
-        ("qweight", (ceil_div(in_features, pack), out_features), PACKED_INT_BYTES),
-        ("qzeros", (groups, ceil_div(out_features, pack)), PACKED_INT_BYTES),
-        ("scales", (groups, out_features), GROUP_SCALE_BYTES),
+        StoredPart("qweight", (ceil_div(in_features, pack), out_features), PACKED_INT_BYTES),
+        StoredPart("qzeros", (groups, ceil_div(out_features, pack)), PACKED_INT_BYTES),
+        StoredPart("scales", (groups, out_features), GROUP_SCALE_BYTES),
     ]
     if quant.method == "gptq_marlin":  # vLLM's Marlin repack: same qweight/scales, symmetric qzeros dropped
         stored = [stored[0], stored[2]]
     if quant.desc_act:
-        stored.append(("g_idx", (in_features,), 4))
+        stored.append(StoredPart("g_idx", (in_features,), 4))
     return stored
 
 

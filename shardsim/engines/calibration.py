@@ -86,8 +86,19 @@ def _model_and_quant(row: dict):
     return spec, (q if q is not None else spec.quant)
 
 
-def _gpu(row: dict):
-    """(capacity bytes, name, compute capability, nvidia-smi bytes) from the row's GPU text, logs or the catalog."""
+@dataclass(frozen=True, slots=True)
+class RowGpu:
+    """The GPU of a measurement row as the engine profiles need it."""
+
+    capacity_bytes: int
+    name: str
+    compute_capability: str | None
+    nvidia_smi_bytes: int | None
+
+
+def _gpu(row: dict) -> RowGpu:
+    """The GPU's capacity, name, compute capability and nvidia-smi total from the row's GPU text, logs or the
+    catalog."""
     from shardsim.hardware import gpu_catalog
 
     text = str(row["gpu"])
@@ -105,13 +116,13 @@ def _gpu(row: dict):
             break
     cc = catalog.compute_capability if catalog else ("12.0" if re.search(r"50[0-9]0", text) else "8.6")
     if logged_total:
-        return int(logged_total * GiB), text, cc, int(smi * MiB) if smi else None
+        return RowGpu(int(logged_total * GiB), text, cc, int(smi * MiB) if smi else None)
     if in_name:
-        return int(in_name * GiB), text, cc, int(smi * MiB) if smi else None
+        return RowGpu(int(in_name * GiB), text, cc, int(smi * MiB) if smi else None)
     if catalog is not None:
-        return catalog.capacity_bytes, catalog.name, cc, getattr(catalog, "nvidia_smi_total_bytes", None)
+        return RowGpu(catalog.capacity_bytes, catalog.name, cc, catalog.nvidia_smi_total_bytes)
     if smi:
-        return int(smi * MiB), text, cc, int(smi * MiB)
+        return RowGpu(int(smi * MiB), text, cc, int(smi * MiB))
     raise ShardsimError(f"cannot tell the GPU's memory from {text!r}; add '(NN.NN GiB)' to the gpu field")
 
 
@@ -142,7 +153,8 @@ def calibrate_row(row: dict, line: int) -> RowResult:
         spec, quant = _model_and_quant(row)
         layout = validate_layout(spec, Layout(tp=int(row.get("tp") or 1), pp=int(row.get("pp") or 1),
                                               ep=int(row.get("ep") or 1)))
-        capacity, gpu_name, cc, smi = _gpu(row)
+        gpu = _gpu(row)
+        capacity, gpu_name, cc, smi = gpu.capacity_bytes, gpu.name, gpu.compute_capability, gpu.nvidia_smi_bytes
         engine = str(row["engine"]).lower()
         meas = {k: str(v) for k, v in row["measured"].items()}
         joined = " ".join(f"{k}: {v}" for k, v in meas.items())

@@ -52,8 +52,8 @@ def stored_tensors(t: TensorSpec, shard: Shard, spec: ModelSpec, dtype: str, qua
     shape, copies = held.shape, held.copies
     if t.linear and quant.method != "none" and not is_skipped(t.module, quant):
         return [
-            StoredTensor(f"{t.module}.{suffix}", s, copies, elem)
-            for suffix, s, elem in stored_linear(shape[0], shape[1], quant, dtype)
+            StoredTensor(f"{t.module}.{part.suffix}", part.shape, copies, part.elem_bytes)
+            for part in stored_linear(shape[0], shape[1], quant, dtype)
         ]
     return [StoredTensor(t.name, shape, copies, DTYPE_BYTES[dtype])]
 
