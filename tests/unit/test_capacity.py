@@ -1,12 +1,9 @@
-"""Capacity review, sweep and the family report: verdicts against the planner and vLLM profile they rest on, cost
-ranking, JSON shape, workload-file errors, CSV/JSON/PNG output, and the family table's reference numbers."""
+"""Capacity review in-process: verdicts against the planner and the vLLM profile they rest on, cost ranking,
+the layouts vLLM runs, workload-file errors."""
 
 from __future__ import annotations
 
 import math
-import shutil
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -15,23 +12,6 @@ from shardsim.capacity.workload import ModelLoad, load_catalog, load_workload
 from shardsim.errors import ShardsimError
 from shardsim.hardware import cluster_for_gpu, load_cluster
 from shardsim.presets import get_preset
-
-ROOT = Path(__file__).resolve().parents[2]
-SHARDSIM = Path(sys.executable).parent / "shardsim"
-if not SHARDSIM.exists():  # pragma: no cover - a venv without the console script
-    SHARDSIM = Path(shutil.which("shardsim") or SHARDSIM)
-
-H20_4 = """name: h20-1x4
-description: "4x H20 96GB"
-gpu: h20
-nodes: 1
-gpus_per_node: 4
-intra_node_link:
-  kind: "NVLink 4 / NVSwitch"
-  bandwidth_GBps: 450
-  source: "datasheet"
-"""
-
 
 
 def one(model: str, engine: str = "vllm", clusters=None, **kw) -> Review:
