@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from shardsim.capacity.options import Option, Score, Variant
+from shardsim.capacity.records import Option, Score, Variant
 from shardsim.constants import KV_BLOCK_TOKENS, MAX_BATCH
 from shardsim.core.layout import Layout, rank_coords, rank_of
 from shardsim.core.memory.kv_cache import kv_bytes_per_token_per_layer

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from shardsim.capacity.evaluators import PlannerEval, VllmEval
-from shardsim.capacity.options import Option, Variant
+from shardsim.capacity.records import Option, Variant
 from shardsim.capacity.workload import COST_BASES, ENGINES, ModelLoad, cluster_cost
 from shardsim.core.layout import Layout, enumerate_layouts
 from shardsim.core.model import ModelSpec

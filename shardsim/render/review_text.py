@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shardsim.capacity.options import layout_text
+from shardsim.capacity.records import layout_text
 from shardsim.capacity.review import Review
 from shardsim.units import gib_text as _gib
 
