@@ -28,8 +28,6 @@ from shardsim.launch.request import build_dir
 
 from shardsim.errors import ShardsimError
 
-PHASES = ("start", "setup", "load", "forward", "measure")
-
 
 @dataclass
 class RunState:

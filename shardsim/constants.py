@@ -63,7 +63,6 @@ ZERO3_PREFETCH_BUCKET_ELEMENTS = 50_000_000
 VLLM_BIG_GPU_BYTES = 70 * GiB
 VLLM_DEFAULT_SEQS_BIG, VLLM_DEFAULT_BATCHED_TOKENS_BIG = 1024, 8192
 VLLM_DEFAULT_SEQS_SMALL, VLLM_DEFAULT_BATCHED_TOKENS_SMALL = 256, 2048
-VLLM_DEFAULT_MAX_MODEL_LEN = None  # the model's max_position_embeddings
 # The profiling run's peak is the sampler's dummy run over max_num_seqs × vocab logits: bf16 logits 2, fp32
 # copy 4, sorted values 4, int64 indices 8 and reverse indices 8, cub's temporary key/value buffers 12 = 38 B per
 # logit with the PyTorch-native top-k/top-p sampler (vllm/v1/sample/ops/topk_topp_sampler.py; ATen Sort.cu

@@ -69,10 +69,6 @@ def parse_size(text: str) -> int:
     return value
 
 
-def gib(n_bytes: int) -> float:
-    return n_bytes / GiB
-
-
 def gib_text(n_bytes: int | None) -> str:
     """GiB with two decimals and thousands separators, as every table shows sizes (``–`` for no value)."""
     return "–" if n_bytes is None else f"{n_bytes / GiB:,.2f}"

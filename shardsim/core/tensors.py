@@ -27,7 +27,6 @@ from shardsim.core.model import ModelSpec
 from shardsim.units import ceil_div
 
 COLUMN, ROW, VOCAB, REPLICATED, EXPERT = "column", "row", "vocab", "replicated", "expert"
-SHARD_RULES = (COLUMN, ROW, VOCAB, REPLICATED, EXPERT)
 
 
 class Part(str, Enum):

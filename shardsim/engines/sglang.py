@@ -39,7 +39,6 @@ class SglangKnobs(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     mem_fraction_static: float | None = None
-    chunked_prefill_size: int | None = None
     context_length: int | None = None
     max_total_tokens: int | None = None
     kv_cache_dtype: str = "auto"
@@ -47,7 +46,7 @@ class SglangKnobs(BaseModel):
     def checked(self) -> "SglangKnobs":
         if self.mem_fraction_static is not None and not 0 < self.mem_fraction_static < 1:
             raise ShardsimError(f"--mem-fraction-static {self.mem_fraction_static} is out of range; accepted: (0, 1)")
-        for name in ("chunked_prefill_size", "context_length", "max_total_tokens"):
+        for name in ("context_length", "max_total_tokens"):
             value = getattr(self, name)
             if value is not None and not 1 <= value <= 100_000_000:
                 raise ShardsimError(f"--{name.replace('_', '-')} {value} is out of range; accepted: 1 … 100,000,000")

@@ -66,10 +66,6 @@ def preset_config(name: str) -> dict:
     return json.loads((PRESETS_DIR / f"{_preset_file(name)}.json").read_text())
 
 
-def preset_names() -> list[str]:
-    return list(PRESET_ALIASES)
-
-
 @lru_cache(maxsize=None)
 def _alias_table() -> dict[str, str]:
     table: dict[str, str] = {}

@@ -11,7 +11,6 @@ sequence of T tokens occupies ceil(T / block) × block slots. kv_heads_held is k
 
 from __future__ import annotations
 
-from shardsim.core.memory.allocator import AllocationTally
 from shardsim.core.model import ModelSpec
 from shardsim.core.tensors import kv_heads_per_rank
 from shardsim.units import round_up
@@ -37,10 +36,3 @@ def kv_cache_bytes(spec: ModelSpec, tp: int, kv_dtype_bytes: int, layers: int, c
                    block_size: int) -> int:
     """KV cache of one rank holding ``layers`` decoder layers, ``batch`` sequences of ``context`` tokens in pages."""
     return kv_bytes_per_token(spec, kv_dtype_bytes, tp, layers) * kv_tokens_allocated(context, batch, block_size)
-
-
-def kv_cache_tally(layers: int, per_layer_bytes: int) -> AllocationTally:
-    """Allocations: one K and one V tensor per layer (HF ``DynamicCache``/static cache, vLLM per-layer views)."""
-    tally = AllocationTally()
-    tally.add(per_layer_bytes // 2, 2 * layers)
-    return tally
