@@ -1,8 +1,9 @@
-"""The refusal rules of the engines, in one place: when vLLM would not start, with the engine's own words.
+"""The refusal rules of the engines, in one place: when vLLM or SGLang would not start, in the engine's own words.
 
 The engine profiles (``vllm.predict_vllm``), the planner's warnings (``shardsim plan``) and the capacity review all
 call these functions, so a layout is refused the same way wherever it is evaluated. Each returns the refusal text,
-or None when the engine accepts. Sources are vLLM's own checks at v0.10.2 / v0.11.0, cited per rule.
+or None when the engine accepts. Sources are vLLM's own checks at v0.10.2 / v0.11.0 and SGLang's at 0.4.9–0.5.2,
+cited per rule.
 """
 
 from __future__ import annotations
@@ -96,3 +97,19 @@ def vllm_layout_refusal(spec: ModelSpec, layout: Layout, quant: QuantConfig, max
     """Every refusal vLLM makes from the model, layout and format alone, before sizing memory (first one wins)."""
     return (max_model_len_refusal(spec, max_model_len) or expert_parallel_refusal(spec, layout)
             or fp8_block_refusal(spec, layout, quant))
+
+
+def sglang_loading_refusal(rank: int, usage_bytes: int, free_bytes: int) -> str | None:
+    """The weights (and loading's side effects) exceed the free memory: torch's CUDA OOM while SGLang loads."""
+    if usage_bytes <= free_bytes:
+        return None
+    return (f"CUDA out of memory while loading the weights: rank {rank} needs {usage_bytes / GiB:.2f} GB, "
+            f"{free_bytes / GiB:.2f} GB free")
+
+
+def sglang_pool_refusal(tokens: int) -> str | None:
+    """Nothing left for the KV pool under ``mem_fraction_static`` (srt/model_executor/model_runner.py,
+    ``init_memory_pool``)."""
+    if tokens > 0:
+        return None
+    return "RuntimeError: Not enough memory. Please try to increase --mem-fraction-static."

@@ -31,6 +31,7 @@ from shardsim.core.layout import Layout
 from shardsim.core.memory.kv_cache import kv_bytes_per_token
 from shardsim.core.model import ModelSpec, QuantConfig
 from shardsim.engines.common import EngineRankReport, EngineReport, rank_weights
+from shardsim.engines.refusals import sglang_loading_refusal, sglang_pool_refusal
 from shardsim.errors import ShardsimError
 from shardsim.units import DTYPE_BYTES, GiB, MiB
 
@@ -91,10 +92,7 @@ def predict_sglang(spec: ModelSpec, layout: Layout, capacity_bytes: int, nvidia_
             kv_cache_bytes=(tokens + 1) * cell, kv_cache_tokens=tokens,
             used_bytes=CUDA_CONTEXT_BYTES + usage + (tokens + 1) * cell + req_table,
         ))
-        if usage > free_before and refusal is None:
-            refusal = f"CUDA out of memory while loading the weights: rank {rank} needs {usage / GiB:.2f} GB, {free_before / GiB:.2f} GB free"
-        if tokens <= 0 and refusal is None:
-            refusal = "RuntimeError: Not enough memory. Please try to increase --mem-fraction-static."
+        refusal = refusal or sglang_loading_refusal(rank, usage, free_before) or sglang_pool_refusal(tokens)
     tokens = min(r.kv_cache_tokens for r in ranks)
     return EngineReport(
         engine="sglang", version="0.4.9–0.5.2",
