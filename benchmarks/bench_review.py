@@ -37,7 +37,8 @@ def cli_wall(engine: str, runs: int) -> tuple[list[float], dict]:
 
 
 def in_process(engine: str) -> dict:
-    from shardsim.capacity.review import BASE_PRESETS, ModelLoad, load_catalog, review
+    from shardsim.capacity.review import review
+    from shardsim.capacity.workload import BASE_PRESETS, ModelLoad, load_catalog
     from shardsim.core.memory import activations, weights
     from shardsim.engines import vllm  # noqa: F401  (import cost is not the review's)
     from shardsim.presets import get_preset
