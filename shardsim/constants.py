@@ -94,8 +94,32 @@ SGLANG_MIN_REQS, SGLANG_MAX_REQS = 2048, 4096
 SGLANG_LOAD_OVERHEAD_BYTES = 123 * MiB
 
 # --- Sanity limits for user input ------------------------------------------------------------------------------
+# Not facts about any system: bounds that keep every command's work finite and refuse implausible input with a
+# line naming the limit. The Qwen3 family's largest figures (94 layers, 64 query heads, 4,096 hidden, 151,936 vocab,
+# 128 experts, 40,960 positions; the presets' config.json) sit far inside them.
 MAX_CONTEXT_TOKENS = 10_000_000
 MAX_BATCH = 1_000_000
+MAX_LAYERS = 1_024
+MAX_HIDDEN = 131_072
+MAX_HEADS = 1_024
+MAX_HEAD_DIM = 1_024
+MAX_INTERMEDIATE = 1_048_576
+MAX_VOCAB = 4_194_304
+MAX_EXPERTS = 4_096
+MAX_WORLD_SIZE = 65_536          # GPUs in one layout or cluster
+MAX_REVIEW_LAYOUTS = 1_000_000   # layouts one review may enumerate (per model and cluster)
+MAX_SWEEP_POINTS = 10_000        # points of one sweep (contexts × batches × layouts)
+MIN_GPU_BYTES = 1 * GiB          # a GPU's memory: at least 1 GiB …
+MAX_GPU_BYTES = 16 * 1024 * GiB  # … and at most 16 TiB (the largest card sold, B300, has 288 GB)
+MAX_BANDWIDTH_GBPS = 1_000_000.0  # a link's GB/s per direction (NVLink 5: 900 both ways)
+MAX_PRICE_USD = 1e12
+# Input files: sizes before reading, nesting, integer digits, what YAML aliases may expand to.
+MAX_CONFIG_BYTES = 4 * MiB
+MAX_YAML_BYTES = 1 * MiB
+MAX_JSONL_BYTES = 64 * MiB
+MAX_INPUT_DEPTH = 64
+MAX_INT_DIGITS = 30
+MAX_YAML_NODES = 100_000
 # vLLM runs fused MoE over at most this many tokens at a time (envs.VLLM_FUSED_MOE_CHUNK_SIZE, vllm/envs.py),
 # so the MoE transient of a long prefill stops growing here.
 MOE_CHUNK_TOKENS = 32768

@@ -13,11 +13,12 @@ from typing import Any, Iterable, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 import shardsim.workloads
-from shardsim.constants import MAX_BATCH, MAX_CONTEXT_TOKENS
+from shardsim.constants import MAX_BATCH, MAX_CONTEXT_TOKENS, MAX_YAML_BYTES
 from shardsim.core.model import ModelSpec
 from shardsim.errors import ShardsimError
+from shardsim.files import read_yaml, show
 from shardsim.hardware import ClusterSpec, list_clusters, load_cluster, resolve_gpu
-from shardsim.hardware.yaml_files import line_of, read_yaml, show
+from shardsim.hardware.yaml_files import line_of
 from shardsim.presets import PRESET_ALIASES, get_preset, load_config_file
 
 ENGINES = ("none", "vllm")
@@ -140,7 +141,7 @@ def load_workload(path: str | Path) -> LoadedWorkload:
     if not p.is_file():
         shipped = ", ".join(sorted(f.stem for f in SHIPPED_WORKLOADS.glob("*.yaml")))
         raise ShardsimError(f"workload file {str(path)!r} not found; give a YAML file, or a shipped workload: {shipped}")
-    doc = read_yaml(p)
+    doc = read_yaml(p, "workload file", MAX_YAML_BYTES)
     data, node = doc.data, doc.node
     if not isinstance(data, dict):
         raise ShardsimError(f"{show(p)}: expected a mapping with 'models:' (a list of model, context, concurrency), "

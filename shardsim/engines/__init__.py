@@ -5,8 +5,8 @@ Each engine module turns the planner's exact per-rank weights and KV geometry in
 Sources are the engines' own code (cited per formula) and published logs (``../shared/calibration``); the refusal
 rules are in ``refusals``.
 
-May import: shardsim.core, shardsim.presets, shardsim.hardware, shardsim.constants, shardsim.units,
-shardsim.errors.
+May import: shardsim.core, shardsim.presets, shardsim.hardware, shardsim.files, shardsim.constants,
+shardsim.units, shardsim.errors.
 """
 
 from shardsim.engines.common import EngineRankReport, EngineReport

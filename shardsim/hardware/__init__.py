@@ -2,7 +2,8 @@
 
 PyYAML is imported inside the loaders, networkx inside ``topology_graph``.
 
-May import: shardsim.core, shardsim.cluster_specs (data), shardsim.units, shardsim.errors.
+May import: shardsim.core, shardsim.cluster_specs (data), shardsim.files, shardsim.constants, shardsim.units,
+shardsim.errors.
 """
 
 from shardsim.hardware.catalog import (

@@ -13,9 +13,11 @@ from pathlib import Path
 from pydantic import ValidationError
 
 import shardsim.cluster_specs
+from shardsim.constants import MAX_YAML_BYTES
 from shardsim.errors import ShardsimError
+from shardsim.files import read_yaml, show
 from shardsim.hardware.specs import ClusterSpec, GPUSpec
-from shardsim.hardware.yaml_files import invalid, line_of, read_yaml, show
+from shardsim.hardware.yaml_files import invalid, line_of
 
 ENV_SPECS_DIR = "SHARDSIM_CLUSTER_SPECS"  # a directory of cluster YAML files to use instead of the built-in one
 CATALOG_FILE = "gpus.yaml"
@@ -31,7 +33,7 @@ def specs_dir() -> Path:
 @functools.lru_cache(maxsize=8)
 def _catalog_at(path_str: str) -> dict[str, GPUSpec]:
     path = Path(path_str)
-    doc = read_yaml(path)
+    doc = read_yaml(path, "GPU catalog", MAX_YAML_BYTES)
     data, node = doc.data, doc.node
     if not isinstance(data, dict) or not isinstance(data.get("gpus"), list) or set(data) != {"gpus"}:
         raise ShardsimError(f"{show(path)}: expected exactly one top-level key 'gpus:' holding a list of GPUs")
@@ -82,7 +84,7 @@ def _cluster_files() -> list[Path]:
 
 
 def _load_cluster_file(path: Path) -> ClusterSpec:
-    doc = read_yaml(path)
+    doc = read_yaml(path, "cluster spec", MAX_YAML_BYTES)
     data, node = doc.data, doc.node
     if not isinstance(data, dict):
         raise ShardsimError(f"{show(path)}: expected a mapping of cluster fields, got {type(data).__name__}")
@@ -101,7 +103,7 @@ def _load_cluster_file(path: Path) -> ClusterSpec:
 def _declared_name(path: Path) -> str | None:
     """The lower-cased ``name:`` a cluster file declares; None when it does not parse."""
     try:
-        data = read_yaml(path).data
+        data = read_yaml(path, "cluster spec", MAX_YAML_BYTES).data
     except ShardsimError:
         return None
     return str(data.get("name", "")).strip().lower() if isinstance(data, dict) else None

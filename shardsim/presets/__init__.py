@@ -3,7 +3,7 @@
 Presets are the official ``config.json`` files of the Qwen3 checkpoints, shipped in this package as data (copied
 from the published Hugging Face repos ``Qwen/Qwen3-*``).
 
-May import: shardsim.core, shardsim.errors.
+May import: shardsim.core, shardsim.files, shardsim.constants, shardsim.errors.
 """
 
 from __future__ import annotations
@@ -12,8 +12,11 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
-from shardsim.core.model import ModelSpec, spec_from_config
+from shardsim.constants import MAX_CONFIG_BYTES
+from shardsim.core.config import spec_from_config
+from shardsim.core.model import ModelSpec
 from shardsim.errors import ShardsimError
+from shardsim.files import read_json, show
 
 PRESETS_DIR = Path(__file__).resolve().parent
 
@@ -37,20 +40,19 @@ PRESET_ALIASES: dict[str, tuple[str, ...]] = {
 def config_path(path: str | Path) -> Path:
     """The config.json a ``--config`` value names: the file itself, or ``config.json`` inside a directory."""
     p = Path(path)
-    return p / "config.json" if p.is_dir() else p
+    try:
+        return p / "config.json" if p.is_dir() else p
+    except (OSError, ValueError):  # a name the OS cannot even stat: read_text reports it
+        return p
 
 
 def read_config(path: str | Path) -> dict:
-    """The JSON object of a config.json (or of the one in a checkpoint directory), read offline."""
+    """The JSON object of a config.json (or of the one in a checkpoint directory), read offline and bounded
+    (``shardsim.files``)."""
     p = config_path(path)
-    try:
-        config = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise ShardsimError(f"config file {str(p)!r} not found; give a Hugging Face config.json or the directory holding it") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ShardsimError(f"cannot read config file {str(p)!r}: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise ShardsimError(f"{p}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    config = read_json(p, "config file", MAX_CONFIG_BYTES)
+    if not isinstance(config, dict):
+        raise ShardsimError(f"{show(p)}: expected a JSON object (a Hugging Face config.json)")
     return config
 
 

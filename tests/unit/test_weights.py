@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from conftest import TINY_CONFIG, Cfg
 
+from shardsim.core.config import spec_from_config
 from shardsim.core.layout import Layout
 from shardsim.core.memory.weights import total_weight_bytes, weight_model
-from shardsim.core.model import spec_from_config
 from shardsim.core.plan import Workload, plan
 from shardsim.core.quant import quant_from_choice
 from shardsim.core.tensors import Shard
