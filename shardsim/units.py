@@ -54,16 +54,20 @@ def canonical_dtype(name: str, accepted: tuple[str, ...] = ("bf16", "fp16", "fp3
 
 
 def parse_size(text: str) -> int:
-    """Parse ``80GiB``, ``46068MiB``, ``95.01GiB``, ``80GB`` or a plain byte count into bytes.
+    """Parse ``80GiB``, ``46068MiB``, ``95.01GiB``, ``80GB`` into bytes. A unit is required: a bare ``80`` would
+    otherwise be read as 80 bytes.
 
     Binary units (KiB, MiB, GiB, TiB) are powers of 1024, decimal ones (KB, MB, GB, TB) powers of 1000;
     the bare letters K/M/G/T are read as binary, as nvidia-smi and the CUDA runtime report them.
     """
-    match = _SIZE_RE.match(str(text))
+    match = _SIZE_RE.match(str(text)[:64])
     unit = match.group(2).lower() if match else None
-    if match is None or unit not in _SIZE_UNITS:
+    if match is None or unit not in _SIZE_UNITS or unit in ("", "b"):
         raise ShardsimError(f"cannot read size {text!r}; write a number with a unit, e.g. 80GiB, 46068MiB, 95.01GiB, 80GB")
-    value = round(float(match.group(1)) * _SIZE_UNITS[unit])
+    number = float(match.group(1))
+    if not number < 1e18:
+        raise ShardsimError(f"size {text!r:.40} is out of range")
+    value = round(number * _SIZE_UNITS[unit])
     if value <= 0:
         raise ShardsimError(f"size {text!r} must be positive")
     return value

@@ -35,6 +35,7 @@ from typing import Callable, Iterable
 from shardsim.capacity.evaluators import PlannerEval, VllmEval
 from shardsim.capacity.records import Option, Variant
 from shardsim.capacity.workload import COST_BASES, ENGINES, ModelLoad, cluster_cost
+from shardsim.constants import MAX_REVIEW_LAYOUTS
 from shardsim.core.layout import Layout, enumerate_layouts
 from shardsim.core.model import ModelSpec
 from shardsim.errors import ShardsimError
@@ -166,7 +167,7 @@ def review(loads: list[tuple[ModelSpec, ModelLoad]], clusters: list[ClusterSpec]
             key = (spec, world, cluster.gpus_per_node)
             lays = layouts_of.get(key)
             if lays is None:
-                lays = layouts_of[key] = enumerate_layouts(spec, world, tp_max=cluster.gpus_per_node)
+                lays = layouts_of[key] = enumerate_layouts(spec, world, tp_max=cluster.gpus_per_node, limit=MAX_REVIEW_LAYOUTS)
                 if engine == "vllm":  # the layouts vLLM has (expert parallel off, or over all tp × dp ranks)
                     lays = layouts_of[key] = [lay for lay in lays if evaluators[id(variants[0])].runs(lay)]
             for v in variants:

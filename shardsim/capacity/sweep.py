@@ -12,6 +12,7 @@ import io
 from dataclasses import asdict, dataclass
 from typing import Callable, Iterable
 
+from shardsim.constants import MAX_REVIEW_LAYOUTS, MAX_SWEEP_POINTS
 from shardsim.core.layout import Layout, enumerate_layouts, rank_coords
 from shardsim.core.model import ModelSpec
 from shardsim.core.planner import Planner
@@ -83,9 +84,18 @@ def _point(planner: Planner, gpu: str, capacity: int, context: int, batch: int) 
                       capacity - rb.total, rb.total <= capacity)
 
 
+def check_points(points: int) -> None:
+    """Refuse a sweep of more than ``MAX_SWEEP_POINTS`` points before computing any."""
+    if points > MAX_SWEEP_POINTS:
+        raise ShardsimError(f"the sweep has {points:,} points (contexts × batches × layouts); the limit is "
+                            f"{MAX_SWEEP_POINTS:,}: give fewer values")
+
+
 def sweep_grid(spec: ModelSpec, layout: Layout, workload: Workload, capacity: int, contexts: Iterable[int],
                batches: Iterable[int], gpu: str = "") -> list[SweepPoint]:
     """Every (context, batch) on one layout: context-major order."""
+    contexts, batches = list(contexts), list(batches)
+    check_points(len(contexts) * len(batches))
     planner = Planner(spec, layout, workload.checked())
     out = []
     for c in contexts:
@@ -105,7 +115,9 @@ def sweep_gpus(spec: ModelSpec, gpu_counts: Iterable[int], workload: Workload, c
     for c in contexts:
         for b in batches:
             workload.model_copy(update={"context": c, "batch": b}).checked()
-    every = enumerate_layouts(spec, max(counts), tp_max=tp_max)
+    check_points(len(contexts) * len(batches))
+    every = enumerate_layouts(spec, max(counts), tp_max=tp_max, limit=MAX_REVIEW_LAYOUTS)
+    check_points(len(contexts) * len(batches) * sum(lay.world_size in counts for lay in every))
     out = []
     for i, n in enumerate(counts, 1):
         for lay in (lay for lay in every if lay.world_size == n):

@@ -39,6 +39,31 @@ def build_app(command: str | None = None) -> typer.Typer:
     return app
 
 
+REPEATABLE = ("--quant", "--kv-dtype", "--cluster", "--model")
+"""Options a review compares several values of (a command that takes one refuses a second: ``common.single``)."""
+
+
+def check_args(args: list[str]) -> None:
+    """Refuse what click would silently accept: an option given twice (the last would win) and an empty value
+    (the default would be used)."""
+    seen: set[str] = set()
+    previous = ""
+    for token in args:
+        if token == "--":
+            break
+        if token.startswith("--"):
+            name, eq, value = token.partition("=")
+            if eq and not value.strip():
+                raise ShardsimError(f"{name} has an empty value; give a value or leave the option out")
+            if name in seen and name not in REPEATABLE:
+                raise ShardsimError(f"{name} is given twice; give it once")
+            seen.add(name)
+        elif not token.strip():
+            what = f"{previous} has an empty value" if previous.startswith("--") else "an empty argument"
+            raise ShardsimError(f"{what}; give a value or leave it out")
+        previous = token
+
+
 def _group() -> None:
     """Per-GPU memory of Qwen3 models sharded over TP × PP × DP × EP, exact where bytes are knowable."""
 
@@ -50,6 +75,11 @@ def _one_line(message: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the app, turn every input error into one line on stderr and exit code 2."""
     args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        check_args(args)
+    except ShardsimError as exc:
+        sys.stderr.write(f"shardsim: error: {_one_line(exc)}\n")
+        return 2
     app = build_app(args[0] if args else None)
     try:
         result = app(args=args, prog_name="shardsim", standalone_mode=False)

@@ -13,7 +13,9 @@ and the EP group spans DP replicas. Without ``--ep`` every expert is split over 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterator
 
+from shardsim.constants import MAX_WORLD_SIZE
 from shardsim.core.model import ModelSpec
 from shardsim.core.tensors import Shard
 from shardsim.errors import ShardsimError
@@ -85,6 +87,8 @@ def validate_layout(spec: ModelSpec, layout: Layout) -> Layout:
     pp = _positive_int("pp", layout.pp)
     dp = _positive_int("dp", layout.dp)
     ep = _positive_int("ep", layout.ep)
+    if tp * pp * dp > MAX_WORLD_SIZE:
+        raise ShardsimError(f"tp × pp × dp = {tp * pp * dp:,} GPUs exceeds the limit of {MAX_WORLD_SIZE:,} GPUs per layout")
     heads, kv = spec.num_heads, spec.num_kv_heads
     if heads % tp:
         raise ShardsimError(f"--tp {tp} does not divide the {heads} query heads of {spec.name}; accepted tp: {_divisors_text(heads, kv)}")
@@ -207,11 +211,8 @@ def shard_of(coords: RankCoords, layout: Layout) -> Shard:
     return Shard(tp=layout.tp, tp_rank=coords.tp_rank, ep=layout.ep, ep_rank=coords.ep_rank, etp=layout.etp, etp_rank=coords.etp_rank)
 
 
-def enumerate_layouts(spec: ModelSpec, max_world_size: int, tp_max: int | None = None) -> list[Layout]:
-    """Every valid (tp, pp, dp, ep) layout of ``spec`` on at most ``max_world_size`` GPUs (ZeRO off, default
-    stage split), each already validated. ``tp_max`` caps tp (e.g. GPUs per node, to keep TP inside a node)."""
-    out = []
-    tp_cap = min(tp_max or max_world_size, max_world_size)
+def _layout_degrees(spec: ModelSpec, max_world_size: int, tp_cap: int) -> Iterator[Layout]:
+    """Every (tp, pp, dp, ep) the model's heads, layers and experts allow on at most ``max_world_size`` GPUs."""
     for tp in valid_tp_degrees(spec):
         if tp > tp_cap:
             break
@@ -222,5 +223,20 @@ def enumerate_layouts(spec: ModelSpec, max_world_size: int, tp_max: int | None =
                     eps += [e for e in range(2, min(tp * dp, spec.num_experts) + 1)
                             if (tp * dp) % e == 0 and ((e <= tp and tp % e == 0) or (e > tp and e % tp == 0))]
                 for ep in eps:
-                    out.append(validate_layout(spec, Layout(tp=tp, pp=pp, dp=dp, ep=ep)))
-    return out
+                    yield Layout(tp=tp, pp=pp, dp=dp, ep=ep)
+
+
+def enumerate_layouts(spec: ModelSpec, max_world_size: int, tp_max: int | None = None,
+                      limit: int | None = None) -> list[Layout]:
+    """Every valid (tp, pp, dp, ep) layout of ``spec`` on at most ``max_world_size`` GPUs (ZeRO off, default
+    stage split), each already validated. ``tp_max`` caps tp (e.g. GPUs per node, to keep TP inside a node);
+    more than ``limit`` layouts are refused before any is built (a lower bound, dense degrees only, first)."""
+    tp_cap = min(tp_max or max_world_size, max_world_size)
+    if limit is not None:
+        dense = sum(max_world_size // (tp * pp) for tp in valid_tp_degrees(spec) if tp <= tp_cap
+                    for pp in range(1, min(spec.num_layers, max_world_size // tp) + 1))
+        count = dense if dense > limit else sum(1 for _ in _layout_degrees(spec, max_world_size, tp_cap))
+        if count > limit:
+            raise ShardsimError(f"{spec.name} has over {limit:,} layouts on {max_world_size:,} GPUs (the limit per "
+                                f"model and cluster); use fewer GPUs (review: --max-gpus; sweep: smaller --gpus)")
+    return [validate_layout(spec, lay) for lay in _layout_degrees(spec, max_world_size, tp_cap)]

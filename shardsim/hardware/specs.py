@@ -10,8 +10,9 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, model_validator
 
+from shardsim.constants import MAX_BANDWIDTH_GBPS, MAX_GPU_BYTES, MAX_PRICE_USD, MAX_WORLD_SIZE, MIN_GPU_BYTES
 from shardsim.units import GiB
 
 PCIE_GEN4_X16_GBPS = 31.5
@@ -23,7 +24,8 @@ _FIGURES = ("capacity_bytes", "nvidia_smi_total_bytes", "memory_bandwidth_GBps",
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # numbers are StrictInt / StrictFloat (no "8" for 8, no true for 1) and finite (no .inf / .nan from YAML)
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     def __hash__(self) -> int:  # pydantic's frozen hash breaks on dict fields (``source``); hash the content
         return hash(self.model_dump_json())
@@ -35,19 +37,19 @@ class GPUSpec(_Frozen):
     name: str = Field(min_length=1)
     aliases: tuple[str, ...] = ()
     nominal: str | None = None
-    nominal_bytes: int | None = Field(default=None, gt=0)
-    capacity_bytes: int = Field(gt=0)
+    nominal_bytes: StrictInt | None = Field(default=None, ge=MIN_GPU_BYTES, le=MAX_GPU_BYTES)
+    capacity_bytes: StrictInt = Field(ge=MIN_GPU_BYTES, le=MAX_GPU_BYTES)
     capacity_basis: Literal["cuda", "nvidia-smi", "user"] = "cuda"
-    nvidia_smi_total_bytes: int | None = Field(default=None, gt=0)
-    memory_bandwidth_GBps: float = Field(default=0.0, ge=0)
-    bf16_tflops: float = Field(default=0.0, ge=0)
-    fp16_tflops: float = Field(default=0.0, ge=0)
-    fp8: bool = False
-    nvlink_GBps: float = Field(default=0.0, ge=0)
-    pcie_GBps: float = Field(default=0.0, ge=0)
-    compute_capability: str | None = Field(default=None, pattern=r"^\d+\.\d+$")
-    price_per_gpu_hour_usd: float | None = Field(default=None, ge=0)
-    purchase_price_usd: float | None = Field(default=None, ge=0)
+    nvidia_smi_total_bytes: StrictInt | None = Field(default=None, ge=MIN_GPU_BYTES, le=MAX_GPU_BYTES)
+    memory_bandwidth_GBps: StrictFloat = Field(default=0.0, ge=0, le=MAX_BANDWIDTH_GBPS)
+    bf16_tflops: StrictFloat = Field(default=0.0, ge=0, le=1e6)
+    fp16_tflops: StrictFloat = Field(default=0.0, ge=0, le=1e6)
+    fp8: StrictBool = False
+    nvlink_GBps: StrictFloat = Field(default=0.0, ge=0, le=MAX_BANDWIDTH_GBPS)
+    pcie_GBps: StrictFloat = Field(default=0.0, ge=0, le=MAX_BANDWIDTH_GBPS)
+    compute_capability: str | None = Field(default=None, pattern=r"^\d{1,2}\.\d{1,2}$")
+    price_per_gpu_hour_usd: StrictFloat | None = Field(default=None, ge=0, le=MAX_PRICE_USD)
+    purchase_price_usd: StrictFloat | None = Field(default=None, ge=0, le=MAX_PRICE_USD)
     source: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -74,7 +76,7 @@ class LinkSpec(_Frozen):
     """A link class: ``bandwidth_GBps`` is per GPU, per direction, in GB/s."""
 
     kind: str = Field(min_length=1)
-    bandwidth_GBps: float = Field(gt=0)
+    bandwidth_GBps: StrictFloat = Field(gt=0, le=MAX_BANDWIDTH_GBPS)
     source: str = Field(min_length=1)
 
 
@@ -86,16 +88,19 @@ class ClusterSpec(_Frozen):
     name: str = Field(min_length=1)
     description: str = ""
     gpu: GPUSpec
-    nodes: int = Field(gt=0)
-    gpus_per_node: int = Field(gt=0)
+    nodes: StrictInt = Field(gt=0, le=MAX_WORLD_SIZE)
+    gpus_per_node: StrictInt = Field(gt=0, le=1024)
     intra_node_link: LinkSpec
     inter_node_link: LinkSpec | None = None
-    price_per_gpu_hour_usd: float | None = Field(default=None, ge=0)
-    purchase_price_override_usd: float | None = Field(default=None, ge=0, alias="purchase_price_usd")
+    price_per_gpu_hour_usd: StrictFloat | None = Field(default=None, ge=0, le=MAX_PRICE_USD)
+    purchase_price_override_usd: StrictFloat | None = Field(default=None, ge=0, le=MAX_PRICE_USD, alias="purchase_price_usd")
     source: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _check(self) -> ClusterSpec:
+        if self.nodes * self.gpus_per_node > MAX_WORLD_SIZE:
+            raise ValueError(f"{self.nodes} nodes × {self.gpus_per_node} GPUs exceeds the limit of "
+                             f"{MAX_WORLD_SIZE:,} GPUs per cluster")
         if self.nodes > 1 and self.inter_node_link is None:
             raise ValueError(f"field 'inter_node_link' is required when nodes > 1 (nodes: {self.nodes})")
         overrides = {"price_per_gpu_hour_usd": self.price_per_gpu_hour_usd,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from shardsim.constants import MAX_GPU_BYTES, MIN_GPU_BYTES
 from shardsim.core.layout import Layout, tp_groups
 from shardsim.errors import ShardsimError
 from shardsim.hardware.catalog import resolve_gpu
@@ -48,8 +49,9 @@ def cluster_for_gpu(gpu: GPUSpec | str, world_size: int, gpus_per_node: int = 8)
 def custom_gpu(capacity_bytes: int | str, name: str | None = None) -> GPUSpec:
     """A card known only by its memory (bytes, or a size such as '46068MiB'); other figures are unknown (0)."""
     size = parse_size(capacity_bytes) if isinstance(capacity_bytes, str) else capacity_bytes
-    if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
-        raise ShardsimError(f"GPU capacity must be positive bytes or a size like 80GiB, got {capacity_bytes!r}")
+    if isinstance(size, bool) or not isinstance(size, int) or not MIN_GPU_BYTES <= size <= MAX_GPU_BYTES:
+        raise ShardsimError(f"GPU capacity {capacity_bytes!r:.40} is out of range; accepted: {MIN_GPU_BYTES // GiB} GiB "
+                            f"… {MAX_GPU_BYTES // GiB // 1024} TiB, written like 80GiB or 46068MiB")
     label = name.strip() if name and name.strip() else f"custom-{size / GiB:.2f}GiB"
     return GPUSpec(name=label, capacity_bytes=size, capacity_basis="user", source={"capacity_bytes": "user input"})
 
