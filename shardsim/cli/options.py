@@ -83,6 +83,7 @@ ChartOpt = Annotated[Optional[str], typer.Option("--chart", help="write PNG char
 
 # ---------------------------------------------------------------- calibrate
 MeasurementsArg = Annotated[str, typer.Argument(help="measurements, one JSON object per line (see ../shared/calibration)")]
+CheckOpt = Annotated[bool, typer.Option("--check", help="exit 1 when a row falls outside its bounds (for CI)")]
 
 # ---------------------------------------------------------------- validate
 BackendOpt = Annotated[str, typer.Option("--backend", help="torch | deepspeed | transformers")]

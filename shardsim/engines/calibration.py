@@ -8,12 +8,22 @@ weights per rank 0.5 %, vLLM KV-cache tokens 3 %, SGLang #tokens 3 %, HF peak 5 
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError, field_validator
+
+from shardsim.constants import (
+    MAX_CONTEXT_TOKENS,
+    MAX_GPU_BYTES,
+    MAX_JSONL_BYTES,
+    MAX_LAYERS,
+    MAX_WORLD_SIZE,
+    MIN_GPU_BYTES,
+)
 from shardsim.errors import ShardsimError
+from shardsim.files import parse_json, read_text, show
 from shardsim.units import GiB, MiB
 
 BOUNDS = {"weights": 0.005, "kv_cache_tokens": 0.03, "sglang_tokens": 0.03, "hf_peak": 0.05,
@@ -51,8 +61,14 @@ class RowResult:
         return self.error is None and all(f.ok for f in self.figures) and self.starts_predicted is not False
 
 
+NUMBER = r"([0-9]{1,15}(?:\.[0-9]{1,12})?)"
+"""A logged number: up to 15 digits, optionally a fraction (longer runs are not figures an engine logs)."""
+
+
 def _num(text: str, pattern: str) -> float | None:
-    m = re.search(pattern, text.replace(",", ""))
+    """The first number ``pattern`` captures in ``text`` (thousands separators dropped); ``pattern`` captures with
+    ``NUMBER``."""
+    m = re.search(pattern.replace("([0-9.]+)", NUMBER).replace("([0-9]+)", NUMBER), text.replace(",", ""))
     return float(m.group(1)) if m else None
 
 
@@ -115,6 +131,10 @@ def _gpu(row: dict) -> RowGpu:
             catalog = gpu
             break
     cc = catalog.compute_capability if catalog else ("12.0" if re.search(r"50[0-9]0", text) else "8.6")
+    for size, unit in ((logged_total, GiB), (in_name, GiB), (smi, MiB)):
+        if size is not None and not MIN_GPU_BYTES <= size * unit <= MAX_GPU_BYTES:
+            raise ShardsimError(f"the GPU's memory {size:g} {'GiB' if unit == GiB else 'MiB'} in {text[:60]!r} is "
+                                f"implausible; accepted: 1 GiB … 16 TiB")
     if logged_total:
         return RowGpu(int(logged_total * GiB), text, cc, int(smi * MiB) if smi else None)
     if in_name:
@@ -205,35 +225,84 @@ def calibrate_row(row: dict, line: int) -> RowResult:
         result.starts_predicted = rep.starts
         if not result.figures:
             result.error = "no logged figure shardsim predicts was found in 'measured'"
+        _check_plausible(result.figures, gpu.capacity_bytes * layout.world_size)
     except ShardsimError as exc:
         result.error = str(exc)
     return result
 
 
+def _check_plausible(figures: list[Figure], memory_bytes: int) -> None:
+    """A logged memory figure larger than all the GPUs' memory, or a token count beyond any cache, is a misread
+    log, not a measurement: refused."""
+    for f in figures:
+        scale = {"GiB": GiB, "MiB": MiB}.get(f.unit)
+        if scale is not None and not 0 < f.measured * scale <= memory_bytes:
+            raise ShardsimError(f"'{f.name}' of {f.measured:g} {f.unit} is implausible on GPUs of "
+                                f"{memory_bytes / GiB:,.2f} GiB in all")
+        if f.unit == "tokens" and not 0 < f.measured <= 1e10:
+            raise ShardsimError(f"'{f.name}' of {f.measured:g} tokens is implausible")
+
+
+class MeasurementRow(BaseModel):
+    """One published measurement (a line of the JSONL file): strictly typed, bounded; other fields (source,
+    notes, n_gpus …) are kept as they are."""
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+
+    model: str = Field(min_length=1, max_length=300)
+    dtype: str = Field(max_length=300)
+    engine: str = Field(min_length=1, max_length=100)
+    engine_version: str | None = Field(default=None, max_length=300)
+    gpu: str = Field(min_length=1, max_length=300)
+    tp: StrictInt | None = Field(default=None, ge=1, le=MAX_WORLD_SIZE)
+    pp: StrictInt | None = Field(default=None, ge=1, le=MAX_LAYERS)
+    dp: StrictInt | None = Field(default=None, ge=1, le=MAX_WORLD_SIZE)
+    ep: StrictInt | None = Field(default=None, ge=1, le=MAX_WORLD_SIZE)
+    context: StrictInt | None = Field(default=None, ge=1, le=MAX_CONTEXT_TOKENS)
+    gpu_mem_util: StrictFloat | None = Field(default=None, gt=0, le=1)
+    notes: str | None = Field(default=None, max_length=5000)
+    measured: dict[str, str | StrictInt | StrictFloat] = Field(min_length=1)
+
+    @field_validator("measured")
+    @classmethod
+    def _short(cls, value: dict) -> dict:
+        if any(len(str(v)) > 2000 or len(k) > 300 for k, v in value.items()):
+            raise ValueError("logged lines of at most 2,000 characters")
+        return value
+
+
 def read_rows(path: str | Path) -> list[tuple[int, dict]]:
+    """The measurements of a JSONL file, each line validated (``MeasurementRow``); a bad line is refused with its
+    number and field."""
     p = Path(path)
-    try:
-        lines = p.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ShardsimError(f"cannot read {p}: {exc}") from None
+    text = read_text(p, "measurements file", MAX_JSONL_BYTES)
     rows = []
-    for i, line in enumerate(lines, 1):
+    for i, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ShardsimError(f"{p}: line {i}: malformed JSON ({exc.msg} at column {exc.colno})") from None
+        row = parse_json(line, f"{show(p)}: line {i}")
         if not isinstance(row, dict):
-            raise ShardsimError(f"{p}: line {i}: expected a JSON object per line")
-        rows.append((i, row))
+            raise ShardsimError(f"{show(p)}: line {i}: expected a JSON object per line")
+        try:
+            checked = MeasurementRow.model_validate(row)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field = ".".join(str(x) for x in err["loc"])
+            raise ShardsimError(f"{show(p)}: line {i}: field '{field}': {err['msg']}") from None
+        rows.append((i, {**row, **checked.model_dump(exclude_unset=True)}))
     if not rows:
-        raise ShardsimError(f"{p}: no measurements in the file")
+        raise ShardsimError(f"{show(p)}: no measurements in the file")
     return rows
 
 
 def calibrate(path: str | Path) -> list[RowResult]:
-    return [calibrate_row(row, line) for line, row in read_rows(path)]
+    """Every row through shardsim; a row shardsim cannot read (unknown model or engine, no figure it predicts, an
+    implausible GPU) refuses the file with the row's line."""
+    results = [calibrate_row(row, line) for line, row in read_rows(path)]
+    for r in results:
+        if r.error:
+            raise ShardsimError(f"{show(Path(path))}: line {r.line}: {r.error}")
+    return results
 
 
 def summary(results: list[RowResult]) -> dict:
