@@ -86,10 +86,20 @@ def check_depth(value: Any, source: str, limit: int = MAX_INPUT_DEPTH) -> None:
             stack.extend((child, depth + 1) for child in children)
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        twice = next(k for k in keys if keys.count(k) > 1)
+        raise ValueError(f"key {twice!r:.60} appears twice in one object; give each key once")
+    return dict(pairs)
+
+
 def parse_json(text: str, source: str) -> Any:
-    """JSON with bounded integers, finite numbers only and bounded nesting; one error line naming ``source``."""
+    """JSON with bounded integers, finite numbers only, unique keys and bounded nesting; one error line naming
+    ``source``."""
     try:
-        value = json.loads(text, parse_int=_bounded_int, parse_float=_finite_float, parse_constant=_refuse_constant)
+        value = json.loads(text, parse_int=_bounded_int, parse_float=_finite_float, parse_constant=_refuse_constant,
+                           object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
         raise ShardsimError(f"{source}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
     except RecursionError:

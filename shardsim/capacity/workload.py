@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError, field_validator
 
 import shardsim.workloads
 from shardsim.constants import MAX_BATCH, MAX_CONTEXT_TOKENS, MAX_YAML_BYTES
@@ -50,11 +50,11 @@ class ModelLoad(BaseModel):
     """One served model: ``model`` (preset alias or a config.json path), tokens per request, simultaneous requests.
     ``quant`` / ``kv_dtype``: one value or a list of values to consider (default: the checkpoint's format, bf16 KV)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     model: str = Field(min_length=1)
-    context: int = Field(default=8192, ge=1, le=MAX_CONTEXT_TOKENS)
-    concurrency: int = Field(default=1, ge=1, le=MAX_BATCH)
+    context: StrictInt = Field(default=8192, ge=1, le=MAX_CONTEXT_TOKENS)
+    concurrency: StrictInt = Field(default=1, ge=1, le=MAX_BATCH)
     quant: tuple[str, ...] | None = None
     kv_dtype: tuple[str, ...] = ("bf16",)
 
@@ -75,10 +75,10 @@ class ModelLoad(BaseModel):
 class WorkloadSpec(BaseModel):
     """A workload file: the engine, vLLM's memory fraction, and the models to serve."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     engine: Literal["none", "vllm"] = "none"
-    gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
+    gpu_memory_utilization: StrictFloat = Field(default=0.9, gt=0, le=1)
     models: tuple[ModelLoad, ...]
 
     @field_validator("models")

@@ -78,7 +78,7 @@ def quant_from_config(config: dict, source: str) -> QuantConfig:
     if method in ("gptq", "awq"):
         bits = qc.get("bits", qc.get("w_bit", 4))
         group = qc.get("group_size", qc.get("q_group_size", 128))
-        if isinstance(bits, bool) or bits not in (4, 8) or isinstance(group, bool) or group not in GROUP_SIZES:
+        if type(bits) is not int or bits not in (4, 8) or type(group) is not int or group not in GROUP_SIZES:
             raise ShardsimError(f"{source}: {method} with bits={bits!r:.20} group_size={group!r:.20} is not supported; "
                                 f"accepted: bits 4 or 8, group_size {', '.join(map(str, GROUP_SIZES))}")
         desc_act = _bool(qc, "desc_act", f"{where}", False)
@@ -105,21 +105,30 @@ def _moe_fields(config: dict, source: str, layers: int) -> dict:
     return fields
 
 
+def _dtype(text: str, source: str) -> str:
+    try:
+        return canonical_dtype(text)
+    except ShardsimError as exc:
+        raise ShardsimError(f"{source}: field 'torch_dtype': {exc}") from None
+
+
 def spec_from_config(config: dict, name: str, source: str = "config.json") -> ModelSpec:
     """Build a ModelSpec from a Hugging Face config dict of Qwen3ForCausalLM or Qwen3MoeForCausalLM."""
     if not isinstance(config, dict):
         raise ShardsimError(f"{source}: expected a JSON object")
     archs = config.get("architectures")
-    arch = archs[0] if isinstance(archs, list) and archs and isinstance(archs[0], str) else None
+    arch = archs[0] if isinstance(archs, list) and len(archs) == 1 and isinstance(archs[0], str) else None
     if arch not in SUPPORTED_ARCHITECTURES:
-        raise ShardsimError(f"{source}: architecture {arch!r:.60} is not supported; accepted: {', '.join(SUPPORTED_ARCHITECTURES)}")
+        raise ShardsimError(f"{source}: architectures {archs!r:.80} is not supported; accepted: one of "
+                            f"{', '.join(SUPPORTED_ARCHITECTURES)}")
     hidden = _int(config, "hidden_size", source, MAX_HIDDEN)
     heads = _int(config, "num_attention_heads", source, MAX_HEADS)
     kv_heads = _int(config, "num_key_value_heads", source, heads, default=heads)
     if heads % kv_heads:
         raise ShardsimError(f"{source}: num_attention_heads {heads} is not a multiple of num_key_value_heads {kv_heads}")
     layers = _int(config, "num_hidden_layers", source, MAX_LAYERS)
-    dtype = config.get("torch_dtype") or config.get("dtype") or "bfloat16"
+    dtype = config.get("torch_dtype", config.get("dtype"))
+    dtype = "bfloat16" if dtype is None else dtype
     if not isinstance(dtype, str):
         raise ShardsimError(f"{source}: field 'torch_dtype' must be a string such as \"bfloat16\"")
     fields = dict(
@@ -130,7 +139,7 @@ def spec_from_config(config: dict, name: str, source: str = "config.json") -> Mo
         vocab_size=_int(config, "vocab_size", source, MAX_VOCAB),
         tie_word_embeddings=_bool(config, "tie_word_embeddings", source, False),
         max_position_embeddings=_int(config, "max_position_embeddings", source, MAX_CONTEXT_TOKENS, default=40960),
-        torch_dtype=canonical_dtype(dtype), attention_bias=_bool(config, "attention_bias", source, False),
+        torch_dtype=_dtype(dtype, source), attention_bias=_bool(config, "attention_bias", source, False),
         quant=quant_from_config(config, source),
     )
     if arch == "Qwen3MoeForCausalLM":

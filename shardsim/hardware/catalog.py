@@ -37,6 +37,8 @@ def _catalog_at(path_str: str) -> dict[str, GPUSpec]:
     data, node = doc.data, doc.node
     if not isinstance(data, dict) or not isinstance(data.get("gpus"), list) or set(data) != {"gpus"}:
         raise ShardsimError(f"{show(path)}: expected exactly one top-level key 'gpus:' holding a list of GPUs")
+    if not data["gpus"]:
+        raise ShardsimError(f"{show(path)}: 'gpus:' lists no GPU; give at least one")
     catalog: dict[str, GPUSpec] = {}
     seen: dict[str, str] = {}
     for i, entry in enumerate(data["gpus"]):
