@@ -16,6 +16,7 @@ from pathlib import Path
 
 from shardsim.core.model import ModelSpec
 from shardsim.core.tensors import checkpoint_tensors
+from shardsim.errors import ShardsimError
 
 STAMP = "shardsim-checkpoint.json"
 SHARD_BYTES = 2 * 1024**3
@@ -54,21 +55,47 @@ def tensor_values(name: str, shape: tuple[int, ...], seed: int):
     return values.to(torch.bfloat16)
 
 
+def _reusable(spec: ModelSpec, out_dir: Path, stamp: dict, notify) -> bool:
+    """Whether the checkpoint already in ``out_dir`` is this one and undamaged (``verify``: headers against sizes,
+    every tensor's shape, the stored checksum); a damaged one is reported through ``notify``."""
+    from shardsim.launch.verify import check_checkpoint, checksum
+
+    try:
+        stored = json.loads((out_dir / STAMP).read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(stored, dict) or {k: stored.get(k) for k in stamp} != stamp:
+        return False
+    try:
+        check_checkpoint(spec, out_dir)
+        if checksum(out_dir) != stored.get("checksum"):
+            raise ShardsimError("its checksum differs from the one stored when it was written")
+    except (ShardsimError, OSError) as exc:
+        notify(f"checkpoint {out_dir} is damaged ({exc}); writing it again")
+        return False
+    return True
+
+
 def write_checkpoint(spec: ModelSpec, out_dir: Path, seed: int = 0, source_config: dict | None = None,
-                     progress=None) -> Path:
-    """Write (or reuse) the checkpoint of ``spec`` under ``out_dir``; returns the directory."""
+                     progress=None, notify=lambda message: None) -> Path:
+    """Write (or reuse, once verified) the checkpoint of ``spec`` under ``out_dir``; returns the directory."""
+    try:
+        return _write_checkpoint(spec, Path(out_dir), seed, source_config, progress, notify)
+    except OSError as exc:
+        raise ShardsimError(f"cannot write the checkpoint under {out_dir}: {exc.strerror or exc}; set "
+                            "SHARDSIM_BUILD_DIR to a writable folder") from None
+
+
+def _write_checkpoint(spec: ModelSpec, out_dir: Path, seed: int, source_config: dict | None, progress,
+                      notify) -> Path:
     from safetensors.torch import save_file
 
-    out_dir = Path(out_dir)
     stamp = {"model": spec.model_dump(mode="json"), "seed": seed, "format": 1}
     stamp_path = out_dir / STAMP
-    if stamp_path.exists():
-        try:
-            if json.loads(stamp_path.read_text()) == stamp:
-                return out_dir
-        except (OSError, json.JSONDecodeError):
-            pass
+    if stamp_path.exists() and _reusable(spec, out_dir, stamp, notify):
+        return out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
+    stamp_path.unlink(missing_ok=True)
     for old in out_dir.glob("*.safetensors"):
         old.unlink()
     tensors = list(checkpoint_tensors(spec))
@@ -98,7 +125,9 @@ def write_checkpoint(spec: ModelSpec, out_dir: Path, seed: int = 0, source_confi
     (out_dir / "model.safetensors.index.json").write_text(
         json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
     (out_dir / "config.json").write_text(json.dumps(_config_dict(spec, source_config), indent=2))
-    stamp_path.write_text(json.dumps(stamp))
+    from shardsim.launch.verify import checksum
+
+    stamp_path.write_text(json.dumps({**stamp, "checksum": checksum(out_dir)}))
     return out_dir
 
 

@@ -79,13 +79,17 @@ def _checkpoint(req: ValidateRequest, spec, build: Path, quiet: bool, timings: d
     from shardsim.launch.checkpoint import write_checkpoint
 
     if req.checkpoint:
+        from shardsim.launch.verify import check_checkpoint
+
         ckpt = Path(req.checkpoint)
+        check_checkpoint(spec, ckpt)  # the right model, every tensor, no truncated shard: before Ray starts
     else:
         ckpt = build / "checkpoints" / f"{spec.name.split(' ')[0]}-L{spec.num_layers}-seed{req.seed}"
         t0 = time.time()
         if not quiet:
             sys.stderr.write(f"checkpoint: {ckpt} …\n")
-        write_checkpoint(spec, ckpt, seed=req.seed, source_config=req.source_config)
+        write_checkpoint(spec, ckpt, seed=req.seed, source_config=req.source_config,
+                         notify=lambda message: sys.stderr.write(f"shardsim: {message}\n"))
         timings["checkpoint_s"] = time.time() - t0
     config = json.loads((ckpt / "config.json").read_text())
     return CheckpointFacts(ckpt, float(config.get("rope_theta", 1_000_000.0)), float(config.get("rms_norm_eps", 1e-6)),
@@ -229,8 +233,13 @@ def run(req: ValidateRequest, spec, layout, quiet: bool = False) -> dict:
     stem = f"{spec.name.split(' ')[0]}-tp{layout.tp}-pp{layout.pp}-dp{layout.dp}-ep{layout.ep}"
     run_dir = Path(req.run_dir or build / "runs" / time.strftime(f"%Y%m%d-%H%M%S-{stem}"))
     lay = {"tp": layout.tp, "pp": layout.pp, "dp": layout.dp, "ep": layout.ep, "world_size": world}
+    try:
+        results = ResultsFile(run_dir / "results.jsonl")
+    except OSError as exc:
+        raise ShardsimError(f"cannot write the run folder {run_dir}: {exc.strerror or exc}; give --run-dir a "
+                            "writable folder") from None
     state = RunState({r: {"rank": r, "predicted": predicted[r], "measured": {}, "status": "pending", "error": None}
-                      for r in range(world)}, ResultsFile(run_dir / "results.jsonl"))
+                      for r in range(world)}, results)
     state.results.append({"event": "start", "command": req.command, "versions": _versions(), "model": spec.name,
                           "layout": lay, "context": req.context, "batch": req.batch, "backend": req.backend,
                           "device": req.device, "predicted": predicted, "time": time.time()})
@@ -275,6 +284,16 @@ def check_logits(spec, ckpt: CheckpointFacts, prompt, forward_out, req: Validate
     sequences = [prompt[b] + [generated[s][b] for s in range(req.decode_steps)] for b in range(req.batch)]
     ref = reference_logits(spec, str(ckpt.path), sequences, req.decode_steps + 1, ckpt.rope_theta, ckpt.rms_eps,
                            ckpt.norm_topk_prob)
+    import torch
+
+    # NaN compares as neither larger nor smaller, so max() and argmax would let it pass: any non-finite logit,
+    # on either side, fails the run.
+    if not bool(torch.isfinite(ref).all()):
+        return {"ok": False, "error": "the unsharded reference's logits are not finite (NaN or inf): the checkpoint "
+                                      "holds non-finite values"}
+    for r in leaders:
+        if not bool(torch.isfinite(forward_out[r]["logits"]).all()):
+            return {"ok": False, "error": f"rank {r}'s logits are not finite (NaN or inf)"}
     worst_l2, worst_abs, worst_median = 0.0, 0.0, 0.0
     argmax_agree = True
     for r in leaders:
