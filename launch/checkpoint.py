@@ -83,7 +83,7 @@ def write_checkpoint(spec: ModelSpec, out_dir: Path, seed: int = 0, source_confi
         return _write_checkpoint(spec, Path(out_dir), seed, source_config, progress, notify)
     except OSError as exc:
         raise ShardsimError(f"cannot write the checkpoint under {out_dir}: {exc.strerror or exc}; set "
-                            "SHARDSIM_BUILD_DIR to a writable folder") from None
+                            "SHARDSIM_CACHE to a writable folder") from None
 
 
 def _write_checkpoint(spec: ModelSpec, out_dir: Path, seed: int, source_config: dict | None, progress,

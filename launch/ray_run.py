@@ -24,7 +24,7 @@ from shardsim.launch.driver import (
     predict,
 )
 from shardsim.launch.progress import Progress
-from shardsim.launch.request import build_dir
+from shardsim.launch.request import cache_dir, runs_dir
 
 from shardsim.errors import ShardsimError
 
@@ -227,11 +227,11 @@ def run(req: ValidateRequest, spec, layout, quiet: bool = False) -> dict:
     """Run every phase on Ray; returns the result record (also appended to the run's results.jsonl)."""
     import ray
 
-    world, build = layout.world_size, build_dir()
+    world, build = layout.world_size, cache_dir()
     prompt_len = req.context - req.decode_steps
     predicted = predict(spec, layout, req.context, req.batch, prompt_len, req.backend)
     stem = f"{spec.name.split(' ')[0]}-tp{layout.tp}-pp{layout.pp}-dp{layout.dp}-ep{layout.ep}"
-    run_dir = Path(req.run_dir or build / "runs" / time.strftime(f"%Y%m%d-%H%M%S-{stem}"))
+    run_dir = Path(req.run_dir or runs_dir() / time.strftime(f"%Y%m%d-%H%M%S-{stem}"))
     lay = {"tp": layout.tp, "pp": layout.pp, "dp": layout.dp, "ep": layout.ep, "world_size": world}
     try:
         results = ResultsFile(run_dir / "results.jsonl")

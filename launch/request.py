@@ -16,21 +16,23 @@ from shardsim.errors import ShardsimError
 BACKENDS = ("torch", "deepspeed", "transformers")
 DEVICES = ("cpu", "cuda")
 MAX_RANKS = 64
-ENV_BUILD_DIR = "SHARDSIM_BUILD_DIR"
+ENV_CACHE = "SHARDSIM_CACHE"
+RUNS_FOLDER = "shardsim-runs"
 
 
-def build_dir() -> Path:
-    """Where checkpoints, run records and compiled extensions go: ``$SHARDSIM_BUILD_DIR``; else ``build/`` of the
-    source checkout this package runs from; else the user's cache (``$XDG_CACHE_HOME/shardsim``, default
-    ``~/.cache/shardsim``) — never the installed package's own folder."""
-    env = os.environ.get(ENV_BUILD_DIR, "").strip()
+def cache_dir() -> Path:
+    """Where written checkpoints and compiled extensions are kept between runs: ``$SHARDSIM_CACHE``, else
+    ``$XDG_CACHE_HOME/shardsim`` (default ``~/.cache/shardsim``), never the installed package's folder."""
+    env = os.environ.get(ENV_CACHE, "").strip()
     if env:
         return Path(env).expanduser()
-    checkout = Path(__file__).resolve().parent.parent
-    if (checkout / "pyproject.toml").is_file() and (checkout / "shardsim").is_dir():
-        return checkout / "build"
     cache = os.environ.get("XDG_CACHE_HOME", "").strip() or str(Path.home() / ".cache")
     return Path(cache).expanduser() / "shardsim"
+
+
+def runs_dir() -> Path:
+    """Where a run's record goes without ``--run-dir``: ``shardsim-runs/`` in the current folder."""
+    return Path.cwd() / RUNS_FOLDER
 
 
 def check_backend(backend: str, layout: Layout, device: str, num_kv_heads: int, moe: bool) -> None:

@@ -10,7 +10,8 @@ Then:
   an empty folder with no PYTHONPATH or SHARDSIM_* variables.
 * ``test_installed_validate``: a second fresh venv borrows the validation stack (torch, Ray, …) of the project's
   venv through a plain ``.pth`` path line, installs the wheel with ``--no-deps`` and runs a real 2-rank validation,
-  whose run directory must lie under ``$SHARDSIM_BUILD_DIR`` (nothing written into site-packages).
+  whose checkpoint must lie under ``$SHARDSIM_CACHE`` and whose run record under ``shardsim-runs/`` of the working
+  folder (nothing written into site-packages).
 
 Measured on a 2-core CPU box: wheel build about 7 s, CLI venv and commands about 20 s, validation venv and run
 about 33 s; about 60 s for the module.
@@ -170,7 +171,8 @@ def test_installed_cli(wheel, tmp_path, empty_cwd):
 
 def test_installed_validate(wheel, tmp_path, empty_cwd):
     """The wheel, installed with --no-deps over the project venv's validation stack (borrowed by a .pth path line),
-    runs a real TP2 validation of a 2-layer Qwen3-0.6B and writes only under $SHARDSIM_BUILD_DIR (about 33 s)."""
+    runs a real TP2 validation of a 2-layer Qwen3-0.6B and writes only under $SHARDSIM_CACHE and ./shardsim-runs
+    (about 33 s)."""
     python = make_venv(tmp_path / "venv2", empty_cwd)
     site = purelib(python, empty_cwd)
     stack = Path(sysconfig.get_paths()["purelib"])  # the project venv's site-packages (torch, Ray, DeepSpeed, …)
@@ -187,7 +189,7 @@ def test_installed_validate(wheel, tmp_path, empty_cwd):
         assert path.is_relative_to(site.resolve()), f"imported from {path}, not from {site}\n{describe(probe)}"
 
     build = tmp_path / "build"
-    env = clean_env(SHARDSIM_BUILD_DIR=str(build), RAY_AUTH_MODE="disabled")
+    env = clean_env(SHARDSIM_CACHE=str(build), RAY_AUTH_MODE="disabled")
     exe = tmp_path / "venv2" / "bin" / "shardsim"
     proc = run([exe, "validate", "0.6b", "--tp", "2", "--layers", "2", "--json"], cwd=empty_cwd, env=env,
                timeout=600, check=False)
@@ -198,9 +200,11 @@ def test_installed_validate(wheel, tmp_path, empty_cwd):
         pytest.fail(f"stdout is not one JSON record ({exc})\n{describe(proc)}")
     assert record["passed"] is True, describe(proc)
     run_dir = Path(record["run_dir"]).resolve()
-    assert run_dir.is_relative_to(build.resolve()), f"run_dir {run_dir} is not under {build}\n{describe(proc)}"
+    runs = (empty_cwd / "shardsim-runs").resolve()
+    assert run_dir.is_relative_to(runs), f"run_dir {run_dir} is not under {runs}\n{describe(proc)}"
     assert (run_dir / "results.jsonl").is_file(), f"no results.jsonl in {run_dir}"
-    assert not any(empty_cwd.iterdir()), f"validate wrote into the cwd: {list(empty_cwd.iterdir())}"
+    assert [p.name for p in empty_cwd.iterdir()] == ["shardsim-runs"], f"validate wrote {list(empty_cwd.iterdir())}"
+    assert any((build / "checkpoints").iterdir()), f"no checkpoint under the cache {build}"
     leaked = [p for p in (site / "shardsim").rglob("*")
               if p.name in ("runs", "checkpoints", "build", "torch_extensions", "results.jsonl")]
     assert not leaked, f"validate wrote into site-packages: {leaked}"

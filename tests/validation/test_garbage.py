@@ -39,7 +39,7 @@ def write_small_checkpoint(folder: Path, **changes) -> Path:
 
 
 def validate(tmp_path: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "SHARDSIM_BUILD_DIR": str(tmp_path / "build"), "RAY_AUTH_MODE": "disabled"}
+    env = {**os.environ, "SHARDSIM_CACHE": str(tmp_path / "build"), "RAY_AUTH_MODE": "disabled"}
     return subprocess.run([EXE, "validate", *args, "--context", "32", "--run-dir", str(tmp_path / "run")],
                           capture_output=True, text=True, timeout=timeout, env=env)
 
