@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shardsim.launch import placement
 from shardsim.launch.driver import (
     LOGITS_TOLERANCE,
     LOGITS_TOLERANCE_ANY_POSITION,
@@ -28,6 +30,50 @@ from shardsim.launch.request import cache_dir, runs_dir
 
 from shardsim.errors import ShardsimError
 
+START_TIMEOUT_S = 60.0  # seconds every worker has to be scheduled and answer before the phases start
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM arrived during a run."""
+
+    def __init__(self, signal_name: str):
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+
+
+class RunInterrupted(Exception):
+    """A run stopped by a signal: the workers are stopped and an ``interrupted`` record is in results.jsonl."""
+
+    def __init__(self, signal_name: str, phase: str, run_dir: Path):
+        super().__init__(f"interrupted by {signal_name} during phase '{phase}'; workers stopped; partial results in "
+                         f"{run_dir}/results.jsonl")
+        self.signal_name, self.phase, self.run_dir = signal_name, phase, run_dir
+
+
+_SIGNALS: list[str] = []
+
+
+def _note_signal(signum, _frame) -> None:
+    # Raising here could land inside Ray's Cython wait (a SystemError): note it, and ``check_signals`` raises it
+    # between waits, which are at most a second long.
+    _SIGNALS.append(signal.Signals(signum).name)
+
+
+def check_signals() -> None:
+    if _SIGNALS:
+        raise Interrupted(_SIGNALS[0])
+
+
+def _catch_signals() -> dict:
+    """SIGINT and SIGTERM stop the run through ``Interrupted`` (Ray's own handlers would exit without a record)."""
+    _SIGNALS.clear()
+    return {sig: signal.signal(sig, _note_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _restore_signals(previous: dict) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
+
 
 @dataclass
 class RunState:
@@ -38,6 +84,9 @@ class RunState:
     failed: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
     forward_out: dict = field(default_factory=dict)
+    phase: str = "start"
+    pids: dict = field(default_factory=dict)  # rank → worker process id (to tell a stopped worker)
+    interrupted: str | None = None  # the signal that stopped the run
 
 
 @dataclass(frozen=True)
@@ -114,25 +163,19 @@ def _start_ray(req: ValidateRequest, world: int) -> bool:
         except Exception as exc:  # noqa: BLE001 - any failure to reach Ray is the user's input to fix
             where = f"the Ray cluster at {req.address}" if req.address else "a local Ray instance"
             raise ShardsimError(f"cannot start or reach {where}: {str(exc).splitlines()[0][:200]}") from None
-    if req.device == "cuda":
-        gpus = int(ray.cluster_resources().get("GPU", 0))
-        if gpus < world:
-            if started:
-                ray.shutdown()
-            raise ShardsimError(f"--device cuda needs one GPU per rank: the layout has {world} ranks, the Ray cluster {gpus} GPUs")
     return started
 
 
-def _start_actors(req: ValidateRequest, world: int, build: Path) -> dict:
-    """One RankWorker actor per rank: fractional CPUs on CPU, one GPU each on CUDA."""
+def _start_actors(req: ValidateRequest, world: int, build: Path, cpus: float) -> dict:
+    """One RankWorker actor per rank: ``cpus`` each (``placement.check_fits``: a request every rank can be placed
+    with on the nodes joined), and one GPU each on CUDA."""
     import ray
     from shardsim.launch.worker import RankWorker
 
     if req.device == "cuda":
-        actor = ray.remote(num_gpus=1, num_cpus=1)(RankWorker)
+        actor = ray.remote(num_gpus=1, num_cpus=cpus, max_restarts=0)(RankWorker)
     else:
-        cpus = float(ray.available_resources().get("CPU", 2))
-        actor = ray.remote(num_cpus=min(1.0, cpus / world), max_restarts=0)(RankWorker)
+        actor = ray.remote(num_cpus=cpus, max_restarts=0)(RankWorker)
     env = {"MASTER_ADDR": "127.0.0.1", "LOCAL_SIZE": str(min(world, 8)), "OMP_NUM_THREADS": "1",
            "TORCH_EXTENSIONS_DIR": str(build / "torch_extensions"), "PYTHONPATH": os.pathsep.join(sys.path)}
     if os.environ.get("SHARDSIM_TRACK_DETAIL"):
@@ -146,15 +189,18 @@ def _run_phase(phase: str, call, actors: dict, req: ValidateRequest, state: RunS
 
     world = len(actors)
     t0 = time.time()
+    state.phase = phase
     progress.phase(phase, range(world), "running")
     refs = {call(actors[r]): r for r in range(world)}
     pending = list(refs)
     deadline = time.time() + req.phase_timeout_s
     while pending and not state.failed:
-        done, pending = ray.wait(pending, num_returns=1, timeout=max(0.1, deadline - time.time()))
+        done, pending = ray.wait(pending, num_returns=1, timeout=min(1.0, max(0.1, deadline - time.time())))
+        check_signals()
         if not done:
-            for ref in pending:
-                state.failed[refs[ref]] = f"no answer within the {req.phase_timeout_s:.0f} s timeout of phase '{phase}'"
+            if time.time() < deadline:
+                continue
+            _blame_timeout(phase, [refs[ref] for ref in pending], req, state)
             break
         rank = refs[done[0]]
         try:
@@ -174,15 +220,32 @@ def _run_phase(phase: str, call, actors: dict, req: ValidateRequest, state: RunS
     state.timings[f"{phase}_s"] = time.time() - t0
 
 
+def _blame_timeout(phase: str, ranks: list[int], req: ValidateRequest, state: RunState) -> None:
+    """Name the ranks that did not answer in time: a stopped worker process first; the others wait on it."""
+    stopped = [r for r in ranks if placement.frozen(state.pids.get(r))]
+    for r in ranks:
+        if r in stopped:
+            state.failed[r] = f"its worker process is stopped (SIGSTOP) in phase '{phase}'"
+        elif stopped:
+            state.failed[r] = f"no answer in phase '{phase}': waiting on stopped rank {stopped[0]}"
+        else:
+            state.failed[r] = f"no answer within the {req.phase_timeout_s:.0f} s timeout of phase '{phase}'"
+
+
 def _phases(req: ValidateRequest, spec, layout, ckpt: CheckpointFacts, prompt: list, state: RunState,
-            progress: Progress, build: Path) -> None:
+            progress: Progress, build: Path, cpus: float) -> None:
     """Start the actors and run setup, load, forward and measure; the actors are always killed afterwards."""
     import ray
 
     actors: dict = {}
     try:
         progress.phase("start", range(layout.world_size), "running")
-        actors = _start_actors(req, layout.world_size, build)
+        actors = _start_actors(req, layout.world_size, build, cpus)
+        missing = placement.ready(actors, min(START_TIMEOUT_S, req.phase_timeout_s), f"{cpus:g} CPU", check_signals)
+        state.failed.update(missing)
+        if missing:
+            return
+        state.pids = {r: ray.get(actors[r].measure.remote()).get("pid") for r in actors}
         port = _free_port()
         spec_json = spec.model_dump_json()
         layout_args = {"tp": layout.tp, "pp": layout.pp, "dp": layout.dp, "ep": layout.ep,
@@ -249,11 +312,20 @@ def run(req: ValidateRequest, spec, layout, quiet: bool = False) -> dict:
     started_ray = _start_ray(req, world)
     state.timings["ray_init_s"] = time.time() - t0
     prompt = [[(7919 * (b + 1) * (i + 1)) % spec.vocab_size for i in range(prompt_len)] for b in range(req.batch)]
+    previous = _catch_signals()
     try:
-        _phases(req, spec, layout, ckpt, prompt, state, Progress(world, quiet), build)
+        cpus = placement.check_fits(placement.alive_nodes(), world, req.device)
+        _phases(req, spec, layout, ckpt, prompt, state, Progress(world, quiet), build, cpus)
+    except Interrupted as exc:
+        state.interrupted = exc.signal_name
     finally:
+        _restore_signals(previous)
         if started_ray:
             ray.shutdown()
+    if state.interrupted:
+        state.results.append({"event": "interrupted", "signal": state.interrupted, "phase": state.phase,
+                              "time": time.time()})
+        raise RunInterrupted(state.interrupted, state.phase, run_dir)
     record = {"event": "result", "command": req.command, "versions": _versions(), "model": spec.name,
               "layout": lay, "context": req.context, "batch": req.batch, "prompt_tokens": prompt_len,
               "decode_steps": req.decode_steps, "backend": req.backend, "device": req.device,

@@ -88,17 +88,18 @@ def check_run(layout: Layout, context: int, decode_steps: int, batch: int, timeo
 
 @dataclass(frozen=True, slots=True)
 class Fault:
-    """A worker to kill on purpose (tests of the fault handling): rank and phase."""
+    """A worker to kill (SIGKILL) or freeze (SIGSTOP) on purpose, in tests of the fault handling."""
 
     rank: int
     phase: str
+    action: str = "kill"
 
 
 def parse_fault(text: str | None) -> Fault | None:
     if not text:
         return None
-    try:
-        rank_s, phase = text.split(":")
-        return Fault(int(rank_s), phase)
-    except ValueError:
-        raise ShardsimError("--inject-fault takes RANK:PHASE, e.g. 1:forward") from None
+    parts = text.split(":")
+    if len(parts) not in (2, 3) or not parts[0].isdigit() or parts[1] not in ("setup", "load", "forward") \
+            or (len(parts) == 3 and parts[2] not in ("kill", "stop")):
+        raise ShardsimError("--inject-fault takes RANK:PHASE[:kill|stop], e.g. 1:forward or 1:forward:stop")
+    return Fault(int(parts[0]), parts[1], parts[2] if len(parts) == 3 else "kill")

@@ -25,7 +25,7 @@ class RankWorker:
 
     def _maybe_fault(self, phase: str) -> None:
         if self.fault is not None and self.fault.rank == self.rank and self.fault.phase == phase:
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), signal.SIGSTOP if self.fault.action == "stop" else signal.SIGKILL)
 
     def setup(self, master_port: int, spec_json: str, layout_args: dict, timeout_s: float, device: str) -> dict:
         """Join the torch.distributed group (gloo on CPU, nccl on CUDA) and build the TP/MoE groups."""

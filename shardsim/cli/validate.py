@@ -64,7 +64,7 @@ def validate(
         raise ShardsimError(f"validation needs the validation stack ({exc.name} is missing); run bin/test once or "
                             "pip install 'shardsim[validate]' after the CPU torch wheel") from None
     from shardsim.launch.driver import ValidateRequest
-    from shardsim.launch.ray_run import run
+    from shardsim.launch.ray_run import RunInterrupted, run
 
     req = ValidateRequest(model=model, config=config, tp=tp, pp=pp, dp=dp, ep=ep, backend=backend, address=address,
                           device=device, batch=batch, context=context, decode_steps=decode_steps, layers=layers,
@@ -76,6 +76,9 @@ def validate(
     os.dup2(2, 1)
     try:
         record = run(req, spec, layout, quiet=as_json)
+    except RunInterrupted as exc:  # workers stopped, an 'interrupted' record appended: one line, 128 + signal
+        sys.stderr.write(f"shardsim: {exc}\n")
+        raise typer.Exit(130 if exc.signal_name == "SIGINT" else 143) from None
     finally:
         sys.stdout.flush()
         os.dup2(saved_stdout, 1)

@@ -14,12 +14,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import SMALL
 
 EXE = str(Path(sys.executable).parent / "shardsim")
-SMALL = {"architectures": ["Qwen3ForCausalLM"], "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-         "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "vocab_size": 512,
-         "tie_word_embeddings": False, "max_position_embeddings": 256, "torch_dtype": "bfloat16",
-         "rms_norm_eps": 1e-6, "rope_theta": 1000000.0}
+
 
 
 def small_config(folder: Path, **changes) -> Path:
