@@ -25,6 +25,7 @@ from shardsim.launch.driver import (
     compare,
     predict,
 )
+from shardsim.launch.prebuild import prebuild_deepspeed_op
 from shardsim.launch.progress import Progress
 from shardsim.launch.request import cache_dir, runs_dir
 
@@ -308,6 +309,8 @@ def run(req: ValidateRequest, spec, layout, quiet: bool = False) -> dict:
                           "device": req.device, "predicted": predicted, "time": time.time()})
     t_start = time.time()
     ckpt = _checkpoint(req, spec, build, quiet, state.timings)
+    if req.backend == "deepspeed":
+        state.timings["op_build_s"] = prebuild_deepspeed_op(build / "torch_extensions", req.phase_timeout_s, quiet)
     t0 = time.time()
     started_ray = _start_ray(req, world)
     state.timings["ray_init_s"] = time.time() - t0
