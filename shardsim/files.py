@@ -31,6 +31,28 @@ def show(path: Path | str) -> str:
     return str(full.relative_to(cwd)) if full.is_relative_to(cwd) else str(path)
 
 
+def is_file(path: Path | str) -> bool:
+    """``Path.is_file`` that answers False for names the OS refuses (too long, NUL bytes) instead of raising."""
+    try:
+        return Path(path).is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def is_dir(path: Path | str) -> bool:
+    try:
+        return Path(path).is_dir()
+    except (OSError, ValueError):
+        return False
+
+
+def exists(path: Path | str) -> bool:
+    try:
+        return Path(path).exists()
+    except (OSError, ValueError):
+        return False
+
+
 def read_text(path: Path | str, what: str, max_bytes: int) -> str:
     """The text of a regular file of at most ``max_bytes``, UTF-8; ``what`` names the kind of file in errors."""
     p = Path(path)

@@ -16,7 +16,7 @@ import shardsim.workloads
 from shardsim.constants import MAX_BATCH, MAX_CONTEXT_TOKENS, MAX_YAML_BYTES
 from shardsim.core.model import ModelSpec
 from shardsim.errors import ShardsimError
-from shardsim.files import read_yaml, show
+from shardsim.files import exists, is_dir, is_file, read_yaml, show
 from shardsim.hardware import ClusterSpec, list_clusters, load_cluster, resolve_gpu
 from shardsim.hardware.yaml_files import line_of
 from shardsim.presets import PRESET_ALIASES, get_preset, load_config_file
@@ -108,13 +108,13 @@ def resolve_served_model(name: str, base_dir: Path | None = None) -> ModelSpec:
     """A preset alias or full name, else a config.json path (relative paths also tried next to the workload file)."""
     text = str(name).strip()
     path = Path(text).expanduser()
-    if not path.is_absolute() and not path.exists() and base_dir is not None and (base_dir / path).exists():
+    if not path.is_absolute() and not exists(path) and base_dir is not None and exists(base_dir / path):
         path = base_dir / path
     if not text.endswith(".json"):
         try:
             return get_preset(text)
         except ShardsimError:
-            if not path.exists():
+            if not exists(path):
                 raise
     return load_config_file(path)
 
@@ -136,9 +136,9 @@ def load_workload(path: str | Path) -> LoadedWorkload:
     """A workload YAML file (or the name of a shipped one), validated; every mistake reported with the file, the
     line and the field."""
     p = Path(path).expanduser()
-    if not p.is_file() and (SHIPPED_WORKLOADS / f"{path}.yaml").is_file():  # a shipped workload by name
+    if not is_file(p) and is_file(SHIPPED_WORKLOADS / f"{path}.yaml"):  # a shipped workload by name
         p = SHIPPED_WORKLOADS / f"{path}.yaml"
-    if not p.is_file():
+    if not is_file(p):
         shipped = ", ".join(sorted(f.stem for f in SHIPPED_WORKLOADS.glob("*.yaml")))
         raise ShardsimError(f"workload file {str(path)!r} not found; give a YAML file, or a shipped workload: {shipped}")
     doc = read_yaml(p, "workload file", MAX_YAML_BYTES)
@@ -171,7 +171,7 @@ def load_catalog(names: Iterable[str] = (), catalog_dir: str | Path | None = Non
         clusters = [load_cluster(n) for n in names]
     elif catalog_dir is not None:
         folder = Path(catalog_dir).expanduser()
-        if not folder.is_dir():
+        if not is_dir(folder):
             raise ShardsimError(f"--catalog {str(catalog_dir)!r} is not a directory of cluster YAML files")
         files = sorted(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and p.name != "gpus.yaml")
         if not files:

@@ -140,7 +140,7 @@ def sweep(
     model: ModelArg = None, config: ConfigOpt = None,
     contexts: ContextsOpt = "8192", batches: BatchesOpt = "1", gpus: GpuCountsOpt = None,
     tp: TpOpt = 1, pp: PpOpt = 1, dp: DpOpt = 1, ep: EpOpt = 1, zero: ZeroOpt = 0, pp_split: PpSplitOpt = None,
-    prefill_chunk: ChunkOpt = None, dtype: DtypeOpt = "bf16", quant: QuantOpt = None, group_size: GroupOpt = 128,
+    prefill_chunk: ChunkOpt = None, dtype: DtypeOpt = "bf16", quant: QuantOpt = None, group_size: GroupOpt = None,
     kv_dtype: KvDtypeOpt = None, block_size: BlockOpt = None,
     cluster: ClusterOpt = None, gpu: GpuOpt = None, gpu_memory: GpuMemOpt = None,
     csv_file: CsvOpt = None, as_json: JsonOpt = False, chart: ChartOpt = None,

@@ -121,7 +121,7 @@ def hardware(cluster: Optional[list[str]], gpu: Optional[str], gpu_memory: Optio
 
 
 def workload(context: int, batch: int, prefill_chunk: Optional[int], dtype: str, quant: Optional[str],
-             group_size: int, kv_dtype: Optional[str], block_size: Optional[int]):
+             group_size: Optional[int], kv_dtype: Optional[str], block_size: Optional[int]):
     """The planner's Workload from the shared options, checked."""
     from shardsim.constants import KV_BLOCK_TOKENS, PREFILL_CHUNK_TOKENS
     from shardsim.core.plan import Workload
@@ -130,8 +130,13 @@ def workload(context: int, batch: int, prefill_chunk: Optional[int], dtype: str,
 
     if quant is not None and quant not in QUANT_CHOICES:
         raise ShardsimError(f"--quant {quant!r} is not known; accepted: {', '.join(QUANT_CHOICES)}")
-    if group_size == 0 or group_size < -1:
-        raise ShardsimError(f"--group-size {group_size} is not valid; accepted: a positive size (e.g. 128) or -1 (per channel)")
+    from shardsim.core.config import GROUP_SIZES
+
+    if group_size is not None and quant not in ("int8", "int4", "awq"):
+        raise ShardsimError("--group-size does nothing without --quant int8, int4 or awq (group-quantized formats)")
+    group_size = 128 if group_size is None else group_size
+    if group_size not in GROUP_SIZES:
+        raise ShardsimError(f"--group-size {group_size} is not valid; accepted: {', '.join(map(str, GROUP_SIZES))}")
     return Workload(
         context=context, batch=batch, prefill_chunk=prefill_chunk if prefill_chunk is not None else PREFILL_CHUNK_TOKENS,
         dtype=canonical_dtype(dtype), quant=quant_from_choice(quant, group_size) if quant is not None else None,

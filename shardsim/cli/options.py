@@ -8,33 +8,44 @@ differ by command are ``None`` here and resolved in one place (``common.resolve_
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Optional
 
 import typer
+
+
+def whole_number(text: str | int) -> int:
+    """An integer option as people write them: digits, an optional minus; no '1_000', '+8', ' 8' or '08'
+    (Python's int() would take them)."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        return text
+    if not re.fullmatch(r"-?(0|[1-9][0-9]{0,17})", str(text)):
+        raise typer.BadParameter(f"{str(text)[:40]!r} is not a whole number (digits only, e.g. 8)")
+    return int(text)
 
 # ---------------------------------------------------------------- model and layout
 ModelArg = Annotated[Optional[str], typer.Argument(
     help="preset: 0.6b 1.7b 4b 8b 14b 32b 30b-a3b 235b (or full names)", show_default=False)]
 ConfigOpt = Annotated[Optional[str], typer.Option("--config", help="a Hugging Face config.json (or its directory) instead of a preset")]
-TpOpt = Annotated[int, typer.Option("--tp", help="tensor-parallel degree")]
-PpOpt = Annotated[int, typer.Option("--pp", help="pipeline-parallel degree")]
-DpOpt = Annotated[int, typer.Option("--dp", help="data-parallel replicas")]
-EpOpt = Annotated[int, typer.Option("--ep", help="expert-parallel degree (MoE); divides tp × dp")]
-ZeroOpt = Annotated[int, typer.Option("--zero", help="3: shard weights over dp (ZeRO-3 / FSDP)")]
+TpOpt = Annotated[int, typer.Option("--tp", parser=whole_number, help="tensor-parallel degree")]
+PpOpt = Annotated[int, typer.Option("--pp", parser=whole_number, help="pipeline-parallel degree")]
+DpOpt = Annotated[int, typer.Option("--dp", parser=whole_number, help="data-parallel replicas")]
+EpOpt = Annotated[int, typer.Option("--ep", parser=whole_number, help="expert-parallel degree (MoE); divides tp × dp")]
+ZeroOpt = Annotated[int, typer.Option("--zero", parser=whole_number, help="3: shard weights over dp (ZeRO-3 / FSDP)")]
 PpSplitOpt = Annotated[Optional[str], typer.Option("--pp-split", help="layers per stage by hand, e.g. 48,46")]
 
 # ---------------------------------------------------------------- workload and formats
 ContextOpt = Annotated[Optional[int], typer.Option(
-    "--context", help="tokens per sequence, prompt + generated \\[default: 8192; validate: 128]")]
-BatchOpt = Annotated[int, typer.Option("--batch", help="sequences in flight per model replica")]
-ChunkOpt = Annotated[Optional[int], typer.Option("--prefill-chunk", help="prefill chunk tokens \\[default: min(context, 8192)]")]
+    "--context", parser=whole_number, help="tokens per sequence, prompt + generated \\[default: 8192; validate: 128]")]
+BatchOpt = Annotated[int, typer.Option("--batch", parser=whole_number, help="sequences in flight per model replica")]
+ChunkOpt = Annotated[Optional[int], typer.Option("--prefill-chunk", parser=whole_number, help="prefill chunk tokens \\[default: min(context, 8192)]")]
 DtypeOpt = Annotated[str, typer.Option("--dtype", help="weight dtype: bf16 fp16 fp32")]
 QuantOpt = Annotated[Optional[list[str]], typer.Option(
     "--quant", help="weight format: none fp8 int8 int4 awq nvfp4 (review: repeatable) \\[default: the checkpoint's own]")]
-GroupOpt = Annotated[int, typer.Option("--group-size", help="int8/int4 group size")]
+GroupOpt = Annotated[Optional[int], typer.Option("--group-size", parser=whole_number, help="int8/int4/awq group size \\[128]")]
 KvDtypeOpt = Annotated[Optional[list[str]], typer.Option(
     "--kv-dtype", help="KV cache dtype: bf16 fp16 fp8 (review: repeatable) \\[default: bf16]")]
-BlockOpt = Annotated[Optional[int], typer.Option("--block-size", help="KV cache page size in tokens \\[default: 16]")]
+BlockOpt = Annotated[Optional[int], typer.Option("--block-size", parser=whole_number, help="KV cache page size in tokens \\[default: 16]")]
 
 # ---------------------------------------------------------------- hardware
 ClusterOpt = Annotated[Optional[list[str]], typer.Option(
@@ -49,30 +60,30 @@ EngineOpt = Annotated[Optional[str], typer.Option(
     "--engine", help="vllm | sglang | hf: the engine's own figures and start verdict (review: vllm); none: the planner")]
 GpuUtilOpt = Annotated[Optional[float], typer.Option(
     "--gpu-memory-utilization", help="vLLM: fraction of the GPU it may take \\[0.9]")]
-MaxModelLenOpt = Annotated[Optional[int], typer.Option("--max-model-len", help="vLLM: longest request \\[model's max]")]
-BatchedTokensOpt = Annotated[Optional[int], typer.Option("--max-num-batched-tokens", help="vLLM: tokens per step \\[by GPU]")]
-MaxSeqsOpt = Annotated[Optional[int], typer.Option("--max-num-seqs", help="vLLM: requests per step \\[by GPU]")]
+MaxModelLenOpt = Annotated[Optional[int], typer.Option("--max-model-len", parser=whole_number, help="vLLM: longest request \\[model's max]")]
+BatchedTokensOpt = Annotated[Optional[int], typer.Option("--max-num-batched-tokens", parser=whole_number, help="vLLM: tokens per step \\[by GPU]")]
+MaxSeqsOpt = Annotated[Optional[int], typer.Option("--max-num-seqs", parser=whole_number, help="vLLM: requests per step \\[by GPU]")]
 EagerOpt = Annotated[bool, typer.Option("--enforce-eager", help="vLLM: no CUDA graphs")]
 KvCacheDtypeOpt = Annotated[Optional[str], typer.Option("--kv-cache-dtype", help="vLLM/SGLang: auto or fp8")]
 SamplerOpt = Annotated[Optional[str], typer.Option("--sampler", help="vLLM: native (PyTorch) or flashinfer sampling")]
 VllmVersionOpt = Annotated[Optional[str], typer.Option("--vllm-version", help="vLLM engine: v1 (0.10+) or v0")]
 MemFracOpt = Annotated[Optional[float], typer.Option("--mem-fraction-static", help="SGLang: static memory fraction \\[by GPU]")]
-ContextLengthOpt = Annotated[Optional[int], typer.Option("--context-length", help="SGLang: longest request \\[model's max]")]
-MaxTotalTokensOpt = Annotated[Optional[int], typer.Option("--max-total-tokens", help="SGLang: cap on KV pool tokens")]
-PromptTokensOpt = Annotated[Optional[int], typer.Option("--prompt-tokens", help="HF generate: prompt length \\[1]")]
-GenerateTokensOpt = Annotated[Optional[int], typer.Option("--generate-tokens", help="HF generate: new tokens \\[2048]")]
+ContextLengthOpt = Annotated[Optional[int], typer.Option("--context-length", parser=whole_number, help="SGLang: longest request \\[model's max]")]
+MaxTotalTokensOpt = Annotated[Optional[int], typer.Option("--max-total-tokens", parser=whole_number, help="SGLang: cap on KV pool tokens")]
+PromptTokensOpt = Annotated[Optional[int], typer.Option("--prompt-tokens", parser=whole_number, help="HF generate: prompt length \\[1]")]
+GenerateTokensOpt = Annotated[Optional[int], typer.Option("--generate-tokens", parser=whole_number, help="HF generate: new tokens \\[2048]")]
 
 # ---------------------------------------------------------------- review
 ModelsOpt = Annotated[Optional[list[str]], typer.Option(
     "--model", help="preset (0.6b … 235b, or 'all' for the eight) or a config.json path; repeatable")]
 WorkloadOpt = Annotated[Optional[str], typer.Option(
     "--workload", help="a workload YAML file, or the name of a shipped one (e.g. example)")]
-ConcurrencyOpt = Annotated[Optional[int], typer.Option("--concurrency", help="simultaneous requests \\[default: 1]")]
+ConcurrencyOpt = Annotated[Optional[int], typer.Option("--concurrency", parser=whole_number, help="simultaneous requests \\[default: 1]")]
 ByOpt = Annotated[str, typer.Option("--by", help="rank by the purchase price or the hourly price of the GPUs used")]
 CatalogOpt = Annotated[Optional[str], typer.Option("--catalog", help="a directory of cluster YAML files \\[default: cluster_specs/]")]
-MaxGpusOpt = Annotated[Optional[int], typer.Option("--max-gpus", help="only layouts on at most this many GPUs")]
-TopOpt = Annotated[int, typer.Option("--top", help="fitting options shown per model (0: all)")]
-MissesOpt = Annotated[int, typer.Option("--misses", help="nearest misses shown per model")]
+MaxGpusOpt = Annotated[Optional[int], typer.Option("--max-gpus", parser=whole_number, help="only layouts on at most this many GPUs")]
+TopOpt = Annotated[int, typer.Option("--top", parser=whole_number, help="fitting options shown per model (0: all)")]
+MissesOpt = Annotated[int, typer.Option("--misses", parser=whole_number, help="nearest misses shown per model")]
 
 # ---------------------------------------------------------------- sweep
 ContextsOpt = Annotated[str, typer.Option("--contexts", help="contexts to sweep, e.g. 4096,8192,32768 (8k = 8192)")]
@@ -89,8 +100,8 @@ CheckOpt = Annotated[bool, typer.Option("--check", help="exit 1 when a row falls
 BackendOpt = Annotated[str, typer.Option("--backend", help="torch | deepspeed | transformers")]
 AddressOpt = Annotated[Optional[str], typer.Option("--address", help="Ray cluster: auto or HOST:PORT \\[default: a local one]")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="cpu (gloo) or cuda (nccl)")]
-DecodeStepsOpt = Annotated[int, typer.Option("--decode-steps", help="greedy decode steps after the prefill")]
-LayersOpt = Annotated[Optional[int], typer.Option("--layers", help="keep the full width and the first K decoder layers")]
+DecodeStepsOpt = Annotated[int, typer.Option("--decode-steps", parser=whole_number, help="greedy decode steps after the prefill")]
+LayersOpt = Annotated[Optional[int], typer.Option("--layers", parser=whole_number, help="keep the full width and the first K decoder layers")]
 CheckpointOpt = Annotated[Optional[str], typer.Option(
     "--checkpoint", help="a real HF checkpoint directory \\[default: write a seeded one]")]
 TimeoutOpt = Annotated[float, typer.Option("--timeout", help="seconds allowed per phase")]

@@ -45,7 +45,7 @@ def plan(
     model: ModelArg = None, config: ConfigOpt = None,
     tp: TpOpt = 1, pp: PpOpt = 1, dp: DpOpt = 1, ep: EpOpt = 1, zero: ZeroOpt = 0, pp_split: PpSplitOpt = None,
     context: ContextOpt = None, batch: BatchOpt = 1, prefill_chunk: ChunkOpt = None,
-    dtype: DtypeOpt = "bf16", quant: QuantOpt = None, group_size: GroupOpt = 128, kv_dtype: KvDtypeOpt = None,
+    dtype: DtypeOpt = "bf16", quant: QuantOpt = None, group_size: GroupOpt = None, kv_dtype: KvDtypeOpt = None,
     block_size: BlockOpt = None,
     cluster: ClusterOpt = None, gpu: GpuOpt = None, gpu_memory: GpuMemOpt = None, as_json: JsonOpt = False,
     engine: EngineOpt = None, gpu_memory_utilization: GpuUtilOpt = None, max_model_len: MaxModelLenOpt = None,

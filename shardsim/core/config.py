@@ -25,15 +25,21 @@ GROUP_SIZES = (-1, 16, 32, 64, 128, 256, 512, 1024)
 """Quantization group sizes that exist in GPTQ / AWQ checkpoints (-1: one group per output channel)."""
 
 
+def _shown(value: object) -> str:
+    """A JSON value as the file spells it (null, true), shortened."""
+    text = {None: "null", True: "true", False: "false"}.get(value, None) if not isinstance(value, (list, dict)) else None
+    return text if text is not None else f"{value!r:.60}"
+
+
 def _int(config: dict, key: str, source: str, limit: int, default: int | None = None, low: int = 1) -> int:
     """An integer field in [low, limit]; ``default`` when absent (None: required)."""
-    if key not in config or config[key] is None:
+    if key not in config:
         if default is None:
             raise ShardsimError(f"{source}: field '{key}' is missing; a Qwen3 config.json has it")
         return default
     value = config[key]
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ShardsimError(f"{source}: field '{key}' must be a whole number, got {value!r:.60}")
+        raise ShardsimError(f"{source}: field '{key}' must be a whole number, got {_shown(value)}")
     if not low <= value <= limit:
         raise ShardsimError(f"{source}: field '{key}' is {value:,}; accepted: {low:,} … {limit:,} (shardsim's limit)")
     return value
@@ -41,10 +47,8 @@ def _int(config: dict, key: str, source: str, limit: int, default: int | None = 
 
 def _bool(config: dict, key: str, source: str, default: bool) -> bool:
     value = config.get(key, default)
-    if value is None:
-        return default
     if not isinstance(value, bool):
-        raise ShardsimError(f"{source}: field '{key}' must be true or false, got {value!r:.60}")
+        raise ShardsimError(f"{source}: field '{key}' must be true or false, got {_shown(value)}")
     return value
 
 
@@ -105,6 +109,14 @@ def _moe_fields(config: dict, source: str, layers: int) -> dict:
     return fields
 
 
+def _derived_head_dim(hidden: int, heads: int, source: str) -> int:
+    """hidden_size // num_attention_heads, transformers' fallback when a config has no head_dim."""
+    if hidden // heads < 1:
+        raise ShardsimError(f"{source}: no head_dim, and hidden_size {hidden} // num_attention_heads {heads} is 0; "
+                            "give head_dim")
+    return hidden // heads
+
+
 def _dtype(text: str, source: str) -> str:
     try:
         return canonical_dtype(text)
@@ -135,7 +147,8 @@ def spec_from_config(config: dict, name: str, source: str = "config.json") -> Mo
         name=name, architecture=arch, hidden_size=hidden, num_heads=heads, num_kv_heads=kv_heads, num_layers=layers,
         intermediate_size=_int(config, "intermediate_size", source, MAX_INTERMEDIATE),
         # Qwen3 configs always carry head_dim; transformers falls back to hidden // heads only when it is absent.
-        head_dim=_int(config, "head_dim", source, MAX_HEAD_DIM, default=max(1, hidden // heads)),
+        head_dim=(_int(config, "head_dim", source, MAX_HEAD_DIM) if "head_dim" in config
+                  else _derived_head_dim(hidden, heads, source)),
         vocab_size=_int(config, "vocab_size", source, MAX_VOCAB),
         tie_word_embeddings=_bool(config, "tie_word_embeddings", source, False),
         max_position_embeddings=_int(config, "max_position_embeddings", source, MAX_CONTEXT_TOKENS, default=40960),

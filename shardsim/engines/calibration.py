@@ -126,8 +126,11 @@ def _gpu(row: dict) -> RowGpu:
     words = {w.upper() for w in re.findall(r"[A-Za-z0-9]+", text)}
     for gpu in gpu_catalog().values():
         # the model token of the catalog name (H100, L40S, 4090, H20 …) must appear as a whole word
-        model_token = next((t for t in gpu.name.upper().split("-") if re.search(r"[0-9]", t) and not t.endswith("GB")), None)
-        if model_token and model_token in words:
+        tokens = [t for t in gpu.name.upper().split("-") if not t.endswith("GB")]
+        model_token = next((t for t in tokens if re.search(r"[0-9]", t)), None)
+        # a bare number ("6000") is not enough: NVIDIA or another word of the catalog name must be there too
+        if model_token and model_token in words and ("NVIDIA" in words or len(tokens) == 1
+                                                     or any(t in words for t in tokens if t != model_token)):
             catalog = gpu
             break
     cc = catalog.compute_capability if catalog else ("12.0" if re.search(r"50[0-9]0", text) else "8.6")
@@ -232,11 +235,11 @@ def calibrate_row(row: dict, line: int) -> RowResult:
 
 
 def _check_plausible(figures: list[Figure], memory_bytes: int) -> None:
-    """A logged memory figure larger than all the GPUs' memory, or a token count beyond any cache, is a misread
-    log, not a measurement: refused."""
+    """A logged memory figure below 1 MiB or larger than all the GPUs' memory, or a token count beyond any cache, is
+    a misread log, not a measurement: refused."""
     for f in figures:
         scale = {"GiB": GiB, "MiB": MiB}.get(f.unit)
-        if scale is not None and not 0 < f.measured * scale <= memory_bytes:
+        if scale is not None and not MiB <= f.measured * scale <= memory_bytes:
             raise ShardsimError(f"'{f.name}' of {f.measured:g} {f.unit} is implausible on GPUs of "
                                 f"{memory_bytes / GiB:,.2f} GiB in all")
         if f.unit == "tokens" and not 0 < f.measured <= 1e10:

@@ -47,6 +47,9 @@ class SglangKnobs(BaseModel):
     def checked(self) -> "SglangKnobs":
         if self.mem_fraction_static is not None and not 0 < self.mem_fraction_static < 1:
             raise ShardsimError(f"--mem-fraction-static {self.mem_fraction_static} is out of range; accepted: (0, 1)")
+        if self.kv_cache_dtype not in ("auto", "bf16", "fp8", "fp8_e4m3", "fp8_e5m2"):
+            raise ShardsimError(f"--kv-cache-dtype {self.kv_cache_dtype!r:.40} is not one SGLang takes; accepted: auto, "
+                                "bf16, fp8_e4m3, fp8_e5m2")
         for name in ("context_length", "max_total_tokens"):
             value = getattr(self, name)
             if value is not None and not 1 <= value <= 100_000_000:

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 import shardsim.cluster_specs
 from shardsim.constants import MAX_YAML_BYTES
 from shardsim.errors import ShardsimError
-from shardsim.files import read_yaml, show
+from shardsim.files import is_dir, is_file, read_yaml, show
 from shardsim.hardware.specs import ClusterSpec, GPUSpec
 from shardsim.hardware.yaml_files import invalid, line_of
 
@@ -58,7 +58,7 @@ def _catalog_at(path_str: str) -> dict[str, GPUSpec]:
 def _catalog() -> dict[str, GPUSpec]:
     """The catalog in specs_dir(), or the built-in one when that directory has none; parsed once, cached."""
     own = specs_dir() / CATALOG_FILE
-    return _catalog_at(str(own if own.is_file() else BUILTIN_DIR / CATALOG_FILE))
+    return _catalog_at(str(own if is_file(own) else BUILTIN_DIR / CATALOG_FILE))
 
 
 def gpu_catalog() -> dict[str, GPUSpec]:
@@ -80,7 +80,7 @@ def resolve_gpu(name: str | GPUSpec) -> GPUSpec:
 
 def _cluster_files() -> list[Path]:
     folder = specs_dir()
-    if not folder.is_dir():
+    if not is_dir(folder):
         raise ShardsimError(f"cluster specs directory {str(folder)!r} does not exist; set {ENV_SPECS_DIR} to one")
     return sorted(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and p.name != CATALOG_FILE)
 
@@ -116,11 +116,11 @@ def load_cluster(name_or_path: str | os.PathLike[str]) -> ClusterSpec:
     text = str(name_or_path).strip()
     path = Path(text).expanduser()
     looks_like_path = path.suffix in (".yaml", ".yml") or "/" in text or os.sep in text
-    if looks_like_path and path.is_file():
+    if looks_like_path and is_file(path):
         return _load_cluster_file(path)
     files = _cluster_files()
     known = ", ".join(p.stem for p in files)
-    if looks_like_path and path.parent != Path("."):
+    if looks_like_path and ("/" in text or os.sep in text):
         raise ShardsimError(f"cluster file {text!r} not found; give a YAML path or a cluster name: {known}")
     key = (path.stem if looks_like_path else text).lower()  # a bare 'x.yaml' is also looked up in specs_dir()
     match = next((p for p in files if p.stem.lower() == key), None) or next(

@@ -16,7 +16,7 @@ from shardsim.constants import MAX_CONFIG_BYTES
 from shardsim.core.config import spec_from_config
 from shardsim.core.model import ModelSpec
 from shardsim.errors import ShardsimError
-from shardsim.files import read_json, show
+from shardsim.files import is_dir, read_json, show
 
 PRESETS_DIR = Path(__file__).resolve().parent
 
@@ -39,11 +39,13 @@ PRESET_ALIASES: dict[str, tuple[str, ...]] = {
 
 def config_path(path: str | Path) -> Path:
     """The config.json a ``--config`` value names: the file itself, or ``config.json`` inside a directory."""
+    text = str(path)
     p = Path(path)
-    try:
-        return p / "config.json" if p.is_dir() else p
-    except (OSError, ValueError):  # a name the OS cannot even stat: read_text reports it
-        return p
+    if is_dir(p):
+        return p / "config.json"
+    if text.endswith(("/", "\\")):
+        raise ShardsimError(f"config path {text[:200]!r} ends with a slash but is not a folder")
+    return p
 
 
 def read_config(path: str | Path) -> dict:
@@ -96,6 +98,8 @@ def _preset_file(name: str) -> str:
 
 def resolve_model(name: str | None, config: str | None = None) -> ModelSpec:
     """The model of a command: ``--config PATH`` wins over a preset name."""
+    if config and name:
+        raise ShardsimError(f"give a model name ({name!r:.40}) or --config PATH, not both")
     if config:
         return load_config_file(config)
     if not name:
