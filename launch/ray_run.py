@@ -16,8 +16,6 @@ from pathlib import Path
 
 from shardsim.launch import placement
 from shardsim.launch.driver import (
-    LOGITS_TOLERANCE,
-    LOGITS_TOLERANCE_ANY_POSITION,
     ResultsFile,
     ValidateRequest,
     _free_port,
@@ -27,6 +25,7 @@ from shardsim.launch.driver import (
 )
 from shardsim.launch.prebuild import prebuild_deepspeed_op
 from shardsim.launch.progress import Progress
+from shardsim.launch.reference import check_logits
 from shardsim.launch.request import cache_dir, runs_dir
 
 from shardsim.errors import ShardsimError
@@ -345,44 +344,3 @@ def run(req: ValidateRequest, spec, layout, quiet: bool = False) -> dict:
     state.timings["total_s"] = time.time() - t_start
     state.results.append(record)
     return record
-
-
-def check_logits(spec, ckpt: CheckpointFacts, prompt, forward_out, req: ValidateRequest) -> dict:
-    """Compare every last-stage leader's logits (one per DP replica) with the unsharded reference."""
-
-    from shardsim.launch.reference import reference_logits
-
-    leaders = [r for r, v in forward_out.items() if v.get("logits") is not None]
-    if not leaders:
-        return {"ok": False, "error": "no rank returned logits"}
-    generated = forward_out[leaders[0]]["generated"]
-    sequences = [prompt[b] + [generated[s][b] for s in range(req.decode_steps)] for b in range(req.batch)]
-    ref = reference_logits(spec, str(ckpt.path), sequences, req.decode_steps + 1, ckpt.rope_theta, ckpt.rms_eps,
-                           ckpt.norm_topk_prob)
-    import torch
-
-    # NaN compares as neither larger nor smaller, so max() and argmax would let it pass: any non-finite logit,
-    # on either side, fails the run.
-    if not bool(torch.isfinite(ref).all()):
-        return {"ok": False, "error": "the unsharded reference's logits are not finite (NaN or inf): the checkpoint "
-                                      "holds non-finite values"}
-    for r in leaders:
-        if not bool(torch.isfinite(forward_out[r]["logits"]).all()):
-            return {"ok": False, "error": f"rank {r}'s logits are not finite (NaN or inf)"}
-    worst_l2, worst_abs, worst_median = 0.0, 0.0, 0.0
-    argmax_agree = True
-    for r in leaders:
-        got = forward_out[r]["logits"]
-        diff = got - ref
-        per_position = diff.norm(dim=-1) / ref.norm(dim=-1).clamp_min(1e-6)  # [batch, positions]
-        per_position_worst = [round(v, 5) for v in per_position.max(dim=0).values.tolist()]
-        worst_l2 = max(worst_l2, per_position.max().item())
-        worst_median = max(worst_median, per_position.median().item())
-        worst_abs = max(worst_abs, diff.abs().max().item() / max(ref.abs().max().item(), 1e-6))
-        argmax_agree &= bool((got[:, 0].argmax(-1) == ref[:, 0].argmax(-1)).all())
-    ok = worst_median <= LOGITS_TOLERANCE and worst_l2 <= LOGITS_TOLERANCE_ANY_POSITION and argmax_agree
-    return {"ok": ok, "max_rel_l2_error": worst_l2, "median_rel_l2_error": worst_median,
-            "tolerance_any_position": LOGITS_TOLERANCE_ANY_POSITION,
-            "max_abs_error_rel_to_max": worst_abs, "tolerance": LOGITS_TOLERANCE,
-            "rel_l2_by_position": per_position_worst,
-            "prefill_argmax_agrees": argmax_agree, "compared_ranks": leaders, "positions": req.decode_steps + 1}
