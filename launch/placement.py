@@ -65,9 +65,17 @@ def check_fits(nodes: list[NodeResources], world: int, device: str) -> float:
     return request
 
 
-def ready(actors: dict, timeout_s: float, request: str, between=lambda: None) -> dict[int, str]:
-    """Ranks whose actor did not answer within ``timeout_s`` (unschedulable or dead), each with the reason;
-    ``between`` runs between one-second waits (the driver's signal check)."""
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    """The workers' process ids (rank → pid), and the ranks that did not answer, each with the reason."""
+
+    pids: dict[int, int]
+    missing: dict[int, str]
+
+
+def ready(actors: dict, timeout_s: float, request: str, between=lambda: None) -> Readiness:
+    """Ask every actor once for its process id; name those that did not answer within ``timeout_s``
+    (unschedulable or dead). ``between`` runs between one-second waits (the driver's signal check)."""
     import time
 
     import ray
@@ -79,16 +87,16 @@ def ready(actors: dict, timeout_s: float, request: str, between=lambda: None) ->
         now_done, pending = ray.wait(pending, num_returns=len(pending), timeout=min(1.0, deadline - time.time()))
         done += now_done
         between()
-    missing = {}
+    missing, pids = {}, {}
     for ref in pending:
         missing[refs[ref]] = (f"its worker was not scheduled within {timeout_s:.0f} s: it asks for {request} and no "
                               "node has that free")
     for ref in done:
         try:
-            ray.get(ref)
+            pids[refs[ref]] = ray.get(ref).get("pid")
         except Exception as exc:  # noqa: BLE001 - reported per rank
             missing[refs[ref]] = f"its worker failed to start: {str(exc).splitlines()[0][:200]}"
-    return missing
+    return Readiness(pids, missing)
 
 
 def frozen(pid: int | None) -> bool:

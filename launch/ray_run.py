@@ -241,11 +241,12 @@ def _phases(req: ValidateRequest, spec, layout, ckpt: CheckpointFacts, prompt: l
     try:
         progress.phase("start", range(layout.world_size), "running")
         actors = _start_actors(req, layout.world_size, build, cpus)
-        missing = placement.ready(actors, min(START_TIMEOUT_S, req.phase_timeout_s), f"{cpus:g} CPU", check_signals)
-        state.failed.update(missing)
-        if missing:
+        readiness = placement.ready(actors, min(START_TIMEOUT_S, req.phase_timeout_s), f"{cpus:g} CPU",
+                                    check_signals)
+        state.failed.update(readiness.missing)
+        if readiness.missing:
             return
-        state.pids = {r: ray.get(actors[r].measure.remote()).get("pid") for r in actors}
+        state.pids = readiness.pids
         port = _free_port()
         spec_json = spec.model_dump_json()
         layout_args = {"tp": layout.tp, "pp": layout.pp, "dp": layout.dp, "ep": layout.ep,

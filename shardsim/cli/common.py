@@ -11,9 +11,12 @@ import json
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from shardsim.errors import ShardsimError
+
+if TYPE_CHECKING:  # the hardware package loads pydantic models: imported by the commands that need it
+    from shardsim.hardware import ClusterSpec
 
 DEFAULT_CONTEXT = 8192
 VALIDATE_CONTEXT = 128
@@ -91,7 +94,7 @@ def parse_split(text: Optional[str]) -> Optional[tuple[int, ...]]:
 class Hardware:
     """The GPUs a command plans for, from its --cluster / --gpu / --gpu-memory options."""
 
-    cluster: Any  # shardsim.hardware ClusterSpec
+    cluster: ClusterSpec
     warnings: tuple[str, ...] = ()
 
     @property

@@ -27,8 +27,9 @@ GROUP_SIZES = (-1, 16, 32, 64, 128, 256, 512, 1024)
 
 def _shown(value: object) -> str:
     """A JSON value as the file spells it (null, true), shortened."""
-    text = {None: "null", True: "true", False: "false"}.get(value, None) if not isinstance(value, (list, dict)) else None
-    return text if text is not None else f"{value!r:.60}"
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    return f"{value!r:.60}"
 
 
 def _int(config: dict, key: str, source: str, limit: int, default: int | None = None, low: int = 1) -> int:
