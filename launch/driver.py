@@ -98,7 +98,7 @@ def predict(spec, layout, context: int, batch: int, prompt_len: int, backend: st
 
     hf = backend in ("transformers", "deepspeed")  # DeepSpeed ZeRO-3 runs the transformers model as it is
     block = 1 if hf else 16
-    workload = Workload(context=context, batch=batch, prefill_chunk=prompt_len, kernels="hf" if hf else "eager",
+    workload = Workload(context=context, batch=batch, prefill_chunk=prompt_len, step_tokens=None, kernels="hf" if hf else "eager",
                         block_size=block).checked()
     planner = Planner(spec, layout, workload)
     tokens = prompt_len * batch

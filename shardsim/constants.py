@@ -48,7 +48,12 @@ NVFP4_GROUP = 16        # NVFP4: one fp8 scale per 16 elements (NVIDIA ModelOpt;
 
 # --- Inference defaults -------------------------------------------------------------------------------------
 KV_BLOCK_TOKENS = 16          # vLLM's default --block-size (vllm/config/cache.py)
-PREFILL_CHUNK_TOKENS = 8192   # default --prefill-chunk: vLLM V1 max_num_batched_tokens for online serving
+# Tokens of one forward step (the step budget): vLLM V1 ``max_num_batched_tokens`` for `vllm serve` on ≥ 70 GiB GPUs
+# (vllm/engine/arg_utils.py@v0.11.0, EngineArgs._set_default_args) and SGLang's ``chunked_prefill_size`` on
+# 80 GB-class GPUs (srt/server_args.py@v0.5.2, ServerArgs.__post_init__). A step mixes decode tokens (one per running
+# sequence) and prefill chunks up to this budget, so activations scale with it, not with batch × prompt.
+STEP_TOKENS = 8192
+
 ACTIVATION_BYTES = 2          # bf16 hidden states in inference
 LOGITS_BYTES = 4              # logits are upcast to fp32 before sampling (vLLM LogitsProcessor / HF generate)
 ROUTER_LOGITS_BYTES = 4       # MoE router logits in fp32 (vLLM fused_moe topk softmax)

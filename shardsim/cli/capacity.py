@@ -7,12 +7,12 @@ from pathlib import Path
 
 from shardsim.cli import common
 from shardsim.cli.options import (
+    BatchedTokensOpt,
     BatchesOpt,
     BlockOpt,
     ByOpt,
     CatalogOpt,
     ChartOpt,
-    ChunkOpt,
     ClusterOpt,
     ConcurrencyOpt,
     ConfigOpt,
@@ -140,7 +140,7 @@ def sweep(
     model: ModelArg = None, config: ConfigOpt = None,
     contexts: ContextsOpt = "8192", batches: BatchesOpt = "1", gpus: GpuCountsOpt = None,
     tp: TpOpt = 1, pp: PpOpt = 1, dp: DpOpt = 1, ep: EpOpt = 1, zero: ZeroOpt = 0, pp_split: PpSplitOpt = None,
-    prefill_chunk: ChunkOpt = None, dtype: DtypeOpt = "bf16", quant: QuantOpt = None, group_size: GroupOpt = None,
+    max_num_batched_tokens: BatchedTokensOpt = None, dtype: DtypeOpt = "bf16", quant: QuantOpt = None, group_size: GroupOpt = None,
     kv_dtype: KvDtypeOpt = None, block_size: BlockOpt = None,
     cluster: ClusterOpt = None, gpu: GpuOpt = None, gpu_memory: GpuMemOpt = None,
     csv_file: CsvOpt = None, as_json: JsonOpt = False, chart: ChartOpt = None,
@@ -154,7 +154,7 @@ def sweep(
     spec = resolve_model(model, config)
     ctxs = parse_int_list(contexts, "--contexts", 1, MAX_CONTEXT_TOKENS)
     bats = parse_int_list(batches, "--batches", 1, MAX_BATCH)
-    base = common.workload(ctxs[0], bats[0], prefill_chunk, dtype, common.single(quant, "--quant"), group_size,
+    base = common.workload(ctxs[0], bats[0], max_num_batched_tokens, dtype, common.single(quant, "--quant"), group_size,
                            common.single(kv_dtype, "--kv-dtype"), block_size)
     counts, layout = None, None
     if gpus is not None:

@@ -77,6 +77,13 @@ def single(values: Optional[list[str]], flag: str) -> Optional[str]:
     return values[0]
 
 
+def step_budget(max_num_batched_tokens: Optional[int], chunked_prefill_size: Optional[int]) -> Optional[int]:
+    """The planner's step budget from either engine's flag (one of them at most); None: the default."""
+    if max_num_batched_tokens is not None and chunked_prefill_size is not None:
+        raise ShardsimError("give either --max-num-batched-tokens (vLLM) or --chunked-prefill-size (SGLang), not both")
+    return max_num_batched_tokens if max_num_batched_tokens is not None else chunked_prefill_size
+
+
 def resolve_context(context: Optional[int], default: int = DEFAULT_CONTEXT) -> int:
     return default if context is None else context
 
@@ -123,10 +130,10 @@ def hardware(cluster: Optional[list[str]], gpu: Optional[str], gpu_memory: Optio
     return Hardware(spec, tuple(topology.tp_group_crossings(spec, layout)) if layout is not None else ())
 
 
-def workload(context: int, batch: int, prefill_chunk: Optional[int], dtype: str, quant: Optional[str],
+def workload(context: int, batch: int, step_tokens: Optional[int], dtype: str, quant: Optional[str],
              group_size: Optional[int], kv_dtype: Optional[str], block_size: Optional[int]):
-    """The planner's Workload from the shared options, checked."""
-    from shardsim.constants import KV_BLOCK_TOKENS, PREFILL_CHUNK_TOKENS
+    """The planner's Workload from the shared options, checked; ``step_tokens`` None: the default step budget."""
+    from shardsim.constants import KV_BLOCK_TOKENS, STEP_TOKENS
     from shardsim.core.plan import Workload
     from shardsim.core.quant import QUANT_CHOICES, quant_from_choice
     from shardsim.units import canonical_dtype
@@ -141,7 +148,7 @@ def workload(context: int, batch: int, prefill_chunk: Optional[int], dtype: str,
     if group_size not in GROUP_SIZES:
         raise ShardsimError(f"--group-size {group_size} is not valid; accepted: {', '.join(map(str, GROUP_SIZES))}")
     return Workload(
-        context=context, batch=batch, prefill_chunk=prefill_chunk if prefill_chunk is not None else PREFILL_CHUNK_TOKENS,
+        context=context, batch=batch, step_tokens=step_tokens if step_tokens is not None else STEP_TOKENS,
         dtype=canonical_dtype(dtype), quant=quant_from_choice(quant, group_size) if quant is not None else None,
         kv_dtype=canonical_dtype(kv_dtype or "bf16", ("bf16", "fp16", "fp32", "fp8")),
         block_size=KV_BLOCK_TOKENS if block_size is None else block_size,
@@ -151,20 +158,22 @@ def workload(context: int, batch: int, prefill_chunk: Optional[int], dtype: str,
 ENGINE_KNOBS: dict[str, tuple[str, ...]] = {
     "vllm": ("gpu_memory_utilization", "max_model_len", "max_num_batched_tokens", "max_num_seqs", "block_size",
              "enforce_eager", "kv_cache_dtype", "sampler", "version"),
-    "sglang": ("mem_fraction_static", "context_length", "max_total_tokens", "kv_cache_dtype"),
+    "sglang": ("mem_fraction_static", "context_length", "max_total_tokens", "kv_cache_dtype", "chunked_prefill_size"),
     "hf": ("prompt_tokens", "generate_tokens", "batch"),
 }
 """The knobs each engine profile reads (field names of its knobs model); ``block_size`` and ``batch`` are also the
 planner's own options, so they are never refused."""
 
 SHARED_WITH_PLANNER = ("block_size", "batch")
+STEP_BUDGET = ("max_num_batched_tokens", "chunked_prefill_size")
+"""The step-budget knobs: the planner's own without ``--engine``, else only the named engine's."""
 
 
 def engine_knobs(engine: Optional[str], given: dict[str, Any]) -> dict[str, Any]:
     """The knobs for ``engine`` from the options given (None: not given). A knob given for another engine, or
     without ``--engine``, does nothing, so it is refused with the engine it belongs to."""
     for name, value in given.items():
-        if value is None or name in SHARED_WITH_PLANNER:
+        if value is None or name in SHARED_WITH_PLANNER or (engine is None and name in STEP_BUDGET):
             continue
         if engine is None or name not in ENGINE_KNOBS[engine]:
             owners = [e for e, knobs in ENGINE_KNOBS.items() if name in knobs]

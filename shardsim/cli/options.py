@@ -38,7 +38,6 @@ PpSplitOpt = Annotated[Optional[str], typer.Option("--pp-split", help="layers pe
 ContextOpt = Annotated[Optional[int], typer.Option(
     "--context", parser=whole_number, help="tokens per sequence, prompt + generated \\[default: 8192; validate: 128]")]
 BatchOpt = Annotated[int, typer.Option("--batch", parser=whole_number, help="sequences in flight per model replica")]
-ChunkOpt = Annotated[Optional[int], typer.Option("--prefill-chunk", parser=whole_number, help="prefill chunk tokens \\[default: min(context, 8192)]")]
 DtypeOpt = Annotated[str, typer.Option("--dtype", help="weight dtype: bf16 fp16 fp32")]
 QuantOpt = Annotated[Optional[list[str]], typer.Option(
     "--quant", help="weight format: none fp8 int8 int4 awq nvfp4 (review: repeatable) \\[default: the checkpoint's own]")]
@@ -61,7 +60,12 @@ EngineOpt = Annotated[Optional[str], typer.Option(
 GpuUtilOpt = Annotated[Optional[float], typer.Option(
     "--gpu-memory-utilization", help="vLLM: fraction of the GPU it may take \\[0.9]")]
 MaxModelLenOpt = Annotated[Optional[int], typer.Option("--max-model-len", parser=whole_number, help="vLLM: longest request \\[model's max]")]
-BatchedTokensOpt = Annotated[Optional[int], typer.Option("--max-num-batched-tokens", parser=whole_number, help="vLLM: tokens per step \\[by GPU]")]
+BatchedTokensOpt = Annotated[Optional[int], typer.Option(
+    "--max-num-batched-tokens", parser=whole_number,
+    help="tokens per forward step (the step budget), planner and vLLM \\[planner 8192; vLLM: by release and GPU]")]
+ChunkedPrefillOpt = Annotated[Optional[int], typer.Option(
+    "--chunked-prefill-size", parser=whole_number,
+    help="SGLang's step budget (also the planner's) \\[planner 8192; SGLang: by release and GPU]")]
 MaxSeqsOpt = Annotated[Optional[int], typer.Option("--max-num-seqs", parser=whole_number, help="vLLM: requests per step \\[by GPU]")]
 EagerOpt = Annotated[bool, typer.Option("--enforce-eager", help="vLLM: no CUDA graphs")]
 KvCacheDtypeOpt = Annotated[Optional[str], typer.Option("--kv-cache-dtype", help="vLLM/SGLang: auto or fp8")]

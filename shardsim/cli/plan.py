@@ -7,7 +7,7 @@ from shardsim.cli.options import (
     BatchedTokensOpt,
     BatchOpt,
     BlockOpt,
-    ChunkOpt,
+    ChunkedPrefillOpt,
     ClusterOpt,
     ConfigOpt,
     ContextLengthOpt,
@@ -44,7 +44,7 @@ from shardsim.cli.options import (
 def plan(
     model: ModelArg = None, config: ConfigOpt = None,
     tp: TpOpt = 1, pp: PpOpt = 1, dp: DpOpt = 1, ep: EpOpt = 1, zero: ZeroOpt = 0, pp_split: PpSplitOpt = None,
-    context: ContextOpt = None, batch: BatchOpt = 1, prefill_chunk: ChunkOpt = None,
+    context: ContextOpt = None, batch: BatchOpt = 1,
     dtype: DtypeOpt = "bf16", quant: QuantOpt = None, group_size: GroupOpt = None, kv_dtype: KvDtypeOpt = None,
     block_size: BlockOpt = None,
     cluster: ClusterOpt = None, gpu: GpuOpt = None, gpu_memory: GpuMemOpt = None, as_json: JsonOpt = False,
@@ -52,7 +52,7 @@ def plan(
     max_num_batched_tokens: BatchedTokensOpt = None, max_num_seqs: MaxSeqsOpt = None, enforce_eager: EagerOpt = False,
     kv_cache_dtype: KvCacheDtypeOpt = None, sampler: SamplerOpt = None, vllm_version: VllmVersionOpt = None,
     mem_fraction_static: MemFracOpt = None, context_length: ContextLengthOpt = None,
-    max_total_tokens: MaxTotalTokensOpt = None,
+    max_total_tokens: MaxTotalTokensOpt = None, chunked_prefill_size: ChunkedPrefillOpt = None,
     prompt_tokens: PromptTokensOpt = None, generate_tokens: GenerateTokensOpt = None,
 ) -> None:
     """Memory of every GPU for MODEL on a TP × PP × DP × EP layout, the fit verdict and the largest context/batch."""
@@ -68,10 +68,11 @@ def plan(
         max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs, enforce_eager=enforce_eager or None,
         kv_cache_dtype=kv_cache_dtype, block_size=block_size, sampler=sampler, version=vllm_version,
         mem_fraction_static=mem_fraction_static, context_length=context_length, max_total_tokens=max_total_tokens,
-        prompt_tokens=prompt_tokens, generate_tokens=generate_tokens, batch=batch))
+        chunked_prefill_size=chunked_prefill_size, prompt_tokens=prompt_tokens, generate_tokens=generate_tokens, batch=batch))
     spec = resolve_model(model, config)
     layout = validate_layout(spec, Layout(tp=tp, pp=pp, dp=dp, ep=ep, zero=zero, pp_split=common.parse_split(pp_split)))
-    workload = common.workload(common.resolve_context(context), batch, prefill_chunk, dtype,
+    workload = common.workload(common.resolve_context(context), batch,
+                               common.step_budget(max_num_batched_tokens, chunked_prefill_size), dtype,
                                common.single(quant, "--quant"), group_size, common.single(kv_dtype, "--kv-dtype"),
                                block_size)
     hw = common.hardware(cluster, gpu, gpu_memory, layout.world_size, layout)

@@ -19,7 +19,7 @@ from shardsim.core.memory.runtime import RuntimeBytes, runtime_bytes
 from shardsim.core.memory.weights import largest_module_bytes, weight_model
 from shardsim.core.model import ModelSpec
 from shardsim.core.records import RankBytes
-from shardsim.core.workload import Workload
+from shardsim.core.workload import Workload, step_shape
 from shardsim.units import DTYPE_BYTES, canonical_dtype, round_up
 
 
@@ -70,7 +70,7 @@ class RankTerms:
 class Planner:
     """One model × layout × weight format; evaluates any (context, batch) quickly."""
 
-    __slots__ = ("spec", "layout", "dtype", "quant", "kv_bytes", "prefill_chunk", "block_size", "wm", "_stages",
+    __slots__ = ("spec", "layout", "dtype", "quant", "kv_bytes", "prefill_chunk", "step_tokens", "block_size", "wm", "_stages",
                  "activation_fn")
 
     def __init__(self, spec: ModelSpec, layout: Layout, workload: Workload, *, validated: bool = False):
@@ -80,6 +80,7 @@ class Planner:
         self.quant = workload.quant if workload.quant is not None else spec.quant
         self.kv_bytes = DTYPE_BYTES[canonical_dtype(workload.kv_dtype, ("bf16", "fp16", "fp32", "fp8"))]
         self.prefill_chunk = workload.prefill_chunk
+        self.step_tokens = workload.step_tokens
         self.block_size = workload.block_size
         if workload.kernels in ("eager", "hf"):
             expert_tokens = workload.expert_tokens
@@ -136,8 +137,8 @@ class Planner:
         """Every term of one rank at (context, batch)."""
         st = self.static(coords)
         kv_layer = st.kv_bytes_per_token_layer * kv_tokens_allocated(context, batch, self.block_size)
-        tokens = min(context, self.prefill_chunk) * batch
-        act = self.activation_fn(self.spec, self.layout.tp, self.layout.etp, tokens, batch, st.has_moe,
+        tokens, seqs = step_shape(context, batch, self.prefill_chunk, self.step_tokens)
+        act = self.activation_fn(self.spec, self.layout.tp, self.layout.etp, tokens, seqs, st.has_moe,
                                  st.has_dense, st.is_last)
         kv = st.layers * kv_layer
         allocated = st.weights.bytes + kv + act + st.zero_gather
@@ -174,12 +175,12 @@ class Planner:
     def peak_total(self, context: int, batch: int) -> PeakRank:
         """The most loaded rank and its total bytes at (context, batch)."""
         slots = kv_tokens_allocated(context, batch, self.block_size)
-        tokens = min(context, self.prefill_chunk) * batch
+        tokens, seqs = step_shape(context, batch, self.prefill_chunk, self.step_tokens)
         tp, etp, spec, activation_fn = self.layout.tp, self.layout.etp, self.spec, self.activation_fn
         best_rank, best = 0, -1
         for stage in self.peak_stages():
             st = stage.static
-            act = activation_fn(spec, tp, etp, tokens, batch, st.has_moe, st.has_dense, st.is_last)
+            act = activation_fn(spec, tp, etp, tokens, seqs, st.has_moe, st.has_dense, st.is_last)
             kv_layer = st.kv_bytes_per_token_layer * slots
             # reserved bytes + fixed runtime, as ``rank_terms``: KV one K and one V tensor per layer, activations
             # and the gather buffer one large block (inlined: this loop runs ~10⁵ times per second)

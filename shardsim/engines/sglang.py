@@ -43,6 +43,7 @@ class SglangKnobs(BaseModel):
     context_length: int | None = None
     max_total_tokens: int | None = None
     kv_cache_dtype: str = "auto"
+    chunked_prefill_size: int | None = None
 
     def checked(self) -> "SglangKnobs":
         if self.mem_fraction_static is not None and not 0 < self.mem_fraction_static < 1:
@@ -50,7 +51,7 @@ class SglangKnobs(BaseModel):
         if self.kv_cache_dtype not in ("auto", "bf16", "fp8", "fp8_e4m3", "fp8_e5m2"):
             raise ShardsimError(f"--kv-cache-dtype {self.kv_cache_dtype!r:.40} is not one SGLang takes; accepted: auto, "
                                 "bf16, fp8_e4m3, fp8_e5m2")
-        for name in ("context_length", "max_total_tokens"):
+        for name in ("context_length", "max_total_tokens", "chunked_prefill_size"):
             value = getattr(self, name)
             if value is not None and not 1 <= value <= 100_000_000:
                 raise ShardsimError(f"--{name.replace('_', '-')} {value} is out of range; accepted: 1 … 100,000,000")

@@ -13,6 +13,14 @@ def rank_groups(report: PlanReport) -> list[tuple[list[RankReport], str]]:
             for run, label in group_runs(report.ranks, lambda r: (r.coords.pp_rank, r.node, r.bytes.to_dict()))]
 
 
+def step_text(wl) -> str:
+    """The largest forward step: ``8,192 tokens`` for a step budget, ``batch × prompt`` without one."""
+    from shardsim.core.workload import step_shape
+
+    tokens, _ = step_shape(wl.context, wl.batch, wl.prefill_chunk, wl.step_tokens)
+    return f"{tokens:,} tokens" + (f" (budget {wl.step_tokens:,})" if wl.step_tokens is not None else " (batch × prompt)")
+
+
 def render_plan(report: PlanReport, console) -> None:
     from rich.table import Table
 
@@ -26,7 +34,7 @@ def render_plan(report: PlanReport, console) -> None:
     console.print(f"layout {lay.describe()} · stages {'/'.join(map(str, lay.pp_split))} layers"
                   + (f" · experts split over {lay.etp} ranks" if spec.is_moe and lay.ep == 1 and lay.etp > 1 else ""))
     console.print(f"cluster {report.cluster_name} · {report.gpu_name} · {format_bytes(report.capacity_bytes)} per GPU"
-                  f" · context {wl.context:,} × batch {wl.batch} · prefill chunk {min(wl.context, wl.prefill_chunk):,}")
+                  f" · context {wl.context:,} × batch {wl.batch} · step {step_text(wl)}")
     table = Table(show_edge=False, header_style="bold")
     for col in ("ranks", "node:gpu", "layers", "weights", "kv cache", "activations", "runtime", "total", "free"):
         table.add_column(col, justify="left" if col in ("ranks", "node:gpu", "layers") else "right")

@@ -101,22 +101,50 @@ def test_activations_monotone_in_context(model, layout):
 
 
 @pytest.mark.parametrize("model,layout", [("8b", Layout(tp=2)), ("30b-a3b", Layout(tp=2, pp=2))])
-def test_activations_monotone_in_batch(model, layout):
+def test_activations_monotone_in_batch_until_the_step_budget(model, layout):
     spec = get_preset(model)
     prev = None
-    for batch in (1, 2, 3, 8, 64):
+    # context 2,048, step budget 8,192: tokens per step 2,048 · b for b ≤ 4, then 8,192 whatever the batch
+    for batch in (1, 2, 3, 4):
         report = plan(spec, layout, Workload(context=2048, batch=batch), CAP)
         acts = [r.bytes.activations for r in report.ranks]
         if prev is not None:
             assert all(a > b for a, b in zip(acts, prev)), batch   # more tokens in flight: strictly more
         prev = acts
+    budget = prev
+    for batch in (8, 64):
+        acts = [r.bytes.activations for r in plan(spec, layout, Workload(context=2048, batch=batch), CAP).ranks]
+        # only the sampled rows (one per sequence, last stage) still grow with the batch
+        stages = [r.coords.pp_rank for r in plan(spec, layout, Workload(context=2048, batch=batch), CAP).ranks]
+        for a, b, stage in zip(acts, budget, stages):
+            assert a >= b if stage == layout.pp - 1 else a == b
 
 
-def test_activations_stop_growing_past_prefill_chunk():
-    spec = get_preset("8b")
-    a = plan(spec, Layout(), Workload(context=8192), CAP).ranks[0].bytes.activations
-    b = plan(spec, Layout(), Workload(context=40000), CAP).ranks[0].bytes.activations
-    assert a == b
+def test_step_shape_arithmetic():
+    from shardsim.core.workload import step_shape
+
+    assert step_shape(8192, 117, None, 8192) == (8192, 117)        # serving: the budget, 117 sequences sampled
+    assert step_shape(100, 3, None, 8192) == (300, 3)              # short prompts: all of them
+    assert step_shape(8192, 117, None, None) == (8192 * 117, 117)  # HF generate: batch × prompt
+    assert step_shape(8192, 4, 512, None) == (2048, 4)             # prompt of 512 (validation)
+    assert step_shape(100, 20000, None, 8192) == (8192, 8192)      # more sequences than tokens: one token each
+
+
+def test_largest_batch_of_235b_is_bounded_by_kv_room():
+    # 235B-A22B, TP 8 × PP 2, H100 80 GB, 8K context: with the 8,192-token step budget the activations no longer
+    # grow with the batch, so the largest batch is what the KV room allows: stage of 47 layers, 1 KV head per rank
+    # (4 KV heads replicated over TP 8), head_dim 128, bf16: 47 · 2 · 1 · 128 · 2 = 24,064 B per token.
+    spec = get_preset("235b")
+    lay = Layout(tp=8, pp=2)
+    report = plan(spec, lay, Workload(context=8192, batch=1), 79.18 * 2**30)
+    per_token = 47 * 2 * 1 * 128 * 2
+    kv_one = report.ranks[0].bytes.kv_cache
+    assert kv_one == per_token * 8192
+    room = report.ranks[0].free_bytes + kv_one        # what batch 1 leaves, plus its own KV
+    by_kv = room // (per_token * 8192)
+    # the sampled logits (one row per sequence) and allocator rounding take a little more per sequence
+    assert by_kv - 2 <= report.max_batch <= by_kv
+    assert report.max_batch > 2 * 117                 # the full-prefill-per-sequence model gave 117
 
 
 def test_logits_only_on_last_stage():
