@@ -25,15 +25,37 @@ CUDA_CONTEXT_BYTES = 624 * MiB
 # (CUBLASLT_WORKSPACE_SIZE default 1 MiB; same file).
 CUBLAS_WORKSPACE_BYTES = 32 * MiB + 1 * MiB
 CUBLAS_WORKSPACE_PRE_HOPPER_BYTES = 8 * MiB + 128 * KiB + 1 * MiB
-# NCCL: NCCL_BUFFSIZE = 4 MiB per channel and peer for the Simple protocol, plus LL128 (~4.6 MiB) and LL (256 KiB)
-# buffers (NCCL docs, "Environment Variables": NCCL_BUFFSIZE; src/include/device.h protocol buffer sizes).
-# A ring communicator connects each rank to 2 peers (send + recv); NVLink systems open 16-32 channels
-# (NCCL_MIN/MAX_NCHANNELS). With 16 channels: 16 × 2 × (4 + 4.6 + 0.25) MiB ≈ 283 MiB per communicator.
-NCCL_BUFFSIZE_BYTES = 4 * MiB
-NCCL_LL128_BYTES = 4710 * KiB
-NCCL_LL_BYTES = 256 * KiB
-NCCL_CHANNELS = 16
-NCCL_RING_PEERS = 2
+# NCCL per ring channel over P2P (NVLink or PCIe): receive buffers LL 0.5 MiB + LL128 4.6875 MiB + Simple 4 MiB
+# (nccl src/init.cc@v2.27.7-1 DEFAULT_LL_BUFFSIZE / DEFAULT_LL128_BUFFSIZE / DEFAULT_BUFFSIZE with
+# src/include/device.h constants) aligned to CUDA_IPC_MIN 2 MiB = 10 MiB, plus the sender's header, 2 MiB
+# (src/transport/p2p.cc@v2.27.7-1 p2pRecvSetup / p2pSendSetup).
+NCCL_P2P_CHANNEL_BYTES = 12 * MiB
+# Over the network with GPUDirect RDMA: send LL128 + Simple 8.6875 MiB and receive LL + LL128 + Simple 9.1875 MiB on
+# the GPU (src/transport/net.cc@v2.27.7-1, NCCL_NET_MAP_ADD_POINTER with useGdr), each rounded to 2 MiB: 10 + 10.
+NCCL_NET_CHANNEL_BYTES = 20 * MiB
+# cuMem (NCCL_CUMEM_ENABLE, default on with CUDA ≥ 12 drivers, src/misc/cudawrap.cc) rounds every device allocation
+# to the 2 MiB granule (src/include/alloc.h ncclCuMemAlloc): three per-channel structures (src/channel.cc
+# initChannel: devPeers, channel devPeers, devRingUserRanks) cost 6 MiB per channel.
+NCCL_CUMEM_CHANNEL_BYTES = 6 * MiB
+# Collective channels: 16 on 8-GPU NVSwitch nodes ("16 coll channels", NCCL_DEBUG=INFO of 8×H800,
+# github.com/NVIDIA/nccl/issues/892); on PCIe one ring per path, duplicated by ncclTopoPostset
+# (src/graph/connect.cc) = 2.
+NCCL_CHANNELS_NVLINK = 16
+NCCL_CHANNELS_PCIE = 2
+# NVLS: NCCL_NVLS_CHUNKSIZE 128 KiB × NCCL_STEPS 8 = 1 MiB per buffer, 2 per channel and per GPU of the group,
+# 16 NVLS channels on sm90 (src/transport/nvls.cc@v2.21.5-1 … v2.27.7-1, ncclNvlsBufferSetup; NVLS_NCHANNELS_SM90).
+NCCL_NVLS_CHANNELS = 16
+NCCL_NVLS_BYTES_PER_CHANNEL_PEER = 2 * MiB
+# Pipeline send/recv across nodes: shared network buffers, 2 channels × NCCL_SHARED_STEPS 16 × 128 KiB
+# (P2P_NET_CHUNKSIZE) (src/transport/net.cc, sharedBuffersInit; src/init.cc).
+NCCL_NET_P2P_BYTES = 2 * 16 * 128 * KiB
+# vLLM custom all-reduce: meta + buffer IPC allocations of max_size 8 MiB each, and the 8 MiB rank_data tensor
+# (vllm/distributed/device_communicators/custom_all_reduce.py, CustomAllreduce.__init__).
+CUSTOM_ALLREDUCE_BYTES = 3 * 8 * MiB
+# vLLM symmetric-memory all-reduce buffer per compute-capability major and TP size (vllm/distributed/
+# device_communicators/all_reduce_utils.py SYMM_MEM_ALL_REDUCE_MAX_SIZES; symm_mem.py allocates max_size bytes).
+SYMM_MEM_ALLREDUCE_BYTES = {9: {2: 64 * MiB, 4: 32 * MiB, 6: 64 * MiB, 8: 64 * MiB},
+                            10: {2: 8 * MiB, 4: 32 * MiB, 6: 128 * MiB, 8: 128 * MiB}}
 # Relative uncertainty of the estimated terms (shown beside them): the runtime term varies with driver, NCCL
 # version and engine (vLLM measures 0.13 GiB non-torch at TP1 and 0.54 GiB at TP2 for Qwen3-32B on H100:
 # llm-d benchmark above), activations with kernel choices.

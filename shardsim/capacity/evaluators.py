@@ -20,6 +20,7 @@ from shardsim.core.workload import Workload
 from shardsim.engines import refusals
 from shardsim.engines.vllm import VllmKnobs, predict_vllm, vllm_defaults
 from shardsim.hardware import ClusterSpec
+from shardsim.hardware.topology import fabric_of
 from shardsim.units import gib_text
 
 
@@ -32,26 +33,36 @@ class PlannerEval:
         self.variant = variant
         wl = Workload(context=variant.context, batch=1, quant=variant.quant, kv_dtype=variant.kv_dtype).checked()
         self.base = Planner(variant.spec, Layout(), wl)
-        self.planners: dict[Layout, Planner] = {}
-        self.peaks: dict[Layout, Any] = {}
+        self.planners: dict[tuple, Planner] = {}
+        self.peaks: dict[tuple, Any] = {}
+        self.fabrics: dict[int, Any] = {}
 
-    def planner(self, layout: Layout) -> Planner:
-        p = self.planners.get(layout)
+    def fabric(self, cluster: ClusterSpec):
+        """The cluster's wiring (runtime terms depend on it), memoised per cluster."""
+        hit = self.fabrics.get(id(cluster))
+        if hit is None or hit[0] is not cluster:
+            hit = self.fabrics[id(cluster)] = (cluster, fabric_of(cluster))
+        return hit[1]
+
+    def planner(self, layout: Layout, fabric=None) -> Planner:
+        key = (layout, fabric)
+        p = self.planners.get(key)
         if p is None:
-            p = self.planners[layout] = self.base.with_layout(layout)
+            p = self.planners[key] = self.base.with_layout(layout, fabric)
         return p
 
     def score(self, cluster: ClusterSpec, layout: Layout) -> Score:
-        peak = self.peaks.get(layout)
+        fabric = self.fabric(cluster)
+        peak = self.peaks.get((layout, fabric))
         if peak is None:
             batch = -(-self.variant.concurrency // layout.dp)
-            peak = self.peaks[layout] = self.planner(layout).peak_total(self.variant.context, batch)
+            peak = self.peaks[(layout, fabric)] = self.planner(layout, fabric).peak_total(self.variant.context, batch)
         capacity = cluster.gpu.capacity_bytes
         return Score(peak.total_bytes <= capacity, peak.rank, peak.total_bytes, capacity, capacity - peak.total_bytes)
 
     def finish(self, opt: Option) -> None:
         v, lay = self.variant, opt.layout
-        planner = self.planner(lay)
+        planner = self.planner(lay, self.fabric(opt.cluster))
         capacity = opt.cluster.gpu.capacity_bytes
         batch = -(-v.concurrency // lay.dp)
         opt.max_context = planner.largest_fitting(capacity, batch, "context", v.spec.max_position_embeddings)

@@ -14,6 +14,7 @@ from typing import Callable, Iterable
 
 from shardsim.constants import MAX_REVIEW_LAYOUTS, MAX_SWEEP_POINTS
 from shardsim.core.layout import Layout, enumerate_layouts, rank_coords
+from shardsim.core.memory.runtime import DEFAULT_FABRIC, Fabric
 from shardsim.core.model import ModelSpec
 from shardsim.core.planner import Planner
 from shardsim.core.workload import Workload
@@ -92,11 +93,11 @@ def check_points(points: int) -> None:
 
 
 def sweep_grid(spec: ModelSpec, layout: Layout, workload: Workload, capacity: int, contexts: Iterable[int],
-               batches: Iterable[int], gpu: str = "") -> list[SweepPoint]:
+               batches: Iterable[int], gpu: str = "", fabric: Fabric = DEFAULT_FABRIC) -> list[SweepPoint]:
     """Every (context, batch) on one layout: context-major order."""
     contexts, batches = list(contexts), list(batches)
     check_points(len(contexts) * len(batches))
-    planner = Planner(spec, layout, workload.checked())
+    planner = Planner(spec, layout, workload.checked(), fabric=fabric)
     out = []
     for c in contexts:
         for b in batches:
@@ -107,10 +108,11 @@ def sweep_grid(spec: ModelSpec, layout: Layout, workload: Workload, capacity: in
 
 def sweep_gpus(spec: ModelSpec, gpu_counts: Iterable[int], workload: Workload, capacity: int, contexts: Iterable[int],
                batches: Iterable[int], gpu: str = "", tp_max: int = 8,
-               progress: Callable[[int, int], None] | None = None) -> list[SweepPoint]:
+               progress: Callable[[int, int], None] | None = None,
+               fabric: Fabric = DEFAULT_FABRIC) -> list[SweepPoint]:
     """Every valid layout using exactly N GPUs (TP inside a node of ``tp_max``) for each N, at each (context, batch)."""
     counts = list(gpu_counts)
-    base = Planner(spec, Layout(), workload.checked())
+    base = Planner(spec, Layout(), workload.checked(), fabric=fabric)
     contexts, batches = list(contexts), list(batches)
     for c in contexts:
         for b in batches:

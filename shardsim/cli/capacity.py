@@ -28,6 +28,7 @@ from shardsim.cli.options import (
     GpuOpt,
     GpuUtilOpt,
     GroupOpt,
+    InterconnectOpt,
     JsonOpt,
     KvDtypeOpt,
     MaxGpusOpt,
@@ -129,7 +130,7 @@ def _charts(spec, layout, base, hw, points, counts, chart: str) -> list:
     fitting = [p for p in points if p.fits]
     pick = max(fitting, key=lambda p: (p.peak_bytes, p.context, p.batch)) if fitting else points[0]
     wl = base.model_copy(update={"context": pick.context, "batch": pick.batch}).checked()
-    report = make_plan(spec, layout, wl, hw.capacity_bytes, node_size=hw.cluster.gpus_per_node,
+    report = make_plan(spec, layout, wl, hw.capacity_bytes, fabric=hw.fabric,
                        cluster_name=hw.cluster.name, gpu_name=hw.cluster.gpu.name)
     tag = f"tp{layout.tp}-pp{layout.pp}-dp{layout.dp}" + (f"-ep{layout.ep}" if layout.ep > 1 else "")
     return [chart_ranks(report, folder / f"{stem}-{tag}-ranks-{pick.context}x{pick.batch}.png"),
@@ -142,7 +143,7 @@ def sweep(
     tp: TpOpt = 1, pp: PpOpt = 1, dp: DpOpt = 1, ep: EpOpt = 1, zero: ZeroOpt = 0, pp_split: PpSplitOpt = None,
     max_num_batched_tokens: BatchedTokensOpt = None, dtype: DtypeOpt = "bf16", quant: QuantOpt = None, group_size: GroupOpt = None,
     kv_dtype: KvDtypeOpt = None, block_size: BlockOpt = None,
-    cluster: ClusterOpt = None, gpu: GpuOpt = None, gpu_memory: GpuMemOpt = None,
+    cluster: ClusterOpt = None, gpu: GpuOpt = None, gpu_memory: GpuMemOpt = None, interconnect: InterconnectOpt = None,
     csv_file: CsvOpt = None, as_json: JsonOpt = False, chart: ChartOpt = None,
 ) -> None:
     """A grid for one model: context × batch on one layout, or every layout over GPU counts (--gpus)."""
@@ -161,16 +162,18 @@ def sweep(
         if (tp, pp, dp, ep, zero, pp_split) != (1, 1, 1, 1, 0, None):
             raise ShardsimError("--gpus sweeps every layout; leave out --tp/--pp/--dp/--ep/--zero/--pp-split")
         counts = parse_int_list(gpus, "--gpus", 1, 4096)
-        hw = common.hardware(cluster, gpu, gpu_memory, max(counts))
+        hw = common.hardware(cluster, gpu, gpu_memory, max(counts), interconnect=interconnect)
         with common.Progress("sweeping") as bar:
             points = sweep_gpus(spec, counts, base, hw.capacity_bytes, ctxs, bats, gpu=hw.cluster.gpu.name,
-                                tp_max=hw.cluster.gpus_per_node, progress=bar)
+                                tp_max=hw.cluster.gpus_per_node, progress=bar,
+                                fabric=hw.fabric)
         if not points:
             raise ShardsimError(f"no valid layout of {spec.name} on {gpus} GPUs (TP ≤ {hw.cluster.gpus_per_node} inside a node)")
     else:
         layout = validate_layout(spec, Layout(tp=tp, pp=pp, dp=dp, ep=ep, zero=zero, pp_split=common.parse_split(pp_split)))
-        hw = common.hardware(cluster, gpu, gpu_memory, layout.world_size, layout)
-        points = sweep_grid(spec, layout, base, hw.capacity_bytes, ctxs, bats, gpu=hw.cluster.gpu.name)
+        hw = common.hardware(cluster, gpu, gpu_memory, layout.world_size, layout, interconnect)
+        points = sweep_grid(spec, layout, base, hw.capacity_bytes, ctxs, bats, gpu=hw.cluster.gpu.name,
+                            fabric=hw.fabric)
     written = _charts(spec, layout, base, hw, points, counts, chart) if chart else []
     if csv_file:
         text = to_csv(points)

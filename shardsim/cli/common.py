@@ -103,14 +103,22 @@ class Hardware:
 
     cluster: ClusterSpec
     warnings: tuple[str, ...] = ()
+    interconnect: Optional[str] = None
 
     @property
     def capacity_bytes(self) -> int:
         return self.cluster.gpu.capacity_bytes
 
+    @property
+    def fabric(self) -> Any:
+        """The wiring of the runtime model (``core.memory.runtime.Fabric``): the cluster's, or --interconnect."""
+        from shardsim.hardware.topology import fabric_of
+
+        return fabric_of(self.cluster, self.interconnect)
+
 
 def hardware(cluster: Optional[list[str]], gpu: Optional[str], gpu_memory: Optional[str], world_size: int,
-             layout: Any = None) -> Hardware:
+             layout: Any = None, interconnect: Optional[str] = None) -> Hardware:
     """A named or file cluster, else ``world_size`` GPUs of a type (default H100-SXM-80GB) or of a capacity, 8 per
     node; with the warnings of ``layout``'s TP groups that cross nodes."""
     from shardsim.hardware import catalog, topology
@@ -127,7 +135,9 @@ def hardware(cluster: Optional[list[str]], gpu: Optional[str], gpu_memory: Optio
     else:
         card = topology.custom_gpu(parse_size(gpu_memory)) if gpu_memory else catalog.resolve_gpu(gpu or "h100")
         spec = topology.cluster_for_gpu(card, world_size)
-    return Hardware(spec, tuple(topology.tp_group_crossings(spec, layout)) if layout is not None else ())
+    hw = Hardware(spec, tuple(topology.tp_group_crossings(spec, layout)) if layout is not None else (), interconnect)
+    hw.fabric  # noqa: B018 (an unknown --interconnect is refused here, before any work)
+    return hw
 
 
 def workload(context: int, batch: int, step_tokens: Optional[int], dtype: str, quant: Optional[str],

@@ -52,6 +52,8 @@ ClusterOpt = Annotated[Optional[list[str]], typer.Option(
 GpuOpt = Annotated[Optional[str], typer.Option(
     "--gpu", help="GPU type: plan/sweep use as many as the layout needs, 8 per node \\[h100]; review keeps its clusters")]
 GpuMemOpt = Annotated[Optional[str], typer.Option("--gpu-memory", help="plan for a card of this capacity, e.g. 95.01GiB")]
+InterconnectOpt = Annotated[Optional[str], typer.Option(
+    "--interconnect", help="how a node's GPUs are wired: nvswitch | nvlink | pcie \\[the cluster's; --gpu: from the card]")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object instead of tables")]
 
 # ---------------------------------------------------------------- engines

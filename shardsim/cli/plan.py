@@ -22,6 +22,7 @@ from shardsim.cli.options import (
     GpuOpt,
     GpuUtilOpt,
     GroupOpt,
+    InterconnectOpt,
     JsonOpt,
     KvCacheDtypeOpt,
     KvDtypeOpt,
@@ -47,7 +48,7 @@ def plan(
     context: ContextOpt = None, batch: BatchOpt = 1,
     dtype: DtypeOpt = "bf16", quant: QuantOpt = None, group_size: GroupOpt = None, kv_dtype: KvDtypeOpt = None,
     block_size: BlockOpt = None,
-    cluster: ClusterOpt = None, gpu: GpuOpt = None, gpu_memory: GpuMemOpt = None, as_json: JsonOpt = False,
+    cluster: ClusterOpt = None, gpu: GpuOpt = None, gpu_memory: GpuMemOpt = None, interconnect: InterconnectOpt = None, as_json: JsonOpt = False,
     engine: EngineOpt = None, gpu_memory_utilization: GpuUtilOpt = None, max_model_len: MaxModelLenOpt = None,
     max_num_batched_tokens: BatchedTokensOpt = None, max_num_seqs: MaxSeqsOpt = None, enforce_eager: EagerOpt = False,
     kv_cache_dtype: KvCacheDtypeOpt = None, sampler: SamplerOpt = None, vllm_version: VllmVersionOpt = None,
@@ -75,11 +76,11 @@ def plan(
                                common.step_budget(max_num_batched_tokens, chunked_prefill_size), dtype,
                                common.single(quant, "--quant"), group_size, common.single(kv_dtype, "--kv-dtype"),
                                block_size)
-    hw = common.hardware(cluster, gpu, gpu_memory, layout.world_size, layout)
+    hw = common.hardware(cluster, gpu, gpu_memory, layout.world_size, layout, interconnect)
     quant_format = workload.quant if workload.quant is not None else spec.quant
     refusal = fp8_block_refusal(spec, layout, quant_format)
     warnings = list(hw.warnings) + ([f"vLLM refuses this layout: {refusal}"] if refusal else [])
-    report = make_plan(spec, layout, workload, hw.capacity_bytes, node_size=hw.cluster.gpus_per_node,
+    report = make_plan(spec, layout, workload, hw.capacity_bytes, fabric=hw.fabric,
                        cluster_name=hw.cluster.name, gpu_name=hw.cluster.gpu.name, warnings=warnings)
     engine_rep = None
     if engine:

@@ -9,27 +9,32 @@ from __future__ import annotations
 
 from shardsim.constants import MAX_BATCH
 from shardsim.core.layout import Layout, rank_coords
+from shardsim.core.memory.runtime import DEFAULT_FABRIC, Fabric
 from shardsim.core.model import ModelSpec
 from shardsim.core.planner import Planner
 from shardsim.core.records import PlanReport, RankReport
 from shardsim.core.tensors import Shard, active_parameter_count, parameter_count
 from shardsim.core.workload import Workload
 
-__all__ = ["Planner", "PlanReport", "RankReport", "Workload", "plan"]
+__all__ = ["Fabric", "Planner", "PlanReport", "RankReport", "Workload", "plan"]
 
 
-def plan(spec: ModelSpec, layout: Layout, workload: Workload, capacity_bytes: int, *, node_size: int = 8,
-         cluster_name: str = "", gpu_name: str = "", warnings: list[str] | None = None) -> PlanReport:
-    """Every rank's memory for ``spec`` sharded as ``layout`` serving ``workload`` on GPUs of ``capacity_bytes``."""
+def plan(spec: ModelSpec, layout: Layout, workload: Workload, capacity_bytes: int, *,
+         fabric: Fabric = DEFAULT_FABRIC, cluster_name: str = "", gpu_name: str = "",
+         warnings: list[str] | None = None) -> PlanReport:
+    """Every rank's memory for ``spec`` sharded as ``layout`` serving ``workload`` on GPUs of ``capacity_bytes``
+    wired as ``fabric`` (its gpus_per_node places ranks on nodes)."""
     workload = workload.checked()
-    planner = Planner(spec, layout, workload)
+    planner = Planner(spec, layout, workload, fabric=fabric)
+    node_size = fabric.gpus_per_node
     lay = planner.layout
     ranks = []
     for rank in range(lay.world_size):
         coords = rank_coords(rank, lay)
         terms = planner.rank_terms(coords, workload.context, workload.batch)
         ranks.append(RankReport(rank, rank // node_size, rank % node_size, coords, terms.layers, terms.bytes,
-                                capacity_bytes, terms.runtime.communicators))
+                                capacity_bytes, terms.runtime.communicators,
+                                terms.runtime.components()))
     peak_rank = max(ranks, key=lambda r: (r.bytes.total, -r.rank)).rank
     model_limit = spec.max_position_embeddings
     max_context = planner.largest_fitting(capacity_bytes, workload.batch, "context", model_limit)
@@ -42,5 +47,5 @@ def plan(spec: ModelSpec, layout: Layout, workload: Workload, capacity_bytes: in
         weight_bytes=planner.wm.stage_tally(0, spec.num_layers - 1, True, True, Shard()).bytes,
         capacity_bytes=capacity_bytes, ranks=ranks, peak_rank=peak_rank, max_context=max_context,
         max_context_limited_by=limited_by, max_batch=max_batch, warnings=notes,
-        cluster_name=cluster_name, gpu_name=gpu_name,
+        cluster_name=cluster_name, gpu_name=gpu_name, interconnect=fabric.intra,
     )

@@ -15,7 +15,7 @@ from shardsim.core.layout import Layout, RankCoords, rank_coords, shard_of, vali
 from shardsim.core.memory.activations import activation_peak_bytes, activation_peak_eager, activation_peak_hf
 from shardsim.core.memory.allocator import AllocationTally, reserved_for
 from shardsim.core.memory.kv_cache import kv_bytes_per_token_per_layer, kv_tokens_allocated
-from shardsim.core.memory.runtime import RuntimeBytes, runtime_bytes
+from shardsim.core.memory.runtime import DEFAULT_FABRIC, Fabric, RuntimeBytes, runtime_bytes
 from shardsim.core.memory.weights import largest_module_bytes, weight_model
 from shardsim.core.model import ModelSpec
 from shardsim.core.records import RankBytes
@@ -71,10 +71,12 @@ class Planner:
     """One model × layout × weight format; evaluates any (context, batch) quickly."""
 
     __slots__ = ("spec", "layout", "dtype", "quant", "kv_bytes", "prefill_chunk", "step_tokens", "block_size", "wm", "_stages",
-                 "activation_fn")
+                 "activation_fn", "fabric")
 
-    def __init__(self, spec: ModelSpec, layout: Layout, workload: Workload, *, validated: bool = False):
+    def __init__(self, spec: ModelSpec, layout: Layout, workload: Workload, *, validated: bool = False,
+                 fabric: Fabric = DEFAULT_FABRIC):
         self.spec = spec
+        self.fabric = fabric
         self.layout = layout if validated else validate_layout(spec, layout)
         self.dtype = canonical_dtype(workload.dtype)
         self.quant = workload.quant if workload.quant is not None else spec.quant
@@ -90,14 +92,18 @@ class Planner:
             self.activation_fn = activation_peak_bytes
         self.wm = weight_model(spec, self.dtype, self.quant)
         # Shared by every Planner of this model and weight format: a stage is sized once per layout.
-        self._stages: dict[tuple, object] = self.wm.cache.setdefault(("stages", self.kv_bytes), {})
+        self._stages: dict[tuple, object] = self.wm.cache.setdefault(("stages", self.kv_bytes, fabric), {})
 
-    def with_layout(self, layout: Layout) -> "Planner":
-        """The same model, weight format and workload on another layout (validated): cheap, for sweeps."""
+    def with_layout(self, layout: Layout, fabric: Fabric | None = None) -> "Planner":
+        """The same model, weight format and workload on another layout (validated), or another fabric: cheap,
+        for sweeps and reviews."""
         other = object.__new__(Planner)
         for name in Planner.__slots__:
             setattr(other, name, getattr(self, name))
         other.layout = validate_layout(self.spec, layout)
+        if fabric is not None and fabric != self.fabric:
+            other.fabric = fabric
+            other._stages = self.wm.cache.setdefault(("stages", self.kv_bytes, fabric), {})
         return other
 
     def static(self, coords: RankCoords) -> StageStatic:
@@ -124,7 +130,7 @@ class Planner:
             prefetch = min(ZERO3_PREFETCH_BUCKET_ELEMENTS * DTYPE_BYTES[self.dtype], stage_full)
             gather = largest_module_bytes(self.wm, shard, is_first, is_last) + prefetch
         # Stages differ in their pipeline neighbours only by position: the stage's first rank stands for it.
-        runtime = runtime_bytes(coords.rank, lay, self.spec.is_moe)
+        runtime = runtime_bytes(coords.rank, lay, self.spec.is_moe, self.fabric)
         moe_layers = self.wm.moe_prefix[last + 1] - self.wm.moe_prefix[first]
         hit = StageStatic(first, last, tally, gather, runtime,
                           kv_bytes_per_token_per_layer(self.spec, lay.tp, self.kv_bytes),

@@ -40,6 +40,7 @@ class RankReport:
     bytes: RankBytes
     capacity_bytes: int
     communicators: tuple[str, ...]
+    runtime_components: dict[str, int] | None = None  # runtime by component (core/memory/runtime.py)
 
     @property
     def free_bytes(self) -> int:
@@ -52,6 +53,7 @@ class RankReport:
             "tp_rank": c.tp_rank, "pp_rank": c.pp_rank, "dp_rank": c.dp_rank, "ep_rank": c.ep_rank,
             "layers": list(self.layers), "bytes": self.bytes.to_dict(), "capacity_bytes": self.capacity_bytes,
             "free_bytes": self.free_bytes, "communicators": list(self.communicators),
+            "runtime_components": self.runtime_components,
         }
 
 
@@ -73,6 +75,7 @@ class PlanReport:
     warnings: list[str] = field(default_factory=list)
     cluster_name: str = ""
     gpu_name: str = ""
+    interconnect: str = ""
 
     @property
     def peak(self) -> RankReport:
@@ -97,7 +100,8 @@ class PlanReport:
             "workload": {"context": self.workload.context, "batch": self.workload.batch,
                          "prefill_chunk": self.workload.prefill_chunk, "step_tokens": self.workload.step_tokens,
                          "block_size": self.workload.block_size},
-            "cluster": {"name": self.cluster_name, "gpu": self.gpu_name, "capacity_bytes": self.capacity_bytes},
+            "cluster": {"name": self.cluster_name, "gpu": self.gpu_name, "capacity_bytes": self.capacity_bytes,
+                        "interconnect": self.interconnect},
             "ranks": [r.to_dict() for r in self.ranks],
             "peak_rank": self.peak_rank,
             "peak_bytes": self.peak.bytes.total,

@@ -1,4 +1,4 @@
-"""HF ``from_pretrained(device_map="auto")`` over several GPUs: the device map transformers computes, and each GPU's weights.
+"""HF ``from_pretrained(device_map="auto")`` on several GPUs: the device map transformers computes, each GPU's weights.
 
 Sources, read at the versions shardsim targets:
 
@@ -39,7 +39,14 @@ from dataclasses import dataclass, field
 from shardsim.constants import CUDA_CONTEXT_BYTES, MAX_WORLD_SIZE
 from shardsim.core.memory.weights import stored_tensors
 from shardsim.core.model import ModelSpec, QuantConfig
-from shardsim.core.tensors import Shard, TensorSpec, embed_tensor, final_norm_tensor, layer_tensors, lm_head_tensor
+from shardsim.core.tensors import (
+    Shard,
+    TensorSpec,
+    embed_tensor,
+    final_norm_tensor,
+    layer_tensors,
+    lm_head_tensor,
+)
 from shardsim.engines.common import EngineRankReport, EngineReport
 from shardsim.engines.hf import hf_quant
 from shardsim.errors import ShardsimError
@@ -65,7 +72,7 @@ class _Node:
     name: str
     size: int
     kind: str
-    children: tuple["_Node", ...] = ()
+    children: tuple[_Node, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,7 +308,8 @@ def predict_accelerate(spec: ModelSpec, gpus: int, capacity_bytes: int, dtype: s
     mem = max_memory if given else default_max_memory(gpus, capacity_bytes, cpu_bytes)
     report = predict_device_map(spec, dtype, quant, mem, mode, given)
     ranks = [
-        EngineRankReport(rank=d, layers=len(report.device_layers.get(d, ())), model_loading_bytes=report.device_bytes[d])
+        EngineRankReport(rank=d, layers=len(report.device_layers.get(d, ())),
+                         model_loading_bytes=report.device_bytes[d])
         for d in report.device_bytes if d not in OFF_GPU
     ]
     notes = [f"device_map: {_describe(report, d)}" for d in report.device_bytes] + report.notes
@@ -333,5 +341,14 @@ def _describe(report: AccelerateReport, device: Device) -> str:
     return f"{device}: {span}{extra}, {report.device_bytes[device] / GiB:.3f} GiB"
 
 
-__all__ = ["AccelerateReport", "DevicePlacement", "module_tree", "balanced_max_memory", "infer_placements",
-           "clean_device_map", "predict_device_map", "predict_accelerate", "default_max_memory"]
+__all__ = [
+    "AccelerateReport",
+    "DevicePlacement",
+    "balanced_max_memory",
+    "clean_device_map",
+    "default_max_memory",
+    "infer_placements",
+    "module_tree",
+    "predict_accelerate",
+    "predict_device_map",
+]

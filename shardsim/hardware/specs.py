@@ -76,6 +76,9 @@ class LinkSpec(_Frozen):
     """A link class: ``bandwidth_GBps`` is per GPU, per direction, in GB/s."""
 
     kind: str = Field(min_length=1)
+    # How the node's GPUs are wired (intra-node links only): NCCL's transports and channels, NVLS and vLLM's
+    # all-reduce buffers depend on it (core/memory/runtime.py). None: from the kind's words.
+    fabric: Literal["nvswitch", "nvlink", "pcie"] | None = None
     bandwidth_GBps: StrictFloat = Field(gt=0, le=MAX_BANDWIDTH_GBPS)
     source: str = Field(min_length=1)
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from shardsim.constants import MAX_GPU_BYTES, MIN_GPU_BYTES
 from shardsim.core.layout import Layout, tp_groups
+from shardsim.core.memory.runtime import FABRICS, Fabric
 from shardsim.errors import ShardsimError
 from shardsim.hardware.catalog import resolve_gpu
 from shardsim.hardware.specs import PCIE_GEN4_X16_GBPS, ClusterSpec, GPUSpec, LinkSpec
@@ -22,11 +23,40 @@ def _count(label: str, value: Any) -> int:
 def _intra_link(gpu: GPUSpec) -> LinkSpec:
     """NVLink (per direction: half the datasheet's both-directions figure) if the card has it, else its PCIe."""
     if gpu.nvlink_GBps > 0:
-        return LinkSpec(kind="NVLink", bandwidth_GBps=gpu.nvlink_GBps / 2,
+        # 8-GPU HGX boards of sm80 and newer (A100, H100, H200, B200) connect every GPU through NVSwitch (NVIDIA
+        # HGX A100 / H100 / B200 platform briefs); V100's DGX-1 is a hybrid cube mesh of direct links.
+        switched = _capability(gpu) >= (8, 0)
+        return LinkSpec(kind="NVLink / NVSwitch" if switched else "NVLink", fabric="nvswitch" if switched else "nvlink",
+                        bandwidth_GBps=gpu.nvlink_GBps / 2,
                         source=f"catalog nvlink_GBps {gpu.nvlink_GBps:g} (both directions) / 2")
     if gpu.pcie_GBps > 0:
-        return LinkSpec(kind="PCIe", bandwidth_GBps=gpu.pcie_GBps, source="catalog pcie_GBps (per direction)")
-    return LinkSpec(kind="PCIe Gen4 x16 (assumed)", bandwidth_GBps=PCIE_GEN4_X16_GBPS, source="card's link unknown")
+        return LinkSpec(kind="PCIe", fabric="pcie", bandwidth_GBps=gpu.pcie_GBps, source="catalog pcie_GBps (per direction)")
+    return LinkSpec(kind="PCIe Gen4 x16 (assumed)", fabric="pcie", bandwidth_GBps=PCIE_GEN4_X16_GBPS, source="card's link unknown")
+
+
+def _capability(gpu: GPUSpec) -> tuple[int, int]:
+    """The GPU's compute capability as (major, minor); (0, 0) when the catalog does not know it."""
+    if not gpu.compute_capability:
+        return (0, 0)
+    major, minor = gpu.compute_capability.split(".")
+    return int(major), int(minor)
+
+
+def link_fabric(link: LinkSpec) -> str:
+    """The link's fabric: as given, else from its kind ("NVSwitch" → nvswitch, "NVLink" → nvlink, else pcie)."""
+    if link.fabric:
+        return link.fabric
+    kind = link.kind.lower()
+    return "nvswitch" if "nvswitch" in kind else "nvlink" if "nvlink" in kind else "pcie"
+
+
+def fabric_of(cluster: ClusterSpec, interconnect: str | None = None) -> Fabric:
+    """The wiring the runtime model needs; ``interconnect`` (--interconnect) overrides the cluster's."""
+    if interconnect is not None and interconnect not in FABRICS:
+        raise ShardsimError(f"--interconnect {interconnect!r:.40} is not known; accepted: {', '.join(FABRICS)}")
+    capability = _capability(cluster.gpu)
+    return Fabric(interconnect or link_fabric(cluster.intra_node_link), cluster.gpus_per_node,
+                  capability if capability != (0, 0) else None)
 
 
 DEFAULT_INTER_NODE = LinkSpec(kind="InfiniBand NDR 400Gb/s", bandwidth_GBps=50.0,

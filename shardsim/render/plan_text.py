@@ -34,7 +34,8 @@ def render_plan(report: PlanReport, console) -> None:
     console.print(f"layout {lay.describe()} · stages {'/'.join(map(str, lay.pp_split))} layers"
                   + (f" · experts split over {lay.etp} ranks" if spec.is_moe and lay.ep == 1 and lay.etp > 1 else ""))
     console.print(f"cluster {report.cluster_name} · {report.gpu_name} · {format_bytes(report.capacity_bytes)} per GPU"
-                  f" · context {wl.context:,} × batch {wl.batch} · step {step_text(wl)}")
+                  + (f" · {report.interconnect}" if report.interconnect else "")
+                  + f" · context {wl.context:,} × batch {wl.batch} · step {step_text(wl)}")
     table = Table(show_edge=False, header_style="bold")
     for col in ("ranks", "node:gpu", "layers", "weights", "kv cache", "activations", "runtime", "total", "free"):
         table.add_column(col, justify="left" if col in ("ranks", "node:gpu", "layers") else "right")
