@@ -170,6 +170,7 @@ ENGINE_KNOBS: dict[str, tuple[str, ...]] = {
              "enforce_eager", "kv_cache_dtype", "sampler", "version"),
     "sglang": ("mem_fraction_static", "context_length", "max_total_tokens", "kv_cache_dtype", "chunked_prefill_size"),
     "hf": ("prompt_tokens", "generate_tokens", "batch"),
+    "accelerate": ("device_map", "max_memory", "allow_offload"),
 }
 """The knobs each engine profile reads (field names of its knobs model); ``block_size`` and ``batch`` are also the
 planner's own options, so they are never refused."""

@@ -58,7 +58,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object ins
 
 # ---------------------------------------------------------------- engines
 EngineOpt = Annotated[Optional[str], typer.Option(
-    "--engine", help="vllm | sglang | hf: the engine's own figures and start verdict (review: vllm); none: the planner")]
+    "--engine", help="vllm | sglang | hf | accelerate: the engine's own figures and start verdict (review: vllm); none: the planner")]
 GpuUtilOpt = Annotated[Optional[float], typer.Option(
     "--gpu-memory-utilization", help="vLLM: fraction of the GPU it may take \\[0.9]")]
 MaxModelLenOpt = Annotated[Optional[int], typer.Option("--max-model-len", parser=whole_number, help="vLLM: longest request \\[model's max]")]
@@ -69,6 +69,11 @@ ChunkedPrefillOpt = Annotated[Optional[int], typer.Option(
     "--chunked-prefill-size", parser=whole_number,
     help="SGLang's step budget (also the planner's) \\[planner 8192; SGLang: by release and GPU]")]
 MaxSeqsOpt = Annotated[Optional[int], typer.Option("--max-num-seqs", parser=whole_number, help="vLLM: requests per step \\[by GPU]")]
+DeviceMapOpt = Annotated[Optional[str], typer.Option(
+    "--device-map", help="accelerate: auto | balanced | balanced_low_0 | sequential \\[auto]")]
+MaxMemoryOpt = Annotated[Optional[str], typer.Option(
+    "--max-memory", help="accelerate: max_memory, one SIZE for every GPU or one per GPU, and cpu=SIZE, e.g. 70GiB,cpu=200GiB")]
+AllowOffloadOpt = Annotated[bool, typer.Option("--allow-offload", help="accelerate: accept modules on cpu/disk")]
 EagerOpt = Annotated[bool, typer.Option("--enforce-eager", help="vLLM: no CUDA graphs")]
 KvCacheDtypeOpt = Annotated[Optional[str], typer.Option("--kv-cache-dtype", help="vLLM/SGLang: auto or fp8")]
 SamplerOpt = Annotated[Optional[str], typer.Option("--sampler", help="vLLM: native (PyTorch) or flashinfer sampling")]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from shardsim.cli import common
 from shardsim.cli.options import (
+    AllowOffloadOpt,
     BatchedTokensOpt,
     BatchOpt,
     BlockOpt,
@@ -12,6 +13,7 @@ from shardsim.cli.options import (
     ConfigOpt,
     ContextLengthOpt,
     ContextOpt,
+    DeviceMapOpt,
     DpOpt,
     DtypeOpt,
     EagerOpt,
@@ -26,6 +28,7 @@ from shardsim.cli.options import (
     JsonOpt,
     KvCacheDtypeOpt,
     KvDtypeOpt,
+    MaxMemoryOpt,
     MaxModelLenOpt,
     MaxSeqsOpt,
     MaxTotalTokensOpt,
@@ -55,6 +58,7 @@ def plan(
     mem_fraction_static: MemFracOpt = None, context_length: ContextLengthOpt = None,
     max_total_tokens: MaxTotalTokensOpt = None, chunked_prefill_size: ChunkedPrefillOpt = None,
     prompt_tokens: PromptTokensOpt = None, generate_tokens: GenerateTokensOpt = None,
+    device_map: DeviceMapOpt = None, max_memory: MaxMemoryOpt = None, allow_offload: AllowOffloadOpt = False,
 ) -> None:
     """Memory of every GPU for MODEL on a TP × PP × DP × EP layout, the fit verdict and the largest context/batch."""
     from shardsim.core.layout import Layout, validate_layout
@@ -69,7 +73,8 @@ def plan(
         max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs, enforce_eager=enforce_eager or None,
         kv_cache_dtype=kv_cache_dtype, block_size=block_size, sampler=sampler, version=vllm_version,
         mem_fraction_static=mem_fraction_static, context_length=context_length, max_total_tokens=max_total_tokens,
-        chunked_prefill_size=chunked_prefill_size, prompt_tokens=prompt_tokens, generate_tokens=generate_tokens, batch=batch))
+        chunked_prefill_size=chunked_prefill_size, prompt_tokens=prompt_tokens, generate_tokens=generate_tokens, batch=batch,
+        device_map=device_map, max_memory=max_memory, allow_offload=allow_offload or None))
     spec = resolve_model(model, config)
     layout = validate_layout(spec, Layout(tp=tp, pp=pp, dp=dp, ep=ep, zero=zero, pp_split=common.parse_split(pp_split)))
     workload = common.workload(common.resolve_context(context), batch,

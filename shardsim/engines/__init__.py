@@ -11,6 +11,6 @@ shardsim.units, shardsim.errors.
 
 from shardsim.engines.common import EngineRankReport, EngineReport
 
-ENGINES = ("vllm", "sglang", "hf")
+ENGINES = ("vllm", "sglang", "hf", "accelerate")
 
 __all__ = ["ENGINES", "EngineRankReport", "EngineReport"]

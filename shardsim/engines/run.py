@@ -27,4 +27,39 @@ def engine_report(engine: str, spec: ModelSpec, layout: Layout, capacity_bytes: 
         from shardsim.engines.hf import HfKnobs, predict_hf
 
         return predict_hf(spec, layout, compute_capability, dtype, quant, HfKnobs(**knobs))
-    raise ShardsimError(f"--engine {engine!r} is not known; accepted: vllm, sglang, hf")
+    if engine == "accelerate":
+        return _accelerate(spec, layout, capacity_bytes, dtype, quant, knobs)
+    raise ShardsimError(f"--engine {engine!r} is not known; accepted: vllm, sglang, hf, accelerate")
+
+
+def _accelerate(spec: ModelSpec, layout: Layout, capacity_bytes: int, dtype: str, quant: QuantConfig,
+                knobs: dict) -> EngineReport:
+    """``from_pretrained(device_map=…)`` over the layout's pp GPUs (accelerate places whole layers in order: a
+    naive pipeline), with ``--max-memory`` as one size for every GPU or one per GPU, and ``cpu=SIZE``."""
+    from shardsim.engines.accelerate import MODES, predict_accelerate
+    from shardsim.units import parse_size
+
+    if layout.tp > 1 or layout.dp > 1 or layout.ep > 1:
+        raise ShardsimError("--engine accelerate places whole layers on --pp N GPUs; use --tp 1 --dp 1 --ep 1")
+    mode = knobs.get("device_map", "auto")
+    if mode not in MODES:
+        raise ShardsimError(f"--device-map {mode!r:.40} is not known; accepted: {', '.join(MODES)}")
+    max_memory = None
+    if "max_memory" in knobs:
+        max_memory, gpu_sizes = {}, []
+        for item in str(knobs["max_memory"]).split(","):
+            key, _, size = item.strip().rpartition("=")
+            if key in ("cpu", "disk"):
+                max_memory[key] = parse_size(size)
+            elif key == "":
+                gpu_sizes.append(parse_size(size))
+            else:
+                raise ShardsimError(f"--max-memory item {item.strip()!r:.40} is not understood; accepted: SIZE per GPU "
+                                    "(one for all, or one per GPU) and cpu=SIZE, e.g. 70GiB,cpu=200GiB")
+        if len(gpu_sizes) not in (1, layout.pp):
+            raise ShardsimError(f"--max-memory gives {len(gpu_sizes)} GPU sizes for {layout.pp} GPUs; give one or {layout.pp}")
+        for gpu in range(layout.pp):
+            max_memory[gpu] = gpu_sizes[0] if len(gpu_sizes) == 1 else gpu_sizes[gpu]
+        max_memory = {k: max_memory[k] for k in sorted(max_memory, key=lambda k: (isinstance(k, str), k))}
+    return predict_accelerate(spec, layout.pp, capacity_bytes, dtype, quant, max_memory, mode,
+                              allow_offload=bool(knobs.get("allow_offload", False)))

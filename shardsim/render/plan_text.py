@@ -77,6 +77,9 @@ def render_engine(rep, console) -> None:
     elif rep.engine == "sglang":
         cols = ("ranks", "weight mem usage", "KV pool", "#tokens")
         fields = ("model_loading_bytes", "kv_cache_bytes", "kv_cache_tokens")
+    elif rep.engine == "accelerate":
+        cols = ("GPU", "layers", "weights (device_map)")
+        fields = ("layers", "model_loading_bytes")
     else:
         cols = ("ranks", "weights", "KV cache", "peak allocated", "prefill peak (code path)")
         fields = ("model_loading_bytes", "kv_cache_bytes", "peak_allocated_bytes", "used_bytes")
@@ -84,7 +87,8 @@ def render_engine(rep, console) -> None:
         table.add_column(col, justify="left" if col == "ranks" else "right")
     for run, label in group_runs(rep.ranks, lambda r: tuple(getattr(r, f) for f in fields)):
         values = [getattr(run[0], f) for f in fields]
-        table.add_row(label, *[f"{v:,}" if f == "kv_cache_tokens" else gib_text(v) for f, v in zip(fields, values)])
+        table.add_row(label, *[f"{v:,}" if f in ("kv_cache_tokens", "layers") else gib_text(v)
+                               for f, v in zip(fields, values)])
     console.print(table)
     if rep.engine == "vllm":
         console.print(f"GPU KV cache size: {rep.kv_cache_tokens:,} tokens · Maximum concurrency for "
@@ -92,7 +96,7 @@ def render_engine(rep, console) -> None:
     elif rep.engine == "sglang":
         console.print(f"KV Cache is allocated. #tokens: {rep.kv_cache_tokens:,} · mem_fraction_static "
                       f"{rep.knobs['mem_fraction_static']}")
-    else:
+    elif rep.peak_allocated_bytes is not None:
         console.print(f"peak torch.cuda.max_memory_allocated summed over GPUs: {rep.peak_allocated_bytes / 2**20:,.0f} MiB")
     bands = ", ".join(f"{k.replace('_bytes', '')} ±{100 * v:g} %" for k, v in rep.error_bands.items())
     console.print(f"GiB unless noted · error bands: {bands}")
