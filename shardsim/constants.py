@@ -1,10 +1,11 @@
-"""Every constant of shardsim's memory model, in one table, each with its source.
+"""Every constant of shardsim's memory model, each with its source; fitted values come from ``shardsim.fitted``.
 
 Change a figure here and every formula that uses it follows. Byte counts are ints.
 """
 
 from __future__ import annotations
 
+from shardsim.fitted import fitted
 from shardsim.units import GiB, KiB, MiB
 
 # --- PyTorch CUDA caching allocator (c10/cuda/CUDACachingAllocator.cpp) -----------------------------------
@@ -19,7 +20,7 @@ ALLOC_ROUND_LARGE = 2 * MiB          # kRoundLarge: … rounded up to 2 MiB
 # CUDA context + loaded kernels of a PyTorch process on an H100 with CUDA 12 lazy loading: the llm-d benchmark's
 # vLLM v0.11 logs show "Free memory on device 78.57/79.18 GiB on startup" (0.61 GiB used before any tensor).
 # Source: github.com/llm-d/llm-d-benchmark config_explorer/empirical-vllm-memory-results.md.
-CUDA_CONTEXT_BYTES = 624 * MiB
+CUDA_CONTEXT_BYTES = fitted("CUDA_CONTEXT_BYTES")
 # cuBLAS workspace PyTorch reserves per handle/stream: ":4096:8" (8 × 4 MiB) on Hopper, ":4096:2:16:8" (8.125 MiB)
 # before. Source: aten/src/ATen/cuda/CublasHandlePool.cpp (getChosenWorkspaceSize). Plus the cuBLASLt workspace
 # (CUBLASLT_WORKSPACE_SIZE default 1 MiB; same file).
@@ -52,6 +53,7 @@ NCCL_NET_P2P_BYTES = 2 * 16 * 128 * KiB
 # vLLM custom all-reduce: meta + buffer IPC allocations of max_size 8 MiB each, and the 8 MiB rank_data tensor
 # (vllm/distributed/device_communicators/custom_all_reduce.py, CustomAllreduce.__init__).
 CUSTOM_ALLREDUCE_BYTES = 3 * 8 * MiB
+CUSTOM_ALLREDUCE_RANK_DATA_BYTES = 8 * MiB  # the torch tensor among them (inside the caching allocator)
 # vLLM symmetric-memory all-reduce buffer per compute-capability major and TP size (vllm/distributed/
 # device_communicators/all_reduce_utils.py SYMM_MEM_ALL_REDUCE_MAX_SIZES; symm_mem.py allocates max_size bytes).
 SYMM_MEM_ALLREDUCE_BYTES = {9: {2: 64 * MiB, 4: 32 * MiB, 6: 64 * MiB, 8: 64 * MiB},
@@ -95,16 +97,18 @@ VLLM_DEFAULT_SEQS_SMALL, VLLM_DEFAULT_BATCHED_TOKENS_SMALL = 256, 2048
 # logit with the PyTorch-native top-k/top-p sampler (vllm/v1/sample/ops/topk_topp_sampler.py; ATen Sort.cu
 # segmented sort); FlashInfer's sampler keeps ~14 B. Check: 0.6B and 32B on H100 log 5.56 and 5.64 GiB.
 VLLM_SAMPLER_BYTES_PER_LOGIT = 38
+# FlashInfer and, from vLLM 0.17, the in-place Triton top-k/top-p kernel keep no sort buffers: bf16 logits 2, fp32
+# copy 4, softmax probabilities 4 and the exponential noise of the sampling step 4 = 14 B per logit
+# (v1/sample/ops/topk_topp_sampler.py@v0.17.0, random_sample: probs.div_(q) with q = empty_like(probs).exponential_()).
 VLLM_FLASHINFER_SAMPLER_BYTES_PER_LOGIT = 14
 # Non-torch memory growth during profiling (lazily loaded kernels, cuBLAS handles; at TP > 1 the logits
 # all-gather creates a second NCCL communicator): 0.13 GiB at TP1, 0.54 GiB at TP2 (Qwen3-32B, H100, v0.11,
 # llm-d benchmark's empirical-vllm-memory-results.md); V0 0.8.5 logs 0.06 GiB at TP1 (vllm#17327).
-VLLM_NON_TORCH_BYTES = 133 * MiB
-VLLM_NON_TORCH_TP_EXTRA_BYTES = 420 * MiB
-VLLM_V0_NON_TORCH_BYTES = 61 * MiB
+VLLM_NON_TORCH_BYTES = fitted("VLLM_NON_TORCH_BYTES")
+VLLM_V0_NON_TORCH_BYTES = fitted("VLLM_V0_NON_TORCH_BYTES")
 # CUDA graphs: captured after the KV cache is allocated and not subtracted from it in v0.10–0.11; logs show
 # 0.10 GiB for 0.6B, and negative "CUDAGraph memory" for 32B (memory returned by the profiler): a rough figure.
-VLLM_CUDA_GRAPH_BYTES = 100 * MiB
+VLLM_CUDA_GRAPH_BYTES = fitted("VLLM_CUDA_GRAPH_BYTES")
 
 # --- SGLang (sglang ≤ 0.5.2, srt/server_args.py and srt/model_executor/model_runner.py) ---------------------
 # mem_fraction_static = round((gpu_mem − reserved) / gpu_mem, 3) with gpu_mem the nvidia-smi total in MiB and
@@ -112,13 +116,16 @@ VLLM_CUDA_GRAPH_BYTES = 100 * MiB
 # < 160 GiB: (12 + tp·pp/2)·1024; else 32·1024.
 SGLANG_RESERVE_TABLE = ((35 * 1024, 2.8, 0.1), (90 * 1024, 9.5, 0.5), (160 * 1024, 12.0, 0.5))
 SGLANG_RESERVE_LARGE_MIB = 32 * 1024
+# sglang 0.4.6 (srt/server_args.py@v0.4.6 __post_init__): on GPUs ≤ 80 GiB, mem_fraction_static by tp:
+# tp ≥ 16: 0.79, ≥ 8: 0.81, ≥ 4: 0.85, ≥ 2: 0.87, else 0.88 (first match wins).
+SGLANG_TP_TABLE = ((16, 0.79), (8, 0.81), (4, 0.85), (2, 0.87), (1, 0.88))
 # The request-to-token table: int32 [max_num_reqs, context_len + 4], max_num_reqs = min(max(tokens/ctx·512,
 # 2048), 4096) (model_runner.py init_memory_pool).
 SGLANG_MIN_REQS, SGLANG_MAX_REQS = 2048, 4096
 # "Load weight end: mem usage" beyond the weights and the fp32 rotary cache: device-level side effects of loading
 # (cuBLAS/cuDNN handles, kernels). One published log: Qwen3-0.6B on an RTX 5080, 1.25 GiB logged vs 1.13 GiB of
 # weights and rotary cache (sglang README 'MinerU images for Blackwell').
-SGLANG_LOAD_OVERHEAD_BYTES = 123 * MiB
+SGLANG_LOAD_OVERHEAD_BYTES = fitted("SGLANG_LOAD_OVERHEAD_BYTES")
 
 # --- Sanity limits for user input ------------------------------------------------------------------------------
 # Not facts about any system: bounds that keep every command's work finite and refuse implausible input with a

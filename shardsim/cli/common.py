@@ -167,8 +167,10 @@ def workload(context: int, batch: int, step_tokens: Optional[int], dtype: str, q
 
 ENGINE_KNOBS: dict[str, tuple[str, ...]] = {
     "vllm": ("gpu_memory_utilization", "max_model_len", "max_num_batched_tokens", "max_num_seqs", "block_size",
-             "enforce_eager", "kv_cache_dtype", "sampler", "version"),
-    "sglang": ("mem_fraction_static", "context_length", "max_total_tokens", "kv_cache_dtype", "chunked_prefill_size"),
+             "enforce_eager", "kv_cache_dtype", "sampler", "version", "engine_version", "kv_cache_memory_bytes",
+             "max_model_len_auto"),
+    "sglang": ("mem_fraction_static", "context_length", "max_total_tokens", "kv_cache_dtype", "chunked_prefill_size",
+               "engine_version"),
     "hf": ("prompt_tokens", "generate_tokens", "batch"),
     "accelerate": ("device_map", "max_memory", "allow_offload"),
 }

@@ -23,6 +23,13 @@ def whole_number(text: str | int) -> int:
         raise typer.BadParameter(f"{str(text)[:40]!r} is not a whole number (digits only, e.g. 8)")
     return int(text)
 
+def length_or_auto(text: str | int) -> int:
+    """--max-model-len: a whole number, or ``auto`` / -1 (vLLM 0.14+: the longest that fits), returned as -1."""
+    if str(text).strip().lower() in ("auto", "-1"):
+        return -1
+    return whole_number(text)
+
+
 # ---------------------------------------------------------------- model and layout
 ModelArg = Annotated[Optional[str], typer.Argument(
     help="preset: 0.6b 1.7b 4b 8b 14b 32b 30b-a3b 235b (or full names)", show_default=False)]
@@ -61,7 +68,12 @@ EngineOpt = Annotated[Optional[str], typer.Option(
     "--engine", help="vllm | sglang | hf | accelerate: the engine's own figures and start verdict (review: vllm); none: the planner")]
 GpuUtilOpt = Annotated[Optional[float], typer.Option(
     "--gpu-memory-utilization", help="vLLM: fraction of the GPU it may take \\[0.9]")]
-MaxModelLenOpt = Annotated[Optional[int], typer.Option("--max-model-len", parser=whole_number, help="vLLM: longest request \\[model's max]")]
+MaxModelLenOpt = Annotated[Optional[int], typer.Option(
+    "--max-model-len", parser=length_or_auto, help="vLLM: longest request, or auto (0.14+) \\[model's max]")]
+EngineVersionOpt = Annotated[Optional[str], typer.Option(
+    "--engine-version", help="the vLLM or SGLang release, e.g. 0.11.0 \\[the newest modelled: vLLM 0.33.0, SGLang 0.5.23]")]
+KvCacheMemOpt = Annotated[Optional[str], typer.Option(
+    "--kv-cache-memory-bytes", help="vLLM 0.10.2+: the KV cache size, e.g. 40GiB (gpu_memory_utilization then ignored)")]
 BatchedTokensOpt = Annotated[Optional[int], typer.Option(
     "--max-num-batched-tokens", parser=whole_number,
     help="tokens per forward step (the step budget), planner and vLLM \\[planner 8192; vLLM: by release and GPU]")]
@@ -76,7 +88,8 @@ MaxMemoryOpt = Annotated[Optional[str], typer.Option(
 AllowOffloadOpt = Annotated[bool, typer.Option("--allow-offload", help="accelerate: accept modules on cpu/disk")]
 EagerOpt = Annotated[bool, typer.Option("--enforce-eager", help="vLLM: no CUDA graphs")]
 KvCacheDtypeOpt = Annotated[Optional[str], typer.Option("--kv-cache-dtype", help="vLLM/SGLang: auto or fp8")]
-SamplerOpt = Annotated[Optional[str], typer.Option("--sampler", help="vLLM: native (PyTorch) or flashinfer sampling")]
+SamplerOpt = Annotated[Optional[str], typer.Option(
+    "--sampler", help="vLLM: native (PyTorch sort), triton (0.17+) or flashinfer \\[the release's default]")]
 VllmVersionOpt = Annotated[Optional[str], typer.Option("--vllm-version", help="vLLM engine: v1 (0.10+) or v0")]
 MemFracOpt = Annotated[Optional[float], typer.Option("--mem-fraction-static", help="SGLang: static memory fraction \\[by GPU]")]
 ContextLengthOpt = Annotated[Optional[int], typer.Option("--context-length", parser=whole_number, help="SGLang: longest request \\[model's max]")]

@@ -18,6 +18,7 @@ from shardsim.cli.options import (
     DtypeOpt,
     EagerOpt,
     EngineOpt,
+    EngineVersionOpt,
     EpOpt,
     GenerateTokensOpt,
     GpuMemOpt,
@@ -27,6 +28,7 @@ from shardsim.cli.options import (
     InterconnectOpt,
     JsonOpt,
     KvCacheDtypeOpt,
+    KvCacheMemOpt,
     KvDtypeOpt,
     MaxMemoryOpt,
     MaxModelLenOpt,
@@ -58,6 +60,7 @@ def plan(
     mem_fraction_static: MemFracOpt = None, context_length: ContextLengthOpt = None,
     max_total_tokens: MaxTotalTokensOpt = None, chunked_prefill_size: ChunkedPrefillOpt = None,
     prompt_tokens: PromptTokensOpt = None, generate_tokens: GenerateTokensOpt = None,
+    engine_version: EngineVersionOpt = None, kv_cache_memory_bytes: KvCacheMemOpt = None,
     device_map: DeviceMapOpt = None, max_memory: MaxMemoryOpt = None, allow_offload: AllowOffloadOpt = False,
 ) -> None:
     """Memory of every GPU for MODEL on a TP × PP × DP × EP layout, the fit verdict and the largest context/batch."""
@@ -68,8 +71,13 @@ def plan(
     from shardsim.presets import resolve_model
 
     engine = common.check_engine(engine, ENGINES, "plan")
+    from shardsim.units import parse_size
+
+    auto_len = max_model_len == -1
     knobs = common.engine_knobs(engine, dict(
-        gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len,
+        engine_version=engine_version, max_model_len_auto=auto_len or None,
+        kv_cache_memory_bytes=parse_size(kv_cache_memory_bytes) if kv_cache_memory_bytes is not None else None,
+        gpu_memory_utilization=gpu_memory_utilization, max_model_len=None if auto_len else max_model_len,
         max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs, enforce_eager=enforce_eager or None,
         kv_cache_dtype=kv_cache_dtype, block_size=block_size, sampler=sampler, version=vllm_version,
         mem_fraction_static=mem_fraction_static, context_length=context_length, max_total_tokens=max_total_tokens,
@@ -93,7 +101,7 @@ def plan(
 
         gpu_spec = hw.cluster.gpu
         engine_rep = engine_report(engine, spec, layout, hw.capacity_bytes, gpu_spec.name, gpu_spec.compute_capability,
-                                   gpu_spec.nvidia_smi_total_bytes, workload.dtype, report.quant, knobs)
+                                   gpu_spec.nvidia_smi_total_bytes, workload.dtype, report.quant, knobs, hw.fabric)
     if as_json:
         out = report.to_dict()
         if engine_rep is not None:

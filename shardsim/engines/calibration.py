@@ -11,8 +11,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, ValidationError, field_validator
 
 from shardsim.constants import (
     MAX_CONTEXT_TOKENS,
@@ -55,10 +56,19 @@ class RowResult:
     figures: list[Figure] = field(default_factory=list)
     starts_predicted: bool | None = None
     error: str | None = None
+    starts_measured: bool = True
+    release: str | None = None
+    rules: str | None = None
+    set: str = "held_out"
+    source: str = ""
+
+    @property
+    def verdict_right(self) -> bool:
+        return self.starts_predicted is not None and self.starts_predicted == self.starts_measured
 
     @property
     def ok(self) -> bool:
-        return self.error is None and all(f.ok for f in self.figures) and self.starts_predicted is not False
+        return self.error is None and all(f.ok for f in self.figures) and self.verdict_right
 
 
 NUMBER = r"([0-9]{1,15}(?:\.[0-9]{1,12})?)"
@@ -119,12 +129,16 @@ def _gpu(row: dict) -> RowGpu:
 
     text = str(row["gpu"])
     measured = " ".join(str(v) for v in row["measured"].values())
-    logged_total = _num(measured, r"total_gpu_memory \(([0-9.]+)\s*GiB\)")
-    in_name = _num(text, r"\(([0-9.]+)\s*GiB\)")
+    logged_total = (_num(measured, r"total_gpu_memory \(([0-9.]+)\s*GiB\)")
+                    or _num(f"{text} {measured}", r"Free memory on device \([0-9.]+/([0-9.]+) GiB\)"))
+    in_name = _num(text, r"\(([0-9.]+)\s*GiB\)") or _num(text, r"\(([0-9.]+)\s*GiB total")
     smi = _num(measured, r"/\s*([0-9]+)\s*MiB")
     catalog = None
     words = {w.upper() for w in re.findall(r"[A-Za-z0-9]+", text)}
-    for gpu in gpu_catalog().values():
+    # a catalog name whose size ("80GB") the text names comes first (A100-80GB before A100-40GB)
+    ordered = sorted(gpu_catalog().values(), key=lambda g: not any(
+        t.endswith("GB") and t in words for t in g.name.upper().split("-")))
+    for gpu in ordered:
         # the model token of the catalog name (H100, L40S, 4090, H20 …) must appear as a whole word
         tokens = [t for t in gpu.name.upper().split("-") if not t.endswith("GB")]
         model_token = next((t for t in tokens if re.search(r"[0-9]", t)), None)
@@ -150,17 +164,39 @@ def _gpu(row: dict) -> RowGpu:
 
 
 def _knobs_from_notes(row: dict) -> dict:
+    """vLLM knobs from the row's ``settings`` (as logged) and, for older rows, its notes."""
     notes = f"{row.get('notes') or ''} {row.get('engine_version') or ''}"
+    settings = row.get("settings") if isinstance(row.get("settings"), dict) else {}
     knobs = {}
-    if (bs := _num(notes, r"block-size[= ]([0-9]+)")) is not None:
-        knobs["block_size"] = int(bs)
-    if (seqs := _num(notes, r"max-num-seqs[= ]([0-9]+)")) is not None:
-        knobs["max_num_seqs"] = int(seqs)
-    if (mbt := _num(notes, r"max-num-batched-tokens[= ]([0-9]+)")) is not None:
-        knobs["max_num_batched_tokens"] = int(mbt)
+    for name, pattern in (("block_size", r"block-size[= ]([0-9]+)"), ("max_num_seqs", r"max-num-seqs[= ]([0-9]+)"),
+                          ("max_num_batched_tokens", r"max-num-batched-tokens[= ]([0-9]+)")):
+        value = settings.get(name)
+        if value is None:
+            value = _num(notes, pattern)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            knobs[name] = int(value)
+    if settings.get("enforce_eager") is True:
+        knobs["enforce_eager"] = True
+    kv = str(settings.get("kv_cache_dtype") or "auto").lower()
+    if kv.startswith("fp8"):
+        knobs["kv_cache_dtype"] = "fp8"
     if row.get("gpu_mem_util"):
         knobs["gpu_memory_utilization"] = float(row["gpu_mem_util"])
     return knobs
+
+
+def row_release(row: dict) -> str | None:
+    """The release a row names ("0.10.2", "v0.11.0 (V1)", "0.13.0+nv26.01" → X.Y.Z), or None when it does not."""
+    m = re.match(r"\s*v?([0-9]{1,2}\.[0-9]{1,3}(?:\.[0-9]{1,3})?)", str(row.get("engine_version") or ""))
+    if m:
+        return m.group(1)
+    assumed = row.get("assumed_release")
+    return str(assumed) if assumed else None
+
+
+def row_set(row: dict) -> str:
+    """"fitted" (a constant was fitted to it) or "held_out"."""
+    return "fitted" if row.get("set") == "fitted" else "held_out"
 
 
 def calibrate_row(row: dict, line: int) -> RowResult:
@@ -168,10 +204,9 @@ def calibrate_row(row: dict, line: int) -> RowResult:
     from shardsim.engines.run import engine_report
 
     label = f"{row.get('model')} · {row.get('engine')} · {row.get('gpu')} · TP{row.get('tp') or 1}"
-    result = RowResult(line=line, label=label)
+    result = RowResult(line=line, label=label, set=row_set(row), source=str(row.get("source") or ""))
     try:
-        missing = [k for k in REQUIRED if k not in row]
-        if missing:
+        if missing := [k for k in REQUIRED if k not in row]:
             raise ShardsimError(f"missing field(s) {', '.join(missing)}")
         spec, quant = _model_and_quant(row)
         layout = validate_layout(spec, Layout(tp=int(row.get("tp") or 1), pp=int(row.get("pp") or 1),
@@ -182,8 +217,10 @@ def calibrate_row(row: dict, line: int) -> RowResult:
         meas = {k: str(v) for k, v in row["measured"].items()}
         joined = " ".join(f"{k}: {v}" for k, v in meas.items())
         context = int(row.get("context") or spec.max_position_embeddings)
+        release = row_release(row)
+        result.release = release
         if "vllm" in engine:
-            knobs = {"max_model_len": context, **_knobs_from_notes(row)}
+            knobs = {"max_model_len": context, **_knobs_from_notes(row), "engine_version": release}
             if "V0" in str(row.get("engine_version")):
                 knobs["version"] = "v0"
             rep = engine_report("vllm", spec, layout, capacity, gpu_name, cc, smi, "bf16", quant, knobs)
@@ -206,8 +243,16 @@ def calibrate_row(row: dict, line: int) -> RowResult:
             if conc:
                 result.figures.append(Figure("max concurrency", rep.max_concurrency, conc, BOUNDS["kv_cache_tokens"], "x"))
         elif "sglang" in engine:
-            rep = engine_report("sglang", spec, layout, capacity, gpu_name, cc, smi, "bf16", quant,
-                                {"context_length": context})
+            sg = {"context_length": context, "engine_version": release}
+            if row.get("gpu_mem_util"):
+                sg["mem_fraction_static"] = float(row["gpu_mem_util"])
+            settings = row.get("settings") if isinstance(row.get("settings"), dict) else {}
+            for name in ("max_total_tokens", "chunked_prefill_size"):
+                if isinstance(settings.get(name), int) and not isinstance(settings.get(name), bool):
+                    sg[name] = settings[name]
+            if str(settings.get("kv_cache_dtype") or "").lower().startswith("fp8"):
+                sg["kv_cache_dtype"] = "fp8_e4m3"
+            rep = engine_report("sglang", spec, layout, capacity, gpu_name, cc, smi, "bf16", quant, sg)
             usage = _num(joined, r"mem usage=([0-9.]+) GB")
             if usage:
                 result.figures.append(Figure("weight mem usage", rep.ranks[0].model_loading_bytes / GiB, usage, BOUNDS["weights"] * 10))
@@ -226,7 +271,9 @@ def calibrate_row(row: dict, line: int) -> RowResult:
         else:
             raise ShardsimError(f"engine {row['engine']!r} is not known; accepted: vLLM, SGLang, HF Transformers")
         result.starts_predicted = rep.starts
-        if not result.figures:
+        result.starts_measured = str(row.get("outcome") or "started") == "started"
+        result.rules = (rep.rules or {}).get("label", rep.version)
+        if not result.figures and row.get("outcome") in (None, "started"):
             result.error = "no logged figure shardsim predicts was found in 'measured'"
         _check_plausible(result.figures, gpu.capacity_bytes * layout.world_size)
     except ShardsimError as exc:
@@ -265,6 +312,13 @@ class MeasurementRow(BaseModel):
     gpu_mem_util: StrictFloat | None = Field(default=None, gt=0, le=1)
     notes: str | None = Field(default=None, max_length=5000)
     measured: dict[str, str | StrictInt | StrictFloat] = Field(min_length=1)
+    id: str | None = Field(default=None, max_length=100)
+    set: Literal["fitted", "held_out"] | None = None
+    outcome: Literal["started", "refused", "oom"] | None = None
+    evaluate: StrictBool = True
+    skip_reason: str | None = Field(default=None, max_length=500)
+    assumed_release: str | None = Field(default=None, max_length=40)
+    settings: dict[str, str | StrictInt | StrictFloat | StrictBool | None] | None = None
 
     @field_validator("measured")
     @classmethod
@@ -299,25 +353,21 @@ def read_rows(path: str | Path) -> list[tuple[int, dict]]:
 
 
 def calibrate(path: str | Path) -> list[RowResult]:
-    """Every row through shardsim; a row shardsim cannot read (unknown model or engine, no figure it predicts, an
-    implausible GPU) refuses the file with the row's line."""
-    results = [calibrate_row(row, line) for line, row in read_rows(path)]
-    for r in results:
+    """Every row through shardsim. A row marked ``"evaluate": false`` (with its ``skip_reason``: a GPU that is not
+    CUDA, a model that is not a Qwen3 preset) is left out; any other row shardsim cannot read (unknown model or
+    engine, no figure it predicts, an implausible GPU) refuses the file with the row's line."""
+    results = []
+    for line, row in read_rows(path):
+        if row.get("evaluate") is False:
+            continue
+        r = calibrate_row(row, line)
         if r.error:
             raise ShardsimError(f"{show(Path(path))}: line {r.line}: {r.error}")
+        results.append(r)
     return results
 
 
-def summary(results: list[RowResult]) -> dict:
-    by_figure: dict[str, list[float]] = {}
-    for r in results:
-        for f in r.figures:
-            by_figure.setdefault(f.name, []).append(f.error)
-    return {
-        "rows": len(results), "rows_ok": sum(r.ok for r in results),
-        "rows_failed": [r.line for r in results if not r.ok],
-        "start_verdicts_right": sum(r.starts_predicted is True for r in results),
-        "figures": {name: {"n": len(errs), "max_abs_error_pct": 100 * max(abs(e) for e in errs),
-                           "mean_abs_error_pct": 100 * sum(abs(e) for e in errs) / len(errs)}
-                    for name, errs in by_figure.items()},
-    }
+
+from shardsim.engines.calibration_report import held_out_bands, summary  # noqa: E402  (re-exported)
+
+__all__ = ["calibrate", "held_out_bands", "read_rows", "summary"]

@@ -40,6 +40,8 @@ class EngineReport:
     peak_allocated_bytes: int | None = None
     error_bands: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    rules: dict | None = None  # the release's rule set (engines/releases.py)
+    suggestion: str | None = None  # when it will not start: one line of flags that would (engines/suggest.py)
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from shardsim.core.layout import Layout
+from shardsim.core.memory.runtime import DEFAULT_FABRIC, Fabric
 from shardsim.core.model import ModelSpec, QuantConfig
 from shardsim.engines.common import EngineReport
 from shardsim.errors import ShardsimError
@@ -10,13 +11,15 @@ from shardsim.errors import ShardsimError
 
 def engine_report(engine: str, spec: ModelSpec, layout: Layout, capacity_bytes: int, gpu_name: str,
                   compute_capability: str | None, nvidia_smi_bytes: int | None, dtype: str, quant: QuantConfig,
-                  knobs: dict) -> EngineReport:
-    """``knobs``: the engine's options by their field names (None values mean the engine's default)."""
+                  knobs: dict, fabric: Fabric = DEFAULT_FABRIC) -> EngineReport:
+    """``knobs``: the engine's options by their field names (None values mean the engine's default); ``fabric``:
+    how the GPUs are wired (non-torch memory depends on it)."""
     knobs = {k: v for k, v in knobs.items() if v is not None}
     if engine == "vllm":
         from shardsim.engines.vllm import VllmKnobs, predict_vllm
 
-        return predict_vllm(spec, layout, capacity_bytes, gpu_name, compute_capability, dtype, quant, VllmKnobs(**knobs))
+        return predict_vllm(spec, layout, capacity_bytes, gpu_name, compute_capability, dtype, quant, VllmKnobs(**knobs),
+                            fabric)
     if engine == "sglang":
         from shardsim.engines.sglang import SglangKnobs, predict_sglang
 

@@ -26,12 +26,15 @@ from shardsim.constants import (
     SGLANG_MIN_REQS,
     SGLANG_RESERVE_LARGE_MIB,
     SGLANG_RESERVE_TABLE,
+    SGLANG_TP_TABLE,
 )
 from shardsim.core.layout import Layout
 from shardsim.core.memory.kv_cache import kv_bytes_per_token
 from shardsim.core.model import ModelSpec, QuantConfig
+from shardsim.engines.bands import error_bands
 from shardsim.engines.common import EngineRankReport, EngineReport, rank_weights
 from shardsim.engines.refusals import sglang_loading_refusal, sglang_pool_refusal
+from shardsim.engines.releases import NEWEST, SglangRules, resolve
 from shardsim.errors import ShardsimError
 from shardsim.units import DTYPE_BYTES, GiB, MiB
 
@@ -44,6 +47,7 @@ class SglangKnobs(BaseModel):
     max_total_tokens: int | None = None
     kv_cache_dtype: str = "auto"
     chunked_prefill_size: int | None = None
+    engine_version: str | None = None  # the SGLang release (None: the newest modelled)
 
     def checked(self) -> "SglangKnobs":
         if self.mem_fraction_static is not None and not 0 < self.mem_fraction_static < 1:
@@ -58,23 +62,63 @@ class SglangKnobs(BaseModel):
         return self
 
 
-def default_mem_fraction_static(gpu_mem_mib: float, tp: int, pp: int) -> float:
-    """SGLang's default for a GPU of ``gpu_mem_mib`` (nvidia-smi total) and tp × pp ranks."""
+def default_mem_fraction_static(gpu_mem_mib: float, tp: int, pp: int, rules: SglangRules = NEWEST["sglang"],
+                                chunked_prefill_size: int | None = None) -> float:
+    """SGLang's default for a GPU of ``gpu_mem_mib`` (nvidia-smi total) and tp × pp ranks at this release
+    (``SglangRules.reserve``; sources there)."""
     parallel = tp * pp
-    for limit, base, per_rank in SGLANG_RESERVE_TABLE:
-        if gpu_mem_mib < limit:
-            reserved = (base + parallel * per_rank) * 1024
-            break
-    else:
-        reserved = SGLANG_RESERVE_LARGE_MIB
+    if rules.reserve == "tp-table":
+        if gpu_mem_mib > 81920:
+            return round((gpu_mem_mib - 13 * 1024) / gpu_mem_mib, 3)
+        return next(f for limit, f in SGLANG_TP_TABLE if parallel >= limit)
+    if rules.reserve == "reserve-table":
+        for limit, base, per_rank in SGLANG_RESERVE_TABLE:
+            if gpu_mem_mib < limit:
+                reserved = (base + parallel * per_rank) * 1024
+                break
+        else:
+            reserved = SGLANG_RESERVE_LARGE_MIB
+        return round((gpu_mem_mib - reserved) / gpu_mem_mib, 3)
+    chunk, graph_bs = sglang_gpu_defaults(gpu_mem_mib, tp, rules)
+    chunk = chunked_prefill_size or chunk
+    reserved = 512 + max(chunk, 2048) * 1.5 + graph_bs * 2 + parallel / 8 * 1024
+    if rules.piecewise_graphs:
+        reserved += len(piecewise_capture_sizes(chunk)) * 8
+    if gpu_mem_mib > 60 * 1024:
+        reserved = max(reserved, 10240)
     return round((gpu_mem_mib - reserved) / gpu_mem_mib, 3)
+
+
+def sglang_gpu_defaults(gpu_mem_mib: float, tp: int, rules: SglangRules) -> tuple[int, int]:
+    """(chunked_prefill_size, cuda_graph_max_bs) by GPU memory (server_args.py@v0.5.3 _handle_gpu_memory_settings;
+    the < 35 GiB tier from arg_groups/memory_hook.py@v0.5.20)."""
+    gib = gpu_mem_mib / 1024
+    if gib < 20:
+        return 2048, 8
+    if gib < 35:
+        return (4096, 48 if tp < 4 else 160) if rules.small_gpu_tier_2026 else (2048, 24 if tp < 4 else 80)
+    if gib < 60:
+        return 4096, 32 if tp < 4 else 160
+    if gib < 160:
+        return 8192, 256 if tp < 4 else 512
+    return 16384, 512
+
+
+def piecewise_capture_sizes(max_tokens: int) -> list[int]:
+    """Prefill piecewise CUDA-graph token sizes up to ``max_tokens`` (server_args.py@v0.5.10)."""
+    sizes = (list(range(4, 33, 4)) + list(range(48, 257, 16)) + list(range(288, 513, 32)) + list(range(576, 1025, 64))
+             + list(range(1280, 4097, 256)) + list(range(4608, max_tokens + 1, 512)))
+    return [x for x in sizes if x <= max_tokens]
 
 
 def predict_sglang(spec: ModelSpec, layout: Layout, capacity_bytes: int, nvidia_smi_bytes: int | None, dtype: str,
                    quant: QuantConfig, knobs: SglangKnobs) -> EngineReport:
     knobs = knobs.checked()
+    release = resolve("sglang", knobs.engine_version)
+    rules = release.rules
     gpu_mem_mib = (nvidia_smi_bytes or capacity_bytes) / MiB
-    fraction = knobs.mem_fraction_static or default_mem_fraction_static(gpu_mem_mib, layout.tp, layout.pp)
+    fraction = knobs.mem_fraction_static or default_mem_fraction_static(gpu_mem_mib, layout.tp, layout.pp, rules,
+                                                                        knobs.chunked_prefill_size)
     context = knobs.context_length or spec.max_position_embeddings
     kv_bytes = 1 if knobs.kv_cache_dtype.startswith("fp8") else DTYPE_BYTES[dtype if dtype != "fp32" else "bf16"]
     free_before = capacity_bytes - CUDA_CONTEXT_BYTES
@@ -90,6 +134,8 @@ def predict_sglang(spec: ModelSpec, layout: Layout, capacity_bytes: int, nvidia_
         if knobs.max_total_tokens:
             tokens = min(tokens, knobs.max_total_tokens)
         reqs = min(max(int(tokens / context * 512), SGLANG_MIN_REQS), SGLANG_MAX_REQS)
+        if rules.reqs_capped_by_tokens:
+            reqs = min(reqs, tokens // 2)
         req_table = reqs * (context + 4) * 4
         ranks.append(EngineRankReport(
             rank=rank, layers=layers, model_loading_bytes=usage, available_kv_cache_bytes=int(rest_gib * GiB),
@@ -99,10 +145,11 @@ def predict_sglang(spec: ModelSpec, layout: Layout, capacity_bytes: int, nvidia_
         refusal = refusal or sglang_loading_refusal(rank, usage, free_before) or sglang_pool_refusal(tokens)
     tokens = min(r.kv_cache_tokens for r in ranks)
     return EngineReport(
-        engine="sglang", version="0.4.9–0.5.2",
+        engine="sglang", version=release.version, rules=rules.to_dict(),
         knobs={**knobs.model_dump(), "mem_fraction_static": fraction, "context_length": context},
         ranks=ranks, starts=refusal is None, refusal=refusal, kv_cache_tokens=tokens,
         max_concurrency=tokens / context if context else None,
-        error_bands={"model_loading_bytes": 0.05, "kv_cache_tokens": 0.03},
-        notes=["mem usage includes device-level loading overhead (~0.12 GiB, from one published log)"],
+        error_bands=error_bands("sglang", rules.label),
+        notes=([release.warning] if release.warning else [])
+        + ["mem usage includes device-level loading overhead (~0.12 GiB, from one published log)"],
     )

@@ -1,6 +1,6 @@
-"""vLLM: what it logs at start-up and whether it starts, per rank.
+"""vLLM: what it logs at start-up and whether it starts, per rank, by release (``releases.VLLM_RULES``).
 
-Sources (vLLM v0.10.2 / v0.11.0 unless noted):
+Sources (vLLM v0.10.2 / v0.11.0 unless noted; what changes between releases is in ``engines/releases.py``):
 - vllm/v1/worker/gpu_worker.py ``determine_available_memory``: requested = total × gpu_memory_utilization;
   available KV cache memory = requested − (model loading + torch peak increase + non-torch increase).
   CUDA graphs are captured afterwards and not subtracted.
@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict
 
 from shardsim.constants import (
     CUDA_CONTEXT_BYTES,
+    CUSTOM_ALLREDUCE_RANK_DATA_BYTES,
     VLLM_BIG_GPU_BYTES,
     VLLM_CUDA_GRAPH_BYTES,
     VLLM_DEFAULT_BATCHED_TOKENS_BIG,
@@ -35,19 +36,21 @@ from shardsim.constants import (
     VLLM_DEFAULT_SEQS_SMALL,
     VLLM_FLASHINFER_SAMPLER_BYTES_PER_LOGIT,
     VLLM_NON_TORCH_BYTES,
-    VLLM_NON_TORCH_TP_EXTRA_BYTES,
     VLLM_SAMPLER_BYTES_PER_LOGIT,
     VLLM_V0_NON_TORCH_BYTES,
 )
-from shardsim.core.layout import Layout
+from shardsim.core.layout import Layout, rank_groups
 from shardsim.core.memory.activations import activation_peak_bytes
 from shardsim.core.memory.kv_cache import kv_bytes_per_token_per_layer
+from shardsim.core.memory.runtime import DEFAULT_FABRIC, Fabric, nccl_communicator_bytes, nvls_bytes, runtime_bytes
 from shardsim.core.memory.weights import weight_model
 from shardsim.core.model import ModelSpec, QuantConfig
+from shardsim.engines.bands import error_bands
 from shardsim.engines.common import EngineRankReport, EngineReport, cublas_workspace_bytes, rank_weights
 from shardsim.engines.refusals import kv_cache_refusal, loading_refusal, vllm_layout_refusal
+from shardsim.engines.releases import NEWEST, VllmRules, resolve
 from shardsim.errors import ShardsimError
-from shardsim.units import DTYPE_BYTES
+from shardsim.units import DTYPE_BYTES, GiB
 
 
 class VllmKnobs(BaseModel):
@@ -62,8 +65,11 @@ class VllmKnobs(BaseModel):
     block_size: int = 16
     enforce_eager: bool = False
     kv_cache_dtype: str = "auto"
-    sampler: str = "native"  # native (PyTorch top-k/top-p) or flashinfer
-    version: str = "v1"      # v1 (0.10+) or v0 (0.8.x with VLLM_USE_V1=0)
+    sampler: str | None = None  # native (PyTorch sort), triton (0.17+) or flashinfer; None: the release's default
+    version: str = "v1"         # the engine core: v1, or v0 (VLLM_USE_V1=0, up to 0.10.x)
+    engine_version: str | None = None   # the vLLM release (None: the newest modelled)
+    kv_cache_memory_bytes: int | None = None  # 0.10.2+: the KV cache size, bypassing gpu_memory_utilization
+    max_model_len_auto: bool = False    # 0.14+: --max-model-len auto / -1
 
     def checked(self) -> "VllmKnobs":
         if not 0 < self.gpu_memory_utilization <= 1:
@@ -76,8 +82,13 @@ class VllmKnobs(BaseModel):
             raise ShardsimError(f"--block-size {self.block_size} is not one vLLM accepts: 1, 8, 16, 32, 64, 128, 256")
         if self.kv_cache_dtype not in ("auto", "bf16", "fp16", "fp8", "fp8_e4m3", "fp8_e5m2"):
             raise ShardsimError(f"--kv-cache-dtype {self.kv_cache_dtype!r} is not known; accepted: auto, bf16, fp16, fp8")
-        if self.sampler not in ("native", "flashinfer") or self.version not in ("v1", "v0"):
-            raise ShardsimError("sampler must be native or flashinfer, version v1 or v0")
+        if self.sampler not in (None, "native", "triton", "flashinfer"):
+            raise ShardsimError(f"--sampler {self.sampler!r:.40} is not known; accepted: native, triton, flashinfer")
+        if self.version not in ("v1", "v0"):
+            raise ShardsimError(f"--vllm-version {self.version!r:.40} is not known; accepted: v1, v0")
+        if self.kv_cache_memory_bytes is not None and not 1 <= self.kv_cache_memory_bytes <= 1 << 50:
+            raise ShardsimError(f"--kv-cache-memory-bytes {self.kv_cache_memory_bytes} is out of range; accepted: "
+                                "1 B … 1 PiB")
         return self
 
 
@@ -87,11 +98,17 @@ class VllmDefaults:
     max_num_batched_tokens: int
 
 
-def vllm_defaults(capacity_bytes: int, gpu_name: str) -> VllmDefaults:
-    """The max_num_seqs and max_num_batched_tokens that ``vllm serve`` picks for this GPU."""
-    if capacity_bytes >= VLLM_BIG_GPU_BYTES and "a100" not in gpu_name.lower():
-        return VllmDefaults(VLLM_DEFAULT_SEQS_BIG, VLLM_DEFAULT_BATCHED_TOKENS_BIG)
-    return VllmDefaults(VLLM_DEFAULT_SEQS_SMALL, VLLM_DEFAULT_BATCHED_TOKENS_SMALL)
+def vllm_defaults(capacity_bytes: int, gpu_name: str, rules: VllmRules = NEWEST["vllm"],
+                  max_model_len: int | None = None) -> VllmDefaults:
+    """The max_num_seqs and max_num_batched_tokens that ``vllm serve`` picks for this GPU at this release
+    (``VllmRules.a100_small_defaults`` and ``clamp_defaults``, cited there)."""
+    big = capacity_bytes >= VLLM_BIG_GPU_BYTES and not (rules.a100_small_defaults and "a100" in gpu_name.lower())
+    seqs, tokens = ((VLLM_DEFAULT_SEQS_BIG, VLLM_DEFAULT_BATCHED_TOKENS_BIG) if big
+                    else (VLLM_DEFAULT_SEQS_SMALL, VLLM_DEFAULT_BATCHED_TOKENS_SMALL))
+    if rules.clamp_defaults and max_model_len:
+        tokens = min(seqs * max_model_len, tokens)
+        seqs = min(seqs, tokens)
+    return VllmDefaults(seqs, tokens)
 
 
 def vllm_quant(quant: QuantConfig) -> QuantConfig:
@@ -116,28 +133,66 @@ def _loading_bytes(spec: ModelSpec, layout: Layout, dtype: str, quant: QuantConf
     return weights + rotary + expert_map + moe_layers * gidx_per_layer
 
 
-def _non_torch_bytes(knobs: VllmKnobs, layout: Layout) -> int:
+def _non_torch_bytes(knobs: VllmKnobs, rules: VllmRules, layout: Layout, rank: int, fabric: Fabric) -> int:
+    """Non-torch memory the profile charges: the kernels and handles loaded during start-up (fitted, TP1) plus,
+    at TP > 1, the TP group's NCCL buffers, NVLS, custom all-reduce IPC buffers (its 8 MiB rank data is a torch
+    tensor) and symmetric-memory buffer on this fabric (``core.memory.runtime``). The 0.8.5–0.9.0 profiler charges
+    everything used on the device, the CUDA context included."""
     if knobs.version == "v0":
         return VLLM_V0_NON_TORCH_BYTES
-    return VLLM_NON_TORCH_BYTES + (VLLM_NON_TORCH_TP_EXTRA_BYTES if layout.tp > 1 else 0)
+    rt = runtime_bytes(rank, layout, False, fabric)
+    tp_only = 0
+    if layout.tp > 1:
+        groups = rank_groups(rank, layout)
+        tp_only = (nccl_communicator_bytes(groups.tp, fabric) + nvls_bytes(groups.tp, fabric)
+                   + max(0, rt.custom_allreduce - CUSTOM_ALLREDUCE_RANK_DATA_BYTES) + rt.symmetric_memory)
+    context = CUDA_CONTEXT_BYTES if rules.profiler == "absolute" else 0
+    return VLLM_NON_TORCH_BYTES + tp_only + context
+
+
+def _per_logit(knobs: VllmKnobs, rules: VllmRules) -> int:
+    sampler = knobs.sampler or rules.sampler
+    return VLLM_SAMPLER_BYTES_PER_LOGIT if sampler == "native" else VLLM_FLASHINFER_SAMPLER_BYTES_PER_LOGIT
+
+
+def _shape(spec: ModelSpec, capacity_bytes: int, gpu_name: str, knobs: VllmKnobs, rules: VllmRules) -> tuple[int, int, int]:
+    """(max_num_seqs, max_num_batched_tokens, max_model_len) as this release resolves them."""
+    max_len = knobs.max_model_len or spec.max_position_embeddings
+    defaults = vllm_defaults(capacity_bytes, gpu_name, rules, max_len)
+    batched = knobs.max_num_batched_tokens or defaults.max_num_batched_tokens
+    return min(knobs.max_num_seqs or defaults.max_num_seqs, batched), batched, max_len
+
+
+def _release_refusal(knobs: VllmKnobs, rules: VllmRules, capacity_bytes: int) -> str | None:
+    """What this release refuses before loading anything."""
+    if knobs.version == "v0" and not rules.v0_available:
+        return f"the V0 engine (VLLM_USE_V1=0) is gone in {rules.label}; use --vllm-version v1"
+    if knobs.kv_cache_memory_bytes is not None and not rules.kv_cache_memory_bytes:
+        return f"--kv-cache-memory-bytes does not exist in {rules.label} (added in 0.10.2)"
+    if knobs.max_model_len_auto and not rules.max_model_len_auto:
+        return f"--max-model-len auto does not exist in {rules.label} (added in 0.14.0)"
+    free = capacity_bytes - CUDA_CONTEXT_BYTES
+    requested = int(capacity_bytes * knobs.gpu_memory_utilization)
+    if rules.startup_free_check and knobs.kv_cache_memory_bytes is None and free < requested:
+        return (f"ValueError: Free memory on device ({free / GiB:.2f}/{capacity_bytes / GiB:.2f} GiB) on startup is "
+                f"less than desired GPU memory utilization ({knobs.gpu_memory_utilization}, {requested / GiB:.2f} GiB)")
+    return None
 
 
 def predict_vllm(spec: ModelSpec, layout: Layout, capacity_bytes: int, gpu_name: str, compute_capability: str | None,
-                 dtype: str, quant: QuantConfig, knobs: VllmKnobs) -> EngineReport:
+                 dtype: str, quant: QuantConfig, knobs: VllmKnobs, fabric: Fabric = DEFAULT_FABRIC) -> EngineReport:
     knobs = knobs.checked()
-    defaults = vllm_defaults(capacity_bytes, gpu_name)
-    batched = knobs.max_num_batched_tokens or defaults.max_num_batched_tokens
-    seqs = min(knobs.max_num_seqs or defaults.max_num_seqs, batched)
-    max_len = knobs.max_model_len or spec.max_position_embeddings
+    release = resolve("vllm", knobs.engine_version)
+    rules = release.rules
+    seqs, batched, max_len = _shape(spec, capacity_bytes, gpu_name, knobs, rules)
     kv_bytes = 1 if knobs.kv_cache_dtype.startswith("fp8") else DTYPE_BYTES[dtype if dtype != "fp32" else "bf16"]
     page_per_layer = knobs.block_size * kv_bytes_per_token_per_layer(spec, layout.tp, kv_bytes)
     requested = int(capacity_bytes * knobs.gpu_memory_utilization)
-    per_logit = VLLM_SAMPLER_BYTES_PER_LOGIT if knobs.sampler == "native" else VLLM_FLASHINFER_SAMPLER_BYTES_PER_LOGIT
+    per_logit = _per_logit(knobs, rules)
     cublas = cublas_workspace_bytes(compute_capability)
-    non_torch = _non_torch_bytes(knobs, layout)
     graphs = 0 if knobs.enforce_eager else VLLM_CUDA_GRAPH_BYTES
     moe_prefix = weight_model(spec, dtype, vllm_quant(quant)).moe_prefix
-    ranks, refusal = [], None
+    ranks, refusal = [], _release_refusal(knobs, rules, capacity_bytes)
     for held in rank_weights(spec, layout, dtype, vllm_quant(quant)):
         moe = moe_prefix[held.last_layer + 1] - moe_prefix[held.first_layer]
         forward = activation_peak_bytes(spec, layout.tp, layout.etp, batched, seqs, moe > 0, moe < held.layers, False)
@@ -145,28 +200,45 @@ def predict_vllm(spec: ModelSpec, layout: Layout, capacity_bytes: int, gpu_name:
         sampler = per_logit * seqs * spec.vocab_size + 2 * spec.hidden_size * (batched + 2 * seqs) if is_last else 0
         activation = max(forward, sampler) + cublas
         loading = _loading_bytes(spec, layout, dtype, quant, held.weight_bytes, moe)
+        non_torch = _non_torch_bytes(knobs, rules, layout, held.rank, fabric)
         available = requested - loading - activation - non_torch
+        if knobs.kv_cache_memory_bytes is not None:
+            available = knobs.kv_cache_memory_bytes
         blocks = max(0, available) // page_per_layer // held.layers
         ranks.append(EngineRankReport(
             rank=held.rank, layers=held.layers, model_loading_bytes=loading, activation_peak_bytes=activation,
             non_torch_bytes=non_torch, cuda_graph_bytes=graphs, available_kv_cache_bytes=available,
             kv_cache_bytes=blocks * page_per_layer * held.layers, kv_cache_tokens=blocks * knobs.block_size,
-            used_bytes=CUDA_CONTEXT_BYTES + requested + graphs,
+            used_bytes=CUDA_CONTEXT_BYTES + loading + activation + non_torch + blocks * page_per_layer * held.layers
+            + graphs,
         ))
         refusal = refusal or loading_refusal(held.rank, loading, capacity_bytes - CUDA_CONTEXT_BYTES)
+    blocks = min(r.kv_cache_tokens for r in ranks) // knobs.block_size
+    if knobs.max_model_len_auto and rules.max_model_len_auto:
+        max_len = min(spec.max_position_embeddings, blocks * knobs.block_size) or max_len
     refusal = refusal or vllm_layout_refusal(spec, layout, quant, max_len)
     worst = min(ranks, key=lambda r: r.available_kv_cache_bytes)
-    blocks = min(r.kv_cache_tokens for r in ranks) // knobs.block_size
     per_request_blocks = -(-max_len // knobs.block_size)
     refusal = refusal or kv_cache_refusal(worst.available_kv_cache_bytes, blocks, per_request_blocks, knobs.block_size,
                                           page_per_layer, worst.layers, max_len)
     return EngineReport(
-        engine="vllm", version=knobs.version,
-        knobs={**knobs.model_dump(), "max_num_seqs": seqs, "max_num_batched_tokens": batched, "max_model_len": max_len},
+        engine="vllm", version=release.version, rules=rules.to_dict() | {"engine_core": knobs.version},
+        knobs={**knobs.model_dump(), "sampler": knobs.sampler or rules.sampler, "max_num_seqs": seqs,
+               "max_num_batched_tokens": batched, "max_model_len": max_len},
         ranks=ranks, starts=refusal is None, refusal=refusal, kv_cache_tokens=blocks * knobs.block_size,
-        max_concurrency=blocks / per_request_blocks,
-        error_bands={"model_loading_bytes": 0.005, "activation_peak_bytes": 0.05, "non_torch_bytes": 0.5,
-                     "kv_cache_tokens": 0.03, "cuda_graph_bytes": 1.0},
-        notes=["activation peak: the sampler's dummy run over max_num_seqs × vocab logits dominates; with FlashInfer "
-               "sampling (--sampler flashinfer) it is ~14 B per logit instead of 38"] if knobs.sampler == "native" else [],
+        max_concurrency=blocks / per_request_blocks, error_bands=error_bands("vllm", rules.label),
+        notes=([release.warning] if release.warning else []) + [_sampler_note(knobs, rules, seqs, spec.vocab_size)],
     )
+
+
+SAMPLER_SOURCES = {
+    "native": "PyTorch sort of the fp32 logits with int64 indices, v1/sample/ops/topk_topp_sampler.py@v0.11.1",
+    "triton": "in-place Triton top-k/top-p, no sort buffers, v1/sample/ops/topk_topp_sampler.py@v0.17.0",
+    "flashinfer": "FlashInfer top-k/top-p (VLLM_USE_FLASHINFER_SAMPLER=1)",
+}
+
+
+def _sampler_note(knobs: VllmKnobs, rules: VllmRules, seqs: int, vocab: int) -> str:
+    sampler = knobs.sampler or rules.sampler
+    return (f"activation peak: the profile's dummy sampler over {seqs:,} × {vocab:,} logits, "
+            f"{_per_logit(knobs, rules)} B per logit ({sampler}: {SAMPLER_SOURCES[sampler]})")

@@ -29,12 +29,29 @@ def render_calibration(results: list, summ: dict, console) -> None:
             table.add_row("", "", "starts", "yes" if r.starts_predicted else "no", "yes", "", "",
                           "[green]✓[/]" if r.starts_predicted else "[red]✗[/]")
     console.print(table)
-    summary_table = Table(show_edge=False, header_style="bold", title="summary")
-    for col in ("figure", "rows", "max |error|", "mean |error|"):
-        summary_table.add_column(col, justify="left" if col == "figure" else "right")
-    for name, f in summ["figures"].items():
-        summary_table.add_row(name, str(f["n"]), f"{f['max_abs_error_pct']:.2f} %", f"{f['mean_abs_error_pct']:.2f} %")
-    console.print(summary_table)
-    console.print(f"{summ['rows_ok']} of {summ['rows']} rows within their bounds · start verdicts right: "
-                  f"{summ['start_verdicts_right']} of {summ['rows']}"
-                  + (f" · out of bounds: lines {summ['rows_failed']}" if summ["rows_failed"] else ""))
+    for title, group in (("fitted (in-sample)", summ["fitted"]), ("held-out", summ["held_out"]),
+                         *((f"held-out · {k}", v) for k, v in summ.get("held_out_by_rules", {}).items())):
+        _summary_table(console, title, group)
+    for key, label in (("fitted", "fitted"), ("held_out", "held-out")):
+        g = summ[key]
+        console.print(f"{label}: {g['rows_ok']} of {g['rows']} rows within their bounds · start verdicts right: "
+                      f"{g['start_verdicts_right']} of {g['rows']}"
+                      + (f" · out of bounds: lines {g['rows_failed']}" if g["rows_failed"] else ""))
+    sources = summ.get("held_out_by_source", {})
+    if sources:
+        worst = max(sources.items(), key=lambda kv: max((f["mean_abs_error_pct"] for f in kv[1]["figures"].values()),
+                                                        default=0))
+        console.print(f"leave-one-source-out (held-out rows grouped by source, {len(sources)} sources): worst source "
+                      f"{worst[0][:70]!r}, {worst[1]['rows']} row(s)")
+
+
+def _summary_table(console, title: str, group: dict) -> None:
+    from rich.table import Table
+
+    table = Table(show_edge=False, header_style="bold", title=title)
+    for col in ("figure", "rows", "within goal", "max |error|", "mean |error|"):
+        table.add_column(col, justify="left" if col == "figure" else "right")
+    for name, f in group["figures"].items():
+        table.add_row(name, str(f["n"]), str(f.get("within_bound", "")), f"{f['max_abs_error_pct']:.2f} %",
+                      f"{f['mean_abs_error_pct']:.2f} %")
+    console.print(table)

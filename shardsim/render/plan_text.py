@@ -68,7 +68,8 @@ def render_engine(rep, console) -> None:
     from rich.table import Table
 
     knobs = ", ".join(f"{k}={v}" for k, v in rep.knobs.items() if v not in (None, False))
-    console.print(f"\n[bold]{rep.engine}[/] {rep.version} · {knobs}")
+    rules = f" ({rep.rules['label']})" if rep.rules else ""
+    console.print(f"\n[bold]{rep.engine}[/] {rep.version}{rules} · {knobs}")
     table = Table(show_edge=False, header_style="bold")
     if rep.engine == "vllm":
         cols = ("ranks", "model loading", "activation peak", "non-torch", "CUDA graphs", "available KV", "KV tokens")
@@ -106,3 +107,5 @@ def render_engine(rep, console) -> None:
         console.print(f"[bold green]{rep.engine} starts[/]")
     else:
         console.print(f"[bold red]{rep.engine} would not start:[/] {rep.refusal}")
+        if rep.suggestion:
+            console.print(f"what to change: {rep.suggestion}")

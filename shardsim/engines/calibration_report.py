@@ -1,0 +1,66 @@
+"""Calibration results summed up: per set (fitted / held-out), per engine rule set and per source, and the held-out
+error bands (``engines/bands.py``)."""
+
+from __future__ import annotations
+
+BOUND_OF = {"weights (model loading)": 0.005, "KV cache tokens": 0.03, "KV pool #tokens": 0.03,
+            "peak allocated": 0.05, "available KV cache memory": 0.03, "max concurrency": 0.03,
+            "weight mem usage": 0.05}
+"""The accuracy goal of each figure (KV tokens 3 %, model loading 0.5 %, SGLang #tokens 3 %, HF peak 5 %)."""
+
+
+def _figures(results: list) -> dict:
+    by_figure: dict[str, list[float]] = {}
+    for r in results:
+        for f in r.figures:
+            by_figure.setdefault(f.name, []).append(f.error)
+    return {name: {"n": len(errs), "max_abs_error_pct": 100 * max(abs(e) for e in errs),
+                   "mean_abs_error_pct": 100 * sum(abs(e) for e in errs) / len(errs),
+                   "within_bound": sum(abs(e) <= (BOUND_OF.get(name) or 1e9) for e in errs)}
+            for name, errs in by_figure.items()}
+
+
+def _group(results: list) -> dict:
+    return {"rows": len(results), "rows_ok": sum(r.ok for r in results),
+            "rows_failed": [r.line for r in results if not r.ok],
+            "start_verdicts_right": sum(r.verdict_right for r in results), "figures": _figures(results)}
+
+
+def summary(results: list) -> dict:
+    """Every figure overall, and per set (fitted / held-out), per engine rule set (held-out), and per source
+    (held-out: each source's rows, none of which any constant was fitted to: the leave-one-source-out error)."""
+    held = [r for r in results if r.set == "held_out"]
+    out = _group(results)
+    out["fitted"] = _group([r for r in results if r.set == "fitted"])
+    out["held_out"] = _group(held)
+    rules: dict[str, list] = {}
+    sources: dict[str, list] = {}
+    for r in held:
+        rules.setdefault(r.rules or "?", []).append(r)
+        sources.setdefault(r.source.split(" (")[0][:120], []).append(r)
+    out["held_out_by_rules"] = {k: _group(v) for k, v in sorted(rules.items())}
+    out["held_out_by_source"] = {k: _group(v) for k, v in sorted(sources.items())}
+    return out
+
+
+BAND_NAMES = {"weights (model loading)": "model_loading_bytes", "weight mem usage": "model_loading_bytes",
+              "KV cache tokens": "kv_cache_tokens", "KV pool #tokens": "kv_cache_tokens",
+              "available KV cache memory": "available_kv_cache_bytes", "peak allocated": "peak_allocated_bytes"}
+
+
+def held_out_bands(results: list) -> dict[str, dict[str, dict[str, float]]]:
+    """engine → rule set ("*": all) → figure → the largest relative error over held-out rows, rounded up to
+    0.1 %: the table ``engines/bands.py`` holds."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for r in results:
+        if r.set != "held_out" or not r.rules:
+            continue
+        engine = r.rules.split(" ")[0].lower()
+        for f in r.figures:
+            name = BAND_NAMES.get(f.name)
+            if name is None:
+                continue
+            for key in ("*", r.rules):
+                table = out.setdefault(engine, {}).setdefault(key, {})
+                table[name] = max(table.get(name, 0.0), -(-round(abs(f.error) * 1000, 6) // 1) / 1000)
+    return out

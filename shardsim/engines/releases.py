@@ -1,0 +1,155 @@
+"""Engine releases: the memory rules of each range of vLLM and SGLang releases, in one table, each rule cited.
+
+Citations read ``path@vX.Y.Z (function)``: the file as shipped in that release (PyPI wheel; the git tag of the same
+name). A release between two rows follows the lower row; a release newer than the newest row follows it with a
+warning that its rules were read at an older release; a release older than the oldest row is refused.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from shardsim.errors import ShardsimError
+
+Version = tuple[int, int, int]
+
+
+def parse_version(text: str, engine: str) -> Version:
+    """'0.11.0', 'v0.10.1.1', '0.5.2.post1', '0.14.0rc1' → (0, 11, 0); anything else is refused."""
+    m = re.fullmatch(r"v?(\d{1,3})\.(\d{1,3})(?:\.(\d{1,3}))?(?:[.\-+]?(?:post|rc|dev|a|b)?\d*[\w.+]*)?",
+                     str(text).strip())
+    if not m:
+        raise ShardsimError(f"--engine-version {str(text)[:40]!r} is not a release number; accepted: X.Y.Z, e.g. "
+                            f"{NEWEST[engine].first_text}")
+    return int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class VllmRules:
+    """How one range of vLLM releases sizes its memory (V1 engine)."""
+
+    first: Version
+    label: str
+    # Profiler. "absolute": available = total × util − (absolute torch peak, weights included) − (everything else
+    # used on the device, CUDA context and other processes included) (v1/worker/gpu_worker.py@v0.8.5,
+    # determine_available_memory). "snapshot": available = requested − (weights + torch peak increase + non-torch
+    # increase since the init snapshot) (v1/worker/gpu_worker.py@v0.9.1 and utils.py memory_profiling): the CUDA
+    # context is in the baseline, not charged.
+    profiler: str
+    # ``Free memory on device … less than desired GPU memory utilization`` at start-up (gpu_worker.py@v0.9.1
+    # init_device): free memory at start must be ≥ total × util.
+    startup_free_check: bool
+    # ``vllm serve`` defaults: ≥ 70 GiB GPUs get 1024 seqs / 8192 tokens, others 256 / 2048; from 0.9.0 an A100 gets
+    # the small ones (engine/arg_utils.py@v0.8.5 _set_default_args_v1; @v0.9.0 adds ``"a100" not in device_name``).
+    a100_small_defaults: bool
+    # From 0.12.0 the defaults are clamped: tokens = min(max_num_seqs × max_model_len, default), seqs = min(seqs,
+    # tokens) (engine/arg_utils.py@v0.12.0 _set_default_max_num_seqs_and_batched_tokens_args).
+    clamp_defaults: bool
+    # The profile's dummy sampler: "native" sorts [max_num_seqs, vocab] fp32 logits with int64 indices
+    # (v1/sample/ops/topk_topp_sampler.py@v0.11.1: FlashInfer only with VLLM_USE_FLASHINFER_SAMPLER=1; before,
+    # FlashInfer when importable, which the PyPI wheels do not bundle); "triton": from 0.17.0 an in-place Triton
+    # top-k/top-p kernel for ≥ 8 rows (topk_topp_sampler.py@v0.17.0, topk_topp_triton.py), no sort buffers.
+    sampler: str
+    # ``--kv-cache-memory-bytes`` (gpu_worker.py@v0.10.2 determine_available_memory: returned as is).
+    kv_cache_memory_bytes: bool
+    # ``--max-model-len auto`` / -1: the largest length one sequence can hold in the cache (v1/core/
+    # kv_cache_utils.py@v0.14.0 _auto_fit_max_model_len).
+    max_model_len_auto: bool
+    # ``torch.cuda.empty_cache()`` before reading memory in "Model loading took" (platforms/cuda.py@v0.11.0).
+    loading_empty_cache: bool
+    # CUDA graphs: captured after the KV cache is allocated (gpu_model_runner.py compile_or_warm_up_model), so
+    # not subtracted before KV sizing, in every release read (0.8.5 … 0.17.x).
+    cudagraphs_subtracted: bool = False
+    v0_available: bool = True  # VLLM_USE_V1=0 (the V0 engine) exists up to 0.10.x
+
+    @property
+    def first_text(self) -> str:
+        return ".".join(map(str, self.first))
+
+    def to_dict(self) -> dict:
+        return {f: getattr(self, f) for f in self.__slots__ if f != "first"} | {"first": self.first_text}
+
+
+VLLM_RULES: tuple[VllmRules, ...] = (
+    VllmRules((0, 8, 5), "vLLM 0.8.5 rules", "absolute", False, False, False, "native", False, False, False),
+    VllmRules((0, 9, 0), "vLLM 0.9.0 rules", "absolute", False, True, False, "native", False, False, False),
+    VllmRules((0, 9, 1), "vLLM 0.9.1–0.10.1 rules", "snapshot", True, True, False, "native", False, False, False),
+    VllmRules((0, 10, 2), "vLLM 0.10.2–0.10.x rules", "snapshot", True, True, False, "native", True, False, False),
+    VllmRules((0, 11, 0), "vLLM 0.11.x rules", "snapshot", True, True, False, "native", True, False, True,
+              v0_available=False),
+    VllmRules((0, 12, 0), "vLLM 0.12–0.13 rules", "snapshot", True, True, True, "native", True, False, True,
+              v0_available=False),
+    VllmRules((0, 14, 0), "vLLM 0.14–0.16 rules", "snapshot", True, True, True, "native", True, True, True,
+              v0_available=False),
+    VllmRules((0, 17, 0), "vLLM 0.17+ rules", "snapshot", True, True, True, "triton", True, True, True,
+              v0_available=False),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SglangRules:
+    """How one range of SGLang releases picks ``mem_fraction_static`` and sizes its pools."""
+
+    first: Version
+    label: str
+    # "tp-table" (server_args.py@v0.4.6: ≤ 80 GiB by tp: 0.88/0.87/0.85/0.81/0.79; else (gpu − 13 GiB)/gpu);
+    # "reserve-table" (server_args.py@v0.4.7.post1 … @v0.5.2: reserved (9.5 + tp·pp/2) GiB on < 90 GiB GPUs, …);
+    # "reserve-formula" (server_args.py@v0.5.3 _handle_gpu_memory_settings: 512 MiB + 1.5 × max(chunked prefill,
+    # 2048) + 2 × cuda_graph_max_bs + tp·pp/8 GiB, at least 10 GiB above 60 GiB GPUs).
+    reserve: str
+    # Piecewise CUDA graphs on by default, reserving 8 MiB per prefill capture size (server_args.py@v0.5.10).
+    piecewise_graphs: bool
+    # max running requests also capped at tokens // 2 (model_runner_kv_cache_mixin.py@v0.5.10 _resolve_max_num_reqs).
+    reqs_capped_by_tokens: bool
+    # The < 35 GiB tier: chunked prefill 4096 and 48/160 graph batch (arg_groups/memory_hook.py@v0.5.20) instead of
+    # 2048 and 24/80.
+    small_gpu_tier_2026: bool = False
+
+    @property
+    def first_text(self) -> str:
+        return ".".join(map(str, self.first))
+
+    def to_dict(self) -> dict:
+        return {f: getattr(self, f) for f in self.__slots__ if f != "first"} | {"first": self.first_text}
+
+
+SGLANG_RULES: tuple[SglangRules, ...] = (
+    SglangRules((0, 4, 6), "SGLang 0.4.6 rules", "tp-table", False, False),
+    SglangRules((0, 4, 7), "SGLang 0.4.7–0.5.2 rules", "reserve-table", False, False),
+    SglangRules((0, 5, 3), "SGLang 0.5.3–0.5.9 rules", "reserve-formula", False, False),
+    SglangRules((0, 5, 10), "SGLang 0.5.10–0.5.19 rules", "reserve-formula", True, True),
+    SglangRules((0, 5, 20), "SGLang 0.5.20+ rules", "reserve-formula", True, True, small_gpu_tier_2026=True),
+)
+
+NEWEST = {"vllm": VLLM_RULES[-1], "sglang": SGLANG_RULES[-1]}
+NEWEST_RELEASE = {"vllm": "0.33.0", "sglang": "0.5.23"}
+"""The newest release of each engine published when these rules were read (PyPI, 2026-12-01); the default."""
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """A release as asked, the rule set it maps to, and why (a warning when it is not read at that release)."""
+
+    version: str
+    rules: VllmRules | SglangRules
+    warning: str | None
+
+
+def resolve(engine: str, version: str | None) -> Resolved:
+    """The rules of ``engine`` (vllm or sglang) at ``version`` (None: the newest release)."""
+    table = VLLM_RULES if engine == "vllm" else SGLANG_RULES
+    text = version if version is not None else NEWEST_RELEASE[engine]
+    asked = parse_version(text, engine)
+    if asked < table[0].first:
+        raise ShardsimError(f"--engine-version {text} is older than the oldest {engine} release shardsim models "
+                            f"({table[0].first_text}); accepted: {table[0].first_text} or newer")
+    rules = [r for r in table if r.first <= asked][-1]
+    warning = None
+    newest_read = parse_version(NEWEST_RELEASE[engine], engine)
+    if asked > newest_read:
+        warning = (f"{engine} {text} is newer than the newest release read ({NEWEST_RELEASE[engine]}); "
+                   f"using the {rules.label}")
+    elif rules is table[-1] and asked != rules.first:
+        warning = None
+    return Resolved(text.lstrip("v"), rules, warning)
