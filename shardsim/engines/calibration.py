@@ -199,6 +199,15 @@ def row_set(row: dict) -> str:
     return "fitted" if row.get("set") == "fitted" else "held_out"
 
 
+def _vllm_knobs(row: dict, joined: str, context: int, release: str | None) -> dict:
+    knobs = {"max_model_len": context, **_knobs_from_notes(row), "engine_version": release}
+    if (free := _num(joined, r"Free memory on device[^(]*\(([0-9.]+)/")) is not None:
+        knobs["startup_free_bytes"] = int(free * GiB)  # other processes held the rest
+    if "V0" in str(row.get("engine_version")):
+        knobs["version"] = "v0"
+    return knobs
+
+
 def calibrate_row(row: dict, line: int) -> RowResult:
     from shardsim.core.layout import Layout, validate_layout
     from shardsim.engines.run import engine_report
@@ -220,9 +229,7 @@ def calibrate_row(row: dict, line: int) -> RowResult:
         release = row_release(row)
         result.release = release
         if "vllm" in engine:
-            knobs = {"max_model_len": context, **_knobs_from_notes(row), "engine_version": release}
-            if "V0" in str(row.get("engine_version")):
-                knobs["version"] = "v0"
+            knobs = _vllm_knobs(row, joined, context, release)
             rep = engine_report("vllm", spec, layout, capacity, gpu_name, cc, smi, "bf16", quant, knobs)
             r0 = rep.ranks[0]
             loading = _num(joined, r"Model loading took[^:]*: ([0-9.]+) GiB") or _num(joined, r"weights take ([0-9.]+)GiB")
@@ -235,8 +242,6 @@ def calibrate_row(row: dict, line: int) -> RowResult:
             if act:
                 result.figures.append(Figure("activation peak", r0.activation_peak_bytes / GiB, act, None))
             tokens = _num(joined, r"GPU KV cache size: ([0-9]+) tokens")
-            if tokens is None and avail and "V0" not in str(row.get("engine_version")):
-                tokens = None
             if tokens:
                 result.figures.append(Figure("KV cache tokens", rep.kv_cache_tokens, tokens, BOUNDS["kv_cache_tokens"], "tokens"))
             conc = _num(joined, r"Maximum concurrency[^:]*: ([0-9.]+)x")

@@ -36,7 +36,7 @@ def summary(results: list) -> dict:
     rules: dict[str, list] = {}
     sources: dict[str, list] = {}
     for r in held:
-        rules.setdefault(r.rules or "?", []).append(r)
+        rules.setdefault(r.rules if r.release else f"{r.rules.split(' ')[0]} release not logged", []).append(r)
         sources.setdefault(r.source.split(" (")[0][:120], []).append(r)
     out["held_out_by_rules"] = {k: _group(v) for k, v in sorted(rules.items())}
     out["held_out_by_source"] = {k: _group(v) for k, v in sorted(sources.items())}
@@ -48,10 +48,15 @@ BAND_NAMES = {"weights (model loading)": "model_loading_bytes", "weight mem usag
               "available KV cache memory": "available_kv_cache_bytes", "peak allocated": "peak_allocated_bytes"}
 
 
+MIN_BAND_ROWS = 3
+"""A rule set's own band needs this many held-out rows of the figure; with fewer, the engine's band over all its
+releases applies (one or two rows say little about the spread)."""
+
+
 def held_out_bands(results: list) -> dict[str, dict[str, dict[str, float]]]:
-    """engine → rule set ("*": all) → figure → the largest relative error over held-out rows, rounded up to
-    0.1 %: the table ``engines/bands.py`` holds."""
-    out: dict[str, dict[str, dict[str, float]]] = {}
+    """engine → rule set ("*": all releases) → figure → the largest relative error over held-out rows, rounded up
+    to 0.1 %: the table ``engines/bands.py`` holds. Rows that do not name their release count for "*" only."""
+    errors: dict[tuple[str, str, str], list[float]] = {}
     for r in results:
         if r.set != "held_out" or not r.rules:
             continue
@@ -60,7 +65,11 @@ def held_out_bands(results: list) -> dict[str, dict[str, dict[str, float]]]:
             name = BAND_NAMES.get(f.name)
             if name is None:
                 continue
-            for key in ("*", r.rules):
-                table = out.setdefault(engine, {}).setdefault(key, {})
-                table[name] = max(table.get(name, 0.0), -(-round(abs(f.error) * 1000, 6) // 1) / 1000)
+            for key in ("*", r.rules) if r.release else ("*",):
+                errors.setdefault((engine, key, name), []).append(abs(f.error))
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for (engine, key, name), errs in sorted(errors.items()):
+        if key != "*" and len(errs) < MIN_BAND_ROWS:
+            continue
+        out.setdefault(engine, {}).setdefault(key, {})[name] = -(-round(max(errs) * 1000, 6) // 1) / 1000
     return out

@@ -58,10 +58,19 @@ class VllmRules:
     max_model_len_auto: bool
     # ``torch.cuda.empty_cache()`` before reading memory in "Model loading took" (platforms/cuda.py@v0.11.0).
     loading_empty_cache: bool
-    # CUDA graphs: captured after the KV cache is allocated (gpu_model_runner.py compile_or_warm_up_model), so
-    # not subtracted before KV sizing, in every release read (0.8.5 … 0.17.x).
-    cudagraphs_subtracted: bool = False
     v0_available: bool = True  # VLLM_USE_V1=0 (the V0 engine) exists up to 0.10.x
+    # CUDA graphs are captured after the KV cache is allocated (gpu_model_runner.py compile_or_warm_up_model); from
+    # 0.20.0 the V1 runner estimates their memory and subtracts it before sizing the KV cache
+    # (envs.py@v0.20.0 VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS default "1"; gpu_worker.py
+    # determine_available_memory; 0.18–0.19 estimate it but default the variable to "0").
+    v1_graphs_subtracted: bool = False
+    # Model Runner V2 (v1/worker/gpu/model_runner.py@v0.22.0): "none"; "dense-bf16" (0.22–0.23: Qwen3ForCausalLM,
+    # not MoE, not quantized; config/vllm.py _is_default_v2_model_runner_model); "dense" (0.24–0.28: quantized too,
+    # MoE stays on V1); "all" (0.29+: the allow-list is gone). V2's profile skips attention (``skip_attn=True``)
+    # and its dummy sampler may skip top-k/top-p; its graph estimate is 0 until 0.29.0
+    # (v1/worker/gpu/cudagraph_utils.py@v0.29.0 profile_cudagraph_memory).
+    runner_v2: str = "none"
+    v2_graphs_subtracted: bool = False
 
     @property
     def first_text(self) -> str:
@@ -69,6 +78,18 @@ class VllmRules:
 
     def to_dict(self) -> dict:
         return {f: getattr(self, f) for f in self.__slots__ if f != "first"} | {"first": self.first_text}
+
+    def uses_v2(self, is_moe: bool, is_quantized: bool) -> bool:
+        """Whether this release runs the model on Model Runner V2."""
+        if self.runner_v2 == "all":
+            return True
+        if self.runner_v2 == "dense":
+            return not is_moe
+        return self.runner_v2 == "dense-bf16" and not is_moe and not is_quantized
+
+    def graphs_subtracted(self, v2: bool) -> bool:
+        """Whether the CUDA-graph estimate is taken off the KV budget."""
+        return self.v2_graphs_subtracted if v2 else self.v1_graphs_subtracted
 
 
 VLLM_RULES: tuple[VllmRules, ...] = (
@@ -82,8 +103,20 @@ VLLM_RULES: tuple[VllmRules, ...] = (
               v0_available=False),
     VllmRules((0, 14, 0), "vLLM 0.14–0.16 rules", "snapshot", True, True, True, "native", True, True, True,
               v0_available=False),
-    VllmRules((0, 17, 0), "vLLM 0.17+ rules", "snapshot", True, True, True, "triton", True, True, True,
+    VllmRules((0, 17, 0), "vLLM 0.17–0.19 rules", "snapshot", True, True, True, "triton", True, True, True,
               v0_available=False),
+    VllmRules((0, 20, 0), "vLLM 0.20–0.21 rules", "snapshot", True, True, True, "triton", True, True, True,
+              v0_available=False, v1_graphs_subtracted=True),
+    VllmRules((0, 22, 0), "vLLM 0.22–0.23 rules", "snapshot", True, True, True, "triton", True, True, True,
+              v0_available=False, v1_graphs_subtracted=True, runner_v2="dense-bf16"),
+    VllmRules((0, 24, 0), "vLLM 0.24–0.26 rules", "snapshot", True, True, True, "triton", True, True, True,
+              v0_available=False, v1_graphs_subtracted=True, runner_v2="dense"),
+    # 0.27.0 reworks memory_profiling (utils/mem_utils.py@v0.27.0): non-KV = free memory consumed since the init
+    # snapshot + (torch peak − torch allocated after the profile); for a fresh process the same terms as before.
+    VllmRules((0, 27, 0), "vLLM 0.27–0.28 rules", "consumed", True, True, True, "triton", True, True, True,
+              v0_available=False, v1_graphs_subtracted=True, runner_v2="dense"),
+    VllmRules((0, 29, 0), "vLLM 0.29–0.33 rules", "consumed", True, True, True, "triton", True, True, True,
+              v0_available=False, v1_graphs_subtracted=True, runner_v2="all", v2_graphs_subtracted=True),
 )
 
 
@@ -150,6 +183,4 @@ def resolve(engine: str, version: str | None) -> Resolved:
     if asked > newest_read:
         warning = (f"{engine} {text} is newer than the newest release read ({NEWEST_RELEASE[engine]}); "
                    f"using the {rules.label}")
-    elif rules is table[-1] and asked != rules.first:
-        warning = None
     return Resolved(text.lstrip("v"), rules, warning)

@@ -40,7 +40,7 @@ from shardsim.constants import (
     VLLM_V0_NON_TORCH_BYTES,
 )
 from shardsim.core.layout import Layout, rank_groups
-from shardsim.core.memory.activations import activation_peak_bytes
+from shardsim.core.memory.activations import activation_peak, activation_peak_bytes
 from shardsim.core.memory.kv_cache import kv_bytes_per_token_per_layer
 from shardsim.core.memory.runtime import DEFAULT_FABRIC, Fabric, nccl_communicator_bytes, nvls_bytes, runtime_bytes
 from shardsim.core.memory.weights import weight_model
@@ -70,6 +70,7 @@ class VllmKnobs(BaseModel):
     engine_version: str | None = None   # the vLLM release (None: the newest modelled)
     kv_cache_memory_bytes: int | None = None  # 0.10.2+: the KV cache size, bypassing gpu_memory_utilization
     max_model_len_auto: bool = False    # 0.14+: --max-model-len auto / -1
+    startup_free_bytes: int | None = None  # free memory at start when other processes hold some (None: all but the context)
 
     def checked(self) -> "VllmKnobs":
         if not 0 < self.gpu_memory_utilization <= 1:
@@ -150,6 +151,16 @@ def _non_torch_bytes(knobs: VllmKnobs, rules: VllmRules, layout: Layout, rank: i
     return VLLM_NON_TORCH_BYTES + tp_only + context
 
 
+def _forward_peak(spec: ModelSpec, layout: Layout, tokens: int, seqs: int, has_moe: bool, has_dense: bool,
+                  skip_attention: bool) -> int:
+    """The profile's dummy forward (``memory.activations``); Model Runner V2 profiles with ``skip_attn=True``
+    (v1/worker/gpu/model_runner.py@v0.22.0 profile_run), so its attention transient is not seen."""
+    if not skip_attention:
+        return activation_peak_bytes(spec, layout.tp, layout.etp, tokens, seqs, has_moe, has_dense, False)
+    peak = activation_peak(spec, layout.tp, layout.etp, tokens, seqs, has_moe, has_dense, False)
+    return peak.resident + peak.mlp
+
+
 def _per_logit(knobs: VllmKnobs, rules: VllmRules) -> int:
     sampler = knobs.sampler or rules.sampler
     return VLLM_SAMPLER_BYTES_PER_LOGIT if sampler == "native" else VLLM_FLASHINFER_SAMPLER_BYTES_PER_LOGIT
@@ -171,7 +182,7 @@ def _release_refusal(knobs: VllmKnobs, rules: VllmRules, capacity_bytes: int) ->
         return f"--kv-cache-memory-bytes does not exist in {rules.label} (added in 0.10.2)"
     if knobs.max_model_len_auto and not rules.max_model_len_auto:
         return f"--max-model-len auto does not exist in {rules.label} (added in 0.14.0)"
-    free = capacity_bytes - CUDA_CONTEXT_BYTES
+    free = knobs.startup_free_bytes if knobs.startup_free_bytes is not None else capacity_bytes - CUDA_CONTEXT_BYTES
     requested = int(capacity_bytes * knobs.gpu_memory_utilization)
     if rules.startup_free_check and knobs.kv_cache_memory_bytes is None and free < requested:
         return (f"ValueError: Free memory on device ({free / GiB:.2f}/{capacity_bytes / GiB:.2f} GiB) on startup is "
@@ -193,15 +204,17 @@ def predict_vllm(spec: ModelSpec, layout: Layout, capacity_bytes: int, gpu_name:
     graphs = 0 if knobs.enforce_eager else VLLM_CUDA_GRAPH_BYTES
     moe_prefix = weight_model(spec, dtype, vllm_quant(quant)).moe_prefix
     ranks, refusal = [], _release_refusal(knobs, rules, capacity_bytes)
+    v2 = knobs.version == "v1" and rules.uses_v2(spec.is_moe, quant.method != "none")
+    subtract_graphs = not knobs.enforce_eager and rules.graphs_subtracted(v2)
     for held in rank_weights(spec, layout, dtype, vllm_quant(quant)):
         moe = moe_prefix[held.last_layer + 1] - moe_prefix[held.first_layer]
-        forward = activation_peak_bytes(spec, layout.tp, layout.etp, batched, seqs, moe > 0, moe < held.layers, False)
+        forward = _forward_peak(spec, layout, batched, seqs, moe > 0, moe < held.layers, skip_attention=v2)
         is_last = held.pp_rank == layout.pp - 1
         sampler = per_logit * seqs * spec.vocab_size + 2 * spec.hidden_size * (batched + 2 * seqs) if is_last else 0
         activation = max(forward, sampler) + cublas
         loading = _loading_bytes(spec, layout, dtype, quant, held.weight_bytes, moe)
         non_torch = _non_torch_bytes(knobs, rules, layout, held.rank, fabric)
-        available = requested - loading - activation - non_torch
+        available = requested - loading - activation - non_torch - (graphs if subtract_graphs else 0)
         if knobs.kv_cache_memory_bytes is not None:
             available = knobs.kv_cache_memory_bytes
         blocks = max(0, available) // page_per_layer // held.layers
@@ -222,7 +235,9 @@ def predict_vllm(spec: ModelSpec, layout: Layout, capacity_bytes: int, gpu_name:
     refusal = refusal or kv_cache_refusal(worst.available_kv_cache_bytes, blocks, per_request_blocks, knobs.block_size,
                                           page_per_layer, worst.layers, max_len)
     return EngineReport(
-        engine="vllm", version=release.version, rules=rules.to_dict() | {"engine_core": knobs.version},
+        engine="vllm", version=release.version,
+        rules=rules.to_dict() | {"engine_core": knobs.version, "model_runner": "v2" if v2 else "v1",
+                                 "cuda_graphs_subtracted": subtract_graphs},
         knobs={**knobs.model_dump(), "sampler": knobs.sampler or rules.sampler, "max_num_seqs": seqs,
                "max_num_batched_tokens": batched, "max_model_len": max_len},
         ranks=ranks, starts=refusal is None, refusal=refusal, kv_cache_tokens=blocks * knobs.block_size,
