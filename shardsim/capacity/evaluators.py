@@ -18,6 +18,7 @@ from shardsim.core.memory.kv_cache import kv_bytes_per_token_per_layer
 from shardsim.core.planner import Planner
 from shardsim.core.workload import Workload
 from shardsim.engines import refusals
+from shardsim.engines.releases import resolve
 from shardsim.engines.vllm import VllmKnobs, predict_vllm, vllm_defaults
 from shardsim.hardware import ClusterSpec
 from shardsim.hardware.topology import fabric_of
@@ -88,9 +89,10 @@ class VllmEval:
 
     engine = "vllm"
 
-    def __init__(self, variant: Variant, gpu_memory_utilization: float):
+    def __init__(self, variant: Variant, gpu_memory_utilization: float, engine_version: str | None = None):
         self.variant = variant
         self.util = gpu_memory_utilization
+        self.engine_version = engine_version
         self.kv_cache_dtype = "fp8" if variant.kv_dtype == "fp8" else "auto"
         self.kv_bytes = 1 if variant.kv_dtype == "fp8" else 2
         self.block = KV_BLOCK_TOKENS
@@ -104,33 +106,37 @@ class VllmEval:
 
     def score(self, cluster: ClusterSpec, layout: Layout) -> Score:
         gpu = cluster.gpu
-        key = (layout, gpu.capacity_bytes, gpu.name, gpu.compute_capability)
+        fabric = fabric_of(cluster)
+        key = (layout, gpu.capacity_bytes, gpu.name, gpu.compute_capability, fabric)
         hit = self.scores.get(key)
         if hit is None:
-            hit = self.scores[key] = self._score(gpu, layout)
+            hit = self.scores[key] = self._score(gpu, layout, fabric)
         return hit
 
-    def _report(self, gpu, layout: Layout, per_replica: int):
+    def _report(self, gpu, layout: Layout, per_replica: int, fabric):
         """vLLM's start-up figures of one replica (all of them when experts span the replicas, ep > tp)."""
         v = self.variant
-        defaults = vllm_defaults(gpu.capacity_bytes, gpu.name)
+        rules = resolve("vllm", self.engine_version).rules
+        defaults = vllm_defaults(gpu.capacity_bytes, gpu.name, rules, v.context)
         knobs = dict(gpu_memory_utilization=self.util, max_model_len=v.context, kv_cache_dtype=self.kv_cache_dtype,
-                     block_size=self.block)
+                     block_size=self.block, engine_version=self.engine_version)
         if per_replica > defaults.max_num_seqs:  # serve them all at once: --max-num-seqs raised to the requests
             knobs.update(max_num_seqs=per_replica,
                          max_num_batched_tokens=max(defaults.max_num_batched_tokens, per_replica))
         one = layout if layout.ep > layout.tp else dataclasses.replace(layout, dp=1)
-        key = (one, gpu.capacity_bytes, gpu.name, gpu.compute_capability, tuple(sorted(knobs.items())))
+        key = (one, gpu.capacity_bytes, gpu.name, gpu.compute_capability, fabric,
+               tuple(sorted(knobs.items(), key=lambda kv: kv[0])))
         report = self.reports.get(key)
         if report is None:
             report = self.reports[key] = predict_vllm(v.spec, one, gpu.capacity_bytes, gpu.name,
-                                                      gpu.compute_capability, "bf16", v.quant, VllmKnobs(**knobs))
+                                                      gpu.compute_capability, "bf16", v.quant, VllmKnobs(**knobs),
+                                                      fabric)
         return one, report
 
-    def _score(self, gpu, layout: Layout) -> Score:
+    def _score(self, gpu, layout: Layout, fabric) -> Score:
         v = self.variant
         per_replica = -(-v.concurrency // layout.dp)
-        one, report = self._report(gpu, layout, per_replica)
+        one, report = self._report(gpu, layout, per_replica, fabric)
         page = self.block * kv_bytes_per_token_per_layer(v.spec, layout.tp, self.kv_bytes)
         need_blocks = per_replica * self.request_blocks
         worst, headroom = 0, None

@@ -145,8 +145,9 @@ def variants_for(spec: ModelSpec, context: int, concurrency: int, quants: Iterab
 
 def review(loads: list[tuple[ModelSpec, ModelLoad]], clusters: list[ClusterSpec], engine: str = "none",
            by: str = "purchase", gpu_memory_utilization: float = 0.9, max_gpus: int | None = None,
-           progress: Callable[[int, int], None] | None = None) -> Review:
-    """Score every layout of every cluster for every model variant; rank the fitting ones by cost."""
+           progress: Callable[[int, int], None] | None = None, engine_version: str | None = None) -> Review:
+    """Score every layout of every cluster for every model variant; rank the fitting ones by cost (``engine_version``:
+    the vLLM release whose rules the vLLM evaluator applies; None: the newest)."""
     if engine not in ENGINES:
         raise ShardsimError(f"--engine {engine!r} is not known; accepted: {', '.join(ENGINES)}")
     if by not in COST_BASES:
@@ -159,7 +160,8 @@ def review(loads: list[tuple[ModelSpec, ModelLoad]], clusters: list[ClusterSpec]
         variants = variants_for(spec, load.context, load.concurrency, load.quant, load.kv_dtype)
         evaluators = {}
         for v in variants:
-            evaluators[id(v)] = PlannerEval(v) if engine == "none" else VllmEval(v, gpu_memory_utilization)
+            evaluators[id(v)] = (PlannerEval(v) if engine == "none"
+                                 else VllmEval(v, gpu_memory_utilization, engine_version))
         seen: dict[tuple, Option] = {}
         evaluated = 0
         for cluster in clusters:

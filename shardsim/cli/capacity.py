@@ -22,6 +22,7 @@ from shardsim.cli.options import (
     DpOpt,
     DtypeOpt,
     EngineOpt,
+    EngineVersionOpt,
     EpOpt,
     GpuCountsOpt,
     GpuMemOpt,
@@ -73,6 +74,7 @@ def review(
     quant: QuantOpt = None, kv_dtype: KvDtypeOpt = None, by: ByOpt = "purchase",
     cluster: ClusterOpt = None, gpu: GpuOpt = None, catalog: CatalogOpt = None, max_gpus: MaxGpusOpt = None,
     gpu_memory_utilization: GpuUtilOpt = None, top: TopOpt = 10, misses: MissesOpt = 3, as_json: JsonOpt = False,
+    engine_version: EngineVersionOpt = None,
 ) -> None:
     """Which cluster and layout serve a workload most cheaply: every layout of every priced cluster, ranked by cost."""
     from shardsim.capacity.review import review as run_review
@@ -93,6 +95,12 @@ def review(
                  for name in dict.fromkeys(names)]
         util = 0.9 if gpu_memory_utilization is None else gpu_memory_utilization
     engine = common.check_engine(engine, ("vllm",), "review") or "none"
+    if engine_version is not None and engine != "vllm":
+        raise ShardsimError("--engine-version does nothing without --engine vllm in review")
+    if engine_version is not None:
+        from shardsim.engines.releases import resolve
+
+        resolve("vllm", engine_version)
     if gpu_memory_utilization is not None and engine != "vllm":
         raise ShardsimError("--gpu-memory-utilization does nothing without --engine vllm; it is vLLM's memory fraction")
     if not 0 < util <= 1:
@@ -104,7 +112,7 @@ def review(
     clusters = load_catalog(cluster or (), catalog, gpu)
     with common.Progress("reviewing") as bar:
         rv = run_review(loads, clusters, engine=engine, by=by, gpu_memory_utilization=util, max_gpus=max_gpus,
-                        progress=bar)
+                        progress=bar, engine_version=engine_version)
         doc = rv.to_dict(top, misses) if as_json else None
     if as_json:
         return common.print_json(doc)

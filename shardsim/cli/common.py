@@ -171,7 +171,7 @@ ENGINE_KNOBS: dict[str, tuple[str, ...]] = {
              "max_model_len_auto"),
     "sglang": ("mem_fraction_static", "context_length", "max_total_tokens", "kv_cache_dtype", "chunked_prefill_size",
                "engine_version"),
-    "hf": ("prompt_tokens", "generate_tokens", "batch"),
+    "hf": ("prompt_tokens", "generate_tokens", "batch", "engine_version", "load_dtype"),
     "accelerate": ("device_map", "max_memory", "allow_offload"),
 }
 """The knobs each engine profile reads (field names of its knobs model); ``block_size`` and ``batch`` are also the

@@ -71,7 +71,7 @@ GpuUtilOpt = Annotated[Optional[float], typer.Option(
 MaxModelLenOpt = Annotated[Optional[int], typer.Option(
     "--max-model-len", parser=length_or_auto, help="vLLM: longest request, or auto (0.14+) \\[model's max]")]
 EngineVersionOpt = Annotated[Optional[str], typer.Option(
-    "--engine-version", help="the vLLM or SGLang release, e.g. 0.11.0 \\[the newest modelled: vLLM 0.33.0, SGLang 0.5.23]")]
+    "--engine-version", help="the vLLM, SGLang or (hf) transformers release, e.g. 0.11.0 \\[newest: vLLM 0.33.0, SGLang 0.5.23, transformers 5.24.0]")]
 KvCacheMemOpt = Annotated[Optional[str], typer.Option(
     "--kv-cache-memory-bytes", help="vLLM 0.10.2+: the KV cache size, e.g. 40GiB (gpu_memory_utilization then ignored)")]
 BatchedTokensOpt = Annotated[Optional[int], typer.Option(
@@ -81,6 +81,8 @@ ChunkedPrefillOpt = Annotated[Optional[int], typer.Option(
     "--chunked-prefill-size", parser=whole_number,
     help="SGLang's step budget (also the planner's) \\[planner 8192; SGLang: by release and GPU]")]
 MaxSeqsOpt = Annotated[Optional[int], typer.Option("--max-num-seqs", parser=whole_number, help="vLLM: requests per step \\[by GPU]")]
+LoadDtypeOpt = Annotated[Optional[str], typer.Option(
+    "--load-dtype", help="hf: given (from_pretrained(dtype=…)) or unset (no dtype: float32 before transformers 5) \\[given]")]
 DeviceMapOpt = Annotated[Optional[str], typer.Option(
     "--device-map", help="accelerate: auto | balanced | balanced_low_0 | sequential \\[auto]")]
 MaxMemoryOpt = Annotated[Optional[str], typer.Option(

@@ -19,13 +19,15 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
+from shardsim.constants import CUDA_CONTEXT_BYTES
 from shardsim.core.layout import Layout
 from shardsim.core.memory.activations import activation_peak_hf
 from shardsim.core.memory.kv_cache import kv_bytes_per_token
 from shardsim.core.model import ModelSpec, QuantConfig
 from shardsim.engines.common import EngineRankReport, EngineReport, cublas_workspace_bytes, rank_weights
+from shardsim.engines.releases import parse_version
 from shardsim.errors import ShardsimError
-from shardsim.units import DTYPE_BYTES
+from shardsim.units import DTYPE_BYTES, GiB
 
 
 class HfKnobs(BaseModel):
@@ -34,13 +36,36 @@ class HfKnobs(BaseModel):
     prompt_tokens: int = 1
     generate_tokens: int = 2048
     batch: int = 1
+    engine_version: str | None = None  # the transformers release (None: the newest read, 5.24.0)
+    load_dtype: str = "given"          # given: from_pretrained(dtype=…); unset: no dtype argument, cast afterwards
 
     def checked(self) -> "HfKnobs":
         if not 1 <= self.prompt_tokens <= 10_000_000 or not 0 <= self.generate_tokens <= 10_000_000:
             raise ShardsimError("--prompt-tokens must be ≥ 1 and --generate-tokens ≥ 0 (at most 10,000,000)")
         if not 1 <= self.batch <= 100_000:
             raise ShardsimError(f"--batch {self.batch} is out of range; accepted: 1 … 100,000")
+        if self.load_dtype not in ("given", "unset"):
+            raise ShardsimError(f"--load-dtype {self.load_dtype!r:.40} is not known; accepted: given, unset")
         return self
+
+
+TRANSFORMERS_NEWEST = "5.24.0"
+AUTO_DTYPE_SINCE = (5, 0, 0)
+"""``from_pretrained`` without a dtype loads float32 before transformers 5.0 and the checkpoint's dtype ("auto")
+from 5.0 (huggingface/transformers#42805, merged 2025-12-11 for v5; modeling_utils.py@v5.24.0 from_pretrained:
+``if dtype is None: dtype = "auto"``)."""
+
+
+def load_peak_bytes(spec: ModelSpec, dtype: str, quant: QuantConfig, weights: int, knobs: HfKnobs) -> int:
+    """The allocated peak while loading one GPU's weights. With no dtype given before transformers 5.0 the
+    unquantized weights arrive in float32 (2 × the bf16 bytes) and ``model.to(dtype)`` converts one parameter at
+    a time (``torch.nn.Module._apply`` swaps each parameter's data), so the peak is the fp32 copy plus the largest
+    parameter in the target dtype, the vocab embedding (V × H). A V100 log of Qwen3-8B shows it: 29.77 GB while
+    loading, 14.88 GB after the cast (the ratio 2.0)."""
+    version = parse_version(knobs.engine_version or TRANSFORMERS_NEWEST, "transformers")
+    if knobs.load_dtype == "given" or version >= AUTO_DTYPE_SINCE or quant.method != "none" or dtype == "fp32":
+        return weights
+    return weights * 4 // DTYPE_BYTES[dtype] + spec.vocab_size * spec.hidden_size * DTYPE_BYTES[dtype]
 
 
 def hf_quant(quant: QuantConfig) -> QuantConfig:
@@ -50,8 +75,16 @@ def hf_quant(quant: QuantConfig) -> QuantConfig:
     return quant
 
 
+def _oom_at(free: int, weights: int, fixed: int, per_token: int, batch: int, prompt: int, total: int) -> int | None:
+    """The first token count (prompt + generated) whose KV cache no longer fits ``free``, or None."""
+    room = free - weights - fixed
+    if per_token * batch * total <= room:
+        return None
+    return max(prompt, room // (per_token * batch) + 1)
+
+
 def predict_hf(spec: ModelSpec, layout: Layout, compute_capability: str | None, dtype: str, quant: QuantConfig,
-               knobs: HfKnobs) -> EngineReport:
+               knobs: HfKnobs, capacity_bytes: int | None = None) -> EngineReport:
     knobs = knobs.checked()
     a = DTYPE_BYTES[dtype]
     total_tokens = knobs.prompt_tokens + knobs.generate_tokens
@@ -71,10 +104,38 @@ def predict_hf(spec: ModelSpec, layout: Layout, compute_capability: str | None, 
                                       peak_allocated_bytes=peak, used_bytes=max(peak, prefill)))
         ranks[-1].activation_peak_bytes = prefill - weights - per_token * prefill_tokens - cublas
     total = sum(r.peak_allocated_bytes for r in ranks)
+    refusal = _hf_refusal(spec, layout, dtype, quant, knobs, ranks, capacity_bytes, cublas)
     return EngineReport(
-        engine="hf", version="transformers 4.51–5", knobs=knobs.model_dump(), ranks=ranks, starts=True,
+        engine="hf", version=f"transformers {knobs.engine_version or TRANSFORMERS_NEWEST}", knobs=knobs.model_dump(),
+        ranks=ranks, starts=refusal is None, refusal=refusal,
         peak_allocated_bytes=total, kv_cache_tokens=total_tokens * knobs.batch,
         error_bands={"peak_allocated_bytes": 0.05},
         notes=[f"prefill peak by the code path: {sum(r.used_bytes for r in ranks):,} B summed over GPUs "
                "(not in the published Qwen benchmark figures)"],
     )
+
+
+def _hf_refusal(spec: ModelSpec, layout: Layout, dtype: str, quant: QuantConfig, knobs: HfKnobs, ranks: list,
+                capacity_bytes: int | None, cublas: int) -> str | None:
+    """Where a GPU runs out of memory, if it does: loading (the fp32 copy), the prefill, or the Nth token."""
+    if capacity_bytes is None:
+        return None
+    free = capacity_bytes - CUDA_CONTEXT_BYTES
+    a = DTYPE_BYTES[dtype]
+    for r in ranks:
+        load = load_peak_bytes(spec, dtype, quant, r.model_loading_bytes, knobs)
+        if load > free:
+            return (f"CUDA out of memory while loading on GPU {r.rank}: {load / GiB:.2f} GiB (weights in float32 "
+                    f"before the cast: from_pretrained without a dtype) of {free / GiB:.2f} GiB free")
+        if r.used_bytes > free:
+            return (f"CUDA out of memory in the prefill on GPU {r.rank}: {r.used_bytes / GiB:.2f} GiB of "
+                    f"{free / GiB:.2f} GiB free ({knobs.batch} × {knobs.prompt_tokens:,} prompt tokens at once)")
+        per_token = kv_bytes_per_token(spec, a, layout.tp, r.layers)
+        fixed = cublas + knobs.batch * spec.vocab_size * (a + 4)
+        total = knobs.prompt_tokens + knobs.generate_tokens
+        at = _oom_at(free, r.model_loading_bytes, fixed, per_token, knobs.batch, knobs.prompt_tokens, total)
+        if at is not None:
+            return (f"CUDA out of memory at token {at:,} on GPU {r.rank}: the KV cache of {knobs.batch} × {at:,} "
+                    f"tokens no longer fits beside {r.model_loading_bytes / GiB:.2f} GiB of weights in "
+                    f"{free / GiB:.2f} GiB free")
+    return None

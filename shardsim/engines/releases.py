@@ -21,7 +21,7 @@ def parse_version(text: str, engine: str) -> Version:
                      str(text).strip())
     if not m:
         raise ShardsimError(f"--engine-version {str(text)[:40]!r} is not a release number; accepted: X.Y.Z, e.g. "
-                            f"{NEWEST[engine].first_text}")
+                            f"{NEWEST_RELEASE.get(engine, '5.24.0')}")
     return int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
 
 

@@ -11,7 +11,26 @@ from shardsim.errors import ShardsimError
 
 def engine_report(engine: str, spec: ModelSpec, layout: Layout, capacity_bytes: int, gpu_name: str,
                   compute_capability: str | None, nvidia_smi_bytes: int | None, dtype: str, quant: QuantConfig,
-                  knobs: dict, fabric: Fabric = DEFAULT_FABRIC) -> EngineReport:
+                  knobs: dict, fabric: Fabric = DEFAULT_FABRIC, suggest_fix: bool = True) -> EngineReport:
+    """The engine's report; when it will not start, ``suggestion`` holds one line of flags that would
+    (``engines.suggest``)."""
+    report = _engine_report(engine, spec, layout, capacity_bytes, gpu_name, compute_capability, nvidia_smi_bytes,
+                            dtype, quant, knobs, fabric)
+    if suggest_fix and not report.starts:
+        from shardsim.engines.suggest import suggest
+
+        def run(other: Layout, other_knobs: dict) -> EngineReport:
+            return _engine_report(engine, spec, other, capacity_bytes, gpu_name, compute_capability,
+                                  nvidia_smi_bytes, dtype, quant, other_knobs, fabric)
+
+        report.suggestion = suggest(engine, run, spec, layout, {k: v for k, v in knobs.items() if v is not None},
+                                    report)
+    return report
+
+
+def _engine_report(engine: str, spec: ModelSpec, layout: Layout, capacity_bytes: int, gpu_name: str,
+                   compute_capability: str | None, nvidia_smi_bytes: int | None, dtype: str, quant: QuantConfig,
+                   knobs: dict, fabric: Fabric = DEFAULT_FABRIC) -> EngineReport:
     """``knobs``: the engine's options by their field names (None values mean the engine's default); ``fabric``:
     how the GPUs are wired (non-torch memory depends on it)."""
     knobs = {k: v for k, v in knobs.items() if v is not None}
@@ -29,7 +48,7 @@ def engine_report(engine: str, spec: ModelSpec, layout: Layout, capacity_bytes: 
     if engine == "hf":
         from shardsim.engines.hf import HfKnobs, predict_hf
 
-        return predict_hf(spec, layout, compute_capability, dtype, quant, HfKnobs(**knobs))
+        return predict_hf(spec, layout, compute_capability, dtype, quant, HfKnobs(**knobs), capacity_bytes)
     if engine == "accelerate":
         return _accelerate(spec, layout, capacity_bytes, dtype, quant, knobs)
     raise ShardsimError(f"--engine {engine!r} is not known; accepted: vllm, sglang, hf, accelerate")
