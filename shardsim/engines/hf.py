@@ -127,10 +127,12 @@ def _hf_refusal(spec: ModelSpec, layout: Layout, dtype: str, quant: QuantConfig,
         if load > free:
             return (f"CUDA out of memory while loading on GPU {r.rank}: {load / GiB:.2f} GiB (weights in float32 "
                     f"before the cast: from_pretrained without a dtype) of {free / GiB:.2f} GiB free")
-        if r.used_bytes > free:
-            return (f"CUDA out of memory in the prefill on GPU {r.rank}: {r.used_bytes / GiB:.2f} GiB of "
-                    f"{free / GiB:.2f} GiB free ({knobs.batch} × {knobs.prompt_tokens:,} prompt tokens at once)")
         per_token = kv_bytes_per_token(spec, a, layout.tp, r.layers)
+        prefill = (r.model_loading_bytes + per_token * knobs.prompt_tokens * knobs.batch + cublas
+                   + r.activation_peak_bytes)
+        if prefill > free:
+            return (f"CUDA out of memory in the prefill on GPU {r.rank}: {prefill / GiB:.2f} GiB of "
+                    f"{free / GiB:.2f} GiB free ({knobs.batch} × {knobs.prompt_tokens:,} prompt tokens at once)")
         fixed = cublas + knobs.batch * spec.vocab_size * (a + 4)
         total = knobs.prompt_tokens + knobs.generate_tokens
         at = _oom_at(free, r.model_loading_bytes, fixed, per_token, knobs.batch, knobs.prompt_tokens, total)
