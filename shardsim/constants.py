@@ -92,6 +92,9 @@ ZERO3_PREFETCH_BUCKET_ELEMENTS = 50_000_000
 VLLM_BIG_GPU_BYTES = 70 * GiB
 VLLM_DEFAULT_SEQS_BIG, VLLM_DEFAULT_BATCHED_TOKENS_BIG = 1024, 8192
 VLLM_DEFAULT_SEQS_SMALL, VLLM_DEFAULT_BATCHED_TOKENS_SMALL = 256, 2048
+# The offline ``vllm.LLM`` class (UsageContext.LLM_CLASS): 16,384 tokens on the big GPUs, 8,192 on others; the same
+# max_num_seqs (engine/arg_utils.py@v0.10.2 _set_default_args_v1; @v0.33.0 get_batch_defaults).
+VLLM_LLM_BATCHED_TOKENS_BIG, VLLM_LLM_BATCHED_TOKENS_SMALL = 16384, 8192
 # The profiling run's peak is the sampler's dummy run over max_num_seqs × vocab logits: bf16 logits 2, fp32
 # copy 4, sorted values 4, int64 indices 8 and reverse indices 8, cub's temporary key/value buffers 12 = 38 B per
 # logit with the PyTorch-native top-k/top-p sampler (vllm/v1/sample/ops/topk_topp_sampler.py; ATen Sort.cu

@@ -168,7 +168,7 @@ def workload(context: int, batch: int, step_tokens: Optional[int], dtype: str, q
 ENGINE_KNOBS: dict[str, tuple[str, ...]] = {
     "vllm": ("gpu_memory_utilization", "max_model_len", "max_num_batched_tokens", "max_num_seqs", "block_size",
              "enforce_eager", "kv_cache_dtype", "sampler", "version", "engine_version", "kv_cache_memory_bytes",
-             "max_model_len_auto"),
+             "max_model_len_auto", "install", "entrypoint"),
     "sglang": ("mem_fraction_static", "context_length", "max_total_tokens", "kv_cache_dtype", "chunked_prefill_size",
                "engine_version"),
     "hf": ("prompt_tokens", "generate_tokens", "batch", "engine_version", "load_dtype"),
@@ -190,7 +190,8 @@ def engine_knobs(engine: Optional[str], given: dict[str, Any]) -> dict[str, Any]
             continue
         if engine is None or name not in ENGINE_KNOBS[engine]:
             owners = [e for e, knobs in ENGINE_KNOBS.items() if name in knobs]
-            flag = "--vllm-version" if name == "version" else "--" + name.replace("_", "-")
+            flag = {"version": "--vllm-version", "install": "--vllm-install", "entrypoint": "--vllm-entrypoint", "max_model_len_auto": "--max-model-len auto"
+                    }.get(name, "--" + name.replace("_", "-"))
             now = f"with --engine {engine}" if engine else "without --engine"
             raise ShardsimError(f"{flag} does nothing {now}; it is a knob of --engine {' or '.join(owners)}")
     return {name: given[name] for name in ENGINE_KNOBS[engine] if name in given} if engine else {}

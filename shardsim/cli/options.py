@@ -81,6 +81,10 @@ ChunkedPrefillOpt = Annotated[Optional[int], typer.Option(
     "--chunked-prefill-size", parser=whole_number,
     help="SGLang's step budget (also the planner's) \\[planner 8192; SGLang: by release and GPU]")]
 MaxSeqsOpt = Annotated[Optional[int], typer.Option("--max-num-seqs", parser=whole_number, help="vLLM: requests per step \\[by GPU]")]
+InstallOpt = Annotated[Optional[str], typer.Option(
+    "--vllm-install", help="vLLM: pip (PyPI wheel) or docker (vllm/vllm-openai image, FlashInfer installed) \\[pip]")]
+EntrypointOpt = Annotated[Optional[str], typer.Option(
+    "--vllm-entrypoint", help="vLLM: serve (OpenAI server) or llm (offline vllm.LLM: its own batch defaults) \\[serve]")]
 LoadDtypeOpt = Annotated[Optional[str], typer.Option(
     "--load-dtype", help="hf: given (from_pretrained(dtype=…)) or unset (no dtype: float32 before transformers 5) \\[given]")]
 DeviceMapOpt = Annotated[Optional[str], typer.Option(

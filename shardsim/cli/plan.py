@@ -19,12 +19,14 @@ from shardsim.cli.options import (
     EagerOpt,
     EngineOpt,
     EngineVersionOpt,
+    EntrypointOpt,
     EpOpt,
     GenerateTokensOpt,
     GpuMemOpt,
     GpuOpt,
     GpuUtilOpt,
     GroupOpt,
+    InstallOpt,
     InterconnectOpt,
     JsonOpt,
     KvCacheDtypeOpt,
@@ -62,7 +64,7 @@ def plan(
     max_total_tokens: MaxTotalTokensOpt = None, chunked_prefill_size: ChunkedPrefillOpt = None,
     prompt_tokens: PromptTokensOpt = None, generate_tokens: GenerateTokensOpt = None,
     engine_version: EngineVersionOpt = None, kv_cache_memory_bytes: KvCacheMemOpt = None,
-    load_dtype: LoadDtypeOpt = None, device_map: DeviceMapOpt = None, max_memory: MaxMemoryOpt = None, allow_offload: AllowOffloadOpt = False,
+    vllm_install: InstallOpt = None, vllm_entrypoint: EntrypointOpt = None, load_dtype: LoadDtypeOpt = None, device_map: DeviceMapOpt = None, max_memory: MaxMemoryOpt = None, allow_offload: AllowOffloadOpt = False,
 ) -> None:
     """Memory of every GPU for MODEL on a TP × PP × DP × EP layout, the fit verdict and the largest context/batch."""
     from shardsim.core.layout import Layout, validate_layout
@@ -83,7 +85,7 @@ def plan(
         kv_cache_dtype=kv_cache_dtype, block_size=block_size, sampler=sampler, version=vllm_version,
         mem_fraction_static=mem_fraction_static, context_length=context_length, max_total_tokens=max_total_tokens,
         chunked_prefill_size=chunked_prefill_size, prompt_tokens=prompt_tokens, generate_tokens=generate_tokens, batch=batch,
-        load_dtype=load_dtype, device_map=device_map, max_memory=max_memory, allow_offload=allow_offload or None))
+        install=vllm_install, entrypoint=vllm_entrypoint, load_dtype=load_dtype, device_map=device_map, max_memory=max_memory, allow_offload=allow_offload or None))
     spec = resolve_model(model, config)
     layout = validate_layout(spec, Layout(tp=tp, pp=pp, dp=dp, ep=ep, zero=zero, pp_split=common.parse_split(pp_split)))
     workload = common.workload(common.resolve_context(context), batch,

@@ -171,6 +171,8 @@ def _knobs_from_notes(row: dict) -> dict:
     for name, pattern in (("block_size", r"block-size[= ]([0-9]+)"), ("max_num_seqs", r"max-num-seqs[= ]([0-9]+)"),
                           ("max_num_batched_tokens", r"max-num-batched-tokens[= ]([0-9]+)")):
         value = settings.get(name)
+        if isinstance(value, str):  # "8192 (the offline default)": the number as logged
+            value = _num(value, r"^\s*([0-9]+)")
         if value is None:
             value = _num(notes, pattern)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -205,6 +207,11 @@ def _vllm_knobs(row: dict, joined: str, context: int, release: str | None) -> di
         knobs["startup_free_bytes"] = int(free * GiB)  # other processes held the rest
     if "V0" in str(row.get("engine_version")):
         knobs["version"] = "v0"
+    described = f"{row.get('settings') or ''} {row.get('notes') or ''}"
+    if "vllm/vllm-openai" in described:
+        knobs["install"] = "docker"  # the official image: flashinfer installed
+    if re.search(r"offline LLM|LLM class|LLM\(", described):
+        knobs["entrypoint"] = "llm"  # vllm.LLM: the offline defaults
     return knobs
 
 

@@ -71,6 +71,10 @@ class VllmRules:
     # (v1/worker/gpu/cudagraph_utils.py@v0.29.0 profile_cudagraph_memory).
     runner_v2: str = "none"
     v2_graphs_subtracted: bool = False
+    # Up to 0.11.0 the sampler is FlashInfer's whenever flashinfer is importable (topk_topp_sampler.py@v0.11.0:
+    # ``VLLM_USE_FLASHINFER_SAMPLER is not False``); the PyPI wheels do not require it, the vllm/vllm-openai image
+    # installs it (docker/Dockerfile, vllm-base stage: the FlashInfer wheel on amd64). From 0.11.1 it is opt-in.
+    flashinfer_when_installed: bool = False
 
     @property
     def first_text(self) -> str:
@@ -93,11 +97,17 @@ class VllmRules:
 
 
 VLLM_RULES: tuple[VllmRules, ...] = (
-    VllmRules((0, 8, 5), "vLLM 0.8.5 rules", "absolute", False, False, False, "native", False, False, False),
-    VllmRules((0, 9, 0), "vLLM 0.9.0 rules", "absolute", False, True, False, "native", False, False, False),
-    VllmRules((0, 9, 1), "vLLM 0.9.1–0.10.1 rules", "snapshot", True, True, False, "native", False, False, False),
-    VllmRules((0, 10, 2), "vLLM 0.10.2–0.10.x rules", "snapshot", True, True, False, "native", True, False, False),
-    VllmRules((0, 11, 0), "vLLM 0.11.x rules", "snapshot", True, True, False, "native", True, False, True,
+    VllmRules((0, 8, 5), "vLLM 0.8.5 rules", "absolute", False, False, False, "native", False, False, False,
+              flashinfer_when_installed=True),
+    VllmRules((0, 9, 0), "vLLM 0.9.0 rules", "absolute", False, True, False, "native", False, False, False,
+              flashinfer_when_installed=True),
+    VllmRules((0, 9, 1), "vLLM 0.9.1–0.10.1 rules", "snapshot", True, True, False, "native", False, False, False,
+              flashinfer_when_installed=True),
+    VllmRules((0, 10, 2), "vLLM 0.10.2–0.10.x rules", "snapshot", True, True, False, "native", True, False, False,
+              flashinfer_when_installed=True),
+    VllmRules((0, 11, 0), "vLLM 0.11.0 rules", "snapshot", True, True, False, "native", True, False, True,
+              v0_available=False, flashinfer_when_installed=True),
+    VllmRules((0, 11, 1), "vLLM 0.11.1–0.11.x rules", "snapshot", True, True, False, "native", True, False, True,
               v0_available=False),
     VllmRules((0, 12, 0), "vLLM 0.12–0.13 rules", "snapshot", True, True, True, "native", True, False, True,
               v0_available=False),

@@ -35,6 +35,8 @@ from shardsim.constants import (
     VLLM_DEFAULT_SEQS_BIG,
     VLLM_DEFAULT_SEQS_SMALL,
     VLLM_FLASHINFER_SAMPLER_BYTES_PER_LOGIT,
+    VLLM_LLM_BATCHED_TOKENS_BIG,
+    VLLM_LLM_BATCHED_TOKENS_SMALL,
     VLLM_NON_TORCH_BYTES,
     VLLM_SAMPLER_BYTES_PER_LOGIT,
     VLLM_V0_NON_TORCH_BYTES,
@@ -71,6 +73,8 @@ class VllmKnobs(BaseModel):
     kv_cache_memory_bytes: int | None = None  # 0.10.2+: the KV cache size, bypassing gpu_memory_utilization
     max_model_len_auto: bool = False    # 0.14+: --max-model-len auto / -1
     startup_free_bytes: int | None = None  # free memory at start when other processes hold some (None: all but the context)
+    entrypoint: str = "serve"  # serve (OpenAI server) or llm (the offline vllm.LLM class): their own defaults
+    install: str = "pip"  # pip (PyPI wheel: no flashinfer before 0.20) or docker (vllm/vllm-openai: flashinfer installed)
 
     def checked(self) -> "VllmKnobs":
         if not 0 < self.gpu_memory_utilization <= 1:
@@ -85,6 +89,10 @@ class VllmKnobs(BaseModel):
             raise ShardsimError(f"--kv-cache-dtype {self.kv_cache_dtype!r} is not known; accepted: auto, bf16, fp16, fp8")
         if self.sampler not in (None, "native", "triton", "flashinfer"):
             raise ShardsimError(f"--sampler {self.sampler!r:.40} is not known; accepted: native, triton, flashinfer")
+        if self.entrypoint not in ("serve", "llm"):
+            raise ShardsimError(f"--vllm-entrypoint {self.entrypoint!r:.40} is not known; accepted: serve, llm")
+        if self.install not in ("pip", "docker"):
+            raise ShardsimError(f"--vllm-install {self.install!r:.40} is not known; accepted: pip, docker")
         if self.version not in ("v1", "v0"):
             raise ShardsimError(f"--vllm-version {self.version!r:.40} is not known; accepted: v1, v0")
         if self.kv_cache_memory_bytes is not None and not 1 <= self.kv_cache_memory_bytes <= 1 << 50:
@@ -100,12 +108,15 @@ class VllmDefaults:
 
 
 def vllm_defaults(capacity_bytes: int, gpu_name: str, rules: VllmRules = NEWEST["vllm"],
-                  max_model_len: int | None = None) -> VllmDefaults:
-    """The max_num_seqs and max_num_batched_tokens that ``vllm serve`` picks for this GPU at this release
-    (``VllmRules.a100_small_defaults`` and ``clamp_defaults``, cited there)."""
+                  max_model_len: int | None = None, entrypoint: str = "serve") -> VllmDefaults:
+    """The max_num_seqs and max_num_batched_tokens that ``vllm serve`` (or the offline ``vllm.LLM``) picks for this
+    GPU at this release (``VllmRules.a100_small_defaults`` and ``clamp_defaults``, cited there; the LLM class
+    takes 16,384 / 8,192 tokens on big / other GPUs, engine/arg_utils.py@v0.10.2 _set_default_args_v1)."""
     big = capacity_bytes >= VLLM_BIG_GPU_BYTES and not (rules.a100_small_defaults and "a100" in gpu_name.lower())
     seqs, tokens = ((VLLM_DEFAULT_SEQS_BIG, VLLM_DEFAULT_BATCHED_TOKENS_BIG) if big
                     else (VLLM_DEFAULT_SEQS_SMALL, VLLM_DEFAULT_BATCHED_TOKENS_SMALL))
+    if entrypoint == "llm":
+        tokens = VLLM_LLM_BATCHED_TOKENS_BIG if big else VLLM_LLM_BATCHED_TOKENS_SMALL
     if rules.clamp_defaults and max_model_len:
         tokens = min(seqs * max_model_len, tokens)
         seqs = min(seqs, tokens)
@@ -161,15 +172,25 @@ def _forward_peak(spec: ModelSpec, layout: Layout, tokens: int, seqs: int, has_m
     return peak.resident + peak.mlp
 
 
+def _sampler(knobs: VllmKnobs, rules: VllmRules) -> str:
+    """The sampler the profile runs: the knob, else FlashInfer where this release uses it whenever installed and
+    the install has it, else the release's default."""
+    if knobs.sampler:
+        return knobs.sampler
+    if rules.flashinfer_when_installed and knobs.install == "docker":
+        return "flashinfer"
+    return rules.sampler
+
+
 def _per_logit(knobs: VllmKnobs, rules: VllmRules) -> int:
-    sampler = knobs.sampler or rules.sampler
+    sampler = _sampler(knobs, rules)
     return VLLM_SAMPLER_BYTES_PER_LOGIT if sampler == "native" else VLLM_FLASHINFER_SAMPLER_BYTES_PER_LOGIT
 
 
 def _shape(spec: ModelSpec, capacity_bytes: int, gpu_name: str, knobs: VllmKnobs, rules: VllmRules) -> tuple[int, int, int]:
     """(max_num_seqs, max_num_batched_tokens, max_model_len) as this release resolves them."""
     max_len = knobs.max_model_len or spec.max_position_embeddings
-    defaults = vllm_defaults(capacity_bytes, gpu_name, rules, max_len)
+    defaults = vllm_defaults(capacity_bytes, gpu_name, rules, max_len, knobs.entrypoint)
     batched = knobs.max_num_batched_tokens or defaults.max_num_batched_tokens
     return min(knobs.max_num_seqs or defaults.max_num_seqs, batched), batched, max_len
 
@@ -238,7 +259,7 @@ def predict_vllm(spec: ModelSpec, layout: Layout, capacity_bytes: int, gpu_name:
         engine="vllm", version=release.version,
         rules=rules.to_dict() | {"engine_core": knobs.version, "model_runner": "v2" if v2 else "v1",
                                  "cuda_graphs_subtracted": subtract_graphs},
-        knobs={**knobs.model_dump(), "sampler": knobs.sampler or rules.sampler, "max_num_seqs": seqs,
+        knobs={**knobs.model_dump(), "sampler": _sampler(knobs, rules), "max_num_seqs": seqs,
                "max_num_batched_tokens": batched, "max_model_len": max_len},
         ranks=ranks, starts=refusal is None, refusal=refusal, kv_cache_tokens=blocks * knobs.block_size,
         max_concurrency=blocks / per_request_blocks, error_bands=error_bands("vllm", rules.label),
@@ -249,11 +270,12 @@ def predict_vllm(spec: ModelSpec, layout: Layout, capacity_bytes: int, gpu_name:
 SAMPLER_SOURCES = {
     "native": "PyTorch sort of the fp32 logits with int64 indices, v1/sample/ops/topk_topp_sampler.py@v0.11.1",
     "triton": "in-place Triton top-k/top-p, no sort buffers, v1/sample/ops/topk_topp_sampler.py@v0.17.0",
-    "flashinfer": "FlashInfer top-k/top-p (VLLM_USE_FLASHINFER_SAMPLER=1)",
+    "flashinfer": "FlashInfer top-k/top-p: opted in (VLLM_USE_FLASHINFER_SAMPLER=1), or installed up to 0.11.0 "
+                  "(topk_topp_sampler.py@v0.11.0; the vllm/vllm-openai image installs it, docker/Dockerfile)",
 }
 
 
 def _sampler_note(knobs: VllmKnobs, rules: VllmRules, seqs: int, vocab: int) -> str:
-    sampler = knobs.sampler or rules.sampler
+    sampler = _sampler(knobs, rules)
     return (f"activation peak: the profile's dummy sampler over {seqs:,} × {vocab:,} logits, "
             f"{_per_logit(knobs, rules)} B per logit ({sampler}: {SAMPLER_SOURCES[sampler]})")

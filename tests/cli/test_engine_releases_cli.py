@@ -23,7 +23,7 @@ def test_14b_h100_old_and_current_vllm_differ_by_cited_rules():
     assert any("topk_topp_sampler.py@v0.11.1" in n for n in old["notes"])
     assert any("topk_topp_sampler.py@v0.17.0" in n for n in new["notes"])
     text = run("plan", "14b", "--engine", "vllm", "--gpu", "h100", "--engine-version", "0.11.0").stdout
-    assert "vllm 0.11.0 (vLLM 0.11.x rules)" in text
+    assert "vllm 0.11.0 (vLLM 0.11.0 rules)" in text
 
 
 def test_235b_largest_batch_is_bounded_by_kv_room():
