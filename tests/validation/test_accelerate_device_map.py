@@ -118,3 +118,28 @@ def test_without_max_memory_the_unset_rules_match(name, n, free, monkeypatch):
     expected = hf_acc._get_device_map(model, "auto", None, None)
     ours = predict_device_map(get_preset(name), "bf16", None, dict(found), "auto", given=False)
     assert ours.device_map == dict(expected)
+
+
+
+ACCELERATE_CASES = [
+    ("8b", gpus(2, 80 * GiB)), ("8b", gpus(4, 8 * GiB)), ("32b", gpus(4, 24 * GiB)), ("32b", gpus(3, 16 * GiB)),
+    ("30b-a3b", gpus(3, 40 * GiB)), ("235b", gpus(8, 80 * GiB)), ("8b", gpus(2, 6 * GiB)),
+]
+
+
+@pytest.mark.parametrize("name,max_memory", ACCELERATE_CASES, ids=[f"{n}-{len(m) - 1}gpu-{m[0] // GiB}" for n, m in ACCELERATE_CASES])
+def test_accelerate_infer_auto_device_map_gives_the_same_placement(name, max_memory):
+    """accelerate's own ``infer_auto_device_map`` (accelerate/utils/modeling.py@v1.15.0) on the meta model, given the
+    per-GPU budgets transformers' balancing yields (shardsim's ``report.max_memory``) and the decoder layer kept
+    whole: the same placement as shardsim's. (Untied models: with a tied lm_head transformers 5 places it beside
+    embed_tokens itself, which the standalone function does not do; the transformers test above covers that. The
+    standalone ``get_balanced_memory`` reserves 1.25 × the mean leaf module where transformers 5 reserves the largest
+    leaf parameter, so the budgets come from shardsim's, which match transformers'.)"""
+    import accelerate
+
+    model = meta_model(name)
+    predicted = predict_device_map(get_preset(name), "bf16", None, dict(max_memory), "auto")
+    expected = accelerate.infer_auto_device_map(model, max_memory=dict(predicted.max_memory),
+                                                no_split_module_classes=list(model._no_split_modules),
+                                                dtype=torch.bfloat16)
+    assert predicted.device_map == dict(expected)
