@@ -41,8 +41,8 @@ class Workload(BaseModel):
         if self.prefill_chunk is not None and not 1 <= self.prefill_chunk <= MAX_CONTEXT_TOKENS:
             raise ShardsimError(f"prefill chunk {self.prefill_chunk} is out of range; accepted: 1 … {MAX_CONTEXT_TOKENS:,}")
         if self.step_tokens is not None and not 1 <= self.step_tokens <= MAX_CONTEXT_TOKENS:
-            raise ShardsimError(f"--max-num-batched-tokens {self.step_tokens} is out of range; accepted: 1 … "
-                                f"{MAX_CONTEXT_TOKENS:,} tokens per forward step")
+            raise ShardsimError(f"step budget (--max-num-batched-tokens / --chunked-prefill-size) {self.step_tokens} is "
+                                f"out of range; accepted: 1 … {MAX_CONTEXT_TOKENS:,} tokens per forward step")
         if not 1 <= self.block_size <= 4096:
             raise ShardsimError(f"--block-size {self.block_size} is out of range; accepted: 1 … 4096")
         if self.kernels not in ("fused", "eager", "hf"):
