@@ -99,7 +99,14 @@ def _model_and_quant(row: dict):
             quant = "int4"
         elif "int8" in dtype_text:
             quant = "int8"
-    spec = get_preset(base)
+    spec = get_preset(str(row.get("base_preset") or base))
+    overrides = row.get("config_overrides") or {}
+    if overrides:
+        # A same-architecture checkpoint (e.g. an -2507 release) whose config.json differs from the preset only in
+        # these fields, as the row states from the model's published config.json.
+        if set(overrides) - {"max_position_embeddings"} or not isinstance(overrides.get("max_position_embeddings"), int):
+            raise ShardsimError("config_overrides may only set max_position_embeddings (a whole number)")
+        spec = spec.model_copy(update={**overrides, "name": name})
     q = quant_from_choice(quant) if quant else None
     if quant == "fp8" and spec.tie_word_embeddings:
         # Qwen's FP8 exports of tied models keep lm_head out of quantization as its own bf16 tensor, which
@@ -330,6 +337,8 @@ class MeasurementRow(BaseModel):
     evaluate: StrictBool = True
     skip_reason: str | None = Field(default=None, max_length=500)
     assumed_release: str | None = Field(default=None, max_length=40)
+    base_preset: str | None = Field(default=None, max_length=40)
+    config_overrides: dict[str, StrictInt] | None = None
     settings: dict[str, str | StrictInt | StrictFloat | StrictBool | None] | None = None
 
     @field_validator("measured")
