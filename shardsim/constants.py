@@ -104,6 +104,10 @@ VLLM_SAMPLER_BYTES_PER_LOGIT = 38
 # copy 4, softmax probabilities 4 and the exponential noise of the sampling step 4 = 14 B per logit
 # (v1/sample/ops/topk_topp_sampler.py@v0.17.0, random_sample: probs.div_(q) with q = empty_like(probs).exponential_()).
 VLLM_FLASHINFER_SAMPLER_BYTES_PER_LOGIT = 14
+# Model Runner V2's dummy sampler (v1/worker/gpu/model_runner.py@v0.27.1 _dummy_sampler_run; sample/sampler.py
+# apply_sampling_params): the dummy requests need no logits processing, so no fp32 copy is made and the Triton
+# Gumbel sampler reads the bf16 logits in place: 2 B per logit, plus the vocab shard before the all-gather at TP > 1.
+VLLM_V2_SAMPLER_BYTES_PER_LOGIT = 2
 # Non-torch memory growth during profiling (lazily loaded kernels, cuBLAS handles; at TP > 1 the logits
 # all-gather creates a second NCCL communicator): 0.13 GiB at TP1, 0.54 GiB at TP2 (Qwen3-32B, H100, v0.11,
 # llm-d benchmark's empirical-vllm-memory-results.md); V0 0.8.5 logs 0.06 GiB at TP1 (vllm#17327).

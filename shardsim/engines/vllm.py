@@ -40,6 +40,7 @@ from shardsim.constants import (
     VLLM_NON_TORCH_BYTES,
     VLLM_SAMPLER_BYTES_PER_LOGIT,
     VLLM_V0_NON_TORCH_BYTES,
+    VLLM_V2_SAMPLER_BYTES_PER_LOGIT,
 )
 from shardsim.core.layout import Layout, rank_groups
 from shardsim.core.memory.activations import activation_peak, activation_peak_bytes
@@ -182,6 +183,14 @@ def _sampler(knobs: VllmKnobs, rules: VllmRules) -> str:
     return rules.sampler
 
 
+def v2_sampler_state_bytes(spec: ModelSpec, max_num_reqs: int) -> int:
+    """Model Runner V2's persistent penalty state, allocated with the sampler at load (sample/penalties.py@v0.27.1,
+    PenaltiesState: ``output_bin_counts`` int32 [max_num_reqs, V] and ``prompt_bin_mask`` int32
+    [max_num_reqs, ceil(V/32)]). From 0.27 ``memory_profiling`` charges all memory consumed since the init
+    snapshot (utils/mem_utils.py@v0.27.0), these included."""
+    return max_num_reqs * spec.vocab_size * 4 + max_num_reqs * -(-spec.vocab_size // 32) * 4
+
+
 def _per_logit(knobs: VllmKnobs, rules: VllmRules) -> int:
     sampler = _sampler(knobs, rules)
     return VLLM_SAMPLER_BYTES_PER_LOGIT if sampler == "native" else VLLM_FLASHINFER_SAMPLER_BYTES_PER_LOGIT
@@ -231,10 +240,13 @@ def predict_vllm(spec: ModelSpec, layout: Layout, capacity_bytes: int, gpu_name:
         moe = moe_prefix[held.last_layer + 1] - moe_prefix[held.first_layer]
         forward = _forward_peak(spec, layout, batched, seqs, moe > 0, moe < held.layers, skip_attention=v2)
         is_last = held.pp_rank == layout.pp - 1
-        sampler = per_logit * seqs * spec.vocab_size + 2 * spec.hidden_size * (batched + 2 * seqs) if is_last else 0
+        logit_bytes = (VLLM_V2_SAMPLER_BYTES_PER_LOGIT * (1 + (1 / layout.tp if layout.tp > 1 else 0))) if v2 else per_logit
+        sampler = int(logit_bytes * seqs * spec.vocab_size) + 2 * spec.hidden_size * (batched + 2 * seqs) if is_last else 0
         activation = max(forward, sampler) + cublas
         loading = _loading_bytes(spec, layout, dtype, quant, held.weight_bytes, moe)
         non_torch = _non_torch_bytes(knobs, rules, layout, held.rank, fabric)
+        if v2 and rules.profiler == "consumed":  # persistent torch buffers since the snapshot are charged (0.27+)
+            non_torch += v2_sampler_state_bytes(spec, seqs)
         available = requested - loading - activation - non_torch - (graphs if subtract_graphs else 0)
         if knobs.kv_cache_memory_bytes is not None:
             available = knobs.kv_cache_memory_bytes
@@ -258,12 +270,13 @@ def predict_vllm(spec: ModelSpec, layout: Layout, capacity_bytes: int, gpu_name:
     return EngineReport(
         engine="vllm", version=release.version,
         rules=rules.to_dict() | {"engine_core": knobs.version, "model_runner": "v2" if v2 else "v1",
+                                 "sampler": "v2" if v2 else _sampler(knobs, rules),
                                  "cuda_graphs_subtracted": subtract_graphs},
         knobs={**knobs.model_dump(), "sampler": _sampler(knobs, rules), "max_num_seqs": seqs,
                "max_num_batched_tokens": batched, "max_model_len": max_len},
         ranks=ranks, starts=refusal is None, refusal=refusal, kv_cache_tokens=blocks * knobs.block_size,
         max_concurrency=blocks / per_request_blocks, error_bands=error_bands("vllm", rules.label),
-        notes=([release.warning] if release.warning else []) + [_sampler_note(knobs, rules, seqs, spec.vocab_size)],
+        notes=([release.warning] if release.warning else []) + [_sampler_note(knobs, rules, seqs, spec.vocab_size, v2)],
     )
 
 
@@ -275,7 +288,13 @@ SAMPLER_SOURCES = {
 }
 
 
-def _sampler_note(knobs: VllmKnobs, rules: VllmRules, seqs: int, vocab: int) -> str:
+def _sampler_note(knobs: VllmKnobs, rules: VllmRules, seqs: int, vocab: int, v2: bool) -> str:
+    if v2:
+        return (f"activation peak: Model Runner V2's dummy sampler over {seqs:,} × {vocab:,} logits reads the bf16 "
+                f"logits in place ({VLLM_V2_SAMPLER_BYTES_PER_LOGIT} B per logit, v1/worker/gpu/model_runner.py@v0.27.1 "
+                "_dummy_sampler_run); its forward skips attention"
+                + ("; its persistent penalty state is charged (utils/mem_utils.py@v0.27.0)"
+                   if rules.profiler == "consumed" else ""))
     sampler = _sampler(knobs, rules)
     return (f"activation peak: the profile's dummy sampler over {seqs:,} × {vocab:,} logits, "
             f"{_per_logit(knobs, rules)} B per logit ({sampler}: {SAMPLER_SOURCES[sampler]})")

@@ -17,11 +17,11 @@ def test_14b_h100_old_and_current_vllm_differ_by_cited_rules():
     old = engine_json("14b", "--engine", "vllm", "--gpu", "h100", "--engine-version", "0.11.0")["engine"]
     new = engine_json("14b", "--engine", "vllm", "--gpu", "h100")["engine"]
     assert (old["version"], new["version"]) == ("0.11.0", "0.33.0")
-    assert old["rules"]["sampler"] == "native" and new["rules"]["sampler"] == "triton"
+    assert old["rules"]["sampler"] == "native" and new["rules"]["sampler"] == "v2"
     assert old["ranks"][0]["activation_peak_bytes"] > new["ranks"][0]["activation_peak_bytes"]
     assert old["kv_cache_tokens"] < new["kv_cache_tokens"]
     assert any("topk_topp_sampler.py@v0.11.1" in n for n in old["notes"])
-    assert any("topk_topp_sampler.py@v0.17.0" in n for n in new["notes"])
+    assert any("model_runner.py@v0.27.1" in n for n in new["notes"])
     text = run("plan", "14b", "--engine", "vllm", "--gpu", "h100", "--engine-version", "0.11.0").stdout
     assert "vllm 0.11.0 (vLLM 0.11.0 rules)" in text
 

@@ -36,13 +36,26 @@ def test_versions_parse_and_map_to_the_lower_rule_set():
 
 
 def test_14b_h100_activation_peak_falls_with_the_triton_sampler():
-    old, new = vllm("14b", "0.11.0"), vllm("14b", "0.33.0")
+    old, new = vllm("14b", "0.11.0"), vllm("14b", "0.17.0")
     # 1,024 sequences (≥ 70 GiB, not an A100) × 151,936 logits: native sort 38 B per logit, Triton 14 B
     assert old.ranks[0].activation_peak_bytes - new.ranks[0].activation_peak_bytes == 1024 * 151_936 * (38 - 14)
-    # 0.33 also takes the CUDA-graph estimate (fitted, 100 MiB) off the budget: the KV room differs by both
-    assert (new.ranks[0].available_kv_cache_bytes - old.ranks[0].available_kv_cache_bytes
-            == 1024 * 151_936 * 24 - fitted("VLLM_CUDA_GRAPH_BYTES"))
+    assert new.ranks[0].available_kv_cache_bytes - old.ranks[0].available_kv_cache_bytes == 1024 * 151_936 * 24
     assert old.rules["sampler"] == "native" and new.rules["sampler"] == "triton"
+    # 0.20 takes the CUDA-graph estimate (fitted, 100 MiB) off the budget
+    v020 = vllm("14b", "0.20.0")
+    assert new.ranks[0].available_kv_cache_bytes - v020.ranks[0].available_kv_cache_bytes == fitted("VLLM_CUDA_GRAPH_BYTES")
+
+
+def test_v2_runner_sampler_and_penalty_state_from_0_27():
+    spec = get_preset("14b")
+    v026, v033 = vllm("14b", "0.26.0"), vllm("14b", "0.33.0")
+    assert v026.rules["sampler"] == v033.rules["sampler"] == "v2"
+    # 0.27+: the persistent penalty state is charged: int32 [1,024, 151,936] + int32 [1,024, ceil(151,936 / 32)]
+    state = 1024 * 151_936 * 4 + 1024 * 4748 * 4
+    # … and 0.29+ subtracts the CUDA-graph estimate for V2 too (0.22–0.28: V2's estimate is 0)
+    drop = v026.ranks[0].available_kv_cache_bytes - v033.ranks[0].available_kv_cache_bytes
+    assert drop == state + fitted("VLLM_CUDA_GRAPH_BYTES")
+    assert spec.vocab_size == 151_936
 
 
 def test_defaults_by_release_and_gpu():
