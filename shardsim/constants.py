@@ -108,6 +108,8 @@ VLLM_FLASHINFER_SAMPLER_BYTES_PER_LOGIT = 14
 # apply_sampling_params): the dummy requests need no logits processing, so no fp32 copy is made and the Triton
 # Gumbel sampler reads the bf16 logits in place: 2 B per logit, plus the vocab shard before the all-gather at TP > 1.
 VLLM_V2_SAMPLER_BYTES_PER_LOGIT = 2
+# FlashInfer attention's workspace buffer (vllm/envs.py@v0.27.1 VLLM_FLASHINFER_WORKSPACE_BUFFER_SIZE default).
+VLLM_FLASHINFER_WORKSPACE_BYTES = 394 * MiB
 # Non-torch memory growth during profiling (lazily loaded kernels, cuBLAS handles; at TP > 1 the logits
 # all-gather creates a second NCCL communicator): 0.13 GiB at TP1, 0.54 GiB at TP2 (Qwen3-32B, H100, v0.11,
 # llm-d benchmark's empirical-vllm-memory-results.md); V0 0.8.5 logs 0.06 GiB at TP1 (vllm#17327).

@@ -75,6 +75,11 @@ class VllmRules:
     # ``VLLM_USE_FLASHINFER_SAMPLER is not False``); the PyPI wheels do not require it, the vllm/vllm-openai image
     # installs it (docker/Dockerfile, vllm-base stage: the FlashInfer wheel on amd64). From 0.11.1 it is opt-in.
     flashinfer_when_installed: bool = False
+    # Attention backend: FlashInfer first on sm100 (B200/GB200) for causal attention, FlashAttention first elsewhere
+    # (platforms/cuda.py@v0.27.1 _get_backend_priorities); FlashInfer holds a workspace of
+    # VLLM_FLASHINFER_WORKSPACE_BUFFER_SIZE (envs.py@v0.27.1: 394 MiB), allocated during the profile. Read at 0.27.1;
+    # earlier releases are not credited with it.
+    flashinfer_attention_sm100: bool = False
 
     @property
     def first_text(self) -> str:
@@ -124,9 +129,10 @@ VLLM_RULES: tuple[VllmRules, ...] = (
     # 0.27.0 reworks memory_profiling (utils/mem_utils.py@v0.27.0): non-KV = free memory consumed since the init
     # snapshot + (torch peak − torch allocated after the profile); for a fresh process the same terms as before.
     VllmRules((0, 27, 0), "vLLM 0.27–0.28 rules", "consumed", True, True, True, "triton", True, True, True,
-              v0_available=False, v1_graphs_subtracted=True, runner_v2="dense"),
+              v0_available=False, v1_graphs_subtracted=True, runner_v2="dense", flashinfer_attention_sm100=True),
     VllmRules((0, 29, 0), "vLLM 0.29–0.33 rules", "consumed", True, True, True, "triton", True, True, True,
-              v0_available=False, v1_graphs_subtracted=True, runner_v2="all", v2_graphs_subtracted=True),
+              v0_available=False, v1_graphs_subtracted=True, runner_v2="all", v2_graphs_subtracted=True,
+              flashinfer_attention_sm100=True),
 )
 
 

@@ -35,6 +35,7 @@ from shardsim.constants import (
     VLLM_DEFAULT_SEQS_BIG,
     VLLM_DEFAULT_SEQS_SMALL,
     VLLM_FLASHINFER_SAMPLER_BYTES_PER_LOGIT,
+    VLLM_FLASHINFER_WORKSPACE_BYTES,
     VLLM_LLM_BATCHED_TOKENS_BIG,
     VLLM_LLM_BATCHED_TOKENS_SMALL,
     VLLM_NON_TORCH_BYTES,
@@ -236,13 +237,15 @@ def predict_vllm(spec: ModelSpec, layout: Layout, capacity_bytes: int, gpu_name:
     ranks, refusal = [], _release_refusal(knobs, rules, capacity_bytes)
     v2 = knobs.version == "v1" and rules.uses_v2(spec.is_moe, quant.method != "none")
     subtract_graphs = not knobs.enforce_eager and rules.graphs_subtracted(v2)
+    attention_workspace = (VLLM_FLASHINFER_WORKSPACE_BYTES
+                           if rules.flashinfer_attention_sm100 and str(compute_capability).startswith("10.") else 0)
     for held in rank_weights(spec, layout, dtype, vllm_quant(quant)):
         moe = moe_prefix[held.last_layer + 1] - moe_prefix[held.first_layer]
         forward = _forward_peak(spec, layout, batched, seqs, moe > 0, moe < held.layers, skip_attention=v2)
         is_last = held.pp_rank == layout.pp - 1
         logit_bytes = (VLLM_V2_SAMPLER_BYTES_PER_LOGIT * (1 + (1 / layout.tp if layout.tp > 1 else 0))) if v2 else per_logit
         sampler = int(logit_bytes * seqs * spec.vocab_size) + 2 * spec.hidden_size * (batched + 2 * seqs) if is_last else 0
-        activation = max(forward, sampler) + cublas
+        activation = max(forward, sampler) + cublas + attention_workspace
         loading = _loading_bytes(spec, layout, dtype, quant, held.weight_bytes, moe)
         non_torch = _non_torch_bytes(knobs, rules, layout, held.rank, fabric)
         if v2 and rules.profiler == "consumed":  # persistent torch buffers since the snapshot are charged (0.27+)

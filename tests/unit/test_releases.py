@@ -105,3 +105,17 @@ def test_sglang_reserve_by_release():
     # reserved = 512 + 1.5 · 4,096 + 2 · 48 + 1/8 · 1,024 + 8 · 50 = 7,280 MiB
     assert default_mem_fraction_static(24564, 1, 1, resolve("sglang", "0.5.23").rules) == round(
         (24564 - 7280) / 24564, 3)
+
+
+def test_flashinfer_attention_workspace_on_sm100_from_0_27():
+    spec = get_preset("8b")
+    lay = validate_layout(spec, Layout())
+
+    def act(cc, version):
+        rep = engine_report("vllm", spec, lay, H100, "B200", cc, None, "bf16", spec.quant,
+                            {"engine_version": version}, suggest_fix=False)
+        return rep.ranks[0].activation_peak_bytes
+
+    # sm100: FlashInfer attention first, with its 394 MiB workspace; sm90: FlashAttention, no workspace
+    assert act("10.0", "0.33.0") - act("9.0", "0.33.0") == 394 * (1 << 20)
+    assert act("10.0", "0.26.0") == act("9.0", "0.26.0")     # not credited before the release it was read at
