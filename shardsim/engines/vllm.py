@@ -150,18 +150,22 @@ def _loading_bytes(spec: ModelSpec, layout: Layout, dtype: str, quant: QuantConf
 def _non_torch_bytes(knobs: VllmKnobs, rules: VllmRules, layout: Layout, rank: int, fabric: Fabric) -> int:
     """Non-torch memory the profile charges: the kernels and handles loaded during start-up (fitted, TP1) plus,
     at TP > 1, the TP group's NCCL buffers, NVLS, custom all-reduce IPC buffers (its 8 MiB rank data is a torch
-    tensor) and symmetric-memory buffer on this fabric (``core.memory.runtime``). The 0.8.5–0.9.0 profiler charges
+    tensor) and symmetric-memory buffer on this fabric (``core.memory.runtime``), and at PP > 1 the PP group's
+    NCCL communicator (vllm/distributed/device_communicators/cuda_communicator.py: PyNccl for every group but EP). The 0.8.5–0.9.0 profiler charges
     everything used on the device, the CUDA context included."""
     if knobs.version == "v0":
         return VLLM_V0_NON_TORCH_BYTES
     rt = runtime_bytes(rank, layout, False, fabric)
-    tp_only = 0
+    groups_bytes = 0
     if layout.tp > 1:
         groups = rank_groups(rank, layout)
-        tp_only = (nccl_communicator_bytes(groups.tp, fabric) + nvls_bytes(groups.tp, fabric)
-                   + max(0, rt.custom_allreduce - CUSTOM_ALLREDUCE_RANK_DATA_BYTES) + rt.symmetric_memory)
+        groups_bytes = (nccl_communicator_bytes(groups.tp, fabric) + nvls_bytes(groups.tp, fabric)
+                        + max(0, rt.custom_allreduce - CUSTOM_ALLREDUCE_RANK_DATA_BYTES) + rt.symmetric_memory)
+    if layout.pp > 1:  # the PP group's own PyNccl communicator (every non-EP group gets one, cuda_communicator.py)
+        stride = layout.tp * layout.dp
+        groups_bytes += nccl_communicator_bytes(range(rank % stride, layout.world_size, stride), fabric)
     context = CUDA_CONTEXT_BYTES if rules.profiler == "absolute" else 0
-    return VLLM_NON_TORCH_BYTES + tp_only + context
+    return VLLM_NON_TORCH_BYTES + groups_bytes + context
 
 
 def _forward_peak(spec: ModelSpec, layout: Layout, tokens: int, seqs: int, has_moe: bool, has_dense: bool,
