@@ -111,8 +111,17 @@ def predict_hf(spec: ModelSpec, layout: Layout, compute_capability: str | None, 
         peak_allocated_bytes=total, kv_cache_tokens=total_tokens * knobs.batch,
         error_bands={"peak_allocated_bytes": 0.05},
         notes=[f"prefill peak by the code path: {sum(r.used_bytes for r in ranks):,} B summed over GPUs "
-               "(not in the published Qwen benchmark figures)"],
+               "(not in the published Qwen benchmark figures)"] + _load_note(spec, dtype, quant, knobs, ranks),
     )
+
+
+def _load_note(spec: ModelSpec, dtype: str, quant: QuantConfig, knobs: HfKnobs, ranks: list) -> list[str]:
+    load = max(load_peak_bytes(spec, dtype, quant, r.model_loading_bytes, knobs) for r in ranks)
+    weights = max(r.model_loading_bytes for r in ranks)
+    if load == weights:
+        return []
+    return [f"loading peaks at {load / GiB:.2f} GiB per GPU: the float32 copy before the cast to {dtype} "
+            f"({weights / GiB:.2f} GiB after it); pass dtype= to from_pretrained to load {dtype} directly"]
 
 
 def _hf_refusal(spec: ModelSpec, layout: Layout, dtype: str, quant: QuantConfig, knobs: HfKnobs, ranks: list,
