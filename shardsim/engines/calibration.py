@@ -275,7 +275,7 @@ def calibrate_row(row: dict, line: int) -> RowResult:
             usage = _num(joined, r"mem usage=([0-9.]+) GB")
             if usage:
                 result.figures.append(Figure("weight mem usage", rep.ranks[0].model_loading_bytes / GiB, usage, BOUNDS["weights"] * 10))
-            tokens = _num(joined, r"#tokens: ([0-9]+)")
+            tokens = _num(joined, r"#tokens: ([0-9]+)") or _num(joined, r"max_total_num_tokens[=:] ?([0-9]+)")
             if tokens:
                 result.figures.append(Figure("KV pool #tokens", rep.kv_cache_tokens, tokens, BOUNDS["sglang_tokens"], "tokens"))
         elif "hf" in engine or "transformers" in engine:
