@@ -138,3 +138,27 @@ TimeoutOpt = Annotated[float, typer.Option("--timeout", help="seconds allowed pe
 RunDirOpt = Annotated[Optional[str], typer.Option(
     "--run-dir", help="where results.jsonl goes \\[default: <build>/runs/<time>-<model>-<layout>]")]
 FaultOpt = Annotated[Optional[str], typer.Option("--inject-fault", hidden=True, help="RANK:PHASE kills that rank's worker")]
+
+
+# ---------------------------------------------------------------- training (plan --train)
+TrainOpt = Annotated[bool, typer.Option("--train", help="training memory instead of serving")]
+FrameworkOpt = Annotated[Optional[str], typer.Option("--framework", help="train: deepspeed | fsdp | megatron | ddp \\[deepspeed]")]
+FsdpOpt = Annotated[Optional[str], typer.Option("--fsdp", help="train, FSDP2: full | grad-op | hybrid \\[full]")]
+CpOpt = Annotated[Optional[int], typer.Option("--cp", parser=whole_number, help="train, Megatron: context-parallel degree")]
+EtpOpt = Annotated[Optional[int], typer.Option("--etp", parser=whole_number, help="train, Megatron: expert tensor-parallel degree (tp / ep)")]
+SeqParOpt = Annotated[bool, typer.Option("--sequence-parallel", help="train, Megatron: split activations over TP")]
+DistOptOpt = Annotated[bool, typer.Option("--distributed-optimizer", help="train, Megatron: shard optimizer and master over DP")]
+MicroBatchOpt = Annotated[Optional[int], typer.Option("--micro-batch", parser=whole_number, help="train: sequences per micro-batch \\[1]")]
+SeqLenOpt = Annotated[Optional[int], typer.Option("--seq-len", parser=whole_number, help="train: tokens per sequence \\[4096]")]
+GradAccumOpt = Annotated[Optional[int], typer.Option("--grad-accum", parser=whole_number, help="train: micro-batches per step \\[1; PP: pp]")]
+RecomputeOpt = Annotated[Optional[str], typer.Option("--recompute", help="train: none | selective | full \\[none]")]
+OptimizerOpt = Annotated[Optional[str], typer.Option("--optimizer", help="train: adamw | adamw-8bit | sgd \\[adamw]")]
+LoraRankOpt = Annotated[Optional[int], typer.Option("--lora-rank", parser=whole_number, help="train: LoRA rank (adapters on every linear)")]
+QloraOpt = Annotated[bool, typer.Option("--qlora", help="train: LoRA on an NF4 (4-bit, double-quantized) base")]
+OffloadOptOpt = Annotated[bool, typer.Option("--offload-optimizer", help="train, DeepSpeed ZeRO 1-3: optimizer on CPU")]
+OffloadParamsOpt = Annotated[bool, typer.Option("--offload-params", help="train, DeepSpeed ZeRO-3: parameters on CPU")]
+HostMemOpt = Annotated[Optional[str], typer.Option("--host-memory", help="train: CPU memory per node for offloading, e.g. 1TiB")]
+ScheduleOpt = Annotated[Optional[str], typer.Option("--schedule", help="train, Megatron PP: 1f1b | interleaved \\[1f1b]")]
+VirtualOpt = Annotated[Optional[int], typer.Option("--virtual-stages", parser=whole_number, help="train: interleaved chunks per stage")]
+CapacityOpt = Annotated[Optional[float], typer.Option("--capacity-factor", help="train, MoE: expert capacity factor \\[dropless]")]
+EagerAttnOpt = Annotated[bool, typer.Option("--eager-attention", help="train: eager attention (s² scores kept) instead of flash")]

@@ -8,24 +8,33 @@ from shardsim.cli.options import (
     BatchedTokensOpt,
     BatchOpt,
     BlockOpt,
+    CapacityOpt,
     ChunkedPrefillOpt,
     ClusterOpt,
     ConfigOpt,
     ContextLengthOpt,
     ContextOpt,
+    CpOpt,
     DeviceMapOpt,
+    DistOptOpt,
     DpOpt,
     DtypeOpt,
+    EagerAttnOpt,
     EagerOpt,
     EngineOpt,
     EngineVersionOpt,
     EntrypointOpt,
     EpOpt,
+    EtpOpt,
+    FrameworkOpt,
+    FsdpOpt,
     GenerateTokensOpt,
     GpuMemOpt,
     GpuOpt,
     GpuUtilOpt,
+    GradAccumOpt,
     GroupOpt,
+    HostMemOpt,
     InstallOpt,
     InterconnectOpt,
     JsonOpt,
@@ -33,21 +42,34 @@ from shardsim.cli.options import (
     KvCacheMemOpt,
     KvDtypeOpt,
     LoadDtypeOpt,
+    LoraRankOpt,
     MaxMemoryOpt,
     MaxModelLenOpt,
     MaxSeqsOpt,
     MaxTotalTokensOpt,
     MemFracOpt,
+    MicroBatchOpt,
     ModelArg,
+    OffloadOptOpt,
+    OffloadParamsOpt,
+    OptimizerOpt,
     PpOpt,
     PpSplitOpt,
     PromptTokensOpt,
+    QloraOpt,
     QuantOpt,
+    RecomputeOpt,
     SamplerOpt,
+    ScheduleOpt,
+    SeqLenOpt,
+    SeqParOpt,
     TpOpt,
+    TrainOpt,
+    VirtualOpt,
     VllmVersionOpt,
     ZeroOpt,
 )
+from shardsim.errors import ShardsimError
 
 
 def plan(
@@ -64,9 +86,35 @@ def plan(
     max_total_tokens: MaxTotalTokensOpt = None, chunked_prefill_size: ChunkedPrefillOpt = None,
     prompt_tokens: PromptTokensOpt = None, generate_tokens: GenerateTokensOpt = None,
     engine_version: EngineVersionOpt = None, kv_cache_memory_bytes: KvCacheMemOpt = None,
-    vllm_install: InstallOpt = None, vllm_entrypoint: EntrypointOpt = None, load_dtype: LoadDtypeOpt = None, device_map: DeviceMapOpt = None, max_memory: MaxMemoryOpt = None, allow_offload: AllowOffloadOpt = False,
+    vllm_install: InstallOpt = None, vllm_entrypoint: EntrypointOpt = None, load_dtype: LoadDtypeOpt = None,
+    device_map: DeviceMapOpt = None, max_memory: MaxMemoryOpt = None, allow_offload: AllowOffloadOpt = False,
+    train: TrainOpt = False, framework: FrameworkOpt = None, fsdp: FsdpOpt = None, cp: CpOpt = None, etp: EtpOpt = None,
+    sequence_parallel: SeqParOpt = False, distributed_optimizer: DistOptOpt = False, micro_batch: MicroBatchOpt = None,
+    seq_len: SeqLenOpt = None, grad_accum: GradAccumOpt = None, recompute: RecomputeOpt = None,
+    optimizer: OptimizerOpt = None, lora_rank: LoraRankOpt = None, qlora: QloraOpt = False,
+    offload_optimizer: OffloadOptOpt = False, offload_params: OffloadParamsOpt = False, host_memory: HostMemOpt = None,
+    schedule: ScheduleOpt = None, virtual_stages: VirtualOpt = None, capacity_factor: CapacityOpt = None,
+    eager_attention: EagerAttnOpt = False,
 ) -> None:
-    """Memory of every GPU for MODEL on a TP × PP × DP × EP layout, the fit verdict and the largest context/batch."""
+    """Memory of every GPU for MODEL on a TP × PP × DP × EP layout (serving, or training with --train), the fit
+    verdict and the largest context/batch (or micro-batch/sequence)."""
+    from shardsim.cli.train import plan_train_command, refuse_mixed
+
+    training = dict(framework=framework, fsdp=fsdp, cp=cp, etp=etp, sequence_parallel=sequence_parallel,
+                    distributed_optimizer=distributed_optimizer, micro_batch=micro_batch, seq_len=seq_len,
+                    grad_accum=grad_accum, recompute=recompute, optimizer=optimizer, lora_rank=lora_rank, qlora=qlora,
+                    offload_optimizer=offload_optimizer, offload_params=offload_params, host_memory=host_memory,
+                    schedule=schedule, virtual_stages=virtual_stages, capacity_factor=capacity_factor,
+                    eager_attention=eager_attention)
+    refuse_mixed(train, dict(context=context, engine=engine, kv_dtype=kv_dtype, block_size=block_size,
+                             max_num_batched_tokens=max_num_batched_tokens, chunked_prefill_size=chunked_prefill_size,
+                             pp_split=pp_split), training)
+    if train:
+        if batch != 1:
+            raise ShardsimError("--batch does nothing with --train; use --micro-batch")
+        return plan_train_command(model, config, dict(tp=tp, pp=pp, dp=dp, ep=ep),
+                                  dict(cluster=cluster, gpu=gpu, gpu_memory=gpu_memory, interconnect=interconnect),
+                                  {**training, "zero": zero}, as_json)
     from shardsim.core.layout import Layout, validate_layout
     from shardsim.core.plan import plan as make_plan
     from shardsim.engines import ENGINES

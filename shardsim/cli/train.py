@@ -1,0 +1,67 @@
+"""``shardsim plan MODEL --train``: training memory of every GPU, its verdict, and the cheapest strategy that fits."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from shardsim.cli import common
+from shardsim.errors import ShardsimError
+
+INFERENCE_ONLY = ("context", "engine", "kv_dtype", "block_size", "max_num_batched_tokens", "chunked_prefill_size",
+                  "pp_split")
+"""Options of a serving plan that mean nothing to a training one."""
+
+
+def train_setup(options: dict[str, Any]) -> Any:
+    """The TrainSetup from the command's options (None: the default)."""
+    from shardsim.core.train.setup import TrainSetup
+    from shardsim.units import parse_size
+
+    names = {"framework": "framework", "zero": "zero", "fsdp": "fsdp", "cp": "cp",
+             "sequence_parallel": "sequence_parallel", "distributed_optimizer": "distributed_optimizer",
+             "micro_batch": "micro_batch", "seq_len": "seq_len", "grad_accum": "grad_accum",
+             "recompute": "recompute", "optimizer": "optimizer", "lora_rank": "lora_rank", "qlora": "qlora",
+             "offload_optimizer": "offload_optimizer", "offload_params": "offload_params",
+             "schedule": "schedule", "virtual_stages": "virtual_stages", "capacity_factor": "capacity_factor"}
+    values = {field: options[opt] for opt, field in names.items() if options.get(opt) not in (None, False)}
+    if options.get("host_memory") is not None:
+        values["host_memory_bytes"] = parse_size(options["host_memory"])
+    if options.get("eager_attention"):
+        values["flash_attention"] = False
+    return TrainSetup(**values)
+
+
+def refuse_mixed(train: bool, serving: dict[str, Any], training: dict[str, Any]) -> None:
+    """Serving options with --train, or training options without it, do nothing: refused, naming the option."""
+    if train:
+        for name in INFERENCE_ONLY:
+            if serving.get(name) not in (None, False):
+                raise ShardsimError(f"--{name.replace('_', '-')} does nothing with --train; it is a serving option")
+    else:
+        for name, value in training.items():
+            if value not in (None, False):
+                raise ShardsimError(f"--{name.replace('_', '-')} does nothing without --train; it is a training option")
+
+
+def plan_train_command(model: Optional[str], config: Optional[str], layout_args: dict, hardware_args: dict,
+                       options: dict[str, Any], as_json: bool) -> None:
+    from shardsim.core.layout import Layout
+    from shardsim.core.train.plan import plan_train
+    from shardsim.presets import resolve_model
+
+    spec = resolve_model(model, config)
+    etp = options.pop("etp", None)
+    setup = train_setup(options)
+    layout = Layout(tp=layout_args["tp"], pp=layout_args["pp"], dp=layout_args["dp"], ep=layout_args["ep"])
+    if etp is not None and etp != layout.etp:
+        raise ShardsimError(f"--etp {etp} is not what the layout gives: experts split over tp / ep = {layout.etp} "
+                            "ranks here (accepted: that value, or leave --etp out)")
+    world = layout.tp * layout.pp * layout.dp * setup.cp
+    hw = common.hardware(hardware_args["cluster"], hardware_args["gpu"], hardware_args["gpu_memory"], world,
+                         None, hardware_args["interconnect"])
+    report = plan_train(spec, layout, setup, hw.capacity_bytes, fabric=hw.fabric)
+    if as_json:
+        return common.print_json(report.to_dict())
+    from shardsim.render.train_text import render_train
+
+    render_train(report, common.console(), hw.cluster.gpu.name)

@@ -1,0 +1,101 @@
+"""Activations of training one micro-batch, per rank, from first principles for Qwen3 (bf16, a = 2 B).
+
+What each layer keeps for its backward (Korthikanti et al. 2022, arXiv:2205.05198, §4; here with Qwen3's GQA,
+q/k norms and SwiGLU instead of GPT's MHA and GeLU MLP), T = micro_batch × seq_len / cp tokens, h hidden,
+q / kv the head dims of the heads a TP rank holds, I / t the MLP width per TP rank:
+- input RMSNorm: its input, T·h·a (and an fp32 rstd per token, T·4);
+- q/k/v projection: its input (the normed hidden state), T·h·a;
+- q_norm, k_norm: their inputs T·(q + kv)·a;
+- attention: q, k (roped) and v, T·(q + 2kv)·a, its output T·q·a and the softmax log-sum-exp, T·heads·4 (flash
+  attention, Dao 2022: no s² score matrix; eager attention adds the T·s·heads scores and probabilities, 2·a + 1
+  dropout mask byte per element, Korthikanti's 5as/h term);
+- post-attention RMSNorm input and the MLP input, 2·T·h·a;
+- SwiGLU MLP: gate and up outputs, SiLU(gate) and their product, 4·T·(I/t)·a (HF ``Qwen3MLP``:
+  down(act(gate(x)) * up(x)));
+- MoE layer: router logits T·E·4 and per routed token-expert pair (T·k of them, over the EP ranks as routed) its
+  input copy and the expert's SwiGLU, h·a + 4·I_e·a; dropless routing is priced as balanced (T·k·E_local/E
+  pairs on a rank), a capacity factor c caps each expert at c·T·k/E tokens.
+Sequence parallel divides the T·h terms by t (Korthikanti §4.2.2). Recompute "selective" drops the attention
+core (its output and log-sum-exp; Korthikanti §5), "full" keeps only each layer's input and re-runs one layer in
+backward. Pipeline 1F1B keeps pp − stage micro-batches in flight on a stage (Narayanan et al. 2021,
+arXiv:2104.04473); interleaved with v chunks multiplies stage 0's by 1 + (pp − 1)/(pp·v).
+Logits and loss (last stage): bf16 logits T·(V/t)·2, their fp32 upcast 4 and the log-softmax the cross entropy
+keeps 4 (transformers loss/loss_utils.py ``ForCausalLMLoss``: logits.float(); torch ``cross_entropy``), and in
+backward their fp32 and bf16 gradients, 6 B more: 16 B per logit at the peak.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shardsim.core.model import ModelSpec
+from shardsim.core.tensors import kv_heads_per_rank
+from shardsim.core.train.setup import TrainSetup
+
+A = 2  # bf16 activations
+LOGIT_PEAK_BYTES = 16
+
+
+@dataclass(frozen=True, slots=True)
+class TrainActivations:
+    stage_bytes: int      # what the stage's layers keep for backward, one micro-batch
+    in_flight: int        # micro-batches alive at once on this stage
+    recompute_extra: int  # full recompute: one layer's activations rebuilt during backward
+    logits: int
+
+    @property
+    def peak(self) -> int:
+        return self.stage_bytes * self.in_flight + self.recompute_extra + self.logits
+
+
+def layer_bytes(spec: ModelSpec, s: TrainSetup, tp: int, ep: int, moe: bool) -> int:
+    """What one decoder layer keeps for backward for one micro-batch on one rank."""
+    t = s.tokens
+    h, hd = spec.hidden_size, spec.head_dim
+    q = spec.num_heads // tp * hd
+    kv = kv_heads_per_rank(spec.num_kv_heads, tp) * hd
+    heads = spec.num_heads // tp
+    sp = tp if s.sequence_parallel else 1
+    hidden_terms = 4 * t * h * A // sp + t * 4
+    attention = t * (q + kv) * A + t * (q + 2 * kv) * A
+    core = t * q * A + t * heads * 4
+    if not s.flash_attention:
+        core += t * (s.seq_len // s.cp) * heads * (2 * A + 1)
+    if s.recompute == "selective":
+        core = 0
+    if moe:
+        e, k, ie = spec.num_experts, spec.num_experts_per_tok, spec.moe_intermediate_size
+        local = -(-e // ep) if ep > 1 else e
+        pairs = t * k * local // e
+        if s.capacity_factor is not None:
+            pairs = min(pairs, int(s.capacity_factor * t * k / e) * local)
+        etp = tp // ep if ep <= tp else 1
+        mlp = t * e * 4 + pairs * (h * A + 4 * (ie // etp) * A)
+    else:
+        mlp = 4 * t * (spec.intermediate_size // tp) * A
+    return hidden_terms + attention + core + mlp
+
+
+def in_flight(s: TrainSetup, pp: int, stage: int) -> int:
+    """Micro-batches whose activations a stage holds at once (1F1B; at most the micro-batches of a step)."""
+    if pp == 1:
+        return 1
+    held = min(pp - stage, max(s.grad_accum, 1))
+    if s.schedule == "interleaved" and stage == 0:
+        return -(-held * (pp * s.virtual_stages + pp - 1) // (pp * s.virtual_stages))
+    return held
+
+
+def train_activations(spec: ModelSpec, s: TrainSetup, tp: int, ep: int, pp: int, stage: int, layers: int,
+                      moe_layers: int, is_last: bool) -> TrainActivations:
+    """The activation peak of one rank of ``stage`` holding ``layers`` decoder layers (``moe_layers`` of them MoE)."""
+    dense = layers - moe_layers
+    per_dense = layer_bytes(spec, s, tp, ep, False) if dense else 0
+    per_moe = layer_bytes(spec, s, tp, ep, True) if moe_layers else 0
+    flights = in_flight(s, pp, stage)
+    sp = tp if s.sequence_parallel else 1
+    logits = s.tokens * (-(-spec.vocab_size // tp)) * LOGIT_PEAK_BYTES if is_last else 0
+    if s.recompute == "full":
+        kept_input = s.tokens * spec.hidden_size * A // sp
+        return TrainActivations(kept_input * layers, flights, max(per_dense, per_moe), logits)
+    return TrainActivations(per_dense * dense + per_moe * moe_layers, flights, 0, logits)

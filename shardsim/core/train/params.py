@@ -1,0 +1,67 @@
+"""The parameters one training rank holds, counted tensor by tensor through the shard rules (``core.tensors``):
+trainable and frozen elements, the largest decoder layer (FSDP's unit), and LoRA's adapters.
+
+LoRA (Hu et al. 2021, arXiv:2106.09685; PEFT ``LoraLayer.update_layer``): a targeted Linear W [out, in] gains
+A [r, in] and B [out, r], r·(in + out) trainable elements, W frozen. transformers 5 keeps Qwen3-MoE experts as
+3-D parameters (``Qwen3MoeExperts``), not Linear modules, so expert projections are never LoRA targets; the
+router ``mlp.gate`` is not a target name either.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shardsim.core.layout import Layout, rank_coords, shard_of, stage_ranges
+from shardsim.core.model import ModelSpec
+from shardsim.core.tensors import local_slices, numel_of, stage_tensors
+
+
+@dataclass(frozen=True, slots=True)
+class RankParams:
+    """Elements one rank holds (after TP / EP / PP), by role."""
+
+    linear: int           # weights of Linear modules (quantizable, LoRA targets among them)
+    other: int            # embeddings, norms, router: kept in bf16 / trained in full
+    largest_layer: int    # the largest decoder layer's elements on this rank (FSDP's all-gather unit)
+    lora: int             # LoRA adapter elements (0 without LoRA)
+    lora_targets_numel: int  # elements of the Linear weights LoRA wraps (frozen)
+    tensors: tuple[int, ...]  # every local tensor's element count (ZeRO-3 partitions each on its own)
+    layers: int
+    first_layer: int
+    last_layer: int
+
+    @property
+    def total(self) -> int:
+        return self.linear + self.other
+
+
+def _lora_target(name: str, targets: tuple[str, ...]) -> bool:
+    return any(f".{t}.weight" in name for t in targets)
+
+
+def rank_params(spec: ModelSpec, layout: Layout, rank: int, lora_rank: int = 0,
+                lora_targets: tuple[str, ...] = ()) -> RankParams:
+    """What ``rank`` holds of ``spec`` on ``layout`` (a validated layout)."""
+    coords = rank_coords(rank, layout)
+    shard = shard_of(coords, layout)
+    first, last = stage_ranges(layout)[coords.pp_rank]
+    tensors = stage_tensors(spec, first, last, coords.pp_rank == 0, coords.pp_rank == layout.pp - 1)
+    linear = other = lora = wrapped = 0
+    per_layer: dict[int, int] = {}
+    sizes = []
+    for t in tensors:
+        local = local_slices(t, shard, spec.head_dim)
+        n = numel_of(local.shape) * local.copies
+        sizes.append(n)
+        if t.linear:
+            linear += n
+        else:
+            other += n
+        if t.layer is not None:
+            per_layer[t.layer] = per_layer.get(t.layer, 0) + n
+        if lora_rank and t.linear and not t.experts and _lora_target(t.name, lora_targets):
+            out_dim, in_dim = local.shape
+            lora += lora_rank * (in_dim + out_dim)
+            wrapped += n
+    return RankParams(linear, other, max(per_layer.values(), default=0), lora, wrapped, tuple(sizes),
+                      last - first + 1, first, last)

@@ -1,0 +1,139 @@
+"""Training states of one rank: the compute weights, fp32 master weights, gradients, optimizer states, and the
+framework's own buffers, by framework and sharding strategy (``setup.TrainSetup``).
+
+Optimizer states per trained element (``OPTIMIZER_STATE_BYTES``): AdamW fp32 exp_avg and exp_avg_sq, 8 B
+(torch/optim/adamw.py); 8-bit AdamW two uint8 states plus an fp32 absmax per 2,048-element block each
+(bitsandbytes optim/optimizer.py ``Optimizer2State``, block_wise, blocksize 2048); SGD with momentum one fp32
+buffer, 4 B (torch/optim/sgd.py ``momentum_buffer``).
+
+- DeepSpeed ZeRO 1/2 (deepspeed/runtime/zero/stage_1_and_2.py@0.19.8): the bf16 parameters of a group live in one
+  flat buffer padded to a multiple of 2 × dp elements (``align_dense_tensors`` with nccl_start_alignment_factor 2 ×
+  dp), split into dp equal partitions; each rank keeps the fp32 master copy of its partition
+  (``single_partition_of_fp32_groups``) and the optimizer state of it. ZeRO-2 keeps the fp32 gradient of its
+  partition, ZeRO-1 every gradient; with ``contiguous_gradients`` (default on) the reduction staging bucket
+  holds ``reduce_bucket_size`` (5e8) elements (``setup_buckets``).
+- DeepSpeed ZeRO-3 (stage3.py, partition_parameters.py): every parameter on its own is padded to a multiple of dp
+  and split (``zero3_partition_numel``); fp32 master, gradients and optimizer state follow the same partitions.
+- ZeRO-0 with bf16 (runtime/bf16_optimizer.py): full fp32 master weights and fp32 gradient accumulators.
+- FSDP2 (torch/distributed/fsdp/_fully_shard/_fsdp_param.py@2.13): fp32 parameters sharded on dim 0 into
+  ceil(d0 / W) rows per rank (the last ranks padded), bf16 all-gathered one unit (a decoder layer) at a time,
+  fp32 gradients sharded alike (MixedPrecisionPolicy reduce_dtype fp32).
+- Megatron-LM (megatron/training/theoretical_memory_usage.py): bf16 weights 2 B, fp32 gradient buffer 4 B, fp32
+  master 4 B and Adam 8 B per parameter, the last two divided by dp with the distributed optimizer.
+- DDP with AMP: fp32 parameters and gradients, the optimizer on every rank (torch/nn/parallel/distributed.py).
+
+LoRA / QLoRA: the frozen base is bf16, or NF4 for the LoRA-wrapped Linears (bitsandbytes ``quantize_4bit``:
+4 bits per element, an 8-bit absmax per 64-element block and an fp32 absmax per 256 blocks with double
+quantization); only adapters get gradients, master copies and optimizer state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shardsim.core.tensors import zero3_partition_numel
+from shardsim.core.train.params import RankParams
+from shardsim.core.train.setup import TrainSetup
+from shardsim.units import ceil_div
+
+DS_REDUCE_BUCKET_ELEMENTS = 500_000_000     # zero/config.py@0.19.8 reduce_bucket_size default
+DS_PREFETCH_BUCKET_ELEMENTS = 50_000_000    # zero/config.py stage3_prefetch_bucket_size default
+DS_ALIGNMENT = 2                            # stage_1_and_2.py nccl_start_alignment_factor
+
+
+def optimizer_state_bytes(optimizer: str, elements: int) -> int:
+    """Bytes of optimizer state for ``elements`` trained elements (sources in the module docstring)."""
+    if optimizer == "adamw":
+        return 8 * elements
+    if optimizer == "adamw-8bit":
+        return 2 * elements + 2 * 4 * ceil_div(elements, 2048)
+    return 4 * elements
+
+
+def nf4_bytes(elements: int) -> int:
+    """NF4 with double quantization: 0.5 B per element, 1 B per 64-element block, 4 B per 256 blocks."""
+    blocks = ceil_div(elements, 64)
+    return ceil_div(elements, 2) + blocks + 4 * ceil_div(blocks, 256)
+
+
+@dataclass(frozen=True, slots=True)
+class StateBytes:
+    """One rank's training states (GPU), its framework buffers, and what it keeps in host memory."""
+
+    weights: int
+    master_weights: int
+    grads: int
+    optimizer: int
+    buffers: int          # DeepSpeed's reduction bucket, FSDP's all-gathered units (allocated beside the states)
+    host: int             # offloaded to CPU memory (this rank's share)
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.master_weights + self.grads + self.optimizer + self.buffers
+
+
+def _frozen_weight_bytes(p: RankParams, s: TrainSetup) -> int:
+    """The frozen base of a LoRA run: bf16, with the wrapped Linears in NF4 under QLoRA."""
+    if not s.lora:
+        return 0
+    if s.qlora:
+        return nf4_bytes(p.lora_targets_numel) + 2 * (p.total - p.lora_targets_numel)
+    return 2 * p.total
+
+
+def state_bytes(p: RankParams, s: TrainSetup, dp: int, shard_degree: int) -> StateBytes:
+    """The states of a rank holding ``p``, data parallel over ``dp`` ranks, states sharded over ``shard_degree``
+    of them (FSDP hybrid shards inside a node)."""
+    trained = p.lora if s.lora else p.total
+    frozen = _frozen_weight_bytes(p, s)
+    if s.framework == "deepspeed":
+        return _deepspeed(p, s, trained, frozen, dp)
+    if s.framework == "fsdp":
+        return _fsdp(p, s, trained, frozen, shard_degree)
+    if s.framework == "megatron":
+        shard = dp if s.distributed_optimizer else 1
+        master = 4 * ceil_div(trained, shard)
+        return StateBytes(2 * trained + frozen, master, 4 * trained,
+                          optimizer_state_bytes(s.optimizer, ceil_div(trained, shard)), 0, 0)
+    # DDP with AMP: the trained parameters stay fp32; gradients fp32
+    return StateBytes(4 * trained + frozen, 0, 4 * trained, optimizer_state_bytes(s.optimizer, trained), 0, 0)
+
+
+def _deepspeed(p: RankParams, s: TrainSetup, trained: int, frozen: int, dp: int) -> StateBytes:
+    if s.zero == 3:
+        parts = sum(zero3_partition_numel(n, dp) for n in p.tensors) if not s.lora else ceil_div(trained, dp)
+        weights = 2 * parts + (frozen // dp if s.lora else 0)
+        master, grads = 4 * parts, 4 * parts
+        gather = 2 * min(DS_PREFETCH_BUCKET_ELEMENTS, p.total) + 2 * p.largest_layer
+        optim = optimizer_state_bytes(s.optimizer, parts)
+        host = 0
+        if s.offload_optimizer:
+            host += master + optim + grads
+            master = optim = grads = 0
+        if s.offload_params:
+            host += weights
+            weights = 0
+        return StateBytes(weights, master, grads, optim, gather, host)
+    flat = ceil_div(trained, DS_ALIGNMENT * dp) * DS_ALIGNMENT * dp
+    if s.zero == 0:
+        return StateBytes(2 * flat + frozen, 4 * trained, 4 * trained,
+                          optimizer_state_bytes(s.optimizer, trained), 0, 0)
+    part = flat // dp
+    master = 4 * part
+    optim = optimizer_state_bytes(s.optimizer, part)
+    grads = 4 * part if s.zero == 2 else 2 * flat
+    bucket = min(DS_REDUCE_BUCKET_ELEMENTS, flat) * (2 if s.zero == 2 else 4)
+    host = 0
+    if s.offload_optimizer:
+        host, master, optim = master + optim, 0, 0
+    return StateBytes(2 * flat + frozen, master, grads, optim, bucket, host)
+
+
+def _fsdp(p: RankParams, s: TrainSetup, trained: int, frozen: int, shard: int) -> StateBytes:
+    """FSDP2: fp32 sharded parameters (they are the master copy), fp32 sharded gradients."""
+    local = ceil_div(trained, shard)
+    unit = 2 * p.largest_layer * (2 if s.fsdp != "grad-op" else 1)   # the gathered unit and the prefetched next one
+    if s.fsdp == "grad-op":    # parameters stay unsharded from forward to backward
+        unit += 2 * trained
+    return StateBytes(4 * local + ceil_div(frozen, shard), 0, 4 * local, optimizer_state_bytes(s.optimizer, local),
+                      unit, 0)

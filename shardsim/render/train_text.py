@@ -1,0 +1,70 @@
+"""Training plans for people: the per-rank table (ranks with equal bytes grouped) and the verdict line."""
+
+from __future__ import annotations
+
+from shardsim.core.train.plan import TrainReport
+from shardsim.render.tables import group_runs
+from shardsim.units import gib_text
+
+
+def strategy_text(report: TrainReport) -> str:
+    s = report.setup
+    if s.framework == "deepspeed":
+        name = f"DeepSpeed ZeRO-{s.zero}" + (" + offload optimizer" if s.offload_optimizer else "") + (
+            " + offload params" if s.offload_params else "")
+    elif s.framework == "fsdp":
+        name = f"FSDP2 ({s.fsdp} shard)"
+    elif s.framework == "megatron":
+        name = "Megatron" + (" + distributed optimizer" if s.distributed_optimizer else "") + (
+            " + SP" if s.sequence_parallel else "")
+    else:
+        name = "DDP (AMP)"
+    if s.lora:
+        name += f" · {'QLoRA' if s.qlora else 'LoRA'} r={s.lora_rank}"
+    return name
+
+
+def verdict(report: TrainReport) -> str:
+    peak = report.ranks[report.peak_rank]
+    if report.fits:
+        return f"FITS · headroom {gib_text(min(r.free_bytes for r in report.ranks))} GiB on rank {report.peak_rank}"
+    line = f"DOES NOT FIT: {strategy_text(report)} OOMs by {gib_text(-peak.free_bytes)} GiB on rank {peak.rank}"
+    if report.alternative:
+        return line + f"; {report.alternative}"
+    return line + "; no other strategy of this framework fits on these GPUs (more GPUs, a shorter --seq-len, or LoRA)"
+
+
+def render_train(report: TrainReport, console, gpu_name: str = "") -> None:
+    from rich.table import Table
+
+    s, lay = report.setup, report.layout
+    console.print(f"[bold]{report.model.name}[/] · train · {strategy_text(report)} · {s.optimizer} · "
+                  f"recompute {s.recompute}")
+    console.print(f"layout TP={lay.tp} × PP={lay.pp} × DP={lay.dp}" + (f" × CP={s.cp}" if s.cp > 1 else "")
+                  + (f" · EP={lay.ep}" if lay.ep > 1 else "")
+                  + f" · micro-batch {s.micro_batch} × seq {s.seq_len:,} · {gpu_name} "
+                  f"{gib_text(report.capacity_bytes)} GiB per GPU")
+    table = Table(show_edge=False, header_style="bold")
+    cols = ("ranks", "layers", "weights", "master", "grads", "optimizer", "buffers", "activations", "runtime",
+            "total", "free")
+    for col in cols:
+        table.add_column(col, justify="left" if col in ("ranks", "layers") else "right")
+    for run, label in group_runs(report.ranks, lambda r: (r.pp_rank, r.bytes.to_dict())):
+        r, b = run[0], run[0].bytes
+        free = r.free_bytes
+        table.add_row(f"{label} · stage {r.pp_rank}", f"{r.layers[0]}–{r.layers[1]}", gib_text(b.weights),
+                      gib_text(b.master_weights), gib_text(b.grads), gib_text(b.optimizer), gib_text(b.buffers),
+                      gib_text(b.activations), gib_text(b.runtime), gib_text(b.total),
+                      f"[green]{gib_text(free)}[/]" if free >= 0 else f"[red]{gib_text(free)}[/]")
+    console.print(table)
+    peak = report.ranks[report.peak_rank].bytes
+    console.print(f"GiB per GPU · states exact by the frameworks' partition rules; activations ±25 %, runtime ±50 % · "
+                  f"rank {report.peak_rank}: peak allocated {gib_text(peak.peak_allocated)} GiB "
+                  f"(torch.cuda.max_memory_allocated), total {gib_text(peak.total)} GiB (nvidia-smi)")
+    if report.host_bytes_per_node:
+        console.print(f"host memory per node for offloaded states: {gib_text(report.host_bytes_per_node)} GiB")
+    console.print(("[bold green]" if report.fits else "[bold red]") + verdict(report) + "[/]")
+    console.print(f"largest micro-batch at seq {s.seq_len:,}: {report.max_micro_batch:,} · largest seq len at "
+                  f"micro-batch {s.micro_batch}: {report.max_seq_len:,}")
+    for w in report.warnings:
+        console.print(f"[yellow]warning:[/] {w}")
