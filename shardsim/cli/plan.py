@@ -69,7 +69,6 @@ from shardsim.cli.options import (
     VllmVersionOpt,
     ZeroOpt,
 )
-from shardsim.errors import ShardsimError
 
 
 def plan(
@@ -98,23 +97,10 @@ def plan(
 ) -> None:
     """Memory of every GPU for MODEL on a TP × PP × DP × EP layout (serving, or training with --train), the fit
     verdict and the largest context/batch (or micro-batch/sequence)."""
-    from shardsim.cli.train import plan_train_command, refuse_mixed
+    from shardsim.cli.train import dispatch_train
 
-    training = dict(framework=framework, fsdp=fsdp, cp=cp, etp=etp, sequence_parallel=sequence_parallel,
-                    distributed_optimizer=distributed_optimizer, micro_batch=micro_batch, seq_len=seq_len,
-                    grad_accum=grad_accum, recompute=recompute, optimizer=optimizer, lora_rank=lora_rank, qlora=qlora,
-                    offload_optimizer=offload_optimizer, offload_params=offload_params, host_memory=host_memory,
-                    schedule=schedule, virtual_stages=virtual_stages, capacity_factor=capacity_factor,
-                    eager_attention=eager_attention)
-    refuse_mixed(train, dict(context=context, engine=engine, kv_dtype=kv_dtype, block_size=block_size,
-                             max_num_batched_tokens=max_num_batched_tokens, chunked_prefill_size=chunked_prefill_size,
-                             pp_split=pp_split), training)
-    if train:
-        if batch != 1:
-            raise ShardsimError("--batch does nothing with --train; use --micro-batch")
-        return plan_train_command(model, config, dict(tp=tp, pp=pp, dp=dp, ep=ep),
-                                  dict(cluster=cluster, gpu=gpu, gpu_memory=gpu_memory, interconnect=interconnect),
-                                  {**training, "zero": zero}, as_json)
+    if dispatch_train(dict(locals())):
+        return None
     from shardsim.core.layout import Layout, validate_layout
     from shardsim.core.plan import plan as make_plan
     from shardsim.engines import ENGINES

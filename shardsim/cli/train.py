@@ -65,3 +65,22 @@ def plan_train_command(model: Optional[str], config: Optional[str], layout_args:
     from shardsim.render.train_text import render_train
 
     render_train(report, common.console(), hw.cluster.gpu.name)
+
+
+TRAIN_OPTIONS = ("framework", "fsdp", "cp", "etp", "sequence_parallel", "distributed_optimizer", "micro_batch", "seq_len",
+                 "grad_accum", "recompute", "optimizer", "lora_rank", "qlora", "offload_optimizer", "offload_params",
+                 "host_memory", "schedule", "virtual_stages", "capacity_factor", "eager_attention")
+
+
+def dispatch_train(args: dict[str, Any]) -> bool:
+    """``plan``'s options: refuse the ones that mean nothing in this mode; with --train, plan training (True)."""
+    training = {name: args[name] for name in TRAIN_OPTIONS}
+    refuse_mixed(args["train"], {name: args[name] for name in INFERENCE_ONLY}, training)
+    if not args["train"]:
+        return False
+    if args["batch"] != 1:
+        raise ShardsimError("--batch does nothing with --train; use --micro-batch")
+    plan_train_command(args["model"], args["config"], {k: args[k] for k in ("tp", "pp", "dp", "ep")},
+                       {k: args[k] for k in ("cluster", "gpu", "gpu_memory", "interconnect")},
+                       {**training, "zero": args["zero"]}, args["as_json"])
+    return True

@@ -1,0 +1,105 @@
+"""Training memory (plan --train), arithmetic written out."""
+
+import pytest
+
+from shardsim.core.layout import Layout, validate_layout
+from shardsim.core.tensors import parameter_count
+from shardsim.core.train.activations import in_flight, layer_bytes
+from shardsim.core.train.params import rank_params
+from shardsim.core.train.plan import plan_train
+from shardsim.core.train.setup import TrainSetup, check_setup
+from shardsim.core.train.states import nf4_bytes, optimizer_state_bytes, state_bytes
+from shardsim.errors import ShardsimError
+from shardsim.presets import get_preset
+
+GiB = 1 << 30
+ALL = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def test_lora_adapters_of_06b():
+    spec = get_preset("0.6b")
+    p = rank_params(spec, validate_layout(spec, Layout()), 0, 16, ALL)
+    # per layer, r · (in + out): q 1,024+2,048, k and v 1,024+1,024, o 2,048+1,024, gate and up 1,024+3,072,
+    # down 3,072+1,024 = 3,072 + 2 · 2,048 + 3,072 + 3 · 4,096 = 22,528 · r; 28 layers
+    assert p.lora == 16 * 22_528 * 28 == 10_092_544
+    assert p.total == parameter_count(spec)          # one rank, tied embedding counted once
+
+
+def test_deepspeed_zero2_partitions_of_14b_over_8():
+    spec = get_preset("14b")
+    lay = validate_layout(spec, Layout(dp=8))
+    p = rank_params(spec, lay, 0)
+    n = parameter_count(spec)
+    flat = -(-n // 16) * 16               # padded to a multiple of 2 × dp elements
+    part = flat // 8
+    st = state_bytes(p, TrainSetup(zero=2), 8, 8)
+    assert (st.weights, st.master_weights, st.grads, st.optimizer) == (2 * flat, 4 * part, 4 * part, 8 * part)
+    assert st.buffers == 2 * 500_000_000      # the bf16 reduction bucket, reduce_bucket_size elements
+    st1 = state_bytes(p, TrainSetup(zero=1), 8, 8)
+    assert st1.grads == 2 * flat and st1.optimizer == 8 * part
+
+
+def test_megatron_bytes_per_parameter():
+    spec = get_preset("8b")
+    lay = validate_layout(spec, Layout(tp=2, dp=4))
+    p = rank_params(spec, lay, 0)
+    plain = state_bytes(p, TrainSetup(framework="megatron"), 4, 4)
+    # 2 (bf16 weight) + 4 (fp32 grad) + 4 (fp32 master) + 8 (Adam) = 18 B per local parameter
+    assert plain.total == 18 * p.total
+    dist = state_bytes(p, TrainSetup(framework="megatron", distributed_optimizer=True), 4, 4)
+    assert dist.total == 6 * p.total + 12 * -(-p.total // 4)
+
+
+def test_optimizers_and_nf4():
+    assert optimizer_state_bytes("adamw", 1000) == 8000
+    assert optimizer_state_bytes("sgd", 1000) == 4000
+    # 8-bit AdamW: two uint8 states and two fp32 absmax per 2,048 elements
+    assert optimizer_state_bytes("adamw-8bit", 4096) == 2 * 4096 + 2 * 4 * 2
+    # NF4: 4,096 elements → 2,048 B, 64 blocks → 64 B of 8-bit absmax, 1 second-level fp32 absmax → 4 B
+    assert nf4_bytes(4096) == 2048 + 64 + 4
+
+
+def test_layer_activations_of_8b():
+    spec = get_preset("8b")
+    s = TrainSetup(micro_batch=2, seq_len=1024)
+    t, h, q, kv, heads, inter = 2048, 4096, 32 * 128, 8 * 128, 32, 12288
+    expect = 4 * t * h * 2 + t * 4 + t * (q + kv) * 2 + t * (q + 2 * kv) * 2 + t * q * 2 + t * heads * 4 + 4 * t * inter * 2
+    assert layer_bytes(spec, s, 1, 1, False) == expect
+    # TP 2 with sequence parallel: every term halves (heads, MLP width, and the T·h terms)
+    sp = TrainSetup(micro_batch=2, seq_len=1024, framework="megatron", sequence_parallel=True)
+    half = 4 * t * h * 2 // 2 + t * 4 + t * (q + kv) + t * (q + 2 * kv) + t * q + t * heads * 2 + 4 * t * inter
+    assert layer_bytes(spec, sp, 2, 1, False) == half
+
+
+def test_pipeline_micro_batches_in_flight():
+    s = TrainSetup(framework="megatron", grad_accum=8)
+    assert [in_flight(s, 4, stage) for stage in range(4)] == [4, 3, 2, 1]
+    few = TrainSetup(framework="megatron", grad_accum=2)
+    assert in_flight(few, 4, 0) == 2                     # never more than the micro-batches of a step
+    inter = TrainSetup(framework="megatron", grad_accum=8, schedule="interleaved", virtual_stages=2)
+    assert in_flight(inter, 4, 0) == -(-4 * (4 * 2 + 3) // (4 * 2))   # 4 · (1 + 3/8) → 6
+
+
+@pytest.mark.parametrize("args,layout,message", [
+    (dict(framework="megatron", zero=2), Layout(tp=2), "--zero is DeepSpeed's"),
+    (dict(zero=3), Layout(pp=2), "ZeRO stage 0 or 1 only"),
+    (dict(), Layout(ep=2), "is dense"),
+    (dict(lora_rank=5000), Layout(), "above the hidden size"),
+    (dict(zero=2, offload_optimizer=True), Layout(), "needs a CPU budget"),
+    (dict(lora_rank=8, qlora=True), Layout(), "already fp8"),
+])
+def test_refusals(args, layout, message):
+    spec = get_preset("32b-fp8" if "qlora" in args else "8b")
+    with pytest.raises(ShardsimError, match=message):
+        check_setup(spec, validate_layout(spec, layout), TrainSetup(**args))
+
+
+def test_14b_zero2_vs_zero3_verdicts_on_h200():
+    spec = get_preset("14b")
+    two = plan_train(spec, Layout(dp=8), TrainSetup(zero=2, seq_len=8192), int(139.80 * GiB))
+    three = plan_train(spec, Layout(dp=8), TrainSetup(zero=3, seq_len=8192), int(139.80 * GiB))
+    assert not two.fits and three.fits
+    assert two.alternative.startswith("ZeRO-3 fits with")
+    # ZeRO-3 holds an eighth of the bf16 weights the ZeRO-2 rank holds (plus per-tensor padding)
+    assert three.ranks[0].bytes.weights * 8 >= two.ranks[0].bytes.weights * 0.999
+    assert three.max_seq_len >= 8192 > two.max_seq_len
