@@ -23,7 +23,8 @@ def train_setup(options: dict[str, Any]) -> Any:
              "recompute": "recompute", "optimizer": "optimizer", "lora_rank": "lora_rank", "qlora": "qlora",
              "offload_optimizer": "offload_optimizer", "offload_params": "offload_params",
              "schedule": "schedule", "virtual_stages": "virtual_stages", "capacity_factor": "capacity_factor"}
-    values = {field: options[opt] for opt, field in names.items() if options.get(opt) not in (None, False)}
+    values = {field: options[opt] for opt, field in names.items()
+              if options.get(opt) is not None and options.get(opt) is not False}
     if options.get("host_memory") is not None:
         values["host_memory_bytes"] = parse_size(options["host_memory"])
     if options.get("eager_attention"):
@@ -35,11 +36,11 @@ def refuse_mixed(train: bool, serving: dict[str, Any], training: dict[str, Any])
     """Serving options with --train, or training options without it, do nothing: refused, naming the option."""
     if train:
         for name in INFERENCE_ONLY:
-            if serving.get(name) not in (None, False):
+            if serving.get(name) is not None and serving.get(name) is not False:
                 raise ShardsimError(f"--{name.replace('_', '-')} does nothing with --train; it is a serving option")
     else:
         for name, value in training.items():
-            if value not in (None, False):
+            if value is not None and value is not False:
                 raise ShardsimError(f"--{name.replace('_', '-')} does nothing without --train; it is a training option")
 
 
