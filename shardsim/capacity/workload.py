@@ -123,7 +123,7 @@ def resolve_served_model(name: str, base_dir: Path | None = None) -> ModelSpec:
 class LoadedWorkload:
     """A workload file and the model each of its entries names."""
 
-    file: WorkloadSpec
+    file: Any  # WorkloadSpec, or a TrainWorkload (task: train)
     specs: tuple[ModelSpec, ...]
 
     @property
@@ -146,6 +146,8 @@ def load_workload(path: str | Path) -> LoadedWorkload:
     if not isinstance(data, dict):
         raise ShardsimError(f"{show(p)}: expected a mapping with 'models:' (a list of model, context, concurrency), "
                             f"got {type(data).__name__}")
+    if data.get("task") == "train":
+        return _load_train_workload(p, data, node)
     try:
         spec = WorkloadSpec.model_validate(data)
     except ValidationError as exc:
@@ -158,6 +160,24 @@ def load_workload(path: str | Path) -> LoadedWorkload:
             line = line_of(node, ("models", i, "model"))
             where = f" line {line}:" if line else ""
             raise ShardsimError(f"{show(p)}:{where} field 'model': {exc}") from None
+    return LoadedWorkload(spec, tuple(specs))
+
+
+def _load_train_workload(p: Path, data: dict, node: Any) -> LoadedWorkload:
+    """A ``task: train`` workload (``capacity.train_review``), validated like a serving one."""
+    from shardsim.capacity.train_review import TrainWorkload
+
+    try:
+        spec = TrainWorkload.model_validate(data)
+    except ValidationError as exc:
+        raise _workload_error(p, exc, node) from None
+    specs = []
+    for i, load in enumerate(spec.models):
+        try:
+            specs.append(resolve_served_model(load.model, p.parent))
+        except ShardsimError as exc:
+            line = line_of(node, ("models", i, "model"))
+            raise ShardsimError(f"{show(p)}:{f' line {line}:' if line else ''} field 'model': {exc}") from None
     return LoadedWorkload(spec, tuple(specs))
 
 

@@ -84,6 +84,9 @@ def review(
         raise ShardsimError("give either --workload FILE or --model/--context/--concurrency/--quant/--kv-dtype, not both")
     if workload:
         loaded = load_workload(workload)
+        if getattr(loaded.file, "task", None) == "train":
+            return _review_training(loaded, cluster, catalog, gpu, by, top, as_json,
+                                    engine or gpu_memory_utilization or engine_version)
         loads = loaded.loads
         engine = engine or loaded.file.engine
         util = gpu_memory_utilization if gpu_memory_utilization is not None else loaded.file.gpu_memory_utilization
@@ -143,6 +146,27 @@ def _charts(spec, layout, base, hw, points, counts, chart: str) -> list:
     tag = f"tp{layout.tp}-pp{layout.pp}-dp{layout.dp}" + (f"-ep{layout.ep}" if layout.ep > 1 else "")
     return [chart_ranks(report, folder / f"{stem}-{tag}-ranks-{pick.context}x{pick.batch}.png"),
             chart_fitmap(points, folder / f"{stem}-{tag}-fitmap.png")]
+
+
+def _review_training(loaded, cluster, catalog, gpu, by, top, as_json, serving_flags) -> None:
+    """``review`` of a ``task: train`` workload: the fewest GPUs per cluster and strategy, cheapest first."""
+    from shardsim.capacity.train_review import review_training
+    from shardsim.capacity.workload import load_catalog
+
+    if serving_flags:
+        raise ShardsimError("--engine, --engine-version and --gpu-memory-utilization are serving options; this "
+                            "workload is task: train")
+    clusters = load_catalog(cluster or (), catalog, gpu)
+    with common.Progress("reviewing training"):
+        options = review_training(loaded.loads, clusters, by)
+    rows = [{"model": o.model, "strategy": o.strategy, "cluster": o.cluster.name, "gpus": o.gpus,
+             "layout": {"tp": o.layout.tp, "dp": o.layout.dp}, "peak_bytes": o.peak_bytes, "cost_usd": o.cost}
+            for o in options]
+    if as_json:
+        return common.print_json({"task": "train", "by": by, "options": rows})
+    from shardsim.render.train_text import render_train_review
+
+    render_train_review(rows, common.console(), by, top)
 
 
 def sweep(

@@ -68,3 +68,22 @@ def render_train(report: TrainReport, console, gpu_name: str = "") -> None:
                   f"micro-batch {s.micro_batch}: {report.max_seq_len:,}")
     for w in report.warnings:
         console.print(f"[yellow]warning:[/] {w}")
+
+
+def render_train_review(rows: list[dict], console, by: str, top: int) -> None:
+    """Per model, the cheapest (strategy, cluster, GPUs) that fit."""
+    from rich.table import Table
+
+    if not rows:
+        console.print("[bold red]no strategy fits on any cluster reviewed[/]")
+        return
+    for model in dict.fromkeys(r["model"] for r in rows):
+        table = Table(show_edge=False, header_style="bold", title=f"{model} · train · by {by}")
+        for col in ("#", "strategy", "cluster", "GPUs", "layout", "peak GiB", "cost $"):
+            table.add_column(col, justify="left" if col in ("strategy", "cluster", "layout") else "right")
+        mine = [r for r in rows if r["model"] == model][: top or None]
+        for i, r in enumerate(mine, 1):
+            cost = "—" if r["cost_usd"] is None else f"{r['cost_usd']:,.0f}" if by == "purchase" else f"{r['cost_usd']:,.2f}/h"
+            table.add_row(str(i), r["strategy"], r["cluster"], str(r["gpus"]),
+                          f"TP{r['layout']['tp']}×DP{r['layout']['dp']}", gib_text(r["peak_bytes"]), cost)
+        console.print(table)

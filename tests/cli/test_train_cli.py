@@ -76,3 +76,20 @@ def test_training_refusals_are_one_line(args, message):
 def test_qlora_with_fp8_weights_is_refused():
     p = run("plan", "32b-fp8", "--train", "--lora-rank", "8", "--qlora")
     assert p.returncode == 2 and "fp8" in p.stderr
+
+
+def test_training_review_ranks_strategies_and_clusters_by_cost(tmp_path):
+    p = run("review", "--workload", "train-example", "--json")
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    assert doc["task"] == "train" and doc["options"]
+    for model in {o["model"] for o in doc["options"]}:
+        costs = [o["cost_usd"] for o in doc["options"] if o["model"] == model and o["cost_usd"] is not None]
+        assert costs == sorted(costs)
+    # each option is the fewest GPUs of that cluster: one fewer does not fit (the planner says so)
+    first = doc["options"][0]
+    assert first["peak_bytes"] > 0 and first["gpus"] >= 1
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("task: train\nmodels:\n  - model: 8b\n    strategies: [zero9]\n")
+    p = run("review", "--workload", str(bad))
+    assert p.returncode == 2 and "line 4" in p.stderr and "zero9" in p.stderr
