@@ -30,11 +30,11 @@ def test_14b_zero3_and_zero2_at_16k_on_8_h100():
     assert three["ranks"][0]["bytes"]["weights"] < two["ranks"][0]["bytes"]["weights"] / 7
     assert three["ranks"][0]["bytes"]["optimizer"] == pytest.approx(two["ranks"][0]["bytes"]["optimizer"], rel=1e-3)
     text = run("plan", "14b", "--train", "--zero", "2", "--dp", "8", "--gpu", "h100", "--seq-len", "16384").stdout
-    assert "DOES NOT FIT: DeepSpeed ZeRO-2 OOMs by" in text and "on rank 0" in text
+    assert "DOES NOT FIT: DeepSpeed ZeRO-2 OOMs by" in text and "on rank 3" in text
 
 
 def test_verdict_names_the_cheapest_strategy_that_fits():
-    text = run("plan", "14b", "--train", "--zero", "2", "--dp", "8", "--gpu", "h200", "--seq-len", "8192").stdout
+    text = run("plan", "14b", "--train", "--zero", "2", "--dp", "8", "--gpu", "h100", "--seq-len", "4096").stdout
     assert "DeepSpeed ZeRO-2 OOMs by" in text and "ZeRO-3 fits with" in text
 
 

@@ -29,14 +29,37 @@ def test_deepspeed_zero2_partitions_of_14b_over_8():
     spec = get_preset("14b")
     lay = validate_layout(spec, Layout(dp=8))
     p = rank_params(spec, lay, 0)
+    sizes = [int(__import__("math").prod(shape)) for shape in p.hf_shapes]
     n = parameter_count(spec)
-    flat = -(-n // 16) * 16               # padded to a multiple of 2 × dp elements
+    assert sum(sizes) == n                   # transformers' parameters: every weight once
+    flat = -(-n // 16) * 16                  # padded to a multiple of 2 × dp elements
     part = flat // 8
-    st = state_bytes(p, TrainSetup(zero=2), 8, 8)
-    assert (st.weights, st.master_weights, st.grads, st.optimizer) == (2 * flat, 4 * part, 4 * part, 8 * part)
-    assert st.buffers == 2 * 500_000_000      # the bf16 reduction bucket, reduce_bucket_size elements
-    st1 = state_bytes(p, TrainSetup(zero=1), 8, 8)
-    assert st1.grads == 2 * flat and st1.optimizer == 8 * part
+    for r in (0, 3, 7):
+        st = state_bytes(p, TrainSetup(zero=2), 8, 8, r)
+        # rank r keeps the bf16 .grad of every parameter overlapping [r·part, (r+1)·part), whole
+        starts = [sum(sizes[:i]) for i in range(len(sizes))]
+        grads = sum(2 * size for start, size in zip(starts, sizes) if start < (r + 1) * part and start + size > r * part)
+        assert (st.weights, st.master_weights, st.grads, st.optimizer) == (2 * flat, 4 * part, grads, 8 * part + 4)
+        assert st.buffers == 2 * 500_000_000      # the bf16 reduction bucket, reduce_bucket_size elements
+    assert state_bytes(p, TrainSetup(zero=1), 8, 8, 3) == state_bytes(p, TrainSetup(zero=2), 8, 8, 3)
+
+
+def test_deepspeed_zero3_and_fsdp2_per_parameter():
+    spec = get_preset("0.6b")
+    p = rank_params(spec, validate_layout(spec, Layout(dp=3)), 0)
+    import math
+
+    sizes = [math.prod(shape) for shape in p.hf_shapes]
+    parts = sum(-(-n // 3) for n in sizes)
+    small = sum(n for n in sizes if n <= 100_000)      # norms stay gathered whole too
+    z3 = state_bytes(p, TrainSetup(zero=3), 3, 3, 1)
+    assert (z3.weights, z3.master_weights, z3.grads, z3.optimizer) == (2 * parts + 2 * small, 4 * parts, 2 * parts,
+                                                                       8 * parts + 4)
+    # FSDP2 over 3: each parameter keeps ceil(d0 / 3) rows of fp32 (padded), AdamW for the rows it really holds
+    fs = state_bytes(p, TrainSetup(framework="fsdp"), 3, 3, 2)
+    rows = [(-(-s[0] // 3), math.prod(s[1:]), s[0]) for s in p.hf_shapes]
+    assert fs.weights == fs.grads == sum(4 * c * rest for c, rest, _ in rows)
+    assert fs.optimizer == sum(8 * max(0, min(d0 - 2 * c, c)) * rest + 4 for c, rest, d0 in rows)
 
 
 def test_megatron_bytes_per_parameter():
@@ -94,12 +117,12 @@ def test_refusals(args, layout, message):
         check_setup(spec, validate_layout(spec, layout), TrainSetup(**args))
 
 
-def test_14b_zero2_vs_zero3_verdicts_on_h200():
+def test_14b_zero2_vs_zero3_verdicts_on_h100():
     spec = get_preset("14b")
-    two = plan_train(spec, Layout(dp=8), TrainSetup(zero=2, seq_len=8192), int(139.80 * GiB))
-    three = plan_train(spec, Layout(dp=8), TrainSetup(zero=3, seq_len=8192), int(139.80 * GiB))
+    two = plan_train(spec, Layout(dp=8), TrainSetup(zero=2, seq_len=4096), int(79.18 * GiB))
+    three = plan_train(spec, Layout(dp=8), TrainSetup(zero=3, seq_len=4096), int(79.18 * GiB))
     assert not two.fits and three.fits
     assert two.alternative.startswith("ZeRO-3 fits with")
     # ZeRO-3 holds an eighth of the bf16 weights the ZeRO-2 rank holds (plus per-tensor padding)
     assert three.ranks[0].bytes.weights * 8 >= two.ranks[0].bytes.weights * 0.999
-    assert three.max_seq_len >= 8192 > two.max_seq_len
+    assert three.max_seq_len >= 4096 > two.max_seq_len

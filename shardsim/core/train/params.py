@@ -26,6 +26,7 @@ class RankParams:
     lora: int             # LoRA adapter elements (0 without LoRA)
     lora_targets_numel: int  # elements of the Linear weights LoRA wraps (frozen)
     tensors: tuple[int, ...]  # every local tensor's element count (ZeRO-3 partitions each on its own)
+    hf_shapes: tuple[tuple[int, ...], ...]  # the trained module's parameters in registration order (tp = ep = 1)
     layers: int
     first_layer: int
     last_layer: int
@@ -63,5 +64,37 @@ def rank_params(spec: ModelSpec, layout: Layout, rank: int, lora_rank: int = 0,
             out_dim, in_dim = local.shape
             lora += lora_rank * (in_dim + out_dim)
             wrapped += n
-    return RankParams(linear, other, max(per_layer.values(), default=0), lora, wrapped, tuple(sizes),
+    shapes = hf_parameter_shapes(spec, first, last, coords.pp_rank == 0, coords.pp_rank == layout.pp - 1) \
+        if layout.tp == 1 and layout.ep == 1 else ()
+    return RankParams(linear, other, max(per_layer.values(), default=0), lora, wrapped, tuple(sizes), shapes,
                       last - first + 1, first, last)
+
+
+def _is_moe_layer(spec: ModelSpec, layer: int) -> bool:
+    """Qwen3-MoE's rule (modeling_qwen3_moe.py Qwen3MoeDecoderLayer): experts unless the layer is in
+    mlp_only_layers, every decoder_sparse_step-th layer."""
+    return spec.is_moe and layer not in spec.mlp_only_layers and (layer + 1) % spec.decoder_sparse_step == 0
+
+
+def hf_parameter_shapes(spec: ModelSpec, first: int, last: int, is_first: bool, is_last: bool) -> tuple:
+    """The parameters of the transformers model a data-parallel framework trains, in registration order, the
+    order DeepSpeed flattens them and FSDP shards them (transformers@5.24.0 modeling_qwen3.py: Qwen3Attention
+    q, k, v, o, q_norm, k_norm; Qwen3MLP gate, up, down; then input_layernorm, post_attention_layernorm;
+    modeling_qwen3_moe.py: Qwen3MoeExperts' fused gate_up_proj [E, 2·I, H] and down_proj [E, H, I], then the
+    router [E, H]). A tied lm_head is the embedding itself (counted once)."""
+    h, hd, v = spec.hidden_size, spec.head_dim, spec.vocab_size
+    q, kv = spec.num_heads * hd, spec.num_kv_heads * hd
+    out: list[tuple[int, ...]] = [(v, h)] if is_first else []
+    for layer in range(first, last + 1):
+        out += [(q, h), (kv, h), (kv, h), (h, q), (hd,), (hd,)]
+        if _is_moe_layer(spec, layer):
+            e, ie = spec.num_experts, spec.moe_intermediate_size
+            out += [(e, 2 * ie, h), (e, h, ie), (e, h)]
+        else:
+            out += [(spec.intermediate_size, h), (spec.intermediate_size, h), (h, spec.intermediate_size)]
+        out += [(h,), (h,)]
+    if is_last:
+        out.append((h,))
+        if not spec.tie_word_embeddings or not is_first:
+            out.append((v, h))
+    return tuple(out)

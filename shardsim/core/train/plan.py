@@ -104,6 +104,7 @@ class TrainPlanner:
         self.fabric = fabric
         self.moe_prefix = weight_model(spec, "bf16", spec.quant).moe_prefix
         self._params: dict[tuple, RankParams] = {}
+        self._statics: dict[TrainSetup, dict[int, int]] = {}
 
     def params(self, rank: int) -> RankParams:
         c = rank_coords(rank, self.layout)
@@ -132,8 +133,9 @@ class TrainPlanner:
         s = setup or self.setup
         lay = self.layout
         p = self.params(rank)
-        states = state_bytes(p, s, lay.dp, self.shard_degree())
         c = rank_coords(rank, lay)
+        degree = self.shard_degree()
+        states = state_bytes(p, s, lay.dp, degree, c.dp_rank % degree)
         moe_layers = self.moe_prefix[p.last_layer + 1] - self.moe_prefix[p.first_layer]
         act = train_activations(self.spec, s, lay.tp, lay.ep, lay.pp, c.pp_rank, p.layers, moe_layers,
                                 c.pp_rank == lay.pp - 1).peak
@@ -144,13 +146,31 @@ class TrainPlanner:
         return TrainRankBytes(states.weights, states.master_weights, states.grads, states.optimizer, states.buffers,
                               act, runtime, peak, reserved + runtime), states
 
-    def stage_leaders(self) -> list[int]:
-        """The first rank of each stage (TP rank 0, DP rank 0: balanced splits give it the most)."""
-        per_stage = self.layout.tp * self.layout.dp
-        return [stage * per_stage for stage in range(self.layout.pp)]
+    def stage_ranks(self, stage: int) -> list[int]:
+        """The ranks of TP rank 0 in ``stage``, one per data-parallel replica: ZeRO-1/2 gradients and FSDP's
+        optimizer rows differ between them (balanced TP splits give TP rank 0 the most)."""
+        lay = self.layout
+        per_stage = lay.tp * lay.dp
+        return [stage * per_stage + d * lay.tp for d in range(lay.dp)]
 
     def peak_total(self, setup: TrainSetup) -> int:
-        return max(self.rank_bytes(r, setup)[0].total for r in self.stage_leaders())
+        """The largest ``total`` over the ranks at ``setup``: the states and runtime of every replica (memoised:
+        they do not depend on the batch shape), plus the stage's activations."""
+        key = setup.model_copy(update={"micro_batch": 1, "seq_len": 1})
+        statics = self._statics.get(key)
+        if statics is None:
+            statics = self._statics[key] = {
+                stage: max(self._static_total(r, setup) for r in self.stage_ranks(stage))
+                for stage in range(self.layout.pp)}
+        out = 0
+        for stage, static in statics.items():
+            rb, _ = self.rank_bytes(self.stage_ranks(stage)[0], setup)
+            out = max(out, static + round_up(rb.activations, ALLOC_ROUND_LARGE))
+        return out
+
+    def _static_total(self, rank: int, setup: TrainSetup) -> int:
+        rb, _ = self.rank_bytes(rank, setup)
+        return rb.total - round_up(rb.activations, ALLOC_ROUND_LARGE)
 
     def largest(self, capacity: int, field_name: str, upper: int, step: int = 1) -> int:
         """The largest micro_batch or seq_len (a multiple of ``step``) whose peak fits; 0 if none."""

@@ -6,18 +6,23 @@ Optimizer states per trained element (``OPTIMIZER_STATE_BYTES``): AdamW fp32 exp
 (bitsandbytes optim/optimizer.py ``Optimizer2State``, block_wise, blocksize 2048); SGD with momentum one fp32
 buffer, 4 B (torch/optim/sgd.py ``momentum_buffer``).
 
-- DeepSpeed ZeRO 1/2 (deepspeed/runtime/zero/stage_1_and_2.py@0.19.8): the bf16 parameters of a group live in one
-  flat buffer padded to a multiple of 2 × dp elements (``align_dense_tensors`` with nccl_start_alignment_factor 2 ×
-  dp), split into dp equal partitions; each rank keeps the fp32 master copy of its partition
-  (``single_partition_of_fp32_groups``) and the optimizer state of it. ZeRO-2 keeps the fp32 gradient of its
-  partition, ZeRO-1 every gradient; with ``contiguous_gradients`` (default on) the reduction staging bucket
-  holds ``reduce_bucket_size`` (5e8) elements (``setup_buckets``).
-- DeepSpeed ZeRO-3 (stage3.py, partition_parameters.py): every parameter on its own is padded to a multiple of dp
-  and split (``zero3_partition_numel``); fp32 master, gradients and optimizer state follow the same partitions.
+- DeepSpeed ZeRO 1/2 (deepspeed/runtime/zero/stage_1_and_2.py@0.19.8): the bf16 parameters (in registration
+  order, ``params.hf_parameter_shapes``) live in one flat buffer padded to F = a multiple of 2 × dp elements
+  (``align_dense_tensors``, nccl_start_alignment_factor 2), every rank holding all of it; rank r owns
+  [r·F/dp, (r+1)·F/dp): the fp32 master copy of it (``single_partition_of_fp32_groups``), its AdamW state plus a
+  4-byte ``step`` tensor, and the bf16 ``.grad`` of every parameter overlapping it, whole
+  (``independent_gradient_partition_epilogue``; measured the same for ZeRO-1 and ZeRO-2 on the CPU accelerator,
+  ``launch/backends/train_ds.py``). The reduction bucket holds ``reduce_bucket_size`` (5e8) elements.
+- DeepSpeed ZeRO-3 (stage3.py, partition_parameters.py ``_partition_param``, parameter_offload.py
+  ``mark_persistent_parameters``): every parameter on its own is padded to a multiple of dp and split
+  (``zero3_partition_numel``); parameters of at most ``stage3_param_persistence_threshold`` (1e5) elements also
+  stay gathered whole; fp32 master and optimizer state follow the partitions (one 4-byte ``step`` per
+  ``sub_group_size``, 1e9, elements), bf16 gradient partitions, and a bf16 bucket of reduce_bucket_size elements.
 - ZeRO-0 with bf16 (runtime/bf16_optimizer.py): full fp32 master weights and fp32 gradient accumulators.
-- FSDP2 (torch/distributed/fsdp/_fully_shard/_fsdp_param.py@2.13): fp32 parameters sharded on dim 0 into
-  ceil(d0 / W) rows per rank (the last ranks padded), bf16 all-gathered one unit (a decoder layer) at a time,
-  fp32 gradients sharded alike (MixedPrecisionPolicy reduce_dtype fp32).
+- FSDP2 (torch/distributed/fsdp/_fully_shard/_fsdp_param.py@2.13 ``_init_sharded_param``): every fp32 parameter
+  sharded on dim 0, each rank allocating c = ceil(d0 / W) rows (padded), gradients alike (reduce_dtype fp32);
+  AdamW state only for the rows a rank really holds, clamp(d0 − r·c, 0, c), plus a 4-byte ``step`` per
+  parameter; bf16 all-gathered one unit (a decoder layer) at a time.
 - Megatron-LM (megatron/training/theoretical_memory_usage.py): bf16 weights 2 B, fp32 gradient buffer 4 B, fp32
   master 4 B and Adam 8 B per parameter, the last two divided by dp with the distributed optimizer.
 - DDP with AMP: fp32 parameters and gradients, the optimizer on every rank (torch/nn/parallel/distributed.py).
@@ -39,6 +44,9 @@ from shardsim.units import ceil_div
 DS_REDUCE_BUCKET_ELEMENTS = 500_000_000     # zero/config.py@0.19.8 reduce_bucket_size default
 DS_PREFETCH_BUCKET_ELEMENTS = 50_000_000    # zero/config.py stage3_prefetch_bucket_size default
 DS_ALIGNMENT = 2                            # stage_1_and_2.py nccl_start_alignment_factor
+DS_PERSISTENCE_ELEMENTS = 100_000           # zero/config.py stage3_param_persistence_threshold default
+DS_SUB_GROUP_ELEMENTS = 1_000_000_000       # zero/config.py sub_group_size default
+STEP_BYTES = 4                              # torch AdamW's fp32 ``step`` tensor per parameter (group)
 
 
 def optimizer_state_bytes(optimizer: str, elements: int) -> int:
@@ -81,14 +89,18 @@ def _frozen_weight_bytes(p: RankParams, s: TrainSetup) -> int:
     return 2 * p.total
 
 
-def state_bytes(p: RankParams, s: TrainSetup, dp: int, shard_degree: int) -> StateBytes:
+def state_bytes(p: RankParams, s: TrainSetup, dp: int, shard_degree: int, shard_rank: int = 0) -> StateBytes:
     """The states of a rank holding ``p``, data parallel over ``dp`` ranks, states sharded over ``shard_degree``
-    of them (FSDP hybrid shards inside a node)."""
+    of them (FSDP hybrid shards inside a node); ``shard_rank`` is its place among them."""
     trained = p.lora if s.lora else p.total
     frozen = _frozen_weight_bytes(p, s)
     if s.framework == "deepspeed":
+        if not s.lora and p.hf_shapes:
+            return _deepspeed_exact(p, s, dp, shard_rank)
         return _deepspeed(p, s, trained, frozen, dp)
     if s.framework == "fsdp":
+        if not s.lora and p.hf_shapes:
+            return _fsdp_exact(p, s, shard_degree, shard_rank)
         return _fsdp(p, s, trained, frozen, shard_degree)
     if s.framework == "megatron":
         shard = dp if s.distributed_optimizer else 1
@@ -137,3 +149,58 @@ def _fsdp(p: RankParams, s: TrainSetup, trained: int, frozen: int, shard: int) -
         unit += 2 * trained
     return StateBytes(4 * local + ceil_div(frozen, shard), 0, 4 * local, optimizer_state_bytes(s.optimizer, local),
                       unit, 0)
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def _deepspeed_exact(p: RankParams, s: TrainSetup, dp: int, r: int) -> StateBytes:
+    """Full fine-tuning under ZeRO, parameter by parameter (rules in the module docstring)."""
+    sizes = [_numel(shape) for shape in p.hf_shapes]
+    total = sum(sizes)
+    if s.zero == 3:
+        parts = sum(zero3_partition_numel(n, dp) for n in sizes)
+        persistent = sum(n for n in sizes if n <= DS_PERSISTENCE_ELEMENTS)
+        weights, master, grads = 2 * parts + 2 * persistent, 4 * parts, 2 * parts
+        optim = optimizer_state_bytes(s.optimizer, parts) + STEP_BYTES * ceil_div(parts, DS_SUB_GROUP_ELEMENTS)
+        buffers = 2 * DS_REDUCE_BUCKET_ELEMENTS + 2 * min(DS_PREFETCH_BUCKET_ELEMENTS, total) + 2 * p.largest_layer
+        host = 0
+        if s.offload_optimizer:
+            host, master, optim = master + optim, 0, 0
+        if s.offload_params:
+            host, weights = host + weights, 0
+        return StateBytes(weights, master, grads, optim, buffers, host)
+    flat = ceil_div(total, DS_ALIGNMENT * dp) * DS_ALIGNMENT * dp
+    if s.zero == 0:
+        return StateBytes(2 * flat, 4 * total, 4 * total, optimizer_state_bytes(s.optimizer, total) + STEP_BYTES, 0, 0)
+    part = flat // dp
+    lo, hi = r * part, (r + 1) * part
+    start, grads = 0, 0
+    for n in sizes:   # the whole .grad of every parameter overlapping this rank's partition
+        if start < hi and start + n > lo:
+            grads += 2 * n
+        start += n
+    master, optim = 4 * part, optimizer_state_bytes(s.optimizer, part) + STEP_BYTES
+    host = 0
+    if s.offload_optimizer:
+        host, master, optim = master + optim, 0, 0
+    return StateBytes(2 * flat, master, grads, optim, 2 * min(DS_REDUCE_BUCKET_ELEMENTS, flat), host)
+
+
+def _fsdp_exact(p: RankParams, s: TrainSetup, w: int, r: int) -> StateBytes:
+    """FSDP2 full fine-tuning, parameter by parameter (rules in the module docstring)."""
+    weights = optim = 0
+    for shape in p.hf_shapes:
+        d0, rest = shape[0], _numel(shape[1:])
+        c = ceil_div(d0, w)
+        weights += 4 * c * rest
+        rows = max(0, min(d0 - r * c, c))
+        optim += optimizer_state_bytes(s.optimizer, rows * rest) + STEP_BYTES
+    unit = 2 * p.largest_layer * (2 if s.fsdp != "grad-op" else 1)
+    if s.fsdp == "grad-op":
+        unit += 2 * p.total
+    return StateBytes(weights, 0, weights, optim, unit, 0)
