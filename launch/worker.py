@@ -277,6 +277,22 @@ class RankWorker:
         return {"rank": self.rank, "logits": torch.stack(step_logits, dim=1) if step_logits else None,
                 "generated": generated, "forward_s": self.result["forward_s"]}
 
+    def train(self, checkpoint_dir: str, framework: str, zero: int, steps: int, micro_batch: int,
+              seq_len: int, seed: int) -> dict:
+        """Real training steps on this rank through DeepSpeed ZeRO or FSDP2 (``launch/backends/train_*``); what
+        the framework holds afterwards (``launch/train_states.TrainStates``)."""
+        self._maybe_fault("train")
+        t0 = time.time()
+        if framework == "deepspeed":
+            from shardsim.launch.backends.train_ds import run_deepspeed
+
+            states = run_deepspeed(checkpoint_dir, zero, steps, micro_batch, seq_len, seed=seed)
+        else:
+            from shardsim.launch.backends.train_fsdp import run_fsdp
+
+            states = run_fsdp(checkpoint_dir, steps, micro_batch, seq_len, seed=seed)
+        return {"rank": self.rank, "train_s": time.time() - t0, **states.as_dict()}
+
     def measure(self) -> dict:
         return dict(self.result)
 

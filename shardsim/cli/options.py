@@ -127,7 +127,8 @@ MeasurementsArg = Annotated[str, typer.Argument(help="measurements, one JSON obj
 CheckOpt = Annotated[bool, typer.Option("--check", help="exit 1 when a row falls outside its bounds (for CI)")]
 
 # ---------------------------------------------------------------- validate
-BackendOpt = Annotated[str, typer.Option("--backend", help="torch | deepspeed | transformers")]
+BackendOpt = Annotated[str, typer.Option("--backend", help="torch | deepspeed | transformers; --train: deepspeed | fsdp")]
+StepsOpt = Annotated[int, typer.Option("--steps", parser=whole_number, help="validate --train: optimizer steps \\[2]")]
 AddressOpt = Annotated[Optional[str], typer.Option("--address", help="Ray cluster: auto or HOST:PORT \\[default: a local one]")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="cpu (gloo) or cuda (nccl)")]
 DecodeStepsOpt = Annotated[int, typer.Option("--decode-steps", parser=whole_number, help="greedy decode steps after the prefill")]

@@ -87,3 +87,28 @@ def render_train_review(rows: list[dict], console, by: str, top: int) -> None:
             table.add_row(str(i), r["strategy"], r["cluster"], str(r["gpus"]),
                           f"TP{r['layout']['tp']}×DP{r['layout']['dp']}", gib_text(r["peak_bytes"]), cost)
         console.print(table)
+
+
+def render_train_validation(record: dict, console) -> None:
+    """Per rank, predicted vs measured training states (bytes), and the verdict."""
+    from rich.table import Table
+
+    setup = record["setup"]
+    name = f"DeepSpeed ZeRO-{setup['zero']}" if setup["framework"] == "deepspeed" else "FSDP2"
+    console.print(f"[bold]{record['model']}[/] · validate --train · {name} · DP={record['layout']['dp']} · "
+                  f"{record['steps']} steps of micro-batch {setup['micro_batch']} × seq {setup['seq_len']}")
+    table = Table(show_edge=False, header_style="bold")
+    for col in ("rank", "term", "predicted B", "measured B", "diff", ""):
+        table.add_column(col, justify="left" if col in ("term", "") else "right")
+    for r in record["ranks"]:
+        for term, row in r["comparison"].items():
+            measured = "—" if row["measured"] is None else f"{row['measured']:,}"
+            mark = {True: "[green]exact[/]", False: "[red]differs[/]", None: row.get("note", "")}[row["ok"]]
+            diff = "" if row["diff"] is None else f"{row['diff']:+,}"
+            table.add_row(str(r["rank"]), term, f"{row['predicted']:,}", measured, diff, mark)
+        if r["error"]:
+            table.add_row(str(r["rank"]), "error", "", "", "", f"[red]{r['error']}[/]")
+    console.print(table)
+    console.print("[bold green]PASSED[/]: every state byte-exact on every rank" if record["passed"]
+                  else "[bold red]FAILED[/]" + (f": {record['failed']}" if record["failed"] else ": a state differs"))
+    console.print(f"run folder: {record['run_dir']}")

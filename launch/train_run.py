@@ -1,0 +1,154 @@
+"""Validation of training on Ray: one actor per rank runs real training steps (DeepSpeed ZeRO 1/2/3 or FSDP2),
+each reports what its framework holds, and every state is compared with shardsim's prediction to the byte.
+
+Flow as inference validation (``ray_run``): prediction (``core.train.plan.TrainPlanner``) → seeded checkpoint →
+Ray → ``RankWorker`` actors → phases ``setup`` (process group) and ``train`` (``RankWorker.train``) → per rank
+predicted vs measured. Weights, master weights, gradients and optimizer state must match exactly; the activation
+peak measured on CPU (a live-tensor tracker over the last forward and backward) also holds the frameworks'
+gathered parameters and temporary full gradients, so it is reported beside the prediction, not compared.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from shardsim.launch import placement
+from shardsim.launch.driver import ResultsFile, ValidateRequest, _free_port, _versions
+from shardsim.launch.progress import Progress
+from shardsim.launch.ray_run import (
+    RunState,
+    _catch_signals,
+    _checkpoint,
+    _restore_signals,
+    _run_phase,
+    _start_actors,
+    _start_ray,
+    check_signals,
+)
+from shardsim.launch.request import cache_dir, runs_dir
+
+from shardsim.errors import ShardsimError
+
+STATES = ("weights", "master_weights", "grads", "optimizer")
+
+
+class KeptResults(ResultsFile):
+    """The run's results.jsonl, with each record also kept in memory (the train phase's results are read back)."""
+
+    def __init__(self, path: Path):
+        super().__init__(path)
+        self.entries: list[dict] = []
+
+    def append(self, record: dict) -> None:
+        super().append(record)
+        self.entries.append(record)
+
+
+def predict_train(spec, layout, setup) -> dict[int, dict]:
+    """Per rank: the states shardsim predicts (bytes) and its activation peak."""
+    from shardsim.core.train.plan import TrainPlanner
+
+    planner = TrainPlanner(spec, layout, setup)
+    out = {}
+    for rank in range(planner.layout.world_size):
+        rb, _ = planner.rank_bytes(rank)
+        out[rank] = {"weights": rb.weights, "master_weights": rb.master_weights, "grads": rb.grads,
+                     "optimizer": rb.optimizer, "activations": rb.activations}
+    return out
+
+
+def _compare(predicted: dict, measured: dict) -> tuple[dict, bool]:
+    rows, ok = {}, True
+    for term in STATES:
+        p, m = predicted[term], measured.get(term)
+        exact = m is not None and p == m
+        ok &= exact
+        rows[term] = {"predicted": p, "measured": m, "diff": None if m is None else p - m, "ok": exact}
+    rows["activations"] = {"predicted": predicted["activations"], "measured": measured.get("activations_peak"),
+                           "diff": None, "ok": None, "note": "reported, not compared (CPU tracker)"}
+    return rows, ok
+
+
+def run_train(req: ValidateRequest, spec, layout, setup, steps: int, quiet: bool = False) -> dict:
+    """Real training steps on every rank; returns the result record (also appended to results.jsonl)."""
+    import ray
+
+    world, build = layout.world_size, cache_dir()
+    predicted = predict_train(spec, layout, setup)
+    stem = f"{spec.name.split(' ')[0]}-train-{setup.framework}{setup.zero if setup.framework == 'deepspeed' else ''}"
+    run_dir = Path(req.run_dir or runs_dir() / time.strftime(f"%Y%m%d-%H%M%S-{stem}-dp{layout.dp}"))
+    try:
+        results = KeptResults(run_dir / "results.jsonl")
+    except OSError as exc:
+        raise ShardsimError(f"cannot write the run folder {run_dir}: {exc.strerror or exc}") from None
+    state = RunState({r: {"rank": r, "predicted": predicted[r], "measured": {}, "status": "pending", "error": None}
+                      for r in range(world)}, results)
+    state.results.append({"event": "start", "mode": "train", "command": req.command, "versions": _versions(),
+                          "model": spec.name, "setup": setup.model_dump(mode="json"), "predicted": predicted,
+                          "time": time.time()})
+    t_start = time.time()
+    ckpt = _checkpoint(req, spec, build, quiet, state.timings)
+    if setup.framework == "deepspeed":
+        from shardsim.launch.prebuild import prebuild_deepspeed_op
+
+        state.timings["op_build_s"] = prebuild_deepspeed_op(build / "torch_extensions", req.phase_timeout_s, quiet)
+    started = _start_ray(req, world)
+    previous = _catch_signals()
+    try:
+        cpus = placement.check_fits(placement.alive_nodes(), world, req.device)
+        _train_phases(req, spec, layout, setup, steps, ckpt, state, Progress(world, quiet), build, cpus)
+    finally:
+        _restore_signals(previous)
+        if started:
+            ray.shutdown()
+    ranks = []
+    measured = {e["rank"]: e["result"] for e in results.entries if e.get("event") == "train"}
+    for r in range(world):
+        meas = measured.get(r, {})
+        rows, ok = _compare(predicted[r], meas) if meas else ({}, False)
+        ranks.append({"rank": r, "predicted": predicted[r],
+                      "measured": {k: meas.get(k) for k in STATES} | {"activations": meas.get("activations_peak")},
+                      "comparison": rows, "ok": ok, "error": state.failed.get(r),
+                      "details": meas.get("details", {})})
+    record = {"event": "result", "mode": "train", "command": req.command, "versions": _versions(), "model": spec.name,
+              "layout": {"tp": layout.tp, "pp": layout.pp, "dp": layout.dp, "world_size": world},
+              "setup": setup.model_dump(mode="json"), "steps": steps, "device": req.device, "run_dir": str(run_dir),
+              "ranks": ranks, "failed": {str(k): v for k, v in state.failed.items()}}
+    record["passed"] = not state.failed and all(r["ok"] for r in ranks)
+    state.timings["total_s"] = time.time() - t_start
+    record["timings"] = state.timings
+    state.results.append(record)
+    return record
+
+
+def _train_phases(req, spec, layout, setup, steps, ckpt, state, progress, build, cpus) -> None:
+    import ray
+
+    actors: dict = {}
+    try:
+        progress.phase("start", range(layout.world_size), "running")
+        actors = _start_actors(req, layout.world_size, build, cpus)
+        readiness = placement.ready(actors, min(60.0, req.phase_timeout_s), f"{cpus:g} CPU", check_signals)
+        state.failed.update(readiness.missing)
+        if readiness.missing:
+            return
+        port = _free_port()
+        layout_args = {"tp": layout.tp, "pp": layout.pp, "dp": layout.dp, "ep": layout.ep}
+        calls = {
+            "setup": lambda a: a.setup.remote(port, spec.model_dump_json(), layout_args, req.phase_timeout_s,
+                                              req.device),
+            "train": lambda a: a.train.remote(str(ckpt.path), setup.framework, setup.zero, steps, setup.micro_batch,
+                                              setup.seq_len, req.seed),
+        }
+        for phase, call in calls.items():
+            _run_phase(phase, call, actors, req, state, progress)
+            if state.failed:
+                break
+    finally:
+        for actor in actors.values():
+            try:
+                ray.kill(actor)
+            except Exception:  # noqa: BLE001
+                pass
+        progress.stop()

@@ -1,0 +1,160 @@
+"""What a rank holds for training, measured: weights, master weights, gradients, optimizer state, activation peak.
+
+Sizes are the bytes of distinct storages (``untyped_storage().nbytes()``, shared storages once), the way
+``launch/measure.py`` (``storage_bytes``) counts parameters; a storage counted under one term is not counted again
+under a later one (``StorageLedger``). Sources: torch@2.13.0 ``torch/storage.py`` (``UntypedStorage.nbytes``),
+the backends ``launch/backends/train_ds.py`` and ``launch/backends/train_fsdp.py`` that fill a ``TrainStates``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class TrainStates:
+    """Bytes one rank holds after a few training steps (see the backends for when each term is sampled)."""
+
+    weights: int = 0
+    master_weights: int = 0
+    grads: int = 0
+    optimizer: int = 0
+    activations_peak: int = 0
+    details: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _key(t) -> tuple[int, int]:
+    st = t.untyped_storage()
+    return st.data_ptr(), st.nbytes()
+
+
+def flat_tensors(tensors):
+    """Tensors from an iterable that may hold ``None``, DTensors (their local shard) and nested lists."""
+    import torch
+
+    for t in tensors:
+        if t is None:
+            continue
+        if isinstance(t, (list, tuple)):
+            yield from flat_tensors(t)
+            continue
+        if hasattr(t, "to_local"):
+            t = t.to_local()
+        if isinstance(t, torch.Tensor) and t.numel() > 0:
+            yield t
+
+
+def storage_bytes(tensors) -> int:
+    """Bytes of the distinct storages behind ``tensors`` (``None`` and empty placeholders skipped)."""
+    seen: dict = {}
+    for t in flat_tensors(tensors):
+        k = _key(t)
+        seen[k] = k[1]
+    return sum(seen.values())
+
+
+def view_bytes(tensors) -> int:
+    """``numel × element_size`` of each distinct tensor view (what the tensors show, padding excluded)."""
+    seen: dict = {}
+    for t in flat_tensors(tensors):
+        seen[(t.data_ptr(), t.numel(), t.dtype)] = t.numel() * t.element_size()
+    return sum(seen.values())
+
+
+class StorageLedger:
+    """Books each storage under the first term it is claimed by, so no byte is counted twice across terms."""
+
+    def __init__(self):
+        self.owner: dict = {}
+
+    def claim(self, term: str, tensors) -> int:
+        total = 0
+        for t in flat_tensors(tensors):
+            k = _key(t)
+            if k not in self.owner:
+                self.owner[k] = term
+                total += k[1]
+        return total
+
+    def tensors(self, term: str | None = None):
+        return [k for k, v in self.owner.items() if term is None or v == term]
+
+
+def optimizer_state_tensors(state) -> list:
+    """The tensors of a torch optimizer's ``state`` dict (exp_avg, exp_avg_sq, and ``step`` when a tensor)."""
+    import torch
+
+    out = []
+    for per_param in state.values():
+        for value in per_param.values():
+            if isinstance(value, torch.Tensor) or hasattr(value, "to_local"):
+                out.append(value)
+    return out
+
+
+def activation_tracker(baseline):
+    """A ``LiveTensorTracker`` (``launch/measure.py``) that ignores the storages in ``baseline``."""
+    from shardsim.launch.measure import LiveTensorTracker
+
+    return LiveTensorTracker(baseline=list(flat_tensors(baseline)))
+
+
+def random_batch(vocab_size: int, micro_batch: int, seq_len: int, seed: int, step: int):
+    """Token ids for one step, the same on every rank for a given (seed, step) and different per rank via rank."""
+    import torch
+    import torch.distributed as dist
+
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    gen = torch.Generator().manual_seed(seed * 7919 + step * 104_729 + rank)
+    return torch.randint(0, vocab_size, (micro_batch, seq_len), generator=gen)
+
+
+def _rank_main(rank: int, world_size: int, port: int, backend: str, kwargs: dict, out_dir: str) -> None:
+    """One spawned rank: gloo process group on 127.0.0.1, one backend run, its ``TrainStates`` written as JSON."""
+    import json
+    import os
+
+    import torch
+    import torch.distributed as dist
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
+                      LOCAL_RANK=str(rank), LOCAL_SIZE=str(world_size))
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))
+    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    try:
+        if backend == "fsdp":
+            from shardsim.launch.backends.train_fsdp import run_fsdp
+
+            states = run_fsdp(**kwargs)
+        else:
+            from shardsim.launch.backends.train_ds import run_deepspeed
+
+            states = run_deepspeed(**kwargs)
+        with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
+            json.dump(states.as_dict(), f, default=str)
+    finally:
+        dist.destroy_process_group()
+
+
+def run_on_ranks(backend: str, world_size: int, out_dir: str, **kwargs) -> list[TrainStates]:
+    """Spawns ``world_size`` ranks (``torch.multiprocessing.spawn``, gloo on a free local port) that each run
+    ``run_fsdp`` (backend "fsdp") or ``run_deepspeed`` (backend "deepspeed") with ``kwargs``; returns their states
+    in rank order. Set TORCH_EXTENSIONS_DIR beforehand for DeepSpeed (inherited by the ranks)."""
+    import json
+    import os
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_rank_main, args=(world_size, port, backend, kwargs, out_dir), nprocs=world_size, join=True)
+    out = []
+    for rank in range(world_size):
+        with open(os.path.join(out_dir, f"rank{rank}.json")) as f:
+            out.append(TrainStates(**json.load(f)))
+    return out
