@@ -10,13 +10,14 @@ buffer, 4 B (torch/optim/sgd.py ``momentum_buffer``).
   order, ``params.hf_parameter_shapes``) live in one flat buffer padded to F = a multiple of 2 × dp elements
   (``align_dense_tensors``, nccl_start_alignment_factor 2), every rank holding all of it; rank r owns
   [r·F/dp, (r+1)·F/dp): the fp32 master copy of it (``single_partition_of_fp32_groups``), its AdamW state plus a
-  4-byte ``step`` tensor, and the bf16 ``.grad`` of every parameter overlapping it, whole
+  4-byte ``step`` tensor, and the bf16 ``.grad`` of every parameter overlapping it, whole (the last rank also the
+  gradient of the buffer's padding)
   (``independent_gradient_partition_epilogue``; measured the same for ZeRO-1 and ZeRO-2 on the CPU accelerator,
   ``launch/backends/train_ds.py``). The reduction bucket holds ``reduce_bucket_size`` (5e8) elements.
 - DeepSpeed ZeRO-3 (stage3.py, partition_parameters.py ``_partition_param``, parameter_offload.py
   ``mark_persistent_parameters``): every parameter on its own is padded to a multiple of dp and split
   (``zero3_partition_numel``); parameters of at most ``stage3_param_persistence_threshold`` (1e5) elements also
-  stay gathered whole; fp32 master and optimizer state follow the partitions (one 4-byte ``step`` per
+  stay gathered whole, in their padded size (measured: dp 3); fp32 master and optimizer state follow the partitions (one 4-byte ``step`` per
   ``sub_group_size``, 1e9, elements), bf16 gradient partitions, and a bf16 bucket of reduce_bucket_size elements.
 - ZeRO-0 with bf16 (runtime/bf16_optimizer.py): full fp32 master weights and fp32 gradient accumulators.
 - FSDP2 (torch/distributed/fsdp/_fully_shard/_fsdp_param.py@2.13 ``_init_sharded_param``): every fp32 parameter
@@ -164,7 +165,8 @@ def _deepspeed_exact(p: RankParams, s: TrainSetup, dp: int, r: int) -> StateByte
     total = sum(sizes)
     if s.zero == 3:
         parts = sum(zero3_partition_numel(n, dp) for n in sizes)
-        persistent = sum(n for n in sizes if n <= DS_PERSISTENCE_ELEMENTS)
+        # a persistent parameter stays gathered in its padded size (ds_numel + _padding_size)
+        persistent = sum(zero3_partition_numel(n, dp) * dp for n in sizes if n <= DS_PERSISTENCE_ELEMENTS)
         weights, master, grads = 2 * parts + 2 * persistent, 4 * parts, 2 * parts
         optim = optimizer_state_bytes(s.optimizer, parts) + STEP_BYTES * ceil_div(parts, DS_SUB_GROUP_ELEMENTS)
         buffers = 2 * DS_REDUCE_BUCKET_ELEMENTS + 2 * min(DS_PREFETCH_BUCKET_ELEMENTS, total) + 2 * p.largest_layer
@@ -184,6 +186,7 @@ def _deepspeed_exact(p: RankParams, s: TrainSetup, dp: int, r: int) -> StateByte
         if start < hi and start + n > lo:
             grads += 2 * n
         start += n
+    grads += 2 * max(0, min(hi, flat) - max(lo, total))   # the flat buffer's padding, in the last partition
     master, optim = 4 * part, optimizer_state_bytes(s.optimizer, part) + STEP_BYTES
     host = 0
     if s.offload_optimizer:
