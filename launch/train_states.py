@@ -20,6 +20,7 @@ class TrainStates:
     grads: int = 0
     optimizer: int = 0
     activations_peak: int = 0
+    activations_saved: int = 0   # bytes autograd keeps for backward at the end of the last forward
     details: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
@@ -158,3 +159,60 @@ def run_on_ranks(backend: str, world_size: int, out_dir: str, **kwargs) -> list[
         with open(os.path.join(out_dir, f"rank{rank}.json")) as f:
             out.append(TrainStates(**json.load(f)))
     return out
+
+
+def _storage_ptr(t) -> int | None:
+    """The data pointer of ``t``'s storage, or None for a freed one (FSDP2 resizes unsharded storages to 0)."""
+    try:
+        return t.untyped_storage().data_ptr()
+    except RuntimeError:
+        return None
+
+
+class SavedTensorBytes:
+    """Bytes of the distinct storages autograd saves for backward while active (``torch.autograd.graph.
+    saved_tensors_hooks``), counted at the end of the forward: a storage freed by then (FSDP2 resizes its gathered
+    parameters to 0 after each unit's forward) counts 0, and parameters are left out (a Linear saves its weight;
+    ZeRO-1/2 parameters are views into one flat buffer, FSDP2's tail unit stays gathered): the activations a
+    forward keeps, as ``core.train.activations`` predicts them."""
+
+    def __init__(self, model=None):
+        self.model = model
+        self.saved: list = []
+        self._ctx = None
+        self.total = 0
+
+    def _param_ptrs(self) -> set:
+        if self.model is None:
+            return set()
+        out = set()
+        for p in self.model.parameters():
+            out.add(_storage_ptr(p))
+            if hasattr(p, "to_local"):
+                out.add(_storage_ptr(p.to_local()))
+        return out
+
+    def __enter__(self):
+        import torch
+
+        before = self._param_ptrs()
+
+        def pack(t):
+            if not isinstance(t, torch.nn.Parameter) and t.numel() > 0 and _storage_ptr(t) not in before:
+                self.saved.append(t)
+            return t
+
+        self._ctx = torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t)
+        self._ctx.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self._ctx.__exit__(*exc)
+        params = self._param_ptrs()
+        storages: dict[int, int] = {}
+        for t in self.saved:
+            ptr = _storage_ptr(t)
+            if ptr is not None and ptr not in params:
+                storages[ptr] = t.untyped_storage().nbytes()
+        self.total = sum(storages.values())
+        self.saved = []

@@ -68,6 +68,7 @@ import os
 import torch
 from shardsim.launch.backends.zero3 import _prepare_env
 from shardsim.launch.train_states import (
+    SavedTensorBytes,
     StorageLedger,
     TrainStates,
     activation_tracker,
@@ -165,7 +166,9 @@ def _train(engine, steps: int, micro_batch: int, seq_len: int, seed: int, stage:
             held = _weights_master_opt(engine, stage)
             tracker = activation_tracker(held.values())
             with tracker:
-                loss = engine(input_ids=ids, labels=labels).loss
+                with SavedTensorBytes(engine.module) as saved:
+                    loss = engine(input_ids=ids, labels=labels).loss
+                SAVED[0] = saved.total
                 engine.backward(loss)
             grads = _grad_tensors(engine, stage)
             peak = peak_without(tracker, list(flat_tensors(grads.values())))
@@ -205,7 +208,7 @@ def run_deepspeed(checkpoint_dir: str, stage: int, steps: int, micro_batch: int,
         weights=ledger.claim("weights", held["weights"]),
         master_weights=ledger.claim("master_weights", held["master_weights"]),
         optimizer=ledger.claim("optimizer", held["optimizer"]),
-        activations_peak=peak,
+        activations_peak=peak, activations_saved=SAVED[0],
     )
     grad_ledger = StorageLedger()
     by_kind = {kind: grad_ledger.claim(kind, ts) for kind, ts in grads.items()}
@@ -219,3 +222,7 @@ def run_deepspeed(checkpoint_dir: str, stage: int, steps: int, micro_batch: int,
         "optimizer_class": type(engine.optimizer).__name__,
     }
     return states
+
+
+SAVED = [0]
+"""Bytes the last forward saved for backward (``SavedTensorBytes``), read into ``TrainStates.activations_saved``."""

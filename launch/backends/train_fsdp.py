@@ -42,6 +42,7 @@ import os
 
 import torch
 from shardsim.launch.train_states import (
+    SavedTensorBytes,
     StorageLedger,
     TrainStates,
     activation_tracker,
@@ -113,7 +114,9 @@ def _train(model, optimizer, steps, micro_batch, seq_len, seed):
             held = _held(model, optimizer)
             tracker = activation_tracker(held.values())
             with tracker:
-                loss = model(input_ids=ids, labels=ids.clone()).loss
+                with SavedTensorBytes(model) as saved:
+                    loss = model(input_ids=ids, labels=ids.clone()).loss
+                SAVED[0] = saved.total
                 loss.backward()
             grads = _grads(model)
             peak = peak_without(tracker, grads)
@@ -149,7 +152,7 @@ def run_fsdp(checkpoint_dir: str, steps: int, micro_batch: int, seq_len: int, re
     held = _held(model, optimizer)
     ledger = StorageLedger()
     states = TrainStates(weights=ledger.claim("weights", held["weights"]), master_weights=0,
-                         optimizer=ledger.claim("optimizer", held["optimizer"]), activations_peak=peak)
+                         optimizer=ledger.claim("optimizer", held["optimizer"]), activations_peak=peak, activations_saved=SAVED[0])
     states.grads = StorageLedger().claim("grads", grads)
     states.details = {
         "framework": "fsdp2", "world_size": tdist.get_world_size(), "losses": losses,
@@ -159,3 +162,7 @@ def run_fsdp(checkpoint_dir: str, steps: int, micro_batch: int, seq_len: int, re
         "fsdp_units": sum(1 for m in model.modules() if type(m).__name__.startswith("FSDP")),
     }
     return states
+
+
+SAVED = [0]
+"""Bytes the last forward saved for backward (``SavedTensorBytes``), read into ``TrainStates.activations_saved``."""

@@ -103,7 +103,8 @@ def render_train_validation(record: dict, console) -> None:
     for r in record["ranks"]:
         for term, row in r["comparison"].items():
             measured = "—" if row["measured"] is None else f"{row['measured']:,}"
-            mark = {True: "[green]exact[/]", False: "[red]differs[/]", None: row.get("note", "")}[row["ok"]]
+            mark = {True: f"[green]{row.get('note') or 'exact'}[/]", False: f"[red]differs[/] {row.get('note', '')}",
+                    None: row.get("note", "")}[row["ok"]]
             diff = "" if row["diff"] is None else f"{row['diff']:+,}"
             table.add_row(str(r["rank"]), term, f"{row['predicted']:,}", measured, diff, mark)
         if r["error"]:

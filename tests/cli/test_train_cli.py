@@ -34,7 +34,7 @@ def test_14b_zero3_and_zero2_at_16k_on_8_h100():
 
 
 def test_verdict_names_the_cheapest_strategy_that_fits():
-    text = run("plan", "14b", "--train", "--zero", "2", "--dp", "8", "--gpu", "h100", "--seq-len", "4096").stdout
+    text = run("plan", "14b", "--train", "--zero", "2", "--dp", "8", "--gpu", "h100", "--seq-len", "3072").stdout
     assert "DeepSpeed ZeRO-2 OOMs by" in text and "ZeRO-3 fits with" in text
 
 

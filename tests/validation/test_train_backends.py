@@ -25,6 +25,7 @@ def checkpoint() -> str:
     from shardsim.launch.checkpoint import write_checkpoint
     from shardsim.launch.prebuild import prebuild_deepspeed_op
     from shardsim.launch.request import cache_dir
+
     from shardsim.presets import get_preset
 
     spec = get_preset("0.6b").truncated(2)

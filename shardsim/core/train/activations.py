@@ -19,9 +19,18 @@ Sequence parallel divides the T·h terms by t (Korthikanti §4.2.2). Recompute "
 core (its output and log-sum-exp; Korthikanti §5), "full" keeps only each layer's input and re-runs one layer in
 backward. Pipeline 1F1B keeps pp − stage micro-batches in flight on a stage (Narayanan et al. 2021,
 arXiv:2104.04473); interleaved with v chunks multiplies stage 0's by 1 + (pp − 1)/(pp·v).
-Logits and loss (last stage): bf16 logits T·(V/t)·2, their fp32 upcast 4 and the log-softmax the cross entropy
-keeps 4 (transformers loss/loss_utils.py ``ForCausalLMLoss``: logits.float(); torch ``cross_entropy``), and in
-backward their fp32 and bf16 gradients, 6 B more: 16 B per logit at the peak.
+Logits and loss (last stage, Megatron): bf16 logits T·(V/t)·2, their fp32 upcast 4 and the log-softmax the cross
+entropy keeps 4, and in backward their fp32 and bf16 gradients, 6 B more: 16 B per logit at the peak.
+
+DeepSpeed, FSDP and DDP train the transformers model as it is (modeling_qwen3.py@v5.24.0, no fused kernels), whose
+autograd keeps more (``hf_layer_bytes``, measured exactly with ``torch.autograd.graph.saved_tensors_hooks``): each
+RMSNorm its fp32 input, fp32 rsqrt, bf16 normed value and bf16 output, 4·T·h + 4·T + 2·T·h + 2·T·h; q_norm/k_norm
+the same per head, 6·T·(q + kv) + 4·T·(heads + kv heads); SDPA q, k, v, its output and the log-sum-exp
+4·T·q + 4·T·kv + 4·T·heads (eager attention instead keeps each score's fp32 softmax, its bf16 copy and the dropout
+mask, 7 B per score); the SwiGLU MLP 8·T·I. The loss keeps the fp32 log-softmax, 4·T·V, beside the final norm's
+8·T·h + 4·T, the rotary cos/sin 4·seq·hd (one row of position ids) and the int64 token ids and targets 8·T each; in backward its fp32 gradient and the gradient of its input, 8·T·V more:
+12 B per logit at the peak (transformers loss/loss_utils.py ``ForCausalLMLoss``: logits.float(); torch
+``cross_entropy`` = log_softmax + nll_loss).
 """
 
 from __future__ import annotations
@@ -34,6 +43,9 @@ from shardsim.core.train.setup import TrainSetup
 
 A = 2  # bf16 activations
 LOGIT_PEAK_BYTES = 16
+HF_LOGIT_SAVED_BYTES = 4
+HF_LOGIT_PEAK_BYTES = 12
+HF_FRAMEWORKS = ("deepspeed", "fsdp", "ddp")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,11 +53,40 @@ class TrainActivations:
     stage_bytes: int      # what the stage's layers keep for backward, one micro-batch
     in_flight: int        # micro-batches alive at once on this stage
     recompute_extra: int  # full recompute: one layer's activations rebuilt during backward
-    logits: int
+    logits: int           # the loss's peak (last stage)
+    saved_tail: int = 0   # what the last stage keeps beside the layers at the end of forward (loss, final norm)
 
     @property
     def peak(self) -> int:
         return self.stage_bytes * self.in_flight + self.recompute_extra + self.logits
+
+    @property
+    def saved(self) -> int:
+        """Bytes kept for backward at the end of one micro-batch's forward (what saved_tensors_hooks see)."""
+        return self.stage_bytes + self.saved_tail
+
+
+def hf_layer_bytes(spec: ModelSpec, s: TrainSetup, moe: bool) -> int:
+    """What a transformers Qwen3 decoder layer keeps for backward (rules in the module docstring)."""
+    t, h, hd = s.tokens, spec.hidden_size, spec.head_dim
+    q, kv = spec.num_heads * hd, spec.num_kv_heads * hd
+    heads, kvh = spec.num_heads, spec.num_kv_heads
+    norms = 2 * (8 * t * h + 4 * t)
+    qk = 6 * t * (q + kv) + 4 * t * (heads + kvh)
+    attention = 4 * t * q + 4 * t * kv
+    if s.flash_attention:
+        attention += 4 * t * heads
+    else:
+        attention += t * s.seq_len * heads * 7
+    if s.recompute == "selective":
+        attention -= 2 * t * q + (4 * t * heads if s.flash_attention else t * s.seq_len * heads * 7)
+    if moe:
+        e, k, ie = spec.num_experts, spec.num_experts_per_tok, spec.moe_intermediate_size
+        pairs = t * k if s.capacity_factor is None else min(t * k, int(s.capacity_factor * t * k / e) * e)
+        mlp = t * e * 6 + pairs * (2 * h + 8 * ie)
+    else:
+        mlp = 8 * t * spec.intermediate_size
+    return norms + qk + attention + mlp
 
 
 def layer_bytes(spec: ModelSpec, s: TrainSetup, tp: int, ep: int, moe: bool) -> int:
@@ -90,12 +131,20 @@ def train_activations(spec: ModelSpec, s: TrainSetup, tp: int, ep: int, pp: int,
                       moe_layers: int, is_last: bool) -> TrainActivations:
     """The activation peak of one rank of ``stage`` holding ``layers`` decoder layers (``moe_layers`` of them MoE)."""
     dense = layers - moe_layers
-    per_dense = layer_bytes(spec, s, tp, ep, False) if dense else 0
-    per_moe = layer_bytes(spec, s, tp, ep, True) if moe_layers else 0
+    hf = s.framework in HF_FRAMEWORKS
+    per_dense = (hf_layer_bytes(spec, s, False) if hf else layer_bytes(spec, s, tp, ep, False)) if dense else 0
+    per_moe = (hf_layer_bytes(spec, s, True) if hf else layer_bytes(spec, s, tp, ep, True)) if moe_layers else 0
     flights = in_flight(s, pp, stage)
     sp = tp if s.sequence_parallel else 1
-    logits = s.tokens * (-(-spec.vocab_size // tp)) * LOGIT_PEAK_BYTES if is_last else 0
+    vocab = -(-spec.vocab_size // tp)
+    logits = s.tokens * vocab * (HF_LOGIT_PEAK_BYTES if hf else LOGIT_PEAK_BYTES) if is_last else 0
+    tail = 0
+    if hf and is_last:
+        tail = s.tokens * vocab * HF_LOGIT_SAVED_BYTES + 8 * s.tokens * spec.hidden_size + 4 * s.tokens
+    if hf:
+        tail += 4 * (s.seq_len // s.cp) * spec.head_dim   # rotary cos/sin, [1, seq, hd] (position ids of one row)
+        tail += 8 * s.tokens * ((stage == 0) + is_last)   # int64 token ids (embedding) and targets (nll_loss)
     if s.recompute == "full":
         kept_input = s.tokens * spec.hidden_size * A // sp
-        return TrainActivations(kept_input * layers, flights, max(per_dense, per_moe), logits)
-    return TrainActivations(per_dense * dense + per_moe * moe_layers, flights, 0, logits)
+        return TrainActivations(kept_input * layers, flights, max(per_dense, per_moe), logits, tail)
+    return TrainActivations(per_dense * dense + per_moe * moe_layers, flights, 0, logits, tail)
