@@ -165,7 +165,7 @@ def load_workload(path: str | Path) -> LoadedWorkload:
 
 def _load_train_workload(p: Path, data: dict, node: Any) -> LoadedWorkload:
     """A ``task: train`` workload (``capacity.train_review``), validated like a serving one."""
-    from shardsim.capacity.train_review import TrainWorkload
+    from shardsim.capacity.train_workload import TrainWorkload
 
     try:
         spec = TrainWorkload.model_validate(data)
