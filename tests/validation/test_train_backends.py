@@ -50,7 +50,7 @@ def shapes(checkpoint) -> list[tuple[int, ...]]:
 
 
 def _run(backend: str, tmp_path, **kwargs):
-    from shardsim.launch.train_states import run_on_ranks
+    from shardsim.launch.train_spawn import run_on_ranks
 
     kwargs.update(steps=STEPS, micro_batch=MICRO_BATCH, seq_len=SEQ_LEN)
     return run_on_ranks(backend, WORLD, str(tmp_path), **kwargs)

@@ -1,0 +1,54 @@
+"""Spawn training ranks without Ray (torch.multiprocessing, gloo on 127.0.0.1): the backends' own test harness
+(``tests/validation/test_train_backends.py``); ``shardsim validate --train`` runs them on Ray (``train_run``)."""
+
+from __future__ import annotations
+
+from shardsim.launch.train_states import TrainStates
+
+
+def _rank_main(rank: int, world_size: int, port: int, backend: str, kwargs: dict, out_dir: str) -> None:
+    """One spawned rank: gloo process group on 127.0.0.1, one backend run, its ``TrainStates`` written as JSON."""
+    import json
+    import os
+
+    import torch
+    import torch.distributed as dist
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
+                      LOCAL_RANK=str(rank), LOCAL_SIZE=str(world_size))
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))
+    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    try:
+        if backend == "fsdp":
+            from shardsim.launch.backends.train_fsdp import run_fsdp
+
+            states = run_fsdp(**kwargs)
+        else:
+            from shardsim.launch.backends.train_ds import run_deepspeed
+
+            states = run_deepspeed(**kwargs)
+        with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
+            json.dump(states.as_dict(), f, default=str)
+    finally:
+        dist.destroy_process_group()
+
+
+def run_on_ranks(backend: str, world_size: int, out_dir: str, **kwargs) -> list[TrainStates]:
+    """Spawns ``world_size`` ranks (``torch.multiprocessing.spawn``, gloo on a free local port) that each run
+    ``run_fsdp`` (backend "fsdp") or ``run_deepspeed`` (backend "deepspeed") with ``kwargs``; returns their states
+    in rank order. Set TORCH_EXTENSIONS_DIR beforehand for DeepSpeed (inherited by the ranks)."""
+    import json
+    import os
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_rank_main, args=(world_size, port, backend, kwargs, out_dir), nprocs=world_size, join=True)
+    out = []
+    for rank in range(world_size):
+        with open(os.path.join(out_dir, f"rank{rank}.json")) as f:
+            out.append(TrainStates(**json.load(f)))
+    return out
