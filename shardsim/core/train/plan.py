@@ -139,9 +139,10 @@ class TrainPlanner:
         moe_layers = self.moe_prefix[p.last_layer + 1] - self.moe_prefix[p.first_layer]
         act = train_activations(self.spec, s, lay.tp, lay.ep, lay.pp, c.pp_rank, p.layers, moe_layers,
                                 c.pp_rank == lay.pp - 1).peak
-        peak = states.total + act
+        peak = states.total + max(act, states.step)   # the step runs after backward has freed the activations
         reserved = sum(round_up(x, ALLOC_ROUND_LARGE) for x in (states.weights, states.master_weights, states.grads,
-                                                                 states.optimizer, states.buffers, act))
+                                                                 states.optimizer, states.buffers,
+                                                                 max(act, states.step)))
         runtime = self.runtime(rank)
         return TrainRankBytes(states.weights, states.master_weights, states.grads, states.optimizer, states.buffers,
                               act, runtime, peak, reserved + runtime), states
@@ -164,13 +165,14 @@ class TrainPlanner:
                 for stage in range(self.layout.pp)}
         out = 0
         for stage, static in statics.items():
-            rb, _ = self.rank_bytes(self.stage_ranks(stage)[0], setup)
-            out = max(out, static + round_up(rb.activations, ALLOC_ROUND_LARGE))
+            rb, states = self.rank_bytes(self.stage_ranks(stage)[0], setup)
+            out = max(out, static + round_up(max(rb.activations, states.step), ALLOC_ROUND_LARGE))
         return out
 
     def _static_total(self, rank: int, setup: TrainSetup) -> int:
-        rb, _ = self.rank_bytes(rank, setup)
-        return rb.total - round_up(rb.activations, ALLOC_ROUND_LARGE)
+        """A rank's total without the activation/step transient (that part is added per stage)."""
+        rb, states = self.rank_bytes(rank, setup)
+        return rb.total - round_up(max(rb.activations, states.step), ALLOC_ROUND_LARGE)
 
     def largest(self, capacity: int, field_name: str, upper: int, step: int = 1) -> int:
         """The largest micro_batch or seq_len (a multiple of ``step``) whose peak fits; 0 if none."""

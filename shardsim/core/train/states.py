@@ -31,6 +31,13 @@ buffer, 4 B (torch/optim/sgd.py ``momentum_buffer``).
 LoRA / QLoRA: the frozen base is bf16, or NF4 for the LoRA-wrapped Linears (bitsandbytes ``quantize_4bit``:
 4 bits per element, an 8-bit absmax per 64-element block and an fp32 absmax per 256 blocks with double
 quantization); only adapters get gradients, master copies and optimizer state.
+
+The optimizer step allocates beside the states, once activations are freed: torch AdamW's multi-tensor path keeps
+the square root of exp_avg_sq as a new fp32 list (torch/optim/adamw.py ``_multi_tensor_adamw``:
+``exp_avg_sq_sqrt = torch._foreach_sqrt(...)``), 4 B per optimized element, and DeepSpeed ZeRO flattens the fp32
+gradient of its partition for the step (stage_1_and_2.py ``step``: ``single_partition_of_fp32_groups[i].grad``;
+stage3.py ``_prepare_fp32_grad_for_sub_group``), 4 B more; ``StateBytes.step``. Megatron's fused Adam
+(megatron/core/optimizer: TE / apex FusedAdam) updates in place: no step transient.
 """
 
 from __future__ import annotations
@@ -75,6 +82,7 @@ class StateBytes:
     optimizer: int
     buffers: int          # DeepSpeed's reduction bucket, FSDP's all-gathered units (allocated beside the states)
     host: int             # offloaded to CPU memory (this rank's share)
+    step: int = 0         # transient of the optimizer step, after backward (activations freed by then)
 
     @property
     def total(self) -> int:
@@ -107,9 +115,10 @@ def state_bytes(p: RankParams, s: TrainSetup, dp: int, shard_degree: int, shard_
         shard = dp if s.distributed_optimizer else 1
         master = 4 * ceil_div(trained, shard)
         return StateBytes(2 * trained + frozen, master, 4 * trained,
-                          optimizer_state_bytes(s.optimizer, ceil_div(trained, shard)), 0, 0)
+                          optimizer_state_bytes(s.optimizer, ceil_div(trained, shard)), 0, 0, 0)
     # DDP with AMP: the trained parameters stay fp32; gradients fp32
-    return StateBytes(4 * trained + frozen, 0, 4 * trained, optimizer_state_bytes(s.optimizer, trained), 0, 0)
+    return StateBytes(4 * trained + frozen, 0, 4 * trained, optimizer_state_bytes(s.optimizer, trained), 0, 0,
+                      4 * trained)
 
 
 def _deepspeed(p: RankParams, s: TrainSetup, trained: int, frozen: int, dp: int) -> StateBytes:
@@ -175,10 +184,11 @@ def _deepspeed_exact(p: RankParams, s: TrainSetup, dp: int, r: int) -> StateByte
             host, master, optim = master + optim, 0, 0
         if s.offload_params:
             host, weights = host + weights, 0
-        return StateBytes(weights, master, grads, optim, buffers, host)
+        return StateBytes(weights, master, grads, optim, buffers, host, 0 if s.offload_optimizer else 8 * parts)
     flat = ceil_div(total, DS_ALIGNMENT * dp) * DS_ALIGNMENT * dp
     if s.zero == 0:
-        return StateBytes(2 * flat, 4 * total, 4 * total, optimizer_state_bytes(s.optimizer, total) + STEP_BYTES, 0, 0)
+        return StateBytes(2 * flat, 4 * total, 4 * total, optimizer_state_bytes(s.optimizer, total) + STEP_BYTES, 0, 0,
+                          4 * total)
     part = flat // dp
     lo, hi = r * part, (r + 1) * part
     start, grads = 0, 0
@@ -191,7 +201,8 @@ def _deepspeed_exact(p: RankParams, s: TrainSetup, dp: int, r: int) -> StateByte
     host = 0
     if s.offload_optimizer:
         host, master, optim = master + optim, 0, 0
-    return StateBytes(2 * flat, master, grads, optim, 2 * min(DS_REDUCE_BUCKET_ELEMENTS, flat), host)
+    return StateBytes(2 * flat, master, grads, optim, 2 * min(DS_REDUCE_BUCKET_ELEMENTS, flat), host,
+                      0 if s.offload_optimizer else 8 * part)
 
 
 def _fsdp_exact(p: RankParams, s: TrainSetup, w: int, r: int) -> StateBytes:
@@ -206,4 +217,4 @@ def _fsdp_exact(p: RankParams, s: TrainSetup, w: int, r: int) -> StateBytes:
     unit = 2 * p.largest_layer * (2 if s.fsdp != "grad-op" else 1)
     if s.fsdp == "grad-op":
         unit += 2 * p.total
-    return StateBytes(weights, 0, weights, optim, unit, 0)
+    return StateBytes(weights, 0, weights, optim, unit, 0, weights)

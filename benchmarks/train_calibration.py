@@ -1,0 +1,97 @@
+"""Training plans against published training measurements (tests/data/train_measurements.jsonl, none of which any
+constant was fitted to): per row, shardsim's peak rank total vs the published per-GPU figure, and the fit verdict.
+
+Run: .venv/bin/python benchmarks/train_calibration.py
+A row is evaluated when its model is a shipped preset (or a -2507 variant of one), its GPU's memory is known and
+its strategy is one shardsim models; the others are listed with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from shardsim.core.layout import Layout
+from shardsim.core.train.plan import plan_train
+from shardsim.core.train.setup import TrainSetup
+from shardsim.errors import ShardsimError
+from shardsim.hardware.catalog import resolve_gpu
+from shardsim.presets import get_preset
+
+DB = Path(__file__).resolve().parent.parent / "tests" / "data" / "train_measurements.jsonl"
+GiB = 1 << 30
+
+
+def _preset(model: str):
+    name = model.split("/")[-1]
+    base = re.sub(r"-(Instruct|Thinking)-2507$|-Base$", "", name)
+    return get_preset(base)
+
+
+def _gpu_bytes(text: str) -> int:
+    for key in ("H100", "H200", "H20", "A100-SXM4-40GB", "A100", "A800", "L40S", "4090", "T4"):
+        if key.lower() in text.lower():
+            return resolve_gpu({"A800": "a100", "A100-SXM4-40GB": "a100-40gb"}.get(key, key)).capacity_bytes
+    raise ShardsimError(f"GPU memory not known from {text!r}")
+
+
+def _setup(r: dict) -> tuple[TrainSetup, Layout]:
+    s = r["settings"]
+    fw = {"fsdp2": "fsdp", "single-gpu": "ddp"}.get(r["framework"], r["framework"])
+    if fw == "unsloth":
+        raise ShardsimError("Unsloth's own kernels and gradient offload are not modelled")
+    if (s.get("cp") or 1) > 1 and fw != "megatron":
+        raise ShardsimError("accelerate's context parallel and activation offload are not modelled")
+    tp, pp, ep = s.get("tp") or 1, s.get("pp") or 1, s.get("ep") or 1
+    n = r.get("n_gpus") or 0
+    if not n or n % (tp * pp):
+        raise ShardsimError("GPU count not stated")
+    gc = str(s.get("gradient_checkpointing")).lower()
+    recompute = "full" if ("full" in gc or gc == "true" or "default (on)" in gc) else (
+        "selective" if "selective" in gc else "none")
+    mb, seq = s.get("micro_batch"), s.get("seq_len")
+    if not isinstance(mb, int) or not isinstance(seq, int):
+        raise ShardsimError("micro-batch or sequence length not stated")
+    kw = dict(framework=fw, micro_batch=mb, seq_len=seq, recompute=recompute,
+              lora_rank=s.get("lora_rank") or 0)
+    if fw == "deepspeed":
+        kw["zero"] = s.get("zero_stage") or 0
+    if fw == "megatron":
+        kw.update(distributed_optimizer="distributed" in str(s.get("optimizer")), sequence_parallel=tp > 1,
+                  grad_accum=max(pp, 1))
+    return TrainSetup(**kw), Layout(tp=tp, pp=pp, dp=n // (tp * pp), ep=ep)
+
+
+def _measured(r: dict) -> float | None:
+    m = re.search(r"([0-9]+(?:\.[0-9]+)?)\s*Gi?B", str(r["measured"]["value"]))
+    return float(m.group(1)) * (GiB if "GiB" in m.group(0) else 1e9) if m else None
+
+
+def main() -> None:
+    rows = [json.loads(line) for line in DB.read_text().splitlines() if line.strip()]
+    done, verdicts, within = [], 0, 0
+    for r in rows:
+        try:
+            spec = _preset(r["model"])
+            setup, layout = _setup(r)
+            report = plan_train(spec, layout, setup, _gpu_bytes(r["gpu"]))
+        except (ShardsimError, KeyError, ValueError) as exc:
+            print(f"{r['id']}: not evaluated: {str(exc).splitlines()[0][:110]}")
+            continue
+        peak = report.ranks[report.peak_rank].bytes.total
+        measured = _measured(r)
+        fits = r["outcome"] == "fits"
+        right = report.fits == fits
+        verdicts += right
+        err = (peak - measured) / measured if measured else None
+        within += err is not None and abs(err) <= 0.15
+        done.append(r["id"])
+        print(f"{r['id']}: {spec.name} {setup.framework} {layout.describe()}: predicted {peak / GiB:.1f} GiB, "
+              f"published {r['measured']['value']}" + (f" ({100 * err:+.0f} %)" if err is not None else "")
+              + f" · verdict {'right' if right else 'WRONG'} ({'fits' if report.fits else 'OOM'} vs {r['outcome']})")
+    print(f"\n{len(done)} of {len(rows)} rows evaluated · verdict right on {verdicts} · total within 15 % on {within}")
+
+
+if __name__ == "__main__":
+    main()
