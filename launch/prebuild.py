@@ -48,3 +48,22 @@ def prebuild_deepspeed_op(extensions: Path, timeout_s: float, quiet: bool) -> fl
         last = next((line for line in reversed(err.splitlines()) if line.strip()), "no message")
         raise ShardsimError(f"building DeepSpeed's {OP} op failed: {last[:300]}")
     return time.time() - t0
+
+
+def remove_shm_buffers(port: int | None, addr: str = "127.0.0.1") -> int:
+    """Remove the shared-memory all-reduce buffers DeepSpeed's CPU communication op created for the run on ``port``
+    (``deepspeed/ops/csrc/cpu/comm/shm.cpp`` names them deepspeed_allreduce_buffer_<n>_<addr>_<port>_<rank>); workers
+    killed at the end of a run never unlink them, and each holds tens of MB of RAM in /dev/shm. Returns how many."""
+    import glob
+    import os
+
+    if port is None:
+        return 0
+    removed = 0
+    for path in glob.glob(f"/dev/shm/deepspeed_allreduce_buffer_*_{addr}_{port}_*"):
+        try:
+            os.unlink(path)
+            removed += 1
+        except OSError:
+            pass
+    return removed

@@ -23,7 +23,7 @@ from shardsim.launch.driver import (
     compare,
     predict,
 )
-from shardsim.launch.prebuild import prebuild_deepspeed_op
+from shardsim.launch.prebuild import prebuild_deepspeed_op, remove_shm_buffers
 from shardsim.launch.progress import Progress
 from shardsim.launch.reference import check_logits
 from shardsim.launch.request import cache_dir, runs_dir
@@ -87,6 +87,7 @@ class RunState:
     phase: str = "start"
     pids: dict = field(default_factory=dict)  # rank → worker process id (to tell a stopped worker)
     interrupted: str | None = None  # the signal that stopped the run
+    port: int | None = None  # the process group's port (DeepSpeed's shared-memory buffers are named by it)
 
 
 @dataclass(frozen=True)
@@ -247,7 +248,7 @@ def _phases(req: ValidateRequest, spec, layout, ckpt: CheckpointFacts, prompt: l
         if readiness.missing:
             return
         state.pids = readiness.pids
-        port = _free_port()
+        port = state.port = _free_port()
         spec_json = spec.model_dump_json()
         layout_args = {"tp": layout.tp, "pp": layout.pp, "dp": layout.dp, "ep": layout.ep,
                        "pp_split": list(layout.pp_split)}
@@ -269,6 +270,7 @@ def _phases(req: ValidateRequest, spec, layout, ckpt: CheckpointFacts, prompt: l
             except Exception:  # noqa: BLE001
                 pass
         progress.stop()
+        remove_shm_buffers(state.port)
 
 
 def _rank_records(state: RunState, world: int) -> list[dict]:

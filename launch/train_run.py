@@ -15,6 +15,7 @@ from pathlib import Path
 
 from shardsim.launch import placement
 from shardsim.launch.driver import ResultsFile, ValidateRequest, _free_port, _versions
+from shardsim.launch.prebuild import remove_shm_buffers
 from shardsim.launch.progress import Progress
 from shardsim.launch.ray_run import (
     RunState,
@@ -149,7 +150,7 @@ def _train_phases(req, spec, layout, setup, steps, ckpt, state, progress, build,
         state.failed.update(readiness.missing)
         if readiness.missing:
             return
-        port = _free_port()
+        port = state.port = _free_port()
         layout_args = {"tp": layout.tp, "pp": layout.pp, "dp": layout.dp, "ep": layout.ep}
         calls = {
             "setup": lambda a: a.setup.remote(port, spec.model_dump_json(), layout_args, req.phase_timeout_s,
@@ -168,3 +169,4 @@ def _train_phases(req, spec, layout, setup, steps, ckpt, state, progress, build,
             except Exception:  # noqa: BLE001
                 pass
         progress.stop()
+        remove_shm_buffers(state.port)

@@ -150,8 +150,10 @@ class SavedTensorBytes:
         before = self._param_ptrs()
 
         def pack(t):
-            if not isinstance(t, torch.nn.Parameter) and t.numel() > 0 and _storage_ptr(t) not in before:
-                self.saved.append(t)
+            if not isinstance(t, torch.nn.Parameter) and t.numel() > 0:
+                local = t.to_local() if hasattr(t, "to_local") else t   # a DTensor: its local shard
+                if _storage_ptr(local) not in before:
+                    self.saved.append(local)
             return t
 
         self._ctx = torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t)

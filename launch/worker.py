@@ -287,6 +287,10 @@ class RankWorker:
             from shardsim.launch.backends.train_ds import run_deepspeed
 
             states = run_deepspeed(checkpoint_dir, zero, steps, micro_batch, seq_len, seed=seed)
+        elif framework == "torch":
+            from shardsim.launch.backends.train_tp import run_torch_tp
+
+            states = run_torch_tp(checkpoint_dir, steps, micro_batch, seq_len, seed=seed)
         else:
             from shardsim.launch.backends.train_fsdp import run_fsdp
 

@@ -115,14 +115,21 @@ def _validate_train(spec, model, config, layout, zero, backend, address, device,
     from shardsim.core.train.setup import TrainSetup, check_setup
     from shardsim.presets import preset_config, read_config
 
-    if backend not in ("deepspeed", "fsdp"):
-        raise ShardsimError(f"--backend {backend!r:.40} does not train here; accepted with --train: deepspeed, fsdp")
+    if backend not in ("deepspeed", "fsdp", "torch"):
+        raise ShardsimError(f"--backend {backend!r:.40} does not train here; accepted with --train: deepspeed, fsdp, "
+                            "torch (TP with DTensor)")
     if backend == "deepspeed" and zero not in (1, 2, 3):
         raise ShardsimError("validate --train --backend deepspeed needs --zero 1, 2 or 3")
     if backend == "fsdp" and zero:
         raise ShardsimError("--zero is DeepSpeed's; --backend fsdp shards with FSDP2")
-    if layout.tp > 1 or layout.pp > 1 or layout.ep > 1:
-        raise ShardsimError("validate --train shards over data parallel ranks (--dp); --tp/--pp/--ep are not run")
+    if backend == "torch" and (layout.dp > 1 or layout.pp > 1 or layout.ep > 1 or layout.tp < 2):
+        raise ShardsimError("validate --train --backend torch runs tensor parallel: --tp 2+, --dp/--pp/--ep 1")
+    if backend != "torch" and (layout.tp > 1 or layout.pp > 1 or layout.ep > 1):
+        raise ShardsimError("validate --train shards over data parallel ranks (--dp); --tp/--pp/--ep are not run "
+                            "(--backend torch runs --tp)")
+    if backend == "torch" and spec.tie_word_embeddings:
+        raise ShardsimError(f"{spec.name} ties its embeddings; --backend torch splits embed_tokens and lm_head "
+                            "differently: use an untied model (8b, 14b, 32b)")
     if not 1 <= steps <= 100:
         raise ShardsimError(f"--steps {steps} is out of range; accepted: 1 … 100")
     setup = TrainSetup(framework=backend, zero=zero, micro_batch=micro_batch or 1, seq_len=seq_len or 64)

@@ -94,8 +94,10 @@ def render_train_validation(record: dict, console) -> None:
     from rich.table import Table
 
     setup = record["setup"]
-    name = f"DeepSpeed ZeRO-{setup['zero']}" if setup["framework"] == "deepspeed" else "FSDP2"
-    console.print(f"[bold]{record['model']}[/] · validate --train · {name} · DP={record['layout']['dp']} · "
+    name = {"deepspeed": f"DeepSpeed ZeRO-{setup['zero']}", "fsdp": "FSDP2", "torch": "torch-native TP (DTensor)"
+            }.get(setup["framework"], setup["framework"])
+    console.print(f"[bold]{record['model']}[/] · validate --train · {name} · TP={record['layout']['tp']} × "
+                  f"DP={record['layout']['dp']} · "
                   f"{record['steps']} steps of micro-batch {setup['micro_batch']} × seq {setup['seq_len']}")
     table = Table(show_edge=False, header_style="bold")
     for col in ("rank", "term", "predicted B", "measured B", "diff", ""):

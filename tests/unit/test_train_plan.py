@@ -142,3 +142,14 @@ def test_transformers_layer_keeps_what_autograd_saved():
     assert hf_layer_bytes(spec, TrainSetup(seq_len=256), False) == norms + qk + sdpa + mlp == 18_393_088
     eager = hf_layer_bytes(spec, TrainSetup(seq_len=256, flash_attention=False), False)
     assert eager == 18_393_088 - 4 * t * heads + t * 256 * heads * 7 == 25_716_736
+
+
+def test_torch_native_tp_states():
+    spec = get_preset("8b")
+    lay = validate_layout(spec, Layout(tp=2))
+    p = rank_params(spec, lay, 1)
+    st = state_bytes(p, TrainSetup(framework="torch"), 1, 1)
+    # bf16 local shards; AdamW's two states in bf16 (4 B per element) and a 4-byte step per parameter; the
+    # embedding's gradient whole: (151,936 − 75,968) · 4,096 rows more, bf16
+    assert (st.weights, st.grads) == (2 * p.total, 2 * p.total + 2 * 75_968 * 4_096)
+    assert st.optimizer == 4 * p.total + 4 * len(p.tensors)

@@ -15,8 +15,8 @@ pytest.importorskip("ray")
 SHARDSIM = Path(sys.executable).parent / "shardsim"
 
 
-def validate_train(*args: str, tmp_path: Path) -> dict:
-    p = subprocess.run([str(SHARDSIM), "validate", "0.6b", "--train", *args, "--json", "--run-dir", str(tmp_path / "run")],
+def validate_train(*args: str, tmp_path: Path, model: str = "0.6b") -> dict:
+    p = subprocess.run([str(SHARDSIM), "validate", model, "--train", *args, "--json", "--run-dir", str(tmp_path / "run")],
                        capture_output=True, text=True, timeout=900)
     assert p.stdout, p.stderr[-2000:]
     return json.loads(p.stdout)
@@ -25,10 +25,12 @@ def validate_train(*args: str, tmp_path: Path) -> dict:
 @pytest.mark.slow
 @pytest.mark.parametrize("args", [["--backend", "deepspeed", "--zero", "2", "--dp", "2", "--layers", "4"],
                                   ["--backend", "fsdp", "--dp", "2", "--layers", "4"],
-                                  ["--backend", "deepspeed", "--zero", "3", "--dp", "3", "--layers", "2"]],
-                         ids=["zero2-dp2", "fsdp2-dp2", "zero3-dp3-padding"])
+                                  ["--backend", "deepspeed", "--zero", "3", "--dp", "3", "--layers", "2"],
+                                  ["--backend", "torch", "--tp", "2", "--layers", "2"]],
+                         ids=["zero2-dp2", "fsdp2-dp2", "zero3-dp3-padding", "torch-tp2"])
 def test_training_states_are_byte_exact(args, tmp_path):
-    record = validate_train(*args, tmp_path=tmp_path)
+    model = "8b" if "torch" in args else "0.6b"
+    record = validate_train(*args, model=model, tmp_path=tmp_path)
     assert record["passed"], record["failed"]
     for rank in record["ranks"]:
         for term in ("weights", "master_weights", "grads", "optimizer"):
@@ -40,7 +42,8 @@ def test_training_states_are_byte_exact(args, tmp_path):
 
 
 def test_train_validation_refusals():
-    for args, message in ((["--backend", "torch"], "accepted with --train: deepspeed, fsdp"),
+    for args, message in ((["--backend", "transformers"], "accepted with --train: deepspeed, fsdp, torch"),
+                          (["--backend", "torch", "--tp", "2"], "ties its embeddings"),
                           (["--backend", "deepspeed"], "needs --zero 1, 2 or 3"),
                           (["--backend", "fsdp", "--tp", "2"], "--tp/--pp/--ep are not run"),
                           (["--backend", "fsdp", "--context", "64"], "inference options")):

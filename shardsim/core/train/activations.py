@@ -45,7 +45,7 @@ A = 2  # bf16 activations
 LOGIT_PEAK_BYTES = 16
 HF_LOGIT_SAVED_BYTES = 4
 HF_LOGIT_PEAK_BYTES = 12
-HF_FRAMEWORKS = ("deepspeed", "fsdp", "ddp")
+HF_FRAMEWORKS = ("deepspeed", "fsdp", "ddp", "torch")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,11 +66,12 @@ class TrainActivations:
         return self.stage_bytes + self.saved_tail
 
 
-def hf_layer_bytes(spec: ModelSpec, s: TrainSetup, moe: bool) -> int:
-    """What a transformers Qwen3 decoder layer keeps for backward (rules in the module docstring)."""
+def hf_layer_bytes(spec: ModelSpec, s: TrainSetup, moe: bool, tp: int = 1) -> int:
+    """What a transformers Qwen3 decoder layer keeps for backward (rules in the module docstring); under
+    torch-native TP the heads and the MLP width a rank holds are 1/tp, the hidden-size terms whole."""
     t, h, hd = s.tokens, spec.hidden_size, spec.head_dim
-    q, kv = spec.num_heads * hd, spec.num_kv_heads * hd
-    heads, kvh = spec.num_heads, spec.num_kv_heads
+    heads, kvh = spec.num_heads // tp, kv_heads_per_rank(spec.num_kv_heads, tp)
+    q, kv = heads * hd, kvh * hd
     norms = 2 * (8 * t * h + 4 * t)
     qk = 6 * t * (q + kv) + 4 * t * (heads + kvh)
     attention = 4 * t * q + 4 * t * kv
@@ -85,7 +86,7 @@ def hf_layer_bytes(spec: ModelSpec, s: TrainSetup, moe: bool) -> int:
         pairs = t * k if s.capacity_factor is None else min(t * k, int(s.capacity_factor * t * k / e) * e)
         mlp = t * e * 6 + pairs * (2 * h + 8 * ie)
     else:
-        mlp = 8 * t * spec.intermediate_size
+        mlp = 8 * t * (spec.intermediate_size // tp)
     return norms + qk + attention + mlp
 
 
@@ -132,11 +133,13 @@ def train_activations(spec: ModelSpec, s: TrainSetup, tp: int, ep: int, pp: int,
     """The activation peak of one rank of ``stage`` holding ``layers`` decoder layers (``moe_layers`` of them MoE)."""
     dense = layers - moe_layers
     hf = s.framework in HF_FRAMEWORKS
-    per_dense = (hf_layer_bytes(spec, s, False) if hf else layer_bytes(spec, s, tp, ep, False)) if dense else 0
-    per_moe = (hf_layer_bytes(spec, s, True) if hf else layer_bytes(spec, s, tp, ep, True)) if moe_layers else 0
+    per_dense = (hf_layer_bytes(spec, s, False, tp) if hf else layer_bytes(spec, s, tp, ep, False)) if dense else 0
+    per_moe = (hf_layer_bytes(spec, s, True, tp) if hf else layer_bytes(spec, s, tp, ep, True)) if moe_layers else 0
     flights = in_flight(s, pp, stage)
     sp = tp if s.sequence_parallel else 1
-    vocab = -(-spec.vocab_size // tp)
+    # torch-native TP gathers the logits (lm_head ColwiseParallel with replicated output): the loss sees the whole
+    # vocabulary; Megatron's vocab-parallel cross entropy keeps the rank's V/t columns
+    vocab = spec.vocab_size if s.framework == "torch" else -(-spec.vocab_size // tp)
     logits = s.tokens * vocab * (HF_LOGIT_PEAK_BYTES if hf else LOGIT_PEAK_BYTES) if is_last else 0
     tail = 0
     if hf and is_last:

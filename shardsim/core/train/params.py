@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from shardsim.core.layout import Layout, rank_coords, shard_of, stage_ranges
 from shardsim.core.model import ModelSpec
-from shardsim.core.tensors import local_slices, numel_of, stage_tensors
+from shardsim.core.tensors import local_slices, numel_of, stage_tensors, vocab_range
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +30,7 @@ class RankParams:
     layers: int
     first_layer: int
     last_layer: int
+    replicated_grad_extra: int = 0  # torch-native TP: the embedding gradient is whole, not the rank's vocab rows
 
     @property
     def total(self) -> int:
@@ -66,8 +67,12 @@ def rank_params(spec: ModelSpec, layout: Layout, rank: int, lora_rank: int = 0,
             wrapped += n
     shapes = hf_parameter_shapes(spec, first, last, coords.pp_rank == 0, coords.pp_rank == layout.pp - 1) \
         if layout.tp == 1 and layout.ep == 1 else ()
+    extra = 0
+    if coords.pp_rank == 0 and layout.tp > 1:
+        rows = vocab_range(spec.vocab_size, layout.tp, coords.tp_rank)
+        extra = (spec.vocab_size - len(rows)) * spec.hidden_size
     return RankParams(linear, other, max(per_layer.values(), default=0), lora, wrapped, tuple(sizes), shapes,
-                      last - first + 1, first, last)
+                      last - first + 1, first, last, extra)
 
 
 def _is_moe_layer(spec: ModelSpec, layer: int) -> bool:

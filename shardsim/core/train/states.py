@@ -27,6 +27,10 @@ buffer, 4 B (torch/optim/sgd.py ``momentum_buffer``).
 - Megatron-LM (megatron/training/theoretical_memory_usage.py): bf16 weights 2 B, fp32 gradient buffer 4 B, fp32
   master 4 B and Adam 8 B per parameter, the last two divided by dp with the distributed optimizer.
 - DDP with AMP: fp32 parameters and gradients, the optimizer on every rank (torch/nn/parallel/distributed.py).
+- torch-native TP (DTensor): bf16 local shards of parameters and gradients; torch AdamW keeps its states in the
+  parameters' dtype, 2 × 2 B, plus a 4-byte ``step`` per parameter (torch/optim/adamw.py ``_init_group``). The
+  vocab-parallel embedding's gradient comes back replicated, whole (measured, torch 2.13 ``RowwiseParallel``
+  on nn.Embedding: the gradient's placement is Replicate), ``RankParams.replicated_grad_extra``.
 
 LoRA / QLoRA: the frozen base is bf16, or NF4 for the LoRA-wrapped Linears (bitsandbytes ``quantize_4bit``:
 4 bits per element, an 8-bit absmax per 64-element block and an fp32 absmax per 256 blocks with double
@@ -116,6 +120,10 @@ def state_bytes(p: RankParams, s: TrainSetup, dp: int, shard_degree: int, shard_
         master = 4 * ceil_div(trained, shard)
         return StateBytes(2 * trained + frozen, master, 4 * trained,
                           optimizer_state_bytes(s.optimizer, ceil_div(trained, shard)), 0, 0, 0)
+    if s.framework == "torch":   # bf16 parameters, gradients and AdamW states (2 × 2 B) plus a 4-byte step each
+        states = 4 * trained if s.optimizer == "adamw" else optimizer_state_bytes(s.optimizer, trained) // 2
+        return StateBytes(2 * trained + frozen, 0, 2 * trained + 2 * p.replicated_grad_extra,
+                          states + STEP_BYTES * len(p.tensors), 0, 0, 2 * trained)
     # DDP with AMP: the trained parameters stay fp32; gradients fp32
     return StateBytes(4 * trained + frozen, 0, 4 * trained, optimizer_state_bytes(s.optimizer, trained), 0, 0,
                       4 * trained)

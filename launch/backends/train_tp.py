@@ -1,0 +1,87 @@
+"""Torch-native tensor-parallel training (DTensor) on CPU (gloo): the Megatron-style TP layout run through real torch
+APIs, measuring the local shards every rank holds.
+
+``torch.distributed.tensor.parallel.parallelize_module`` (torch@2.13.0) with the Megatron split (Shoeybi et al.
+2019, arXiv:1909.08053): q/k/v and gate/up ``ColwiseParallel`` (output features split), o/down ``RowwiseParallel``
+(input features split, outputs all-reduced), embed_tokens ``RowwiseParallel`` (vocabulary rows split, the
+vocab-parallel embedding) and lm_head ``ColwiseParallel`` with replicated output (vocabulary rows split, logits
+gathered); norms replicated: the planner's shard rules (``core.tensors``: column / row / vocab / replicated) with
+tp ≤ the KV heads. Parameters stay bf16 and torch AdamW keeps exp_avg and exp_avg_sq in the parameters' dtype plus
+a 4-byte ``step`` per parameter (torch/optim/adamw.py); gradients are bf16 local shards. Untied embeddings only
+(a tied lm_head cannot take another placement than the embedding).
+"""
+
+from __future__ import annotations
+
+import torch
+from shardsim.launch.train_states import (
+    SavedTensorBytes,
+    StorageLedger,
+    TrainStates,
+    flat_tensors,
+    optimizer_state_tensors,
+    random_batch,
+)
+
+
+def tp_plan(num_layers: int) -> dict:
+    from torch.distributed.tensor import Replicate
+    from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel
+
+    plan = {"model.embed_tokens": RowwiseParallel(input_layouts=Replicate()),
+            "lm_head": ColwiseParallel(output_layouts=Replicate())}
+    for i in range(num_layers):
+        p = f"model.layers.{i}."
+        plan.update({p + "self_attn.q_proj": ColwiseParallel(), p + "self_attn.k_proj": ColwiseParallel(),
+                     p + "self_attn.v_proj": ColwiseParallel(), p + "self_attn.o_proj": RowwiseParallel(),
+                     p + "mlp.gate_proj": ColwiseParallel(), p + "mlp.up_proj": ColwiseParallel(),
+                     p + "mlp.down_proj": RowwiseParallel()})
+    return plan
+
+
+def _local(t):
+    return t.to_local() if hasattr(t, "to_local") else t
+
+
+def run_torch_tp(checkpoint_dir: str, steps: int, micro_batch: int, seq_len: int, lr: float = 1e-4,
+                 seed: int = 0) -> TrainStates:
+    """``steps`` AdamW steps of the model split over all ranks by TP; what each rank holds afterwards."""
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor.parallel import parallelize_module
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(checkpoint_dir, dtype=torch.bfloat16, local_files_only=True,
+                                                 attn_implementation="sdpa")
+    if model.config.tie_word_embeddings:
+        raise ValueError("torch-native TP validation needs untied embeddings (a tied lm_head shares the embedding)")
+    model.train()
+    mesh = init_device_mesh("cpu", (dist.get_world_size(),))
+    parallelize_module(model, mesh, tp_plan(model.config.num_hidden_layers))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    vocab = model.config.vocab_size
+    grads, saved, losses = [], 0, []
+    for step in range(steps):
+        ids = random_batch(vocab, micro_batch, seq_len, seed, step)
+        if step == steps - 1:
+            with SavedTensorBytes(model) as probe:
+                loss = model(input_ids=ids, labels=ids.clone()).loss
+            saved = probe.total
+            loss.backward()
+            grads = [_local(p.grad) for p in model.parameters() if p.grad is not None]
+        else:
+            loss = model(input_ids=ids, labels=ids.clone()).loss
+            loss.backward()
+        losses.append(float(loss.detach().float()))
+        optimizer.step()
+        if step < steps - 1:
+            optimizer.zero_grad(set_to_none=True)
+    ledger = StorageLedger()
+    states = TrainStates(weights=ledger.claim("weights", [_local(p) for p in model.parameters()]), master_weights=0,
+                         optimizer=ledger.claim("optimizer", [_local(t) for t in flat_tensors(
+                             optimizer_state_tensors(optimizer.state))]),
+                         activations_saved=saved)
+    states.grads = StorageLedger().claim("grads", grads)
+    states.details = {"framework": "torch-tp", "world_size": dist.get_world_size(), "losses": losses}
+    return states
