@@ -152,15 +152,7 @@ def load_workload(path: str | Path) -> LoadedWorkload:
         spec = WorkloadSpec.model_validate(data)
     except ValidationError as exc:
         raise _workload_error(p, exc, node) from None
-    specs = []
-    for i, load in enumerate(spec.models):
-        try:
-            specs.append(resolve_served_model(load.model, p.parent))
-        except ShardsimError as exc:
-            line = line_of(node, ("models", i, "model"))
-            where = f" line {line}:" if line else ""
-            raise ShardsimError(f"{show(p)}:{where} field 'model': {exc}") from None
-    return LoadedWorkload(spec, tuple(specs))
+    return LoadedWorkload(spec, _resolve_models(p, spec.models, node))
 
 
 def _load_train_workload(p: Path, data: dict, node: Any) -> LoadedWorkload:
@@ -171,14 +163,19 @@ def _load_train_workload(p: Path, data: dict, node: Any) -> LoadedWorkload:
         spec = TrainWorkload.model_validate(data)
     except ValidationError as exc:
         raise _workload_error(p, exc, node) from None
+    return LoadedWorkload(spec, _resolve_models(p, spec.models, node))
+
+
+def _resolve_models(p: Path, loads: tuple, node: Any) -> tuple[ModelSpec, ...]:
+    """The model each entry names, a bad one reported with the file, its line and the field."""
     specs = []
-    for i, load in enumerate(spec.models):
+    for i, load in enumerate(loads):
         try:
             specs.append(resolve_served_model(load.model, p.parent))
         except ShardsimError as exc:
             line = line_of(node, ("models", i, "model"))
             raise ShardsimError(f"{show(p)}:{f' line {line}:' if line else ''} field 'model': {exc}") from None
-    return LoadedWorkload(spec, tuple(specs))
+    return tuple(specs)
 
 
 # ---------------------------------------------------------------- catalog

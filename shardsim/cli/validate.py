@@ -78,33 +78,15 @@ def validate(
         raise ShardsimError(f"validation needs the validation stack ({exc.name} is missing); run bin/test once or "
                             "pip install 'shardsim[validate]' after the CPU torch wheel") from None
     from shardsim.launch.driver import ValidateRequest
-    from shardsim.launch.ray_run import RunInterrupted, run
+    from shardsim.launch.ray_run import run
 
     req = ValidateRequest(model=model, config=config, tp=tp, pp=pp, dp=dp, ep=ep, backend=backend, address=address,
                           device=device, batch=batch, context=context, decode_steps=decode_steps, layers=layers,
                           checkpoint=checkpoint, phase_timeout_s=timeout, fault=fault, run_dir=run_dir,
                           command=shlex.join(["shardsim"] + sys.argv[1:]), source_config=source_config)
-    # Ray's raylet and DeepSpeed print to stdout; keep stdout for the report (and --json parseable).
-    sys.stdout.flush()
-    saved_stdout = os.dup(1)
-    os.dup2(2, 1)
-    try:
-        record = run(req, spec, layout, quiet=as_json)
-    except RunInterrupted as exc:  # workers stopped, an 'interrupted' record appended: one line, 128 + signal
-        sys.stderr.write(f"shardsim: {exc}\n")
-        raise typer.Exit(130 if exc.signal_name == "SIGINT" else 143) from None
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved_stdout, 1)
-        os.close(saved_stdout)
-    if as_json:
-        common.print_json(record)
-    else:
-        from shardsim.render.validation_text import render_validation
+    from shardsim.render.validation_text import render_validation
 
-        render_validation(record, common.console())
-    if not record["passed"]:
-        raise typer.Exit(1)
+    _report(lambda: run(req, spec, layout, quiet=as_json), render_validation, as_json)
 
 
 def _validate_train(spec, model, config, layout, zero, backend, address, device, layers, checkpoint, timeout,
@@ -151,11 +133,24 @@ def _validate_train(spec, model, config, layout, zero, backend, address, device,
                           layers=layers, checkpoint=checkpoint, phase_timeout_s=timeout, run_dir=run_dir,
                           command=shlex.join(["shardsim"] + sys.argv[1:]),
                           source_config=read_config(config) if config else preset_config(model))
+    from shardsim.render.train_text import render_train_validation
+
+    _report(lambda: run_train(req, spec, layout, setup, steps, quiet=as_json), render_train_validation, as_json)
+
+
+def _report(run_it, render, as_json: bool) -> None:
+    """Run a validation with stdout pointed at stderr (Ray's raylet and DeepSpeed print to stdout; the report and
+    --json keep it), then print its record; exit 1 when it did not pass, 130/143 when a signal stopped it."""
+    from shardsim.launch.ray_run import RunInterrupted
+
     sys.stdout.flush()
     saved_stdout = os.dup(1)
     os.dup2(2, 1)
     try:
-        record = run_train(req, spec, layout, setup, steps, quiet=as_json)
+        record = run_it()
+    except RunInterrupted as exc:  # workers stopped, an 'interrupted' record appended: one line, 128 + signal
+        sys.stderr.write(f"shardsim: {exc}\n")
+        raise typer.Exit(130 if exc.signal_name == "SIGINT" else 143) from None
     finally:
         sys.stdout.flush()
         os.dup2(saved_stdout, 1)
@@ -163,9 +158,7 @@ def _validate_train(spec, model, config, layout, zero, backend, address, device,
     if as_json:
         common.print_json(record)
     else:
-        from shardsim.render.train_text import render_train_validation
-
-        render_train_validation(record, common.console())
+        render(record, common.console())
     if not record["passed"]:
         raise typer.Exit(1)
 
