@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from shardsim.launch.prebuild import remove_shm_buffers
 from shardsim.launch.train_states import TrainStates
 
 
@@ -46,7 +47,10 @@ def run_on_ranks(backend: str, world_size: int, out_dir: str, **kwargs) -> list[
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    mp.spawn(_rank_main, args=(world_size, port, backend, kwargs, out_dir), nprocs=world_size, join=True)
+    try:
+        mp.spawn(_rank_main, args=(world_size, port, backend, kwargs, out_dir), nprocs=world_size, join=True)
+    finally:
+        remove_shm_buffers(port)   # DeepSpeed's CPU all-reduce buffers in /dev/shm outlive the ranks
     out = []
     for rank in range(world_size):
         with open(os.path.join(out_dir, f"rank{rank}.json")) as f:
