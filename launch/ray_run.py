@@ -236,7 +236,6 @@ def _blame_timeout(phase: str, ranks: list[int], req: ValidateRequest, state: Ru
 def _phases(req: ValidateRequest, spec, layout, ckpt: CheckpointFacts, prompt: list, state: RunState,
             progress: Progress, build: Path, cpus: float) -> None:
     """Start the actors and run setup, load, forward and measure; the actors are always killed afterwards."""
-    import ray
 
     actors: dict = {}
     try:
@@ -259,18 +258,30 @@ def _phases(req: ValidateRequest, spec, layout, ckpt: CheckpointFacts, prompt: l
             "forward": lambda a: a.forward.remote(prompt, req.context, req.decode_steps, 16),
             "measure": lambda a: a.measure.remote(),
         }
-        for phase, call in calls.items():
-            _run_phase(phase, call, actors, req, state, progress)
-            if state.failed:
-                break
+        run_phases(calls, actors, req, state, progress)
     finally:
-        for actor in actors.values():
-            try:
-                ray.kill(actor)
-            except Exception:  # noqa: BLE001
-                pass
-        progress.stop()
-        remove_shm_buffers(state.port)
+        stop_actors(actors, state, progress)
+
+
+def run_phases(calls: dict, actors: dict, req: ValidateRequest, state: RunState, progress: Progress) -> None:
+    """Each phase on every rank in order, stopping at the first failure."""
+    for phase, call in calls.items():
+        _run_phase(phase, call, actors, req, state, progress)
+        if state.failed:
+            break
+
+
+def stop_actors(actors: dict, state: RunState, progress: Progress) -> None:
+    """Kill every actor, stop the progress display, and remove DeepSpeed's shared-memory buffers of the run."""
+    import ray
+
+    for actor in actors.values():
+        try:
+            ray.kill(actor)
+        except Exception:  # noqa: BLE001
+            pass
+    progress.stop()
+    remove_shm_buffers(state.port)
 
 
 def _rank_records(state: RunState, world: int) -> list[dict]:

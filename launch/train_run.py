@@ -15,17 +15,17 @@ from pathlib import Path
 
 from shardsim.launch import placement
 from shardsim.launch.driver import ResultsFile, ValidateRequest, _free_port, _versions
-from shardsim.launch.prebuild import remove_shm_buffers
 from shardsim.launch.progress import Progress
 from shardsim.launch.ray_run import (
     RunState,
     _catch_signals,
     _checkpoint,
     _restore_signals,
-    _run_phase,
     _start_actors,
     _start_ray,
     check_signals,
+    run_phases,
+    stop_actors,
 )
 from shardsim.launch.request import cache_dir, runs_dir
 
@@ -140,7 +140,6 @@ def run_train(req: ValidateRequest, spec, layout, setup, steps: int, quiet: bool
 
 
 def _train_phases(req, spec, layout, setup, steps, ckpt, state, progress, build, cpus) -> None:
-    import ray
 
     actors: dict = {}
     try:
@@ -158,15 +157,6 @@ def _train_phases(req, spec, layout, setup, steps, ckpt, state, progress, build,
             "train": lambda a: a.train.remote(str(ckpt.path), setup.framework, setup.zero, steps, setup.micro_batch,
                                               setup.seq_len, req.seed),
         }
-        for phase, call in calls.items():
-            _run_phase(phase, call, actors, req, state, progress)
-            if state.failed:
-                break
+        run_phases(calls, actors, req, state, progress)
     finally:
-        for actor in actors.values():
-            try:
-                ray.kill(actor)
-            except Exception:  # noqa: BLE001
-                pass
-        progress.stop()
-        remove_shm_buffers(state.port)
+        stop_actors(actors, state, progress)

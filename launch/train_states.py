@@ -170,3 +170,18 @@ class SavedTensorBytes:
                 storages[ptr] = t.untyped_storage().nbytes()
         self.total = sum(storages.values())
         self.saved = []
+
+
+def load_for_training(checkpoint_dir: str):
+    """The seeded checkpoint as transformers loads it for training: bf16, SDPA attention, train mode."""
+    import os
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    if not os.path.isdir(checkpoint_dir):
+        raise FileNotFoundError(f"not a local checkpoint directory: {checkpoint_dir}")
+    model = AutoModelForCausalLM.from_pretrained(checkpoint_dir, dtype=torch.bfloat16, local_files_only=True,
+                                                 attn_implementation="sdpa")
+    model.train()
+    return model

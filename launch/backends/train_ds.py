@@ -63,8 +63,6 @@ forward+backward less the storages already held and the gradient storages made i
 
 from __future__ import annotations
 
-import os
-
 import torch
 from shardsim.launch.backends.zero3 import _prepare_env
 from shardsim.launch.train_states import (
@@ -73,6 +71,7 @@ from shardsim.launch.train_states import (
     TrainStates,
     activation_tracker,
     flat_tensors,
+    load_for_training,
     optimizer_state_tensors,
     random_batch,
     storage_bytes,
@@ -93,15 +92,6 @@ def _config(stage: int, micro_batch: int) -> dict:
     }
 
 
-def _load(checkpoint_dir: str) -> torch.nn.Module:
-    from transformers import AutoModelForCausalLM
-
-    if not os.path.isdir(checkpoint_dir):
-        raise FileNotFoundError(f"not a local checkpoint directory: {checkpoint_dir}")
-    model = AutoModelForCausalLM.from_pretrained(checkpoint_dir, dtype=torch.bfloat16, local_files_only=True,
-                                                 attn_implementation="sdpa")
-    model.train()
-    return model
 
 
 def _grad_tensors(engine, stage: int) -> dict[str, list]:
@@ -198,7 +188,7 @@ def run_deepspeed(checkpoint_dir: str, stage: int, steps: int, micro_batch: int,
     if tdist.is_initialized():
         deepspeed.init_distributed(dist_backend=tdist.get_backend(), verbose=False)
     torch.manual_seed(seed)
-    model = _load(checkpoint_dir)
+    model = load_for_training(checkpoint_dir)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=_config(stage, micro_batch))
     grads, peak, losses = _train(engine, steps, micro_batch, seq_len, seed, stage)

@@ -46,6 +46,7 @@ from shardsim.launch.train_states import (
     StorageLedger,
     TrainStates,
     activation_tracker,
+    load_for_training,
     optimizer_state_tensors,
     random_batch,
     storage_bytes,
@@ -81,15 +82,6 @@ def _shard(model, reshard_after_forward: bool):
     return model
 
 
-def _load(checkpoint_dir: str):
-    from transformers import AutoModelForCausalLM
-
-    if not os.path.isdir(checkpoint_dir):
-        raise FileNotFoundError(f"not a local checkpoint directory: {checkpoint_dir}")
-    model = AutoModelForCausalLM.from_pretrained(checkpoint_dir, dtype=torch.bfloat16, local_files_only=True,
-                                                 attn_implementation="sdpa")
-    model.train()
-    return model
 
 
 def _held(model, optimizer) -> dict[str, list]:
@@ -145,7 +137,7 @@ def run_fsdp(checkpoint_dir: str, steps: int, micro_batch: int, seq_len: int, re
     os.environ.setdefault("LOCAL_RANK", os.environ.get("RANK", "0"))
     os.environ.setdefault("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1"))
     torch.manual_seed(seed)
-    model = _load(checkpoint_dir)
+    model = load_for_training(checkpoint_dir)
     model = _shard(model, reshard_after_forward)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     grads, peak, losses = _train(model, optimizer, steps, micro_batch, seq_len, seed)

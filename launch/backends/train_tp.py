@@ -19,6 +19,7 @@ from shardsim.launch.train_states import (
     StorageLedger,
     TrainStates,
     flat_tensors,
+    load_for_training,
     optimizer_state_tensors,
     random_batch,
 )
@@ -49,14 +50,11 @@ def run_torch_tp(checkpoint_dir: str, steps: int, micro_batch: int, seq_len: int
     import torch.distributed as dist
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.tensor.parallel import parallelize_module
-    from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_pretrained(checkpoint_dir, dtype=torch.bfloat16, local_files_only=True,
-                                                 attn_implementation="sdpa")
+    model = load_for_training(checkpoint_dir)
     if model.config.tie_word_embeddings:
         raise ValueError("torch-native TP validation needs untied embeddings (a tied lm_head shares the embedding)")
-    model.train()
     mesh = init_device_mesh("cpu", (dist.get_world_size(),))
     parallelize_module(model, mesh, tp_plan(model.config.num_hidden_layers))
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
