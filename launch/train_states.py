@@ -103,12 +103,13 @@ def activation_tracker(baseline):
     return LiveTensorTracker(baseline=list(flat_tensors(baseline)))
 
 
-def random_batch(vocab_size: int, micro_batch: int, seq_len: int, seed: int, step: int):
-    """Token ids for one step, the same on every rank for a given (seed, step) and different per rank via rank."""
+def random_batch(vocab_size: int, micro_batch: int, seq_len: int, seed: int, step: int, replica: int | None = None):
+    """Token ids for one step, different per rank (or per ``replica``: the ranks of one pipeline, which must see the
+    same batch) for a given (seed, step)."""
     import torch
     import torch.distributed as dist
 
-    rank = dist.get_rank() if dist.is_initialized() else 0
+    rank = replica if replica is not None else dist.get_rank() if dist.is_initialized() else 0
     gen = torch.Generator().manual_seed(seed * 7919 + step * 104_729 + rank)
     return torch.randint(0, vocab_size, (micro_batch, seq_len), generator=gen)
 
@@ -170,6 +171,73 @@ class SavedTensorBytes:
                 storages[ptr] = t.untyped_storage().nbytes()
         self.total = sum(storages.values())
         self.saved = []
+
+
+class _SavedRef:
+    """What the pack hook hands autograd in place of a saved tensor; when autograd lets go of it (the node's
+    backward has run and freed its saved variables) its storage leaves the live count."""
+
+    __slots__ = ("tensor", "owner", "key")
+
+    def __init__(self, tensor, owner: "LiveSavedBytes", key: int):
+        self.tensor, self.owner, self.key = tensor, owner, key
+
+    def __del__(self):
+        self.owner.release(self.key)
+
+
+class LiveSavedBytes:
+    """The peak of the bytes autograd holds for backward at once, across several forwards and backwards: what a
+    pipeline schedule keeps for its micro-batches in flight (1F1B: pp − stage of them on a stage). Distinct
+    storages, parameters left out, as ``SavedTensorBytes``; a storage is live from the first forward op that saves
+    it until the last saver's node is freed (``torch.autograd.graph.saved_tensors_hooks``)."""
+
+    def __init__(self, model=None):
+        self.model = model
+        self.counts: dict[int, int] = {}
+        self.sizes: dict[int, int] = {}
+        self.live = 0
+        self.peak = 0
+        self._ctx = None
+
+    def release(self, key: int) -> None:
+        n = self.counts.get(key, 0) - 1
+        if n > 0:
+            self.counts[key] = n
+        elif n == 0:
+            del self.counts[key]
+            self.live -= self.sizes.pop(key)
+
+    def __enter__(self):
+        import torch
+
+        params = set()
+        for p in (self.model.parameters() if self.model is not None else ()):
+            params.add(_storage_ptr(p.to_local() if hasattr(p, "to_local") else p))
+
+        def pack(t):
+            if isinstance(t, torch.nn.Parameter) or t.numel() == 0:
+                return t
+            local = t.to_local() if hasattr(t, "to_local") else t
+            key = _storage_ptr(local)
+            if key is None or key in params:
+                return t
+            if key not in self.counts:
+                self.sizes[key] = local.untyped_storage().nbytes()
+                self.live += self.sizes[key]
+                self.peak = max(self.peak, self.live)
+            self.counts[key] = self.counts.get(key, 0) + 1
+            return _SavedRef(t, self, key)
+
+        def unpack(x):
+            return x.tensor if isinstance(x, _SavedRef) else x
+
+        self._ctx = torch.autograd.graph.saved_tensors_hooks(pack, unpack)
+        self._ctx.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self._ctx.__exit__(*exc)
 
 
 def load_for_training(checkpoint_dir: str):

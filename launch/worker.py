@@ -277,16 +277,27 @@ class RankWorker:
         return {"rank": self.rank, "logits": torch.stack(step_logits, dim=1) if step_logits else None,
                 "generated": generated, "forward_s": self.result["forward_s"]}
 
-    def train(self, checkpoint_dir: str, framework: str, zero: int, steps: int, micro_batch: int,
+    def train(self, checkpoint_dir: str, framework: str, options: dict, steps: int, micro_batch: int,
               seq_len: int, seed: int) -> dict:
-        """Real training steps on this rank through DeepSpeed ZeRO or FSDP2 (``launch/backends/train_*``); what
-        the framework holds afterwards (``launch/train_states.TrainStates``)."""
+        """Real training steps on this rank through DeepSpeed ZeRO (``options["zero"]``), FSDP2 through accelerate
+        (``options["fsdp"]``) or torch-native TP / pipelining (``options["grad_accum"]`` micro-batches a step);
+        what the framework holds afterwards (``launch/train_states.TrainStates``)."""
         self._maybe_fault("train")
         t0 = time.time()
         if framework == "deepspeed":
             from shardsim.launch.backends.train_ds import run_deepspeed
 
-            states = run_deepspeed(checkpoint_dir, zero, steps, micro_batch, seq_len, seed=seed)
+            states = run_deepspeed(checkpoint_dir, options["zero"], steps, micro_batch, seq_len, seed=seed)
+        elif framework == "torch" and self.layout.pp > 1:
+            from shardsim.launch.backends.train_pp import run_torch_pipeline
+
+            from shardsim.core.layout import rank_of, stage_ranges
+
+            lay = self.layout
+            first, last = stage_ranges(lay)[self.coords.pp_rank]
+            mesh = [[rank_of(lay, t, 0, p) for t in range(lay.tp)] for p in range(lay.pp)]
+            states = run_torch_pipeline(checkpoint_dir, steps, micro_batch, seq_len, options["grad_accum"], mesh,
+                                        self.coords.pp_rank, first, last, seed=seed)
         elif framework == "torch":
             from shardsim.launch.backends.train_tp import run_torch_tp
 
@@ -294,7 +305,8 @@ class RankWorker:
         else:
             from shardsim.launch.backends.train_fsdp import run_fsdp
 
-            states = run_fsdp(checkpoint_dir, steps, micro_batch, seq_len, seed=seed)
+            states = run_fsdp(checkpoint_dir, steps, micro_batch, seq_len, seed=seed,
+                              reshard_after_forward=options["fsdp"] != "grad-op")
         return {"rank": self.rank, "train_s": time.time() - t0, **states.as_dict()}
 
     def measure(self) -> dict:

@@ -25,14 +25,18 @@ from shardsim.launch.train_states import (
 )
 
 
-def tp_plan(num_layers: int) -> dict:
+def tp_plan(layers: list[str], embed: str | None = "model.embed_tokens", head: str | None = "lm_head") -> dict:
+    """The Megatron split of the decoder layers at the module paths ``layers``, the embedding and the head."""
     from torch.distributed.tensor import Replicate
     from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel
 
-    plan = {"model.embed_tokens": RowwiseParallel(input_layouts=Replicate()),
-            "lm_head": ColwiseParallel(output_layouts=Replicate())}
-    for i in range(num_layers):
-        p = f"model.layers.{i}."
+    plan = {}
+    if embed:
+        plan[embed] = RowwiseParallel(input_layouts=Replicate())
+    if head:
+        plan[head] = ColwiseParallel(output_layouts=Replicate())
+    for path in layers:
+        p = path + "."
         plan.update({p + "self_attn.q_proj": ColwiseParallel(), p + "self_attn.k_proj": ColwiseParallel(),
                      p + "self_attn.v_proj": ColwiseParallel(), p + "self_attn.o_proj": RowwiseParallel(),
                      p + "mlp.gate_proj": ColwiseParallel(), p + "mlp.up_proj": ColwiseParallel(),
@@ -56,7 +60,7 @@ def run_torch_tp(checkpoint_dir: str, steps: int, micro_batch: int, seq_len: int
     if model.config.tie_word_embeddings:
         raise ValueError("torch-native TP validation needs untied embeddings (a tied lm_head shares the embedding)")
     mesh = init_device_mesh("cpu", (dist.get_world_size(),))
-    parallelize_module(model, mesh, tp_plan(model.config.num_hidden_layers))
+    parallelize_module(model, mesh, tp_plan([f"model.layers.{i}" for i in range(model.config.num_hidden_layers)]))
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     vocab = model.config.vocab_size
     grads, saved, losses = [], 0, []

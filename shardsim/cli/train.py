@@ -52,8 +52,10 @@ def plan_train_command(model: Optional[str], config: Optional[str], layout_args:
 
     spec = resolve_model(model, config)
     etp = options.pop("etp", None)
-    setup = train_setup(options)
     layout = Layout(tp=layout_args["tp"], pp=layout_args["pp"], dp=layout_args["dp"], ep=layout_args["ep"])
+    if options.get("grad_accum") is None and layout.pp > 1:
+        options["grad_accum"] = layout.pp   # a pipeline step of fewer micro-batches than stages leaves stages idle
+    setup = train_setup(options)
     if etp is not None and etp != layout.etp:
         raise ShardsimError(f"--etp {etp} is not what the layout gives: experts split over tp / ep = {layout.etp} "
                             "ranks here (accepted: that value, or leave --etp out)")

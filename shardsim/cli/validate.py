@@ -21,6 +21,8 @@ from shardsim.cli.options import (
     DpOpt,
     EpOpt,
     FaultOpt,
+    FsdpOpt,
+    GradAccumOpt,
     JsonOpt,
     LayersOpt,
     MicroBatchOpt,
@@ -45,6 +47,7 @@ def validate(
     checkpoint: CheckpointOpt = None, timeout: TimeoutOpt = 300.0, run_dir: RunDirOpt = None,
     inject_fault: FaultOpt = None, as_json: JsonOpt = False,
     train: TrainOpt = False, steps: StepsOpt = 2, micro_batch: MicroBatchOpt = None, seq_len: SeqLenOpt = None,
+    grad_accum: GradAccumOpt = None, fsdp: FsdpOpt = None,
 ) -> None:
     """Prove a plan: Ray starts one worker per rank, each loads its real shard, runs inference (or, with --train,
     real training steps) and measures."""
@@ -61,10 +64,16 @@ def validate(
         if context is not None or batch != 1 or decode_steps != 4 or inject_fault:
             raise ShardsimError("--context, --batch, --decode-steps and --inject-fault are inference options; with "
                                 "--train use --seq-len, --micro-batch and --steps")
-        return _validate_train(spec, model, config, Layout(tp=tp, pp=pp, dp=dp, ep=ep), zero, backend, address,
-                               device, layers, checkpoint, timeout, run_dir, as_json, steps, micro_batch, seq_len)
-    if micro_batch is not None or seq_len is not None or steps != 2:
-        raise ShardsimError("--steps, --micro-batch and --seq-len are options of validate --train")
+        from shardsim.cli.validate_train import TrainRun, validate_train
+
+        run = TrainRun(backend=backend, zero=zero, fsdp=fsdp, steps=steps, micro_batch=micro_batch, seq_len=seq_len,
+                       grad_accum=grad_accum)
+        return validate_train(spec, model, config, Layout(tp=tp, pp=pp, dp=dp, ep=ep), run,
+                              {"address": address, "device": device, "layers": layers, "checkpoint": checkpoint,
+                               "phase_timeout_s": timeout, "run_dir": run_dir}, as_json, _report)
+    if micro_batch is not None or seq_len is not None or steps != 2 or grad_accum is not None or fsdp is not None:
+        raise ShardsimError("--steps, --micro-batch, --seq-len, --grad-accum and --fsdp are options of validate "
+                            "--train")
     layout = validate_layout(spec, Layout(tp=tp, pp=pp, dp=dp, ep=ep, zero=zero))
     context = common.resolve_context(context, common.VALIDATE_CONTEXT)
     request.check_backend(backend, layout, device, spec.num_kv_heads, spec.is_moe)
@@ -87,55 +96,6 @@ def validate(
     from shardsim.render.validation_text import render_validation
 
     _report(lambda: run(req, spec, layout, quiet=as_json), render_validation, as_json)
-
-
-def _validate_train(spec, model, config, layout, zero, backend, address, device, layers, checkpoint, timeout,
-                    run_dir, as_json, steps, micro_batch, seq_len) -> None:
-    """validate --train: real training steps through DeepSpeed ZeRO 1/2/3 or FSDP2 on every rank, states compared
-    to the byte (``launch/train_run.py``)."""
-    from shardsim.core.layout import validate_layout
-    from shardsim.core.train.setup import TrainSetup, check_setup
-    from shardsim.presets import preset_config, read_config
-
-    if backend not in ("deepspeed", "fsdp", "torch"):
-        raise ShardsimError(f"--backend {backend!r:.40} does not train here; accepted with --train: deepspeed, fsdp, "
-                            "torch (TP with DTensor)")
-    if backend == "deepspeed" and zero not in (1, 2, 3):
-        raise ShardsimError("validate --train --backend deepspeed needs --zero 1, 2 or 3")
-    if backend == "fsdp" and zero:
-        raise ShardsimError("--zero is DeepSpeed's; --backend fsdp shards with FSDP2")
-    if backend == "torch" and (layout.dp > 1 or layout.pp > 1 or layout.ep > 1 or layout.tp < 2):
-        raise ShardsimError("validate --train --backend torch runs tensor parallel: --tp 2+, --dp/--pp/--ep 1")
-    if backend != "torch" and (layout.tp > 1 or layout.pp > 1 or layout.ep > 1):
-        raise ShardsimError("validate --train shards over data parallel ranks (--dp); --tp/--pp/--ep are not run "
-                            "(--backend torch runs --tp)")
-    if backend == "torch" and spec.tie_word_embeddings:
-        raise ShardsimError(f"{spec.name} ties its embeddings; --backend torch splits embed_tokens and lm_head "
-                            "differently: use an untied model (8b, 14b, 32b)")
-    if not 1 <= steps <= 100:
-        raise ShardsimError(f"--steps {steps} is out of range; accepted: 1 … 100")
-    setup = TrainSetup(framework=backend, zero=zero, micro_batch=micro_batch or 1, seq_len=seq_len or 64)
-    if not 2 <= setup.seq_len <= 8192 or setup.micro_batch > 64:
-        raise ShardsimError("validate --train runs --seq-len 2 … 8192 and --micro-batch 1 … 64")
-    layout = validate_layout(spec, layout)
-    setup = check_setup(spec, layout, setup)
-    request_check = __import__("shardsim.launch.request", fromlist=["check_run"])
-    request_check.check_run(layout, 2, 0, 1, timeout)
-    try:
-        import ray  # noqa: F401
-        import torch  # noqa: F401
-    except ImportError as exc:
-        raise ShardsimError(f"validation needs the validation stack ({exc.name} is missing); run bin/test once") from None
-    from shardsim.launch.driver import ValidateRequest
-    from shardsim.launch.train_run import run_train
-
-    req = ValidateRequest(model=model, config=config, dp=layout.dp, backend=backend, address=address, device=device,
-                          layers=layers, checkpoint=checkpoint, phase_timeout_s=timeout, run_dir=run_dir,
-                          command=shlex.join(["shardsim"] + sys.argv[1:]),
-                          source_config=read_config(config) if config else preset_config(model))
-    from shardsim.render.train_text import render_train_validation
-
-    _report(lambda: run_train(req, spec, layout, setup, steps, quiet=as_json), render_train_validation, as_json)
 
 
 def _report(run_it, render, as_json: bool) -> None:

@@ -94,11 +94,16 @@ def render_train_validation(record: dict, console) -> None:
     from rich.table import Table
 
     setup = record["setup"]
-    name = {"deepspeed": f"DeepSpeed ZeRO-{setup['zero']}", "fsdp": "FSDP2", "torch": "torch-native TP (DTensor)"
-            }.get(setup["framework"], setup["framework"])
-    console.print(f"[bold]{record['model']}[/] · validate --train · {name} · TP={record['layout']['tp']} × "
-                  f"DP={record['layout']['dp']} · "
-                  f"{record['steps']} steps of micro-batch {setup['micro_batch']} × seq {setup['seq_len']}")
+    lay = record["layout"]
+    torch_name = " + ".join(part for part, on in (("TP (DTensor)", lay["tp"] > 1),
+                                                   ("pipelining 1F1B", lay["pp"] > 1)) if on)
+    name = {"deepspeed": f"DeepSpeed ZeRO-{setup['zero']}", "fsdp": f"FSDP2 ({setup['fsdp']}) through accelerate",
+            "torch": f"torch-native {torch_name}"}.get(setup["framework"], setup["framework"])
+    steps = f"{record['steps']} steps of micro-batch {setup['micro_batch']} × seq {setup['seq_len']}"
+    if lay["pp"] > 1:
+        steps += f", {setup['grad_accum']} micro-batches each"
+    console.print(f"[bold]{record['model']}[/] · validate --train · {name} · TP={lay['tp']} × PP={lay['pp']} × "
+                  f"DP={lay['dp']} · {steps}")
     table = Table(show_edge=False, header_style="bold")
     for col in ("rank", "term", "predicted B", "measured B", "diff", ""):
         table.add_column(col, justify="left" if col in ("term", "") else "right")

@@ -127,10 +127,15 @@ def test_deepspeed_zero3(tmp_path, checkpoint, shapes):
 
 
 def test_fsdp2(tmp_path, checkpoint, shapes):
-    """About 25 s: fp32 sharded parameters (bf16 compute, fp32 reduce), one unit per decoder layer."""
+    """About 25 s: through accelerate's ``Accelerator.prepare`` with its defaults for bf16 (bf16 compute and bf16
+    reduce-scatter): fp32 sharded parameters, the grads cast back to fp32, one unit per decoder layer."""
     states = _run("fsdp", tmp_path, checkpoint_dir=checkpoint)
     _check(states, lambda rank: fsdp2_expected(shapes, rank))
-    assert states[0].details["param_dtypes"] == ["torch.float32"]
+    details = states[0].details
+    assert details["param_dtypes"] == ["torch.float32"]
+    assert "reduce_dtype=torch.bfloat16" in details["mixed_precision_policy"], details
+    # modules made FSDP: 2 decoder layers, the tail group's final norm, embed_tokens and (tied) lm_head, the root
+    assert details["fsdp_units"] == 6, details
 
 
 def test_arithmetic_uneven_split():
@@ -143,3 +148,28 @@ def test_arithmetic_uneven_split():
     assert fsdp2_expected(shapes, 0)["optimizer"] == 8 * (4 * 3 + 3) + 8
     assert fsdp2_expected(shapes, 1)["optimizer"] == 8 * (3 * 3 + 2) + 8
     assert fsdp2_expected(shapes, 1)["weights"] == 4 * (4 * 3 + 3)
+
+
+def test_live_saved_bytes_counts_micro_batches_in_flight():
+    """Two forwards kept, then two backwards: the peak is both forwards' saved storages; each backward frees its
+    own. y = (x·w)² saves x (for x·w's grad of w) and x·w (for the square): 2 storages of 4·n bytes per forward;
+    the parameter w is left out."""
+    import torch
+    from shardsim.launch.train_states import LiveSavedBytes
+
+    n = 1000
+    w = torch.nn.Parameter(torch.ones(n))
+    model = torch.nn.Module()
+    model.w = w
+    with LiveSavedBytes(model) as probe:
+        xs = [torch.randn(n) for _ in range(2)]
+        losses = [((x * w) ** 2).sum() for x in xs]
+        assert probe.live == 2 * 2 * 4 * n
+        losses[0].backward()
+        assert probe.live == 2 * 4 * n
+        losses[1].backward()
+        third = ((torch.randn(n) * w) ** 2).sum()
+    assert probe.peak == 2 * 2 * 4 * n
+    assert probe.live == 2 * 4 * n   # the third forward's, still held by its graph
+    del third
+    assert probe.live == 0

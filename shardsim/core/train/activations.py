@@ -65,6 +65,12 @@ class TrainActivations:
         """Bytes kept for backward at the end of one micro-batch's forward (what saved_tensors_hooks see)."""
         return self.stage_bytes + self.saved_tail
 
+    @property
+    def saved_in_flight(self) -> int:
+        """Bytes kept for backward at the schedule's fullest moment: every micro-batch in flight keeps ``saved``
+        (what ``LiveSavedBytes`` sees over a pipeline step; ``saved`` when nothing is pipelined)."""
+        return self.saved * self.in_flight
+
 
 def hf_layer_bytes(spec: ModelSpec, s: TrainSetup, moe: bool, tp: int = 1) -> int:
     """What a transformers Qwen3 decoder layer keeps for backward (rules in the module docstring); under

@@ -9,8 +9,9 @@ Frameworks and their conventions (sources cited where each term is priced, ``sta
 - ``megatron``: Megatron-LM style TP / PP / SP / CP / EP with fp32 master weights and, with
   ``--distributed-optimizer``, optimizer state and master weights sharded over data parallel;
 - ``ddp``: plain PyTorch DDP with AMP (fp32 parameters, fp32 gradients, bf16 compute);
-- ``torch``: torch-native tensor parallel (DTensor ``parallelize_module``) of the transformers model, bf16
-  parameters, gradients and AdamW states (what ``validate --train --backend torch`` runs).
+- ``torch``: torch-native tensor parallel (DTensor ``parallelize_module``) and pipeline parallel
+  (``torch.distributed.pipelining``, 1F1B) of the transformers model, bf16 parameters, gradients and AdamW states
+  (what ``validate --train --backend torch`` runs).
 """
 
 from __future__ import annotations
@@ -83,16 +84,16 @@ def check_setup(spec: ModelSpec, layout: Layout, setup: TrainSetup) -> TrainSetu
     if s.framework == "deepspeed" and s.zero >= 2 and layout.pp > 1:
         raise ShardsimError(f"DeepSpeed's pipeline engine runs with ZeRO stage 0 or 1 only, not --zero {s.zero} with "
                             f"--pp {layout.pp} (deepspeed/runtime/pipe/engine.py asserts zero_stage < 2)")
-    if s.framework == "torch" and (layout.pp > 1 or s.cp > 1 or s.sequence_parallel or layout.ep > 1):
-        raise ShardsimError("--framework torch runs tensor parallel only (DTensor); use --framework megatron for "
-                            "--pp/--cp/--ep/--sequence-parallel")
+    if s.framework == "torch" and (s.cp > 1 or s.sequence_parallel or layout.ep > 1):
+        raise ShardsimError("--framework torch runs tensor parallel (DTensor) and pipeline parallel "
+                            "(torch.distributed.pipelining); use --framework megatron for --cp/--ep/--sequence-parallel")
     if s.framework == "torch" and layout.tp > spec.num_kv_heads:
         raise ShardsimError(f"--framework torch splits k/v_proj by rows: --tp {layout.tp} is above the "
                             f"{spec.num_kv_heads} KV heads of {spec.name}")
     if s.framework in ("deepspeed", "fsdp", "ddp") and (layout.tp > 1 or s.cp > 1 or s.sequence_parallel):
         raise ShardsimError(f"--framework {s.framework} has no tensor, context or sequence parallelism here; "
                             "use --framework megatron for --tp/--cp/--sequence-parallel")
-    if s.framework in ("fsdp", "ddp", "torch") and layout.pp > 1:
+    if s.framework in ("fsdp", "ddp") and layout.pp > 1:
         raise ShardsimError(f"--framework {s.framework} has no pipeline parallelism; use --framework megatron or "
                             "deepspeed (ZeRO 0/1) for --pp")
     if s.distributed_optimizer and s.framework != "megatron":
