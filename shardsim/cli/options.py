@@ -153,7 +153,7 @@ MicroBatchOpt = Annotated[Optional[int], typer.Option("--micro-batch", parser=wh
 SeqLenOpt = Annotated[Optional[int], typer.Option("--seq-len", parser=whole_number, help="train: tokens per sequence \\[4096]")]
 GradAccumOpt = Annotated[Optional[int], typer.Option("--grad-accum", parser=whole_number, help="train: micro-batches per step \\[1; PP: pp]")]
 RecomputeOpt = Annotated[Optional[str], typer.Option("--recompute", help="train: none | selective | full \\[none]")]
-OptimizerOpt = Annotated[Optional[str], typer.Option("--optimizer", help="train: adamw | adamw-8bit | sgd \\[adamw]")]
+OptimizerOpt = Annotated[Optional[str], typer.Option("--optimizer", help="train: adamw | adamw-8bit | adamw-bf16 (bf16 moments) | sgd \\[adamw]")]
 LoraRankOpt = Annotated[Optional[int], typer.Option("--lora-rank", parser=whole_number, help="train: LoRA rank (adapters on every linear)")]
 QloraOpt = Annotated[bool, typer.Option("--qlora", help="train: LoRA on an NF4 (4-bit, double-quantized) base")]
 OffloadOptOpt = Annotated[bool, typer.Option("--offload-optimizer", help="train, DeepSpeed ZeRO 1-3: optimizer on CPU")]

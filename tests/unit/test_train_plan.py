@@ -71,6 +71,13 @@ def test_megatron_bytes_per_parameter():
     assert plain.total == 18 * p.total
     dist = state_bytes(p, TrainSetup(framework="megatron", distributed_optimizer=True), 4, 4)
     assert dist.total == 6 * p.total + 12 * -(-p.total // 4)
+    # --optimizer-cpu-offload: the shard's fp32 master (4 B) and Adam (8 B) go to the host, 6 B stay
+    off = state_bytes(p, TrainSetup(framework="megatron", distributed_optimizer=True, offload_optimizer=True,
+                                    host_memory_bytes=1 << 40), 4, 4)
+    assert (off.total, off.host) == (6 * p.total, 12 * -(-p.total // 4))
+    # precision-aware optimizer with bf16 moments: Adam 2 × 2 B instead of 2 × 4 B
+    bf16 = state_bytes(p, TrainSetup(framework="megatron", optimizer="adamw-bf16"), 4, 4)
+    assert bf16.total == (2 + 4 + 4 + 4) * p.total
 
 
 def test_optimizers_and_nf4():
@@ -109,6 +116,8 @@ def test_pipeline_micro_batches_in_flight():
     (dict(), Layout(ep=2), "is dense"),
     (dict(lora_rank=5000), Layout(), "above the hidden size"),
     (dict(zero=2, offload_optimizer=True), Layout(), "needs a CPU budget"),
+    (dict(framework="megatron", offload_params=True, host_memory_bytes=1 << 40), Layout(), "offloads the optimizer"),
+    (dict(framework="fsdp", offload_optimizer=True, host_memory_bytes=1 << 40), Layout(), "modelled for DeepSpeed"),
     (dict(lora_rank=8, qlora=True), Layout(), "already fp8"),
 ])
 def test_refusals(args, layout, message):

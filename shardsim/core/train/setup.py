@@ -25,7 +25,7 @@ from shardsim.errors import ShardsimError
 FRAMEWORKS = ("deepspeed", "fsdp", "megatron", "ddp", "torch")
 FSDP_MODES = ("full", "grad-op", "hybrid")
 RECOMPUTE = ("none", "selective", "full")
-OPTIMIZERS = ("adamw", "adamw-8bit", "sgd")
+OPTIMIZERS = ("adamw", "adamw-8bit", "adamw-bf16", "sgd")
 SCHEDULES = ("1f1b", "interleaved")
 
 
@@ -124,11 +124,15 @@ def _check_sizes(spec: ModelSpec, layout: Layout, s: TrainSetup) -> None:
         raise ShardsimError("--cp is Megatron's context parallelism; use --framework megatron")
     if s.capacity_factor is not None and not 0 < s.capacity_factor <= 64:
         raise ShardsimError(f"--capacity-factor {s.capacity_factor} is out of range; accepted: (0, 64]")
-    if (s.offload_optimizer or s.offload_params) and s.framework != "deepspeed":
-        raise ShardsimError("offloading to CPU is modelled for DeepSpeed ZeRO (offload_optimizer / offload_param)")
+    if s.offload_params and s.framework != "deepspeed":
+        raise ShardsimError("--offload-params is DeepSpeed ZeRO-3's (offload_param); Megatron offloads the optimizer "
+                            "only (--offload-optimizer)")
+    if s.offload_optimizer and s.framework not in ("deepspeed", "megatron"):
+        raise ShardsimError("--offload-optimizer is modelled for DeepSpeed ZeRO (offload_optimizer) and Megatron "
+                            "(--optimizer-cpu-offload)")
     if s.offload_params and s.zero != 3:
         raise ShardsimError("--offload-params needs --zero 3 (DeepSpeed offloads parameters only in stage 3)")
-    if s.offload_optimizer and s.zero == 0:
+    if s.offload_optimizer and s.zero == 0 and s.framework == "deepspeed":
         raise ShardsimError("--offload-optimizer needs --zero 1, 2 or 3")
     if (s.offload_optimizer or s.offload_params) and s.host_memory_bytes is None:
         raise ShardsimError("offloading needs a CPU budget: give --host-memory SIZE (per node), e.g. 1TiB")

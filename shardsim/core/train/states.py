@@ -4,7 +4,9 @@ framework's own buffers, by framework and sharding strategy (``setup.TrainSetup`
 Optimizer states per trained element (``OPTIMIZER_STATE_BYTES``): AdamW fp32 exp_avg and exp_avg_sq, 8 B
 (torch/optim/adamw.py); 8-bit AdamW two uint8 states plus an fp32 absmax per 2,048-element block each
 (bitsandbytes optim/optimizer.py ``Optimizer2State``, block_wise, blocksize 2048); SGD with momentum one fp32
-buffer, 4 B (torch/optim/sgd.py ``momentum_buffer``).
+buffer, 4 B (torch/optim/sgd.py ``momentum_buffer``); AdamW with bf16 moments, 4 B (Megatron's precision-aware
+optimizer, ``--use-precision-aware-optimizer --exp-avg-dtype bf16 --exp-avg-sq-dtype bf16``,
+megatron/core/optimizer/optimizer_config.py; fp32 master weights kept).
 
 - DeepSpeed ZeRO 1/2 (deepspeed/runtime/zero/stage_1_and_2.py@0.19.8): the bf16 parameters (in registration
   order, ``params.hf_parameter_shapes``) live in one flat buffer padded to F = a multiple of 2 × dp elements
@@ -21,11 +23,16 @@ buffer, 4 B (torch/optim/sgd.py ``momentum_buffer``).
   ``sub_group_size``, 1e9, elements), bf16 gradient partitions, and a bf16 bucket of reduce_bucket_size elements.
 - ZeRO-0 with bf16 (runtime/bf16_optimizer.py): full fp32 master weights and fp32 gradient accumulators.
 - FSDP2 (torch/distributed/fsdp/_fully_shard/_fsdp_param.py@2.13 ``_init_sharded_param``): every fp32 parameter
-  sharded on dim 0, each rank allocating c = ceil(d0 / W) rows (padded), gradients alike (reduce_dtype fp32);
+  sharded on dim 0, each rank allocating c = ceil(d0 / W) rows (padded), gradients alike (fp32: reduced in
+  accelerate's bf16 ``reduce_dtype``, cast back to the parameter dtype);
   AdamW state only for the rows a rank really holds, clamp(d0 − r·c, 0, c), plus a 4-byte ``step`` per
   parameter; bf16 all-gathered one unit (a decoder layer) at a time.
 - Megatron-LM (megatron/training/theoretical_memory_usage.py): bf16 weights 2 B, fp32 gradient buffer 4 B, fp32
-  master 4 B and Adam 8 B per parameter, the last two divided by dp with the distributed optimizer.
+  master 4 B and Adam 8 B per parameter, the last two divided by dp with the distributed optimizer. With
+  ``--optimizer-cpu-offload`` (offload fraction 1, the precision-aware optimizer) the master copies and the Adam
+  states of the rank's shard live in host memory and the step runs on the CPU; the GPU keeps the bf16 weights and
+  the fp32 gradient buffer (megatron/core/optimizer/cpu_offloading/hybrid_optimizer.py ``HybridDeviceOptimizer``,
+  docs/user-guide/features/optimizer_cpu_offload.md).
 - DDP with AMP: fp32 parameters and gradients, the optimizer on every rank (torch/nn/parallel/distributed.py).
 - torch-native TP (DTensor): bf16 local shards of parameters and gradients; torch AdamW keeps its states in the
   parameters' dtype, 2 × 2 B, plus a 4-byte ``step`` per parameter (torch/optim/adamw.py ``_init_group``). The
@@ -65,6 +72,8 @@ def optimizer_state_bytes(optimizer: str, elements: int) -> int:
     """Bytes of optimizer state for ``elements`` trained elements (sources in the module docstring)."""
     if optimizer == "adamw":
         return 8 * elements
+    if optimizer == "adamw-bf16":
+        return 4 * elements
     if optimizer == "adamw-8bit":
         return 2 * elements + 2 * 4 * ceil_div(elements, 2048)
     return 4 * elements
@@ -118,8 +127,11 @@ def state_bytes(p: RankParams, s: TrainSetup, dp: int, shard_degree: int, shard_
     if s.framework == "megatron":
         shard = dp if s.distributed_optimizer else 1
         master = 4 * ceil_div(trained, shard)
-        return StateBytes(2 * trained + frozen, master, 4 * trained,
-                          optimizer_state_bytes(s.optimizer, ceil_div(trained, shard)), 0, 0, 0)
+        optim = optimizer_state_bytes(s.optimizer, ceil_div(trained, shard))
+        host = 0
+        if s.offload_optimizer:   # --optimizer-cpu-offload, fraction 1: master copies and states on the host
+            host, master, optim = master + optim, 0, 0
+        return StateBytes(2 * trained + frozen, master, 4 * trained, optim, 0, host, 0)
     if s.framework == "torch":   # bf16 parameters, gradients and AdamW states (2 × 2 B) plus a 4-byte step each
         states = 4 * trained if s.optimizer == "adamw" else optimizer_state_bytes(s.optimizer, trained) // 2
         return StateBytes(2 * trained + frozen, 0, 2 * trained + 2 * p.replicated_grad_extra,
