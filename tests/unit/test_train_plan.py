@@ -150,7 +150,24 @@ def test_transformers_layer_keeps_what_autograd_saved():
     mlp = 4 * 2 * t * inter
     assert hf_layer_bytes(spec, TrainSetup(seq_len=256), False) == norms + qk + sdpa + mlp == 18_393_088
     eager = hf_layer_bytes(spec, TrainSetup(seq_len=256, flash_attention=False), False)
-    assert eager == 18_393_088 - 4 * t * heads + t * 256 * heads * 7 == 25_716_736
+    # eager: no log-sum-exp; an fp32 softmax and its bf16 copy per score; k and v repeated to the 16 query heads
+    assert eager == 18_393_088 - 4 * t * heads + t * 256 * heads * 6 + 2 * 2 * t * (q - kv) == 25_716_736
+
+
+def test_transformers_moe_layer_keeps_what_autograd_saved():
+    # Measured with saved_tensors_hooks on transformers 5.24's Qwen3MoeSparseMoeBlock inside a Qwen3-30B-A3B-shaped
+    # model (grouped_mm experts, bf16, T = 64): 7,393,024 B beside its input; a 30b-a3b --layers 2 FSDP2 run
+    # missed by 4,201,996 B (2 layers × 2,100,992 + 12) before the down output and the indices were counted.
+    from shardsim.core.train.activations import hf_layer_bytes
+
+    spec = get_preset("30b-a3b")
+    t, h, e, k, ie = 64, 2048, 128, 8, 768
+    s = t * k                                                          # 512 token-expert pairs
+    router = 4 * t * e + 8 * t * k + 4 * t * k + 4 * t                 # fp32 softmax, top-k ids, renormalised copy, sum
+    experts = 4 * e + s * (2 * h + 2 * h + 2 * 2 * ie + 2 * ie + 2 * ie + 2 + 3 * 8)
+    assert router + experts == 7_393_024
+    dense_part = hf_layer_bytes(spec, TrainSetup(seq_len=64), False) - 8 * t * spec.intermediate_size
+    assert hf_layer_bytes(spec, TrainSetup(seq_len=64), True) == dense_part + 7_393_024
 
 
 def test_torch_native_tp_states():

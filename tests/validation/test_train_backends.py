@@ -173,3 +173,37 @@ def test_live_saved_bytes_counts_micro_batches_in_flight():
     assert probe.live == 2 * 4 * n   # the third forward's, still held by its graph
     del third
     assert probe.live == 0
+
+
+@pytest.mark.parametrize("flash", [True, False])
+def test_hf_layer_bytes_match_a_real_moe_layer(flash):
+    """One Qwen3-MoE decoder layer of a small config (transformers' own model: grouped_mm experts, sdpa or eager
+    attention), forward under saved_tensors_hooks: the bytes it keeps equal ``hf_layer_bytes`` (the two-layer
+    model less the one-layer model, so embedding, final norm and loss cancel)."""
+    import torch
+    from shardsim.launch.train_states import SavedTensorBytes
+    from transformers import AutoModelForCausalLM, Qwen3MoeConfig
+
+    from shardsim.core.config import spec_from_config
+    from shardsim.core.train.activations import hf_layer_bytes
+    from shardsim.core.train.setup import TrainSetup
+
+    config = dict(model_type="qwen3_moe", architectures=["Qwen3MoeForCausalLM"], hidden_size=64, intermediate_size=96,
+                  moe_intermediate_size=32, num_experts=8, num_experts_per_tok=2, norm_topk_prob=True,
+                  num_attention_heads=4, num_key_value_heads=2, head_dim=16, vocab_size=512, max_position_embeddings=256,
+                  rms_norm_eps=1e-6, rope_theta=1e6, tie_word_embeddings=False, torch_dtype="bfloat16",
+                  decoder_sparse_step=1, mlp_only_layers=[])
+    t = 48
+    saved = []
+    for layers in (1, 2):
+        torch.manual_seed(0)
+        hf = Qwen3MoeConfig(**{**config, "num_hidden_layers": layers})
+        model = AutoModelForCausalLM.from_config(hf, dtype=torch.bfloat16,
+                                                 attn_implementation="sdpa" if flash else "eager")
+        model.train()
+        ids = torch.randint(0, 512, (1, t), generator=torch.Generator().manual_seed(1))
+        with SavedTensorBytes(model) as probe:
+            model(input_ids=ids, labels=ids.clone())
+        saved.append(probe.total)
+    spec = spec_from_config({**config, "num_hidden_layers": 2}, name="tiny-moe")
+    assert saved[1] - saved[0] == hf_layer_bytes(spec, TrainSetup(seq_len=t, flash_attention=flash), True)

@@ -26,8 +26,14 @@ DeepSpeed, FSDP and DDP train the transformers model as it is (modeling_qwen3.py
 autograd keeps more (``hf_layer_bytes``, measured exactly with ``torch.autograd.graph.saved_tensors_hooks``): each
 RMSNorm its fp32 input, fp32 rsqrt, bf16 normed value and bf16 output, 4·T·h + 4·T + 2·T·h + 2·T·h; q_norm/k_norm
 the same per head, 6·T·(q + kv) + 4·T·(heads + kv heads); SDPA q, k, v, its output and the log-sum-exp
-4·T·q + 4·T·kv + 4·T·heads (eager attention instead keeps each score's fp32 softmax, its bf16 copy and the dropout
-mask, 7 B per score); the SwiGLU MLP 8·T·I. The loss keeps the fp32 log-softmax, 4·T·V, beside the final norm's
+4·T·q + 4·T·kv + 4·T·heads (eager attention instead keeps each score's fp32 softmax and its bf16 copy, 6 B per
+score — no dropout mask, Qwen3's attention_dropout is 0 — and k and v repeated to every query head by
+``repeat_kv``, 4·T·(q − kv) more); the SwiGLU MLP 8·T·I; a MoE block (transformers integrations/moe.py
+``grouped_mm_experts_forward``, the default experts implementation, and modeling_qwen3_moe.py
+``Qwen3MoeTopKRouter`` with Qwen3's norm_topk_prob) the router's fp32 softmax 4·T·E, its top-k ids 8·T·k, the
+renormalisation's fp32 copy and sum 4·T·k + 4·T, the int32 group offsets 4·E, and per routed token-expert pair
+(S = T·k) the gathered input and the down projection's output (kept by the routing-weight product) 2·2·h, the
+SwiGLU 8·I, the pair's bf16 weight 2 and three int64 permutation indices 24. The loss keeps the fp32 log-softmax, 4·T·V, beside the final norm's
 8·T·h + 4·T, the rotary cos/sin 4·seq·hd (one row of position ids) and the int64 token ids and targets 8·T each; in backward its fp32 gradient and the gradient of its input, 8·T·V more:
 12 B per logit at the peak (transformers loss/loss_utils.py ``ForCausalLMLoss``: logits.float(); torch
 ``cross_entropy`` = log_softmax + nll_loss).
@@ -81,16 +87,15 @@ def hf_layer_bytes(spec: ModelSpec, s: TrainSetup, moe: bool, tp: int = 1) -> in
     norms = 2 * (8 * t * h + 4 * t)
     qk = 6 * t * (q + kv) + 4 * t * (heads + kvh)
     attention = 4 * t * q + 4 * t * kv
-    if s.flash_attention:
-        attention += 4 * t * heads
-    else:
-        attention += t * s.seq_len * heads * 7
+    core = 4 * t * heads if s.flash_attention else t * s.seq_len * heads * 6 + 4 * t * (q - kv)
+    attention += core
     if s.recompute == "selective":
-        attention -= 2 * t * q + (4 * t * heads if s.flash_attention else t * s.seq_len * heads * 7)
+        attention -= 2 * t * q + core
     if moe:
         e, k, ie = spec.num_experts, spec.num_experts_per_tok, spec.moe_intermediate_size
         pairs = t * k if s.capacity_factor is None else min(t * k, int(s.capacity_factor * t * k / e) * e)
-        mlp = t * e * 6 + pairs * (2 * h + 8 * ie)
+        router = t * e * 4 + t * k * (8 + 4) + t * 4        # softmax, top-k ids, the renormalised weights
+        mlp = router + e * 4 + pairs * (4 * h + 8 * ie + 2 + 3 * 8)
     else:
         mlp = 8 * t * (spec.intermediate_size // tp)
     return norms + qk + attention + mlp
