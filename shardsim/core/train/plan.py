@@ -105,6 +105,8 @@ class TrainPlanner:
         self.moe_prefix = weight_model(spec, "bf16", spec.quant).moe_prefix
         self._params: dict[tuple, RankParams] = {}
         self._statics: dict[TrainSetup, dict[int, int]] = {}
+        self._states: dict[tuple, StateBytes] = {}
+        self._runtime: dict[int, int] = {}
 
     def params(self, rank: int) -> RankParams:
         c = rank_coords(rank, self.layout)
@@ -122,6 +124,12 @@ class TrainPlanner:
         return lay.dp
 
     def runtime(self, rank: int) -> int:
+        hit = self._runtime.get(rank)
+        if hit is None:
+            hit = self._runtime[rank] = self._runtime_bytes(rank)
+        return hit
+
+    def _runtime_bytes(self, rank: int) -> int:
         lay = self.layout
         rt = runtime_bytes(rank, lay, self.spec.is_moe, self.fabric)
         extra = 0
@@ -135,7 +143,13 @@ class TrainPlanner:
         p = self.params(rank)
         c = rank_coords(rank, lay)
         degree = self.shard_degree()
-        states = state_bytes(p, s, lay.dp, degree, c.dp_rank % degree)
+        # the states do not depend on the batch shape, recompute or attention: memoised across the searches
+        key = (c.pp_rank, c.tp_rank, c.ep_rank, c.etp_rank, c.dp_rank % degree, s.framework, s.zero, s.fsdp,
+               s.optimizer, s.lora_rank, s.lora_targets, s.qlora, s.offload_optimizer, s.offload_params,
+               s.distributed_optimizer)
+        states = self._states.get(key)
+        if states is None:
+            states = self._states[key] = state_bytes(p, s, lay.dp, degree, c.dp_rank % degree)
         moe_layers = self.moe_prefix[p.last_layer + 1] - self.moe_prefix[p.first_layer]
         act = train_activations(self.spec, s, lay.tp, lay.ep, lay.pp, c.pp_rank, p.layers, moe_layers,
                                 c.pp_rank == lay.pp - 1).peak
