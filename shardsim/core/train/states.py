@@ -20,7 +20,8 @@ megatron/core/optimizer/optimizer_config.py; fp32 master weights kept).
   ``mark_persistent_parameters``): every parameter on its own is padded to a multiple of dp and split
   (``zero3_partition_numel``); parameters of at most ``stage3_param_persistence_threshold`` (1e5) elements also
   stay gathered whole, in their padded size (measured: dp 3); fp32 master and optimizer state follow the partitions (one 4-byte ``step`` per
-  ``sub_group_size``, 1e9, elements), bf16 gradient partitions, and a bf16 bucket of reduce_bucket_size elements.
+  ``sub_group_size``, 1e9, elements), bf16 gradient partitions, a bf16 bucket of reduce_bucket_size elements, the
+  prefetch bucket and the gathered decoder layer, up to ``stage3_max_live_parameters`` (``zero3_live_elements``).
 - ZeRO-0 with bf16 (runtime/bf16_optimizer.py): full fp32 master weights and fp32 gradient accumulators.
 - FSDP2 (torch/distributed/fsdp/_fully_shard/_fsdp_param.py@2.13 ``_init_sharded_param``): every fp32 parameter
   sharded on dim 0, each rank allocating c = ceil(d0 / W) rows (padded), gradients alike (fp32: reduced in
@@ -64,6 +65,7 @@ DS_REDUCE_BUCKET_ELEMENTS = 500_000_000     # zero/config.py@0.19.8 reduce_bucke
 DS_PREFETCH_BUCKET_ELEMENTS = 50_000_000    # zero/config.py stage3_prefetch_bucket_size default
 DS_ALIGNMENT = 2                            # stage_1_and_2.py nccl_start_alignment_factor
 DS_PERSISTENCE_ELEMENTS = 100_000           # zero/config.py stage3_param_persistence_threshold default
+DS_MAX_LIVE_ELEMENTS = 1_000_000_000        # zero/config.py stage3_max_live_parameters default
 DS_SUB_GROUP_ELEMENTS = 1_000_000_000       # zero/config.py sub_group_size default
 STEP_BYTES = 4                              # torch AdamW's fp32 ``step`` tensor per parameter (group)
 
@@ -77,6 +79,14 @@ def optimizer_state_bytes(optimizer: str, elements: int) -> int:
     if optimizer == "adamw-8bit":
         return 2 * elements + 2 * 4 * ceil_div(elements, 2048)
     return 4 * elements
+
+
+def zero3_live_elements(layer: int, largest_parameter: int) -> int:
+    """Elements ZeRO-3 holds gathered at once for the module being run: one decoder layer, capped by
+    ``stage3_max_live_parameters`` (the coordinator releases parameters beyond it, partitioned_param_coordinator.py
+    ``fetch_sub_module`` / ``__n_available_params``), but never below the largest single parameter, which is
+    gathered whole."""
+    return max(largest_parameter, min(layer, DS_MAX_LIVE_ELEMENTS))
 
 
 def nf4_bytes(elements: int) -> int:
@@ -146,7 +156,8 @@ def _deepspeed(p: RankParams, s: TrainSetup, trained: int, frozen: int, dp: int)
         parts = sum(zero3_partition_numel(n, dp) for n in p.tensors) if not s.lora else ceil_div(trained, dp)
         weights = 2 * parts + (frozen // dp if s.lora else 0)
         master, grads = 4 * parts, 4 * parts
-        gather = 2 * min(DS_PREFETCH_BUCKET_ELEMENTS, p.total) + 2 * p.largest_layer
+        gather = 2 * min(DS_PREFETCH_BUCKET_ELEMENTS, p.total) + 2 * zero3_live_elements(p.largest_layer,
+                                                                                       max(p.tensors, default=0))
         optim = optimizer_state_bytes(s.optimizer, parts)
         host = 0
         if s.offload_optimizer:
@@ -198,7 +209,8 @@ def _deepspeed_exact(p: RankParams, s: TrainSetup, dp: int, r: int) -> StateByte
         persistent = sum(zero3_partition_numel(n, dp) * dp for n in sizes if n <= DS_PERSISTENCE_ELEMENTS)
         weights, master, grads = 2 * parts + 2 * persistent, 4 * parts, 2 * parts
         optim = optimizer_state_bytes(s.optimizer, parts) + STEP_BYTES * ceil_div(parts, DS_SUB_GROUP_ELEMENTS)
-        buffers = 2 * DS_REDUCE_BUCKET_ELEMENTS + 2 * min(DS_PREFETCH_BUCKET_ELEMENTS, total) + 2 * p.largest_layer
+        buffers = 2 * DS_REDUCE_BUCKET_ELEMENTS + 2 * min(DS_PREFETCH_BUCKET_ELEMENTS, total) \
+            + 2 * zero3_live_elements(p.largest_layer, max(sizes))
         host = 0
         if s.offload_optimizer:
             host, master, optim = master + optim, 0, 0
