@@ -65,7 +65,7 @@ def _setup(r: dict) -> tuple[TrainSetup, Layout]:
     if fw == "megatron":
         kw.update(distributed_optimizer="distributed" in str(s.get("optimizer")), sequence_parallel=tp > 1,
                   grad_accum=max(pp, 1), capacity_factor=s.get("moe_expert_capacity_factor"))
-    if s.get("offload_optimizer") or s.get("optimizer_cpu_offload"):
+    if s.get("offload_optimizer") is True or s.get("optimizer_cpu_offload") is True:
         # the host's memory is not stated: offloading is taken to fit there, the GPU side is what is compared
         kw.update(offload_optimizer=True, host_memory_bytes=1 << 50)
     return TrainSetup(**kw), Layout(tp=tp, pp=pp, dp=n // (tp * pp), ep=ep)
