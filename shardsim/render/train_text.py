@@ -16,7 +16,12 @@ def strategy_text(report: TrainReport) -> str:
         name = f"FSDP2 ({s.fsdp} shard)"
     elif s.framework == "megatron":
         name = "Megatron" + (" + distributed optimizer" if s.distributed_optimizer else "") + (
-            " + SP" if s.sequence_parallel else "")
+            " + SP" if s.sequence_parallel else "") + (" + offload optimizer" if s.offload_optimizer else "")
+    elif s.framework == "torch":
+        lay = report.layout
+        name = "torch-native " + (" + ".join(part for part, on in (("TP (DTensor)", lay.tp > 1),
+                                                                   ("pipelining (1F1B)", lay.pp > 1)) if on)
+                                  or "single rank")
     else:
         name = "DDP (AMP)"
     if s.lora:
