@@ -93,3 +93,24 @@ def test_training_review_ranks_strategies_and_clusters_by_cost(tmp_path):
     bad.write_text("task: train\nmodels:\n  - model: 8b\n    strategies: [zero9]\n")
     p = run("review", "--workload", str(bad))
     assert p.returncode == 2 and "line 4" in p.stderr and "zero9" in p.stderr
+
+
+def test_pipeline_step_defaults_to_pp_micro_batches():
+    # without --grad-accum a pipeline step runs pp micro-batches (fewer would leave stages idle): stage 0 of 2 then
+    # holds 2 in flight, exactly twice the activations of one micro-batch (--grad-accum 1)
+    default = train_json("8b", "--framework", "torch", "--pp", "2", "--gpu", "h100", "--seq-len", "2048")
+    one = train_json("8b", "--framework", "torch", "--pp", "2", "--gpu", "h100", "--seq-len", "2048",
+                     "--grad-accum", "1")
+    assert default["setup"]["grad_accum"] == 2 and one["setup"]["grad_accum"] == 1
+    assert default["ranks"][0]["bytes"]["activations"] == 2 * one["ranks"][0]["bytes"]["activations"]
+    assert default["ranks"][1]["bytes"]["activations"] == one["ranks"][1]["bytes"]["activations"]
+
+
+def test_megatron_optimizer_offload_moves_master_and_adam_to_the_host():
+    on_gpu = train_json("8b", "--framework", "megatron", "--tp", "2", "--dp", "4", "--distributed-optimizer")
+    off = train_json("8b", "--framework", "megatron", "--tp", "2", "--dp", "4", "--distributed-optimizer",
+                     "--offload-optimizer", "--host-memory", "1TiB")
+    b, o = on_gpu["ranks"][0]["bytes"], off["ranks"][0]["bytes"]
+    assert o["master_weights"] == o["optimizer"] == 0 and o["weights"] == b["weights"] and o["grads"] == b["grads"]
+    # a node of 8 GPUs holds 8 ranks' shards of master (4 B) and Adam (8 B): 12 B × the local parameters / dp each
+    assert off["host_bytes_per_node"] == 8 * (b["master_weights"] + b["optimizer"])
