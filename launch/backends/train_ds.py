@@ -79,12 +79,12 @@ from shardsim.launch.train_states import (
 )
 
 
-def _config(stage: int, micro_batch: int) -> dict:
+def _config(stage: int, micro_batch: int, zero_overrides: dict | None = None) -> dict:
     return {
         "train_micro_batch_size_per_gpu": micro_batch,
         "gradient_accumulation_steps": 1,
         "bf16": {"enabled": True},
-        "zero_optimization": {"stage": stage},
+        "zero_optimization": {"stage": stage, **(zero_overrides or {})},
         "zero_allow_untested_optimizer": True,
         "gradient_clipping": 0.0,
         "steps_per_print": 10**9,
@@ -171,8 +171,9 @@ def _train(engine, steps: int, micro_batch: int, seq_len: int, seed: int, stage:
 
 
 def run_deepspeed(checkpoint_dir: str, stage: int, steps: int, micro_batch: int, seq_len: int, lr: float = 1e-4,
-                  seed: int = 0) -> TrainStates:
-    """``steps`` AdamW steps with DeepSpeed ZeRO ``stage`` (0–3), bf16, on this rank; returns what it holds.
+                  seed: int = 0, zero_overrides: dict | None = None) -> TrainStates:
+    """``steps`` AdamW steps with DeepSpeed ZeRO ``stage`` (0–3), bf16, on this rank; returns what it holds
+    (``zero_overrides``: zero_optimization keys beside the defaults, e.g. ``stage3_max_reuse_distance``).
 
     The caller has set RANK / WORLD_SIZE / MASTER_ADDR / MASTER_PORT (and TORCH_EXTENSIONS_DIR) and called
     ``torch.distributed.init_process_group("gloo")``; LOCAL_SIZE / LOCAL_RANK are set here as ``zero3.py`` does.
@@ -190,7 +191,7 @@ def run_deepspeed(checkpoint_dir: str, stage: int, steps: int, micro_batch: int,
     torch.manual_seed(seed)
     model = load_for_training(checkpoint_dir)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
-    engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=_config(stage, micro_batch))
+    engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=_config(stage, micro_batch, zero_overrides))
     grads, peak, losses = _train(engine, steps, micro_batch, seq_len, seed, stage)
     held = _weights_master_opt(engine, stage)
     ledger = StorageLedger()

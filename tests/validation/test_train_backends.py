@@ -207,3 +207,44 @@ def test_hf_layer_bytes_match_a_real_moe_layer(flash):
         saved.append(probe.total)
     spec = spec_from_config({**config, "num_hidden_layers": 2}, name="tiny-moe")
     assert saved[1] - saved[0] == hf_layer_bytes(spec, TrainSetup(seq_len=t, flash_attention=flash), True)
+
+
+@pytest.mark.parametrize("reuse,released", [(2_000_000, 1), (500_000, 2)])
+def test_zero3_released_experts_stay_alive_until_their_backward(tmp_path, reuse, released):
+    """ZeRO-3 on a small Qwen3-MoE (2 layers, 8 experts, h 256, expert width 256), prefetching off: a layer's
+    experts are met again 2 × (later layers) + head elements after its forward — layer 0 after
+    2 × 1,772,160 + 524,544 = 4,068,864, layer 1 after 524,544 — and released when that is at least
+    ``stage3_max_reuse_distance``; transformers' grouped_mm holds a view of them for backward, so they stay alive:
+    2 B × 8 × 3 × 256 × 256 = 3,145,728 B a released layer, beside the activations predicted for the states above."""
+    import torch
+    from shardsim.launch.checkpoint import write_checkpoint
+    from shardsim.launch.request import cache_dir
+    from shardsim.launch.train_run import predict_train
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from shardsim.core.config import spec_from_config
+    from shardsim.core.layout import Layout
+    from shardsim.core.train.activations import zero3_retained_expert_bytes
+    from shardsim.core.train.setup import TrainSetup
+
+    config = dict(model_type="qwen3_moe", architectures=["Qwen3MoeForCausalLM"], hidden_size=256,
+                  intermediate_size=512, moe_intermediate_size=256, num_experts=8, num_experts_per_tok=2,
+                  norm_topk_prob=True, num_attention_heads=4, num_key_value_heads=2, head_dim=64, vocab_size=2048,
+                  max_position_embeddings=1024, rms_norm_eps=1e-6, rope_theta=1e6, tie_word_embeddings=False,
+                  torch_dtype="bfloat16", decoder_sparse_step=1, mlp_only_layers=[], num_hidden_layers=2)
+    spec = spec_from_config(config, name="tiny-moe")
+    path = write_checkpoint(spec, cache_dir() / "checkpoints" / "tiny-moe-L2-seed0", seed=0, source_config=config)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path, local_files_only=True))
+    moe_shapes = [tuple(p.shape) for p in model.parameters()]
+    states = _run("deepspeed", tmp_path, checkpoint_dir=str(path), stage=3,
+                  zero_overrides={"stage3_max_reuse_distance": reuse, "stage3_prefetch_bucket_size": 0})
+    _check(states, lambda rank: zero3_expected(moe_shapes))
+    setup = TrainSetup(zero=3, seq_len=SEQ_LEN, micro_batch=MICRO_BATCH)
+    retained = zero3_retained_expert_bytes(spec, setup, 2, max_reuse=reuse, prefetch=0)
+    assert retained == released * 2 * 8 * 3 * 256 * 256
+    assert zero3_retained_expert_bytes(spec, setup, 2) == 0     # at DeepSpeed's defaults nothing is released here
+    predicted = predict_train(spec, Layout(dp=WORLD), setup)
+    for rank, s in enumerate(states):
+        assert abs(s.activations_saved - (predicted[rank]["activations_saved"] + retained)) <= 16, \
+            (rank, s.activations_saved, predicted[rank]["activations_saved"])

@@ -75,7 +75,7 @@ def rank_params(spec: ModelSpec, layout: Layout, rank: int, lora_rank: int = 0,
                       last - first + 1, first, last, extra)
 
 
-def _is_moe_layer(spec: ModelSpec, layer: int) -> bool:
+def is_moe_layer(spec: ModelSpec, layer: int) -> bool:
     """Qwen3-MoE's rule (modeling_qwen3_moe.py Qwen3MoeDecoderLayer): experts unless the layer is in
     mlp_only_layers, every decoder_sparse_step-th layer."""
     return spec.is_moe and layer not in spec.mlp_only_layers and (layer + 1) % spec.decoder_sparse_step == 0
@@ -92,7 +92,7 @@ def hf_parameter_shapes(spec: ModelSpec, first: int, last: int, is_first: bool, 
     out: list[tuple[int, ...]] = [(v, h)] if is_first else []
     for layer in range(first, last + 1):
         out += [(q, h), (kv, h), (kv, h), (h, q), (hd,), (hd,)]
-        if _is_moe_layer(spec, layer):
+        if is_moe_layer(spec, layer):
             e, ie = spec.num_experts, spec.moe_intermediate_size
             out += [(e, 2 * ie, h), (e, h, ie), (e, h)]
         else:

@@ -66,6 +66,7 @@ DS_PREFETCH_BUCKET_ELEMENTS = 50_000_000    # zero/config.py stage3_prefetch_buc
 DS_ALIGNMENT = 2                            # stage_1_and_2.py nccl_start_alignment_factor
 DS_PERSISTENCE_ELEMENTS = 100_000           # zero/config.py stage3_param_persistence_threshold default
 DS_MAX_LIVE_ELEMENTS = 1_000_000_000        # zero/config.py stage3_max_live_parameters default
+DS_MAX_REUSE_ELEMENTS = 1_000_000_000       # zero/config.py stage3_max_reuse_distance default
 DS_SUB_GROUP_ELEMENTS = 1_000_000_000       # zero/config.py sub_group_size default
 STEP_BYTES = 4                              # torch AdamW's fp32 ``step`` tensor per parameter (group)
 
