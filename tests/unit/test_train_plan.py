@@ -80,6 +80,24 @@ def test_megatron_bytes_per_parameter():
     assert bf16.total == (2 + 4 + 4 + 4) * p.total
 
 
+def test_megatron_distributed_optimizer_shards_experts_over_expert_data_parallel():
+    # 30B-A3B on TP 1 × DP 8 with EP 8: each rank holds 16 of the 128 experts, and no other rank holds them (the
+    # expert data-parallel group is tp·dp / (ep·etp) = 1), so their master copies and Adam states stay whole;
+    # the dense parameters (attention, norms, router, embeddings) shard over dp = 8
+    from shardsim.core.train.plan import TrainPlanner
+
+    spec = get_preset("30b-a3b")
+    lay = validate_layout(spec, Layout(dp=8, ep=8))
+    setup = TrainSetup(framework="megatron", distributed_optimizer=True)
+    p = rank_params(spec, lay, 0)
+    experts = 48 * 16 * 3 * 2048 * 768
+    assert p.experts == experts
+    _, st = TrainPlanner(spec, lay, setup).rank_bytes(0)
+    dense = p.total - experts
+    assert st.master_weights == 4 * (-(-dense // 8) + experts)
+    assert st.optimizer == 8 * (-(-dense // 8) + experts)
+
+
 def test_optimizers_and_nf4():
     assert optimizer_state_bytes("adamw", 1000) == 8000
     assert optimizer_state_bytes("sgd", 1000) == 4000

@@ -31,6 +31,7 @@ class RankParams:
     first_layer: int
     last_layer: int
     replicated_grad_extra: int = 0  # torch-native TP: the embedding gradient is whole, not the rank's vocab rows
+    experts: int = 0      # routed experts' elements on this rank (their data-parallel group is the expert one)
 
     @property
     def total(self) -> int:
@@ -48,7 +49,7 @@ def rank_params(spec: ModelSpec, layout: Layout, rank: int, lora_rank: int = 0,
     shard = shard_of(coords, layout)
     first, last = stage_ranges(layout)[coords.pp_rank]
     tensors = stage_tensors(spec, first, last, coords.pp_rank == 0, coords.pp_rank == layout.pp - 1)
-    linear = other = lora = wrapped = 0
+    linear = other = lora = wrapped = experts = 0
     per_layer: dict[int, int] = {}
     sizes = []
     for t in tensors:
@@ -61,6 +62,8 @@ def rank_params(spec: ModelSpec, layout: Layout, rank: int, lora_rank: int = 0,
             other += n
         if t.layer is not None:
             per_layer[t.layer] = per_layer.get(t.layer, 0) + n
+        if t.experts:
+            experts += n
         if lora_rank and t.linear and not t.experts and _lora_target(t.name, lora_targets):
             out_dim, in_dim = local.shape
             lora += lora_rank * (in_dim + out_dim)
@@ -72,7 +75,7 @@ def rank_params(spec: ModelSpec, layout: Layout, rank: int, lora_rank: int = 0,
         rows = vocab_range(spec.vocab_size, layout.tp, coords.tp_rank)
         extra = (spec.vocab_size - len(rows)) * spec.hidden_size
     return RankParams(linear, other, max(per_layer.values(), default=0), lora, wrapped, tuple(sizes), shapes,
-                      last - first + 1, first, last, extra)
+                      last - first + 1, first, last, extra, experts)
 
 
 def is_moe_layer(spec: ModelSpec, layer: int) -> bool:

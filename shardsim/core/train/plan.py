@@ -149,7 +149,8 @@ class TrainPlanner:
                s.distributed_optimizer)
         states = self._states.get(key)
         if states is None:
-            states = self._states[key] = state_bytes(p, s, lay.dp, degree, c.dp_rank % degree)
+            expert_dp = max(1, lay.tp * lay.dp // (lay.ep * lay.etp))
+            states = self._states[key] = state_bytes(p, s, lay.dp, degree, c.dp_rank % degree, expert_dp)
         moe_layers = self.moe_prefix[p.last_layer + 1] - self.moe_prefix[p.first_layer]
         act = train_activations(self.spec, s, lay.tp, lay.ep, lay.pp, c.pp_rank, p.layers, moe_layers,
                                 c.pp_rank == lay.pp - 1).peak

@@ -29,7 +29,9 @@ megatron/core/optimizer/optimizer_config.py; fp32 master weights kept).
   AdamW state only for the rows a rank really holds, clamp(d0 − r·c, 0, c), plus a 4-byte ``step`` per
   parameter; bf16 all-gathered one unit (a decoder layer) at a time.
 - Megatron-LM (megatron/training/theoretical_memory_usage.py): bf16 weights 2 B, fp32 gradient buffer 4 B, fp32
-  master 4 B and Adam 8 B per parameter, the last two divided by dp with the distributed optimizer. With
+  master 4 B and Adam 8 B per parameter, the last two divided by dp with the distributed optimizer — by the expert
+  data-parallel size tp·dp / (ep·etp) for routed experts (megatron/core/parallel_state.py
+  ``get_expert_data_parallel_world_size``; the distributed optimizer shards each over its own group). With
   ``--optimizer-cpu-offload`` (offload fraction 1, the precision-aware optimizer) the master copies and the Adam
   states of the rank's shard live in host memory and the step runs on the CPU; the GPU keeps the bf16 weights and
   the fp32 gradient buffer (megatron/core/optimizer/cpu_offloading/hybrid_optimizer.py ``HybridDeviceOptimizer``,
@@ -122,9 +124,11 @@ def _frozen_weight_bytes(p: RankParams, s: TrainSetup) -> int:
     return 2 * p.total
 
 
-def state_bytes(p: RankParams, s: TrainSetup, dp: int, shard_degree: int, shard_rank: int = 0) -> StateBytes:
+def state_bytes(p: RankParams, s: TrainSetup, dp: int, shard_degree: int, shard_rank: int = 0,
+                expert_dp: int | None = None) -> StateBytes:
     """The states of a rank holding ``p``, data parallel over ``dp`` ranks, states sharded over ``shard_degree``
-    of them (FSDP hybrid shards inside a node); ``shard_rank`` is its place among them."""
+    of them (FSDP hybrid shards inside a node); ``shard_rank`` is its place among them; ``expert_dp``: the
+    data-parallel group of the routed experts (Megatron's expert data parallel, tp·dp / (ep·etp); ``dp`` if None)."""
     trained = p.lora if s.lora else p.total
     frozen = _frozen_weight_bytes(p, s)
     if s.framework == "deepspeed":
@@ -136,9 +140,14 @@ def state_bytes(p: RankParams, s: TrainSetup, dp: int, shard_degree: int, shard_
             return _fsdp_exact(p, s, shard_degree, shard_rank)
         return _fsdp(p, s, trained, frozen, shard_degree)
     if s.framework == "megatron":
+        # the distributed optimizer shards dense parameters over dp, routed experts over the expert dp group
+        expert = 0 if s.lora else p.experts
         shard = dp if s.distributed_optimizer else 1
-        master = 4 * ceil_div(trained, shard)
-        optim = optimizer_state_bytes(s.optimizer, ceil_div(trained, shard))
+        expert_shard = (expert_dp or dp) if s.distributed_optimizer else 1
+        owned = ceil_div(trained - expert, shard) + ceil_div(expert, expert_shard)
+        master = 4 * owned
+        optim = optimizer_state_bytes(s.optimizer, ceil_div(trained - expert, shard)) \
+            + optimizer_state_bytes(s.optimizer, ceil_div(expert, expert_shard))
         host = 0
         if s.offload_optimizer:   # --optimizer-cpu-offload, fraction 1: master copies and states on the host
             host, master, optim = master + optim, 0, 0
