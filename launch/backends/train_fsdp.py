@@ -145,7 +145,8 @@ def run_fsdp(checkpoint_dir: str, steps: int, micro_batch: int, seq_len: int, re
     held = _held(model, optimizer)
     ledger = StorageLedger()
     states = TrainStates(weights=ledger.claim("weights", held["weights"]), master_weights=0,
-                         optimizer=ledger.claim("optimizer", held["optimizer"]), activations_peak=peak, activations_saved=SAVED[0])
+                         optimizer=ledger.claim("optimizer", held["optimizer"]), activations_peak=peak,
+                         activations_saved=SAVED[0])
     states.grads = StorageLedger().claim("grads", grads)
     states.details = {
         "framework": "fsdp2", "world_size": tdist.get_world_size(), "losses": losses,

@@ -27,13 +27,11 @@ import gc
 from contextlib import nullcontext
 
 import torch
-from shardsim.launch.backends.train_tp import tp_plan
+from shardsim.launch.backends.train_tp import held_states, local_shard, tp_plan
 from shardsim.launch.train_states import (
     LiveSavedBytes,
-    StorageLedger,
     TrainStates,
     activation_tracker,
-    flat_tensors,
     load_for_training,
     optimizer_state_tensors,
     random_batch,
@@ -68,10 +66,6 @@ class StageModule(nn.Module):
         if self.lm_head is not None:
             hidden = self.lm_head(self.norm(hidden))
         return hidden
-
-
-def _local(t):
-    return t.to_local() if hasattr(t, "to_local") else t
 
 
 def _build_stage(checkpoint_dir: str, mesh, first: int, last: int, pp_rank: int, pp: int) -> StageModule:
@@ -118,7 +112,7 @@ def run_torch_pipeline(checkpoint_dir: str, steps: int, micro_batch: int, seq_le
         step_losses: list = []
         last = step == steps - 1
         probe = LiveSavedBytes(stage) if last else None
-        tracker = activation_tracker([_local(p) for p in stage.parameters()]
+        tracker = activation_tracker([local_shard(p) for p in stage.parameters()]
                                      + optimizer_state_tensors(optimizer.state)) if last else None
         with tracker if last else nullcontext(), probe if last else nullcontext():
             if pp_rank == 0:
@@ -129,17 +123,12 @@ def run_torch_pipeline(checkpoint_dir: str, steps: int, micro_batch: int, seq_le
                 schedule.step()
         losses.append(sum(float(x.detach().float()) for x in step_losses) / len(step_losses) if step_losses else None)
         if last:
-            grads = [_local(p.grad) for p in stage.parameters() if p.grad is not None]
+            grads = [local_shard(p.grad) for p in stage.parameters() if p.grad is not None]
             peak = peak_without(tracker, grads)
         optimizer.step()
         if step < steps - 1:
             optimizer.zero_grad(set_to_none=True)
-    ledger = StorageLedger()
-    states = TrainStates(weights=ledger.claim("weights", [_local(p) for p in stage.parameters()]), master_weights=0,
-                         optimizer=ledger.claim("optimizer", [_local(t) for t in flat_tensors(
-                             optimizer_state_tensors(optimizer.state))]),
-                         activations_saved=probe.peak if probe is not None else 0, activations_peak=peak)
-    states.grads = StorageLedger().claim("grads", grads)
+    states = held_states(stage, optimizer, grads, probe.peak if probe is not None else 0, peak)
     states.details = {"framework": "torch-pipelining", "schedule": "1F1B", "world_size": dist.get_world_size(),
                       "pp_rank": pp_rank, "layers": [first_layer, last_layer], "n_microbatches": grad_accum,
                       "tp": mesh["tp"].size(), "losses": losses}

@@ -44,7 +44,7 @@ def tp_plan(layers: list[str], embed: str | None = "model.embed_tokens", head: s
     return plan
 
 
-def _local(t):
+def local_shard(t):
     return t.to_local() if hasattr(t, "to_local") else t
 
 
@@ -71,7 +71,7 @@ def run_torch_tp(checkpoint_dir: str, steps: int, micro_batch: int, seq_len: int
                 loss = model(input_ids=ids, labels=ids.clone()).loss
             saved = probe.total
             loss.backward()
-            grads = [_local(p.grad) for p in model.parameters() if p.grad is not None]
+            grads = [local_shard(p.grad) for p in model.parameters() if p.grad is not None]
         else:
             loss = model(input_ids=ids, labels=ids.clone()).loss
             loss.backward()
@@ -79,11 +79,18 @@ def run_torch_tp(checkpoint_dir: str, steps: int, micro_batch: int, seq_len: int
         optimizer.step()
         if step < steps - 1:
             optimizer.zero_grad(set_to_none=True)
-    ledger = StorageLedger()
-    states = TrainStates(weights=ledger.claim("weights", [_local(p) for p in model.parameters()]), master_weights=0,
-                         optimizer=ledger.claim("optimizer", [_local(t) for t in flat_tensors(
-                             optimizer_state_tensors(optimizer.state))]),
-                         activations_saved=saved)
-    states.grads = StorageLedger().claim("grads", grads)
+    states = held_states(model, optimizer, grads, saved)
     states.details = {"framework": "torch-tp", "world_size": dist.get_world_size(), "losses": losses}
+    return states
+
+
+def held_states(module, optimizer, grads: list, saved: int, peak: int = 0) -> TrainStates:
+    """What a rank of torch-native TP / PP holds: the local shards of its parameters (bf16, no master copy), its
+    AdamW states and the gradients sampled after the last backward; ``saved`` / ``peak`` its activations."""
+    ledger = StorageLedger()
+    optimizer_states = [local_shard(t) for t in flat_tensors(optimizer_state_tensors(optimizer.state))]
+    states = TrainStates(weights=ledger.claim("weights", [local_shard(p) for p in module.parameters()]),
+                         master_weights=0, optimizer=ledger.claim("optimizer", optimizer_states),
+                         activations_saved=saved, activations_peak=peak)
+    states.grads = StorageLedger().claim("grads", grads)
     return states

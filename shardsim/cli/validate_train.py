@@ -82,7 +82,8 @@ def validate_train(spec, model, config, layout, run: TrainRun, where: dict, as_j
         import ray  # noqa: F401
         import torch  # noqa: F401
     except ImportError as exc:
-        raise ShardsimError(f"validation needs the validation stack ({exc.name} is missing); run bin/test once") from None
+        raise ShardsimError(f"validation needs the validation stack ({exc.name} is missing); "
+                            "run bin/test once") from None
     from shardsim.launch.driver import ValidateRequest
     from shardsim.launch.train_run import run_train
 

@@ -33,8 +33,10 @@ score — no dropout mask, Qwen3's attention_dropout is 0 — and k and v repeat
 ``Qwen3MoeTopKRouter`` with Qwen3's norm_topk_prob) the router's fp32 softmax 4·T·E, its top-k ids 8·T·k, the
 renormalisation's fp32 copy and sum 4·T·k + 4·T, the int32 group offsets 4·E, and per routed token-expert pair
 (S = T·k) the gathered input and the down projection's output (kept by the routing-weight product) 2·2·h, the
-SwiGLU 8·I, the pair's bf16 weight 2 and three int64 permutation indices 24. The loss keeps the fp32 log-softmax, 4·T·V, beside the final norm's
-8·T·h + 4·T, the rotary cos/sin 4·seq·hd (one row of position ids) and the int64 token ids and targets 8·T each; in backward its fp32 gradient and the gradient of its input, 8·T·V more:
+SwiGLU 8·I, the pair's bf16 weight 2 and three int64 permutation indices 24. The loss keeps the fp32
+log-softmax, 4·T·V, beside the final norm's 8·T·h + 4·T, the rotary cos/sin 4·seq·hd (one row of position ids)
+and the int64 token ids and targets 8·T each; in backward its fp32 gradient and the gradient of its input, 8·T·V
+more:
 12 B per logit at the peak (transformers loss/loss_utils.py ``ForCausalLMLoss``: logits.float(); torch
 ``cross_entropy`` = log_softmax + nll_loss).
 """

@@ -86,7 +86,8 @@ def check_setup(spec: ModelSpec, layout: Layout, setup: TrainSetup) -> TrainSetu
                             f"--pp {layout.pp} (deepspeed/runtime/pipe/engine.py asserts zero_stage < 2)")
     if s.framework == "torch" and (s.cp > 1 or s.sequence_parallel or layout.ep > 1):
         raise ShardsimError("--framework torch runs tensor parallel (DTensor) and pipeline parallel "
-                            "(torch.distributed.pipelining); use --framework megatron for --cp/--ep/--sequence-parallel")
+                            "(torch.distributed.pipelining); use --framework megatron for "
+                            "--cp/--ep/--sequence-parallel")
     if s.framework == "torch" and layout.tp > spec.num_kv_heads:
         raise ShardsimError(f"--framework torch splits k/v_proj by rows: --tp {layout.tp} is above the "
                             f"{spec.num_kv_heads} KV heads of {spec.name}")
@@ -137,7 +138,8 @@ def _check_sizes(spec: ModelSpec, layout: Layout, s: TrainSetup) -> None:
     if (s.offload_optimizer or s.offload_params) and s.host_memory_bytes is None:
         raise ShardsimError("offloading needs a CPU budget: give --host-memory SIZE (per node), e.g. 1TiB")
     if s.host_memory_bytes is not None and not (s.offload_optimizer or s.offload_params):
-        raise ShardsimError("--host-memory is the CPU budget of offloading; give --offload-optimizer or --offload-params")
+        raise ShardsimError("--host-memory is the CPU budget of offloading; give --offload-optimizer or "
+                            "--offload-params")
     _ = layout
 
 
