@@ -63,8 +63,11 @@ def _setup(spec, layout, run: TrainRun):
     grad_accum = run.grad_accum if run.grad_accum is not None else layout.pp
     setup = TrainSetup(framework=run.backend, zero=run.zero, fsdp=run.fsdp or "full", micro_batch=run.micro_batch or 1,
                        seq_len=run.seq_len or 64, grad_accum=grad_accum)
-    if not 2 <= setup.seq_len <= 8192 or setup.micro_batch > 64 or not layout.pp <= grad_accum <= 64:
-        raise ShardsimError("validate --train runs --seq-len 2 … 8192, --micro-batch 1 … 64 and --grad-accum pp … 64")
+    if not 2 <= setup.seq_len <= 8192 or setup.micro_batch > 64:
+        raise ShardsimError("validate --train runs --seq-len 2 … 8192 and --micro-batch 1 … 64")
+    if not layout.pp <= grad_accum <= 64:
+        raise ShardsimError(f"--grad-accum {grad_accum} is out of range; accepted: {layout.pp} … 64 (a 1F1B step "
+                            "runs at least as many micro-batches as there are stages)")
     layout = validate_layout(spec, layout)
     return layout, check_setup(spec, layout, setup)
 
