@@ -20,8 +20,7 @@ megatron/core/optimizer/optimizer_config.py; fp32 master weights kept).
   ``mark_persistent_parameters``): every parameter on its own is padded to a multiple of dp and split
   (``zero3_partition_numel``); parameters of at most ``stage3_param_persistence_threshold`` (1e5) elements also
   stay gathered whole, in their padded size (measured: dp 3); fp32 master and optimizer state follow the
-  partitions (one 4-byte ``step`` per
-  ``sub_group_size``, 1e9, elements), bf16 gradient partitions, a bf16 bucket of reduce_bucket_size elements, the
+  partitions (one 4-byte ``step`` per ``sub_group_size``, 1e9, elements), bf16 gradient partitions, a bf16 bucket of reduce_bucket_size elements, the
   prefetch bucket and the gathered decoder layer, up to ``stage3_max_live_parameters`` (``zero3_live_elements``).
 - ZeRO-0 with bf16 (runtime/bf16_optimizer.py): full fp32 master weights and fp32 gradient accumulators.
 - FSDP2 (torch/distributed/fsdp/_fully_shard/_fsdp_param.py@2.13 ``_init_sharded_param``): every fp32 parameter
