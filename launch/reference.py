@@ -80,7 +80,7 @@ def check_logits(spec, ckpt, prompt, forward_out, req) -> dict:
         if not bool(torch.isfinite(forward_out[r]["logits"]).all()):
             return {"ok": False, "error": f"rank {r}'s logits are not finite (NaN or inf)"}
     worst_l2, worst_abs, worst_median = 0.0, 0.0, 0.0
-    argmax_agree = True
+    argmax_agree, compared, skipped = True, 0, 0
     for r in leaders:
         got = forward_out[r]["logits"]
         diff = got - ref
@@ -89,10 +89,34 @@ def check_logits(spec, ckpt, prompt, forward_out, req) -> dict:
         worst_l2 = max(worst_l2, per_position.max().item())
         worst_median = max(worst_median, per_position.median().item())
         worst_abs = max(worst_abs, diff.abs().max().item() / max(ref.abs().max().item(), 1e-6))
-        argmax_agree &= bool((got[:, 0].argmax(-1) == ref[:, 0].argmax(-1)).all())
+        decided = decided_positions(got, ref)
+        compared, skipped = compared + int(decided.sum()), skipped + int((~decided).sum())
+        argmax_agree &= bool((got.argmax(-1) == ref.argmax(-1))[decided].all())
     ok = worst_median <= LOGITS_TOLERANCE and worst_l2 <= LOGITS_TOLERANCE_ANY_POSITION and argmax_agree
     return {"ok": ok, "max_rel_l2_error": worst_l2, "median_rel_l2_error": worst_median,
             "tolerance_any_position": LOGITS_TOLERANCE_ANY_POSITION,
             "max_abs_error_rel_to_max": worst_abs, "tolerance": LOGITS_TOLERANCE,
             "rel_l2_by_position": per_position_worst,
-            "prefill_argmax_agrees": argmax_agree, "compared_ranks": leaders, "positions": req.decode_steps + 1}
+            "argmax_agrees": argmax_agree, "argmax_positions_compared": compared,
+            "argmax_positions_within_noise": skipped, "compared_ranks": leaders, "positions": req.decode_steps + 1}
+
+
+BF16_UNIT_ROUNDOFF = 2.0 ** -8
+"""bf16 keeps 8 significant bits (7 stored + the implicit one): a rounded value is within 2⁻⁸ of itself, relative
+(IEEE 754 round-to-nearest; torch.finfo(torch.bfloat16).eps = 2⁻⁷ is the spacing, twice the unit roundoff)."""
+
+
+def decided_positions(got: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """[batch, positions] mask of the positions whose argmax is decided: the reference's top-2 margin exceeds
+    what the sharded bf16 reduction can move two logits apart.
+
+    Each logit of the sharded run may differ from the reference by its final bf16 rounding (2⁻⁸ × |logit|) plus
+    the error the sharded reduction carried in (its size at that position is the RMS of got − ref over the vocab,
+    the quantity the rel-L2 bounds already limit). Two logits can move towards each other by twice that sum;
+    where the margin is smaller, the argmax is decided by rounding, not by the shards, and is not compared. On
+    random weights the top two logits can sit that close (seen: 0.6b, TP 2, transformers)."""
+    top2 = ref.topk(2, dim=-1).values  # [batch, positions, 2]
+    margin = top2[..., 0] - top2[..., 1]
+    rms = (got - ref).pow(2).mean(dim=-1).sqrt()
+    bound = 2.0 * (BF16_UNIT_ROUNDOFF * top2[..., 0].abs() + rms)
+    return margin > bound

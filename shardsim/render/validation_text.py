@@ -44,7 +44,8 @@ def render_validation(record: dict, console) -> None:
             console.print(f"logits vs unsharded reference over {lg['positions']} positions: ‖Δ‖₂/‖ref‖₂ median "
                           f"{100 * lg['median_rel_l2_error']:.2f} % (≤ {100 * lg['tolerance']:.0f} %), worst "
                           f"{100 * lg['max_rel_l2_error']:.2f} % (≤ {100 * lg['tolerance_any_position']:.0f} %) · "
-                          f"prefill argmax {'agrees' if lg['prefill_argmax_agrees'] else 'differs'} · "
+                          f"argmax {'agrees' if lg['argmax_agrees'] else 'differs'} at {lg['argmax_positions_compared']} "
+                          f"decided positions ({lg['argmax_positions_within_noise']} within bf16 noise) · "
                           + ("[green]ok[/]" if lg["ok"] else "[red]MISMATCH[/]"))
         else:
             console.print(f"[red]logits check failed: {lg.get('error')}[/]")

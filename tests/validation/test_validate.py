@@ -59,7 +59,7 @@ def test_06b_tied_tp2_pp2(tmp_path):
     assert by_rank[2]["predicted"]["weights"] - by_rank[0]["predicted"]["weights"] == 1024 * 2
     # KV per rank: 14 layers × 2 (K, V) × 4 heads × 128 × 2 B × 128 slots = 3,670,016 B
     assert by_rank[0]["measured"]["kv_cache"] == 14 * 2 * 4 * 128 * 2 * 128
-    assert rec["logits"]["ok"] and rec["logits"]["prefill_argmax_agrees"]
+    assert rec["logits"]["ok"] and rec["logits"]["argmax_agrees"]
     events = [e["event"] for e in results_events(rec)]
     assert events[0] == "start" and events[-1] == "result"
     assert events.count("measure") == 4

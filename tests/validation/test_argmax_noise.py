@@ -1,0 +1,32 @@
+"""The logits verdict compares the argmax only where the reference's top-2 margin is above the bf16 noise of a
+sharded reduction (``launch.reference.decided_positions``)."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from shardsim.launch.reference import BF16_UNIT_ROUNDOFF, decided_positions  # noqa: E402
+
+
+def test_a_near_tie_is_not_compared_and_a_clear_winner_is():
+    ref = torch.zeros(1, 2, 8)
+    ref[0, 0, 3], ref[0, 0, 5] = 10.0, 10.0 - 0.01   # margin 0.01 < 2 × 2⁻⁸ × 10 = 0.078: a tie in bf16
+    ref[0, 1, 2], ref[0, 1, 6] = 10.0, 9.0           # margin 1.0: decided
+    got = ref.clone()
+    got[0, 0, 5] += 0.02                             # the tie flips in the sharded run
+    mask = decided_positions(got, ref)
+    assert mask.tolist() == [[False, True]]
+    assert (got.argmax(-1) != ref.argmax(-1))[0, 0]  # the flip happened, and is not counted
+
+
+def test_the_bound_grows_with_the_carried_error():
+    ref = torch.zeros(1, 1, 4)
+    ref[0, 0, 0], ref[0, 0, 1] = 1.0, 0.5            # margin 0.5
+    small = ref + 0.01                                # rms 0.01: bound 2 × (2⁻⁸ + 0.01) = 0.028 < 0.5
+    assert decided_positions(small, ref).all()
+    noisy = ref.clone()
+    noisy[0, 0, :] += torch.tensor([0.3, -0.3, 0.3, -0.3])   # rms 0.3: bound 2 × (2⁻⁸ + 0.3) > 0.5
+    assert not decided_positions(noisy, ref).any()
+    assert BF16_UNIT_ROUNDOFF == torch.finfo(torch.bfloat16).eps / 2
