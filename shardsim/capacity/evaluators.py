@@ -7,7 +7,6 @@ tokens, the reason it does not fit). vLLM's refusals come from ``engines.refusal
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -123,7 +122,7 @@ class VllmEval:
         if per_replica > defaults.max_num_seqs:  # serve them all at once: --max-num-seqs raised to the requests
             knobs.update(max_num_seqs=per_replica,
                          max_num_batched_tokens=max(defaults.max_num_batched_tokens, per_replica))
-        one = layout if layout.ep > layout.tp else dataclasses.replace(layout, dp=1)
+        one = layout if layout.ep > layout.tp else layout.with_degrees(dp=1)
         key = (one, gpu.capacity_bytes, gpu.name, gpu.compute_capability, fabric,
                tuple(sorted(knobs.items(), key=lambda kv: kv[0])))
         report = self.reports.get(key)

@@ -8,11 +8,19 @@ Expert parallelism (MoE only): ``ep`` divides tp × dp, the ranks that hold the 
 (SGLang's ``moe_ep_size`` inside the TP group) each expert's intermediate dim is further split over
 etp = tp / ep ranks; with ep > tp (vLLM's ``--enable-expert-parallel``, ep = tp × dp) experts are whole (etp = 1)
 and the EP group spans DP replicas. Without ``--ep`` every expert is split over the TP ranks (etp = tp).
+
+Context parallelism (training, Megatron's ``--context-parallel-size``): ``cp`` ranks split each sequence and hold
+the same weights; they sit between TP and DP in the rank order (Megatron's ``tp-cp-ep-dp-pp``), so
+rank = tp_rank + tp × (cp_rank + cp × (dp_rank + dp × pp_rank)) and world size = tp × cp × dp × pp.
+
+``Layout`` is the one record of every degree (torchtitan's ``ParallelDims`` is the model): tp, pp, dp, cp, ep,
+etp, the weight sharding over dp (``zero``) and the stage split; ``validate_layout`` is the one place degrees are
+refused, and every group derives from the record (``rank_groups``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterator
 
 from shardsim.constants import MAX_WORLD_SIZE
@@ -23,29 +31,42 @@ from shardsim.errors import ShardsimError
 
 @dataclass(frozen=True, slots=True)
 class Layout:
+    """Every parallel degree of a run. ``etp`` (expert tensor parallel: how many ranks split one expert's
+    intermediate dim) derives from tp and ep when not given: tp / ep when ep ≤ tp, else 1."""
+
     tp: int = 1
     pp: int = 1
     dp: int = 1
     ep: int = 1
     zero: int = 0
     pp_split: tuple[int, ...] | None = None
+    cp: int = 1
+    etp: int = 0  # 0: derived (see the class docstring)
+
+    def __post_init__(self) -> None:
+        if self.etp == 0 and isinstance(self.tp, int) and isinstance(self.ep, int) and self.ep >= 1:
+            object.__setattr__(self, "etp", self.tp // self.ep if self.ep <= self.tp else 1)
 
     @property
     def world_size(self) -> int:
-        return self.tp * self.pp * self.dp
+        return self.tp * self.cp * self.pp * self.dp
 
-    @property
-    def etp(self) -> int:
-        """Expert tensor-parallel degree: how many ranks split one expert's intermediate dim."""
-        return self.tp // self.ep if self.ep <= self.tp else 1
+    def with_degrees(self, **degrees: int) -> "Layout":
+        """The same layout with other degrees: etp derived again and, when the stages change, the default split
+        (validate the result with ``validate_layout``)."""
+        split = None if "pp" in degrees or "tp" in degrees else self.pp_split
+        return replace(self, **degrees, etp=0, pp_split=split)
 
     def describe(self) -> str:
-        parts = [f"TP={self.tp}", f"PP={self.pp}", f"DP={self.dp}"]
-        if self.ep > 1:
-            parts.append(f"EP={self.ep}")
-        if self.zero:
-            parts.append(f"ZeRO-{self.zero}")
-        return " × ".join(parts[:3]) + ("" if len(parts) == 3 else " · " + " · ".join(parts[3:])) + f" = {self.world_size} GPUs"
+        """The layout as text, the one spelling every report uses: ``TP=8 × PP=2 × DP=1 · EP=8 = 16 GPUs``."""
+        parts = [f"TP={self.tp}", f"PP={self.pp}", f"DP={self.dp}"] + ([f"CP={self.cp}"] if self.cp > 1 else [])
+        extra = ([f"EP={self.ep}"] if self.ep > 1 else []) + ([f"ZeRO-{self.zero}"] if self.zero else [])
+        return " × ".join(parts) + ("" if not extra else " · " + " · ".join(extra)) + f" = {self.world_size} GPUs"
+
+    def short(self) -> str:
+        """The compact spelling of tables: ``TP8×PP2×DP1·EP8``."""
+        text = f"TP{self.tp}×PP{self.pp}×DP{self.dp}" + (f"×CP{self.cp}" if self.cp > 1 else "")
+        return text + (f"·EP{self.ep}" if self.ep > 1 else "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +77,7 @@ class RankCoords:
     pp_rank: int
     ep_rank: int
     etp_rank: int
+    cp_rank: int = 0
 
 
 def _positive_int(name: str, value: object) -> int:
@@ -87,8 +109,12 @@ def validate_layout(spec: ModelSpec, layout: Layout) -> Layout:
     pp = _positive_int("pp", layout.pp)
     dp = _positive_int("dp", layout.dp)
     ep = _positive_int("ep", layout.ep)
+    cp = _positive_int("cp", layout.cp)
     if tp * pp * dp > MAX_WORLD_SIZE:
         raise ShardsimError(f"tp × pp × dp = {tp * pp * dp:,} GPUs exceeds the limit of {MAX_WORLD_SIZE:,} GPUs per layout")
+    if tp * pp * dp * cp > MAX_WORLD_SIZE:
+        raise ShardsimError(f"tp × cp × pp × dp = {tp * cp * pp * dp:,} GPUs exceeds the limit of {MAX_WORLD_SIZE:,} "
+                            "GPUs per layout")
     heads, kv = spec.num_heads, spec.num_kv_heads
     if heads % tp:
         raise ShardsimError(f"--tp {tp} does not divide the {heads} query heads of {spec.name}; accepted tp: {_divisors_text(heads, kv)}")
@@ -123,7 +149,11 @@ def validate_layout(spec: ModelSpec, layout: Layout) -> Layout:
             raise ShardsimError(f"--pp-split {','.join(map(str, split))} sums to {sum(split)}, but {spec.name} has {spec.num_layers} layers")
     else:
         split = default_stage_split(spec.num_layers, pp)
-    return Layout(tp=tp, pp=pp, dp=dp, ep=ep, zero=layout.zero, pp_split=split)
+    derived = Layout(tp=tp, ep=ep).etp
+    if layout.etp != derived:
+        raise ShardsimError(f"--etp {layout.etp} is not what the layout gives: experts split over tp / ep = {derived} "
+                            "ranks here (accepted: that value, or leave --etp out)")
+    return Layout(tp=tp, pp=pp, dp=dp, ep=ep, zero=layout.zero, pp_split=split, cp=cp)
 
 
 def _divisors_text(heads: int, kv: int) -> str:
@@ -145,22 +175,23 @@ def stage_ranges(layout: Layout) -> list[tuple[int, int]]:
 
 
 def rank_coords(rank: int, layout: Layout) -> RankCoords:
-    """Coordinates of ``rank``: rank = tp_rank + tp × (dp_rank + dp × pp_rank)."""
+    """Coordinates of ``rank``: rank = tp_rank + tp × (cp_rank + cp × (dp_rank + dp × pp_rank))."""
     tp_rank = rank % layout.tp
-    dp_rank = (rank // layout.tp) % layout.dp
-    pp_rank = rank // (layout.tp * layout.dp)
+    cp_rank = (rank // layout.tp) % layout.cp
+    dp_rank = (rank // (layout.tp * layout.cp)) % layout.dp
+    pp_rank = rank // (layout.tp * layout.cp * layout.dp)
     if layout.ep <= layout.tp:
         etp = layout.tp // layout.ep
         ep_rank, etp_rank = tp_rank // etp, tp_rank % etp
     else:
         per_dp = layout.ep // layout.tp
         ep_rank, etp_rank = (dp_rank % per_dp) * layout.tp + tp_rank, 0
-    return RankCoords(rank, tp_rank, dp_rank, pp_rank, ep_rank, etp_rank)
+    return RankCoords(rank, tp_rank, dp_rank, pp_rank, ep_rank, etp_rank, cp_rank)
 
 
-def rank_of(layout: Layout, tp_rank: int, dp_rank: int, pp_rank: int) -> int:
+def rank_of(layout: Layout, tp_rank: int, dp_rank: int, pp_rank: int, cp_rank: int = 0) -> int:
     """The global rank at these coordinates (inverse of ``rank_coords``)."""
-    return tp_rank + layout.tp * (dp_rank + layout.dp * pp_rank)
+    return tp_rank + layout.tp * (cp_rank + layout.cp * (dp_rank + layout.dp * pp_rank))
 
 
 @dataclass(slots=True)
@@ -170,41 +201,53 @@ class RankGroups:
 
     tp: range
     dp: range
-    ep: range
+    ep: range | tuple[int, ...]
     pp_prev: int | None
     pp_next: int | None
     last_stage_leader: int  # the rank that holds the logits first (tp rank 0 of the last stage, dp replica 0)
+    cp: range = range(0)
 
 
 def tp_groups(layout: Layout) -> list[tuple[int, ...]]:
-    """Every TP group, stage-major then replica (the order every rank must create them in with
+    """Every TP group, stage-major then replica then context slice (the order every rank must create them in with
     ``torch.distributed.new_group``): consecutive runs of tp ranks."""
-    return [tuple(rank_groups(rank_of(layout, 0, d, p), layout).tp) for p in range(layout.pp) for d in range(layout.dp)]
+    return [tuple(rank_groups(rank_of(layout, 0, d, p, c), layout).tp) for p in range(layout.pp)
+            for d in range(layout.dp) for c in range(layout.cp)]
 
 
 def rank_groups(rank: int, layout: Layout) -> RankGroups:
     """Groups of ``rank`` (ranks are tp-fastest, then dp, then pp):
 
-    - TP: the same stage and replica, tp consecutive ranks;
-    - DP: the same stage and tp rank, every tp-th rank across the replicas;
+    - TP: the same stage, replica and context slice, tp consecutive ranks;
+    - CP: the same stage, replica and tp rank, every tp-th rank across the context slices;
+    - DP: the same stage, tp rank and context slice, every (tp × cp)-th rank across the replicas;
     - EP: the ranks that share out one set of experts: inside the TP group those with the same expert-TP slice
       (every etp-th rank) when ep ≤ tp, else ep / tp consecutive replicas of the stage;
     - pipeline neighbours: the same tp and dp rank one stage before / after.
     """
     c = rank_coords(rank, layout)
-    tp, dp = layout.tp, layout.dp
-    tp_first = rank_of(layout, 0, c.dp_rank, c.pp_rank)
+    tp, cp, dp = layout.tp, layout.cp, layout.dp
+    tp_first = rank_of(layout, 0, c.dp_rank, c.pp_rank, c.cp_rank)
+    replica_first = rank_of(layout, 0, c.dp_rank, c.pp_rank)
     stage_first = rank_of(layout, 0, 0, c.pp_rank)
     if layout.ep <= tp:
         ep = range(tp_first + c.etp_rank, tp_first + tp, layout.etp)
     else:
         per = layout.ep // tp
-        first = rank_of(layout, 0, c.dp_rank - c.dp_rank % per, c.pp_rank)
-        ep = range(first, first + per * tp)
-    prev = rank - tp * dp if c.pp_rank > 0 else None
-    nxt = rank + tp * dp if c.pp_rank < layout.pp - 1 else None
-    return RankGroups(range(tp_first, tp_first + tp), range(stage_first + c.tp_rank, stage_first + tp * dp, tp), ep,
-                      prev, nxt, rank_of(layout, 0, 0, layout.pp - 1))
+        first_dp = c.dp_rank - c.dp_rank % per
+        if cp == 1:
+            first = rank_of(layout, 0, first_dp, c.pp_rank)
+            ep = range(first, first + per * tp)
+        else:  # the same context slice of per consecutive replicas
+            ep = tuple(rank_of(layout, t, d, c.pp_rank, c.cp_rank) for d in range(first_dp, first_dp + per)
+                       for t in range(tp))
+    stage_size = tp * cp * dp
+    prev = rank - stage_size if c.pp_rank > 0 else None
+    nxt = rank + stage_size if c.pp_rank < layout.pp - 1 else None
+    dp_first = stage_first + c.tp_rank + tp * c.cp_rank
+    return RankGroups(range(tp_first, tp_first + tp), range(dp_first, stage_first + stage_size, tp * cp), ep,
+                      prev, nxt, rank_of(layout, 0, 0, layout.pp - 1),
+                      range(replica_first + c.tp_rank, replica_first + tp * cp, tp))
 
 
 def shard_of(coords: RankCoords, layout: Layout) -> Shard:

@@ -26,13 +26,14 @@ def plan(spec: ModelSpec, layout: Layout, workload: Workload, capacity_bytes: in
     wired as ``fabric`` (its gpus_per_node places ranks on nodes)."""
     workload = workload.checked()
     planner = Planner(spec, layout, workload, fabric=fabric)
-    node_size = fabric.gpus_per_node
+    placement = fabric.placement
     lay = planner.layout
     ranks = []
     for rank in range(lay.world_size):
         coords = rank_coords(rank, lay)
         terms = planner.rank_terms(coords, workload.context, workload.batch)
-        ranks.append(RankReport(rank, rank // node_size, rank % node_size, coords, terms.layers, terms.bytes,
+        slot = placement.slot(rank)
+        ranks.append(RankReport(rank, slot.node, slot.local_gpu, coords, terms.layers, terms.bytes,
                                 capacity_bytes, terms.runtime.communicators,
                                 terms.runtime.components()))
     peak_rank = max(ranks, key=lambda r: (r.bytes.total, -r.rank)).rank

@@ -9,8 +9,6 @@ then twice the tensor-parallel degree. The first candidate that starts is printe
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from shardsim.core.layout import Layout, validate_layout
 from shardsim.core.model import ModelSpec
 from shardsim.engines.common import EngineReport
@@ -62,7 +60,7 @@ def suggest(engine: str, run, spec: ModelSpec, layout: Layout, knobs: dict, repo
         if higher > fraction:
             candidates.append((layout, {**knobs, fraction_key: higher}))
     try:
-        wider = validate_layout(spec, replace(layout, tp=layout.tp * 2, pp_split=None))
+        wider = validate_layout(spec, layout.with_degrees(tp=layout.tp * 2))
         candidates.append((wider, knobs))
     except ShardsimError:
         pass

@@ -7,6 +7,7 @@ from typing import Any
 
 from shardsim.constants import MAX_GPU_BYTES, MIN_GPU_BYTES
 from shardsim.core.layout import Layout, tp_groups
+from shardsim.core.placement import GpuSlot, Placement
 from shardsim.core.memory.runtime import FABRICS, Fabric
 from shardsim.errors import ShardsimError
 from shardsim.hardware.catalog import resolve_gpu
@@ -92,19 +93,16 @@ def check_fits_cluster(cluster: ClusterSpec, world_size: int) -> None:
         raise ShardsimError(f"layout needs {world_size} GPUs; cluster '{cluster.name}' has {cluster.world_size}")
 
 
-@dataclass(frozen=True, slots=True)
-class GpuSlot:
-    """Where a rank runs: its node and its GPU inside the node."""
-
-    node: int
-    local_gpu: int
+def placement_of(cluster: ClusterSpec) -> Placement:
+    """Where ranks run on ``cluster`` (``core.placement``)."""
+    return Placement(cluster.gpus_per_node)
 
 
 def rank_location(rank: int, cluster: ClusterSpec) -> GpuSlot:
-    """The node and local GPU of a global rank; ranks fill node 0 first."""
+    """The node and local GPU of a global rank of ``cluster`` (``core.placement``), refused outside it."""
     if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < cluster.world_size:
         raise ShardsimError(f"rank {rank!r} is outside cluster '{cluster.name}' (ranks 0..{cluster.world_size - 1})")
-    return GpuSlot(rank // cluster.gpus_per_node, rank % cluster.gpus_per_node)
+    return placement_of(cluster).slot(rank)
 
 
 def tp_group_crossings(cluster: ClusterSpec, layout: Layout) -> list[str]:
@@ -114,9 +112,10 @@ def tp_group_crossings(cluster: ClusterSpec, layout: Layout) -> list[str]:
     over = (f"{inter.kind} ({inter.bandwidth_GBps:g} GB/s per GPU vs {intra.bandwidth_GBps:g} GB/s {intra.kind})"
             if inter else "the inter-node network")
     warnings = []
+    placement = placement_of(cluster)
     for members in tp_groups(layout):
         first, last = members[0], members[-1]
-        lo, hi = rank_location(first, cluster).node, rank_location(last, cluster).node
+        lo, hi = placement.nodes_of(members)
         if lo != hi:
             nodes = f"node {lo} and node {hi}" if hi == lo + 1 else f"nodes {lo}–{hi}"
             warnings.append(f"TP group ranks {first}–{last} spans {nodes} over {over}: every all-reduce crosses it")
@@ -125,11 +124,11 @@ def tp_group_crossings(cluster: ClusterSpec, layout: Layout) -> list[str]:
 
 def link_between(cluster: ClusterSpec, rank_a: int, rank_b: int) -> LinkSpec:
     """The link class two distinct ranks talk over: intra-node if they share a node, else inter-node."""
-    node_a, node_b = rank_location(rank_a, cluster).node, rank_location(rank_b, cluster).node
+    same_node = rank_location(rank_a, cluster).node == rank_location(rank_b, cluster).node
     if rank_a == rank_b:
         raise ShardsimError(f"ranks {rank_a} and {rank_b} are the same GPU; give two different ranks")
     inter = cluster.inter_node_link  # ClusterSpec sets it whenever nodes > 1
-    return cluster.intra_node_link if node_a == node_b else inter  # type: ignore[return-value]
+    return cluster.intra_node_link if same_node else inter  # type: ignore[return-value]
 
 
 def topology_graph(cluster: ClusterSpec) -> Any:

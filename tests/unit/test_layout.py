@@ -356,3 +356,39 @@ def test_rank_groups_match_the_coordinates():
                           == (c.pp_rank - 1, c.tp_rank, c.dp_rank)]
                 assert g.pp_prev == (before[0] if before else None)
             assert sorted(r for group in tp_groups(lay) for r in group) == list(range(world))
+
+
+def test_context_parallel_sits_between_tp_and_dp():
+    """Megatron's order tp-cp-ep-dp-pp: rank = tp_rank + tp × (cp_rank + cp × (dp_rank + dp × pp_rank))."""
+    from shardsim.core.layout import rank_coords, rank_groups, rank_of
+
+    lay = validate_layout(get_preset("8b"), Layout(tp=2, cp=2, dp=2, pp=2))
+    assert lay.world_size == 2 * 2 * 2 * 2
+    # rank 13 = 1 + 2 × (0 + 2 × (1 + 2 × 1)): tp 1, cp 0, dp 1, pp 1
+    c = rank_coords(13, lay)
+    assert (c.tp_rank, c.cp_rank, c.dp_rank, c.pp_rank) == (1, 0, 1, 1)
+    assert rank_of(lay, 1, 1, 1, 0) == 13
+    g = rank_groups(13, lay)
+    assert list(g.tp) == [12, 13]          # same stage, replica and slice
+    assert list(g.cp) == [13, 15]          # every 2nd rank of replica 1 of stage 1 (ranks 12–15)
+    assert list(g.dp) == [9, 13]           # every 4th rank of stage 1 (ranks 8–15) with tp 1, cp 0
+    assert (g.pp_prev, g.pp_next) == (13 - 8, None)
+
+
+def test_etp_derives_and_a_contrary_value_is_refused():
+    spec = get_preset("30b-a3b")
+    assert Layout(tp=4, ep=2).etp == 2 and Layout(tp=2, ep=4, dp=2).etp == 1 and Layout(tp=4).etp == 4
+    assert validate_layout(spec, Layout(tp=4, ep=2, etp=2)).etp == 2
+    with pytest.raises(ShardsimError, match="--etp 4 is not what the layout gives"):
+        validate_layout(spec, Layout(tp=4, ep=2, etp=4))
+    # new degrees derive etp again
+    assert Layout(tp=4, ep=2).with_degrees(tp=8).etp == 4
+
+
+def test_placement_packs_ranks_node_by_node():
+    from shardsim.core.placement import Placement
+
+    p = Placement(gpus_per_node=8)
+    assert [(p.slot(r).node, p.slot(r).local_gpu) for r in (0, 7, 8, 17)] == [(0, 0), (0, 7), (1, 0), (2, 1)]
+    assert p.spans_nodes(range(6, 10)) and not p.spans_nodes(range(8, 16))
+    assert p.nodes_of([3, 20]) == (0, 2)

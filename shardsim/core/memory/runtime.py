@@ -41,6 +41,7 @@ from shardsim.constants import (
     SYMM_MEM_ALLREDUCE_BYTES,
 )
 from shardsim.core.layout import Layout, rank_groups
+from shardsim.core.placement import Placement
 
 FABRICS = ("nvswitch", "nvlink", "pcie")
 """How the GPUs of a node are wired: all-to-all NVLink through NVSwitch, NVLink without a switch (bridges, a
@@ -55,6 +56,11 @@ class Fabric:
     intra: str = "nvswitch"
     gpus_per_node: int = 8
     compute_capability: tuple[int, int] | None = (9, 0)
+
+    @property
+    def placement(self) -> Placement:
+        """Where the ranks run on these nodes (``core.placement``)."""
+        return Placement(self.gpus_per_node)
 
     @property
     def multicast(self) -> bool:
@@ -89,7 +95,7 @@ class RuntimeBytes:
 
 
 def _spans_nodes(members: range, fabric: Fabric) -> bool:
-    return members[0] // fabric.gpus_per_node != members[-1] // fabric.gpus_per_node
+    return fabric.placement.spans_nodes((members[0], members[-1]))
 
 
 def nccl_communicator_bytes(members: range, fabric: Fabric = DEFAULT_FABRIC) -> int:
@@ -138,7 +144,7 @@ def communicators(rank: int, layout: Layout, moe: bool) -> tuple[str, ...]:
 def _pipeline_bytes(rank: int, neighbour: int | None, fabric: Fabric) -> int:
     if neighbour is None:
         return 0
-    if rank // fabric.gpus_per_node != neighbour // fabric.gpus_per_node:
+    if not fabric.placement.same_node(rank, neighbour):
         return NCCL_NET_P2P_BYTES
     channels = NCCL_CHANNELS_PCIE if fabric.intra == "pcie" else NCCL_CHANNELS_NVLINK
     return channels * NCCL_P2P_CHANNEL_BYTES
