@@ -37,7 +37,7 @@ import typer  # noqa: E402
 from shardsim.errors import ShardsimError  # noqa: E402
 
 COMMAND_MODULES = {
-    "plan": "plan", "models": "catalog", "gpus": "catalog", "clusters": "catalog", "calibrate": "calibrate",
+    "plan": "plan", "train": "train", "models": "catalog", "gpus": "catalog", "clusters": "catalog", "calibrate": "calibrate",
     "validate": "validate", "review": "capacity", "sweep": "capacity", "report": "capacity",
 }
 """Command → the module under shardsim.cli that defines it."""
@@ -80,6 +80,30 @@ def check_args(args: list[str]) -> None:
         previous = token
 
 
+def train_alias(args: list[str]) -> list[str]:
+    """``plan … --train`` is ``train …``. A flag of the other command does nothing in this one: refused with the
+    command it belongs to (``plan --context … --train``, ``plan --framework …``)."""
+    if not args or args[0] != "plan":
+        return args
+    head = args[: args.index("--")] if "--" in args else args
+    from shardsim.cli.flags import command_flags
+
+    serving, training = command_flags("plan"), command_flags("train")
+    given = [t.partition("=")[0] for t in head if t.startswith("--")]
+    if "--train" not in given:
+        for flag in given:
+            if flag in training and flag not in serving:
+                raise ShardsimError(f"{flag} does nothing without --train; it is a training option")
+        return args
+    for flag in given:
+        if flag == "--batch":
+            raise ShardsimError("--batch does nothing with --train; use --micro-batch")
+        if flag in serving and flag not in training:
+            raise ShardsimError(f"{flag} does nothing with --train; it is a serving option")
+    rest = [t for t in args[1:] if t != "--train"]
+    return ["train", *rest]
+
+
 def _group() -> None:
     """Per-GPU memory of Qwen3 models sharded over TP × PP × DP × EP, exact where bytes are knowable."""
 
@@ -93,6 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         check_args(args)
+    except ShardsimError as exc:
+        sys.stderr.write(f"shardsim: error: {_one_line(exc)}\n")
+        return 2
+    try:
+        args = train_alias(args)
     except ShardsimError as exc:
         sys.stderr.write(f"shardsim: error: {_one_line(exc)}\n")
         return 2

@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
 from shardsim.errors import ShardsimError
 
-if TYPE_CHECKING:  # the hardware package loads pydantic models: imported by the commands that need it
-    from shardsim.hardware import ClusterSpec
+if TYPE_CHECKING:  # the request records load the core: imported by the commands that need them
+    from shardsim.core.requests import Hardware
 
 DEFAULT_CONTEXT = 8192
 VALIDATE_CONTEXT = 128
@@ -97,31 +96,12 @@ def parse_split(text: Optional[str]) -> Optional[tuple[int, ...]]:
         raise ShardsimError(f"--pp-split {text!r} must be comma-separated whole numbers, e.g. 48,46") from None
 
 
-@dataclass(frozen=True, slots=True)
-class Hardware:
-    """The GPUs a command plans for, from its --cluster / --gpu / --gpu-memory options."""
-
-    cluster: ClusterSpec
-    warnings: tuple[str, ...] = ()
-    interconnect: Optional[str] = None
-
-    @property
-    def capacity_bytes(self) -> int:
-        return self.cluster.gpu.capacity_bytes
-
-    @property
-    def fabric(self) -> Any:
-        """The wiring of the runtime model (``core.memory.runtime.Fabric``): the cluster's, or --interconnect."""
-        from shardsim.hardware.topology import fabric_of
-
-        return fabric_of(self.cluster, self.interconnect)
-
-
 def hardware(cluster: Optional[list[str]], gpu: Optional[str], gpu_memory: Optional[str], world_size: int,
              layout: Any = None, interconnect: Optional[str] = None) -> Hardware:
     """A named or file cluster, else ``world_size`` GPUs of a type (default H100-SXM-80GB) or of a capacity, 8 per
     node; with the warnings of ``layout``'s TP groups that cross nodes."""
     from shardsim.hardware import catalog, topology
+    from shardsim.core.requests import Hardware
     from shardsim.units import parse_size
 
     name = single(cluster, "--cluster")
@@ -135,9 +115,17 @@ def hardware(cluster: Optional[list[str]], gpu: Optional[str], gpu_memory: Optio
     else:
         card = topology.custom_gpu(parse_size(gpu_memory)) if gpu_memory else catalog.resolve_gpu(gpu or "h100")
         spec = topology.cluster_for_gpu(card, world_size)
-    hw = Hardware(spec, tuple(topology.tp_group_crossings(spec, layout)) if layout is not None else (), interconnect)
-    hw.fabric  # noqa: B018 (an unknown --interconnect is refused here, before any work)
-    return hw
+    warnings = tuple(topology.tp_group_crossings(spec, layout)) if layout is not None else ()
+    fabric = topology.fabric_of(spec, interconnect)  # an unknown --interconnect is refused here, before any work
+    card = spec.gpu
+    return Hardware(card.name, card.capacity_bytes, card.compute_capability, card.nvidia_smi_total_bytes, fabric,
+                    spec, warnings)
+
+
+def with_warnings(hw: Hardware, more: list[str]) -> Hardware:
+    from dataclasses import replace
+
+    return replace(hw, warnings=tuple(hw.warnings) + tuple(more))
 
 
 def workload(context: int, batch: int, step_tokens: Optional[int], dtype: str, quant: Optional[str],
@@ -165,18 +153,6 @@ def workload(context: int, batch: int, step_tokens: Optional[int], dtype: str, q
     ).checked()
 
 
-ENGINE_KNOBS: dict[str, tuple[str, ...]] = {
-    "vllm": ("gpu_memory_utilization", "max_model_len", "max_num_batched_tokens", "max_num_seqs", "block_size",
-             "enforce_eager", "kv_cache_dtype", "sampler", "version", "engine_version", "kv_cache_memory_bytes",
-             "max_model_len_auto", "install", "entrypoint"),
-    "sglang": ("mem_fraction_static", "context_length", "max_total_tokens", "kv_cache_dtype", "chunked_prefill_size",
-               "engine_version"),
-    "hf": ("prompt_tokens", "generate_tokens", "batch", "engine_version", "load_dtype"),
-    "accelerate": ("device_map", "max_memory", "allow_offload"),
-}
-"""The knobs each engine profile reads (field names of its knobs model); ``block_size`` and ``batch`` are also the
-planner's own options, so they are never refused."""
-
 SHARED_WITH_PLANNER = ("block_size", "batch")
 STEP_BUDGET = ("max_num_batched_tokens", "chunked_prefill_size")
 """The step-budget knobs: the planner's own without ``--engine``, else only the named engine's."""
@@ -184,17 +160,27 @@ STEP_BUDGET = ("max_num_batched_tokens", "chunked_prefill_size")
 
 def engine_knobs(engine: Optional[str], given: dict[str, Any]) -> dict[str, Any]:
     """The knobs for ``engine`` from the options given (None: not given). A knob given for another engine, or
-    without ``--engine``, does nothing, so it is refused with the engine it belongs to."""
+    without ``--engine``, does nothing, so it is refused with the engine it belongs to. ``block_size`` and
+    ``batch`` are also the planner's own options, so they are never refused."""
+    from shardsim.engines import ENGINES
+
     for name, value in given.items():
         if value is None or name in SHARED_WITH_PLANNER or (engine is None and name in STEP_BUDGET):
             continue
-        if engine is None or name not in ENGINE_KNOBS[engine]:
-            owners = [e for e, knobs in ENGINE_KNOBS.items() if name in knobs]
+        if engine is None or name not in _knob_names(engine):
+            owners = [e for e in ENGINES if name in _knob_names(e)]
             flag = {"version": "--vllm-version", "install": "--vllm-install", "entrypoint": "--vllm-entrypoint", "max_model_len_auto": "--max-model-len auto"
                     }.get(name, "--" + name.replace("_", "-"))
             now = f"with --engine {engine}" if engine else "without --engine"
             raise ShardsimError(f"{flag} does nothing {now}; it is a knob of --engine {' or '.join(owners)}")
-    return {name: given[name] for name in ENGINE_KNOBS[engine] if name in given} if engine else {}
+    return {name: given[name] for name in _knob_names(engine) if name in given} if engine else {}
+
+
+def _knob_names(engine: str) -> tuple[str, ...]:
+    """The knobs an engine reads: the fields of its knobs model (``engines.registry``)."""
+    from shardsim.engines.registry import get_engine
+
+    return get_engine(engine).knob_names()
 
 
 def check_engine(engine: Optional[str], accepted: tuple[str, ...], command: str) -> Optional[str]:

@@ -1,89 +1,157 @@
-"""``shardsim plan MODEL --train``: training memory of every GPU, its verdict, and the cheapest strategy that fits."""
+"""``shardsim train MODEL``: training memory of every GPU, its verdict, and the cheapest strategy that fits.
+``shardsim plan MODEL --train …`` is the same command (``cli.main`` rewrites it)."""
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from dataclasses import dataclass
+from typing import Optional
 
-from shardsim.cli import common
-from shardsim.errors import ShardsimError
+from shardsim.cli import build, common
+from shardsim.cli.options import (
+    CapacityOpt,
+    ClusterOpt,
+    ConfigOpt,
+    CpOpt,
+    DistOptOpt,
+    DpOpt,
+    EagerAttnOpt,
+    EpOpt,
+    EtpOpt,
+    FrameworkOpt,
+    FsdpOpt,
+    GpuMemOpt,
+    GpuOpt,
+    GradAccumOpt,
+    HostMemOpt,
+    InterconnectOpt,
+    JsonOpt,
+    LoraRankOpt,
+    MicroBatchOpt,
+    ModelArg,
+    OffloadOptOpt,
+    OffloadParamsOpt,
+    OptimizerOpt,
+    PpOpt,
+    QloraOpt,
+    RecomputeOpt,
+    ScheduleOpt,
+    SeqLenOpt,
+    SeqParOpt,
+    TpOpt,
+    VirtualOpt,
+    ZeroOpt,
+)
 
-INFERENCE_ONLY = ("context", "engine", "kv_dtype", "block_size", "max_num_batched_tokens", "chunked_prefill_size",
-                  "pp_split")
-"""Options of a serving plan that mean nothing to a training one."""
+EXAMPLES = """Training memory of every GPU for MODEL: weights, master copies, gradients, optimizer states,
+activations and runtime per rank under DeepSpeed ZeRO, FSDP2, Megatron, DDP or torch-native TP / pipelining, the
+verdict, the largest micro-batch and sequence, and the cheapest strategy of the framework that fits.
+
+\b
+Examples:
+  shardsim train 14b --zero 3 --dp 8 --seq-len 4096
+  shardsim train 32b --framework megatron --tp 4 --pp 2 --dp 2 --sequence-parallel --distributed-optimizer
+  shardsim train 8b --framework fsdp --dp 4 --recompute full --lora-rank 16
+  shardsim train 30b-a3b --framework megatron --tp 2 --ep 4 --dp 4 --cp 2 --json
+(plan MODEL --train … is the same command.)"""
 
 
-def train_setup(options: dict[str, Any]) -> Any:
-    """The TrainSetup from the command's options (None: the default)."""
-    from shardsim.core.train.setup import TrainSetup
-    from shardsim.units import parse_size
+@dataclass(frozen=True)
+class SetupOptions:
+    """The training choices beyond the layout (``core.train.setup.TrainSetup`` by field name; None: default)."""
 
-    names = {"framework": "framework", "zero": "zero", "fsdp": "fsdp", "cp": "cp",
-             "sequence_parallel": "sequence_parallel", "distributed_optimizer": "distributed_optimizer",
-             "micro_batch": "micro_batch", "seq_len": "seq_len", "grad_accum": "grad_accum",
-             "recompute": "recompute", "optimizer": "optimizer", "lora_rank": "lora_rank", "qlora": "qlora",
-             "offload_optimizer": "offload_optimizer", "offload_params": "offload_params",
-             "schedule": "schedule", "virtual_stages": "virtual_stages", "capacity_factor": "capacity_factor"}
-    values = {field: options[opt] for opt, field in names.items()
-              if options.get(opt) is not None and options.get(opt) is not False}
-    if options.get("host_memory") is not None:
-        values["host_memory_bytes"] = parse_size(options["host_memory"])
-    if options.get("eager_attention"):
-        values["flash_attention"] = False
-    return TrainSetup(**values)
+    framework: Optional[str] = None
+    zero: int = 0
+    fsdp: Optional[str] = None
+    sequence_parallel: bool = False
+    distributed_optimizer: bool = False
+    micro_batch: Optional[int] = None
+    seq_len: Optional[int] = None
+    grad_accum: Optional[int] = None
+    recompute: Optional[str] = None
+    optimizer: Optional[str] = None
+    lora_rank: Optional[int] = None
+    qlora: bool = False
+    offload_optimizer: bool = False
+    offload_params: bool = False
+    host_memory: Optional[str] = None
+    schedule: Optional[str] = None
+    virtual_stages: Optional[int] = None
+    capacity_factor: Optional[float] = None
+    eager_attention: bool = False
+
+    def setup(self, layout):
+        """The TrainSetup; a pipeline step defaults to pp micro-batches (fewer leave stages idle)."""
+        from dataclasses import asdict
+
+        from shardsim.core.train.setup import TrainSetup
+        from shardsim.units import parse_size
+
+        values = {k: v for k, v in asdict(self).items() if v is not None and v is not False
+                  and k not in ("host_memory", "eager_attention")}
+        if self.grad_accum is None and layout.pp > 1:
+            values["grad_accum"] = layout.pp
+        if self.host_memory is not None:
+            values["host_memory_bytes"] = parse_size(self.host_memory)
+        if self.eager_attention:
+            values["flash_attention"] = False
+        return TrainSetup(**values, cp=layout.cp)
 
 
-def refuse_mixed(train: bool, serving: dict[str, Any], training: dict[str, Any]) -> None:
-    """Serving options with --train, or training options without it, do nothing: refused, naming the option."""
-    if train:
-        for name in INFERENCE_ONLY:
-            if serving.get(name) is not None and serving.get(name) is not False:
-                raise ShardsimError(f"--{name.replace('_', '-')} does nothing with --train; it is a serving option")
-    else:
-        for name, value in training.items():
-            if value is not None and value is not False:
-                raise ShardsimError(f"--{name.replace('_', '-')} does nothing without --train; it is a training option")
-
-
-def plan_train_command(model: Optional[str], config: Optional[str], layout_args: dict, hardware_args: dict,
-                       options: dict[str, Any], as_json: bool) -> None:
+def train_request(model: build.ModelOptions, layout: build.LayoutOptions, setup: SetupOptions,
+                  hardware: build.HardwareOptions):
+    """The ``TrainRequest``: model, layout (cp and etp included), setup, then hardware."""
     from shardsim.core.layout import Layout
-    from shardsim.core.train.plan import plan_train
-    from shardsim.presets import resolve_model
+    from shardsim.core.requests import TrainRequest
+    from shardsim.errors import ShardsimError
 
-    spec = resolve_model(model, config)
-    etp = options.pop("etp", None)
-    layout = Layout(tp=layout_args["tp"], pp=layout_args["pp"], dp=layout_args["dp"], ep=layout_args["ep"])
-    if options.get("grad_accum") is None and layout.pp > 1:
-        options["grad_accum"] = layout.pp   # a pipeline step of fewer micro-batches than stages leaves stages idle
-    setup = train_setup(options)
-    if etp is not None and etp != layout.etp:
-        raise ShardsimError(f"--etp {etp} is not what the layout gives: experts split over tp / ep = {layout.etp} "
+    spec = model.spec()
+    lay = Layout(tp=layout.tp, pp=layout.pp, dp=layout.dp, ep=layout.ep, cp=layout.cp)
+    train_setup = setup.setup(lay)
+    if layout.etp is not None and layout.etp != lay.etp:
+        raise ShardsimError(f"--etp {layout.etp} is not what the layout gives: experts split over tp / ep = {lay.etp} "
                             "ranks here (accepted: that value, or leave --etp out)")
-    world = layout.tp * layout.pp * layout.dp * setup.cp
-    hw = common.hardware(hardware_args["cluster"], hardware_args["gpu"], hardware_args["gpu_memory"], world,
-                         None, hardware_args["interconnect"])
-    report = plan_train(spec, layout, setup, hw.capacity_bytes, fabric=hw.fabric)
+    world = lay.tp * lay.pp * lay.dp * train_setup.cp
+    return TrainRequest(spec, lay, train_setup, hardware.hardware(world))
+
+
+def train(
+    model: ModelArg = None, config: ConfigOpt = None,
+    tp: TpOpt = 1, pp: PpOpt = 1, dp: DpOpt = 1, ep: EpOpt = 1, cp: CpOpt = None, etp: EtpOpt = None,
+    framework: FrameworkOpt = None, zero: ZeroOpt = 0, fsdp: FsdpOpt = None,
+    sequence_parallel: SeqParOpt = False, distributed_optimizer: DistOptOpt = False,
+    micro_batch: MicroBatchOpt = None, seq_len: SeqLenOpt = None, grad_accum: GradAccumOpt = None,
+    recompute: RecomputeOpt = None, optimizer: OptimizerOpt = None, eager_attention: EagerAttnOpt = False,
+    lora_rank: LoraRankOpt = None, qlora: QloraOpt = False,
+    offload_optimizer: OffloadOptOpt = False, offload_params: OffloadParamsOpt = False, host_memory: HostMemOpt = None,
+    schedule: ScheduleOpt = None, virtual_stages: VirtualOpt = None, capacity_factor: CapacityOpt = None,
+    cluster: ClusterOpt = None, gpu: GpuOpt = None, gpu_memory: GpuMemOpt = None, interconnect: InterconnectOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    request = train_request(
+        build.ModelOptions(model, config),
+        build.LayoutOptions(tp, pp, dp, ep, cp=1 if cp is None else cp, etp=etp),
+        SetupOptions(framework, zero, fsdp, sequence_parallel, distributed_optimizer, micro_batch, seq_len,
+                     grad_accum, recompute, optimizer, lora_rank, qlora, offload_optimizer, offload_params,
+                     host_memory, schedule, virtual_stages, capacity_factor, eager_attention),
+        build.HardwareOptions(cluster, gpu, gpu_memory, interconnect),
+    )
+    run_train(request, as_json)
+
+
+train.__doc__ = EXAMPLES
+
+
+def run_train(request, as_json: bool) -> None:
+    from shardsim.core.train.plan import plan_train
+
+    hw = request.hardware
+    report = plan_train(request.model, request.layout, request.setup, hw.capacity_bytes, fabric=hw.fabric)
     if as_json:
         return common.print_json(report.to_dict())
     from shardsim.render.train_text import render_train
 
-    render_train(report, common.console(), hw.cluster.gpu.name)
+    render_train(report, common.console(), hw.gpu_name)
 
 
-TRAIN_OPTIONS = ("framework", "fsdp", "cp", "etp", "sequence_parallel", "distributed_optimizer", "micro_batch", "seq_len",
-                 "grad_accum", "recompute", "optimizer", "lora_rank", "qlora", "offload_optimizer", "offload_params",
-                 "host_memory", "schedule", "virtual_stages", "capacity_factor", "eager_attention")
-
-
-def dispatch_train(args: dict[str, Any]) -> bool:
-    """``plan``'s options: refuse the ones that mean nothing in this mode; with --train, plan training (True)."""
-    training = {name: args[name] for name in TRAIN_OPTIONS}
-    refuse_mixed(args["train"], {name: args[name] for name in INFERENCE_ONLY}, training)
-    if not args["train"]:
-        return False
-    if args["batch"] != 1:
-        raise ShardsimError("--batch does nothing with --train; use --micro-batch")
-    plan_train_command(args["model"], args["config"], {k: args[k] for k in ("tp", "pp", "dp", "ep")},
-                       {k: args[k] for k in ("cluster", "gpu", "gpu_memory", "interconnect")},
-                       {**training, "zero": args["zero"]}, args["as_json"])
-    return True
+def register(app) -> None:
+    app.command(help=EXAMPLES)(train)

@@ -13,10 +13,11 @@ from shardsim.core.memory.runtime import DEFAULT_FABRIC, Fabric
 from shardsim.core.model import ModelSpec
 from shardsim.core.planner import Planner
 from shardsim.core.records import PlanReport, RankReport
+from shardsim.core.requests import ServeRequest
 from shardsim.core.tensors import Shard, active_parameter_count, parameter_count
 from shardsim.core.workload import Workload
 
-__all__ = ["Fabric", "Planner", "PlanReport", "RankReport", "Workload", "plan"]
+__all__ = ["Fabric", "Planner", "PlanReport", "RankReport", "Workload", "plan", "plan_request"]
 
 
 def plan(spec: ModelSpec, layout: Layout, workload: Workload, capacity_bytes: int, *,
@@ -50,3 +51,10 @@ def plan(spec: ModelSpec, layout: Layout, workload: Workload, capacity_bytes: in
         max_context_limited_by=limited_by, max_batch=max_batch, warnings=notes,
         cluster_name=cluster_name, gpu_name=gpu_name, interconnect=fabric.intra,
     )
+
+
+def plan_request(request: ServeRequest) -> PlanReport:
+    """``plan`` for a ServeRequest (``core.requests``): its model, layout, workload and hardware."""
+    hw = request.hardware
+    return plan(request.model, request.layout, request.workload, hw.capacity_bytes, fabric=hw.fabric,
+                cluster_name=hw.cluster_name, gpu_name=hw.gpu_name, warnings=list(hw.warnings))

@@ -5,12 +5,16 @@ Each engine module turns the planner's exact per-rank weights and KV geometry in
 Sources are the engines' own code (cited per formula) and published logs (``../shared/calibration``); the refusal
 rules are in ``refusals``.
 
-May import: shardsim.core, shardsim.presets, shardsim.hardware, shardsim.files, shardsim.constants,
-shardsim.units, shardsim.errors.
+Engines are dispatched through one registry (``engines.registry``): adding one is a module defining ``ENGINE``
+and one registry line.
+
+May import: shardsim.core, shardsim.presets, shardsim.hardware, shardsim.files,
+shardsim.constants, shardsim.units, shardsim.errors.
 """
 
 from shardsim.engines.common import EngineRankReport, EngineReport
+from shardsim.engines.registry import ENGINE_MODULES
 
-ENGINES = ("vllm", "sglang", "hf", "accelerate")
+ENGINES = tuple(ENGINE_MODULES)
 
 __all__ = ["ENGINES", "EngineRankReport", "EngineReport"]

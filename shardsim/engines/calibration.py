@@ -224,7 +224,10 @@ def _vllm_knobs(row: dict, joined: str, context: int, release: str | None) -> di
 
 def calibrate_row(row: dict, line: int) -> RowResult:
     from shardsim.core.layout import Layout, validate_layout
+    from shardsim.core.workload import Workload
+    from shardsim.engines.registry import choose
     from shardsim.engines.run import engine_report
+    from shardsim.core.requests import Hardware, ServeRequest
 
     label = f"{row.get('model')} · {row.get('engine')} · {row.get('gpu')} · TP{row.get('tp') or 1}"
     result = RowResult(line=line, label=label, set=row_set(row), source=str(row.get("source") or ""))
@@ -235,7 +238,8 @@ def calibrate_row(row: dict, line: int) -> RowResult:
         layout = validate_layout(spec, Layout(tp=int(row.get("tp") or 1), pp=int(row.get("pp") or 1),
                                               ep=int(row.get("ep") or 1)))
         gpu = _gpu(row)
-        capacity, gpu_name, cc, smi = gpu.capacity_bytes, gpu.name, gpu.compute_capability, gpu.nvidia_smi_bytes
+        request = ServeRequest(spec, layout, Workload(quant=quant), Hardware(gpu.name, gpu.capacity_bytes,
+                               gpu.compute_capability, gpu.nvidia_smi_bytes))
         engine = str(row["engine"]).lower()
         meas = {k: str(v) for k, v in row["measured"].items()}
         joined = " ".join(f"{k}: {v}" for k, v in meas.items())
@@ -244,7 +248,7 @@ def calibrate_row(row: dict, line: int) -> RowResult:
         result.release = release
         if "vllm" in engine:
             knobs = _vllm_knobs(row, joined, context, release)
-            rep = engine_report("vllm", spec, layout, capacity, gpu_name, cc, smi, "bf16", quant, knobs)
+            rep = engine_report(request.with_engine(choose("vllm", knobs)))
             r0 = rep.ranks[0]
             loading = _num(joined, r"Model loading took[^:]*: ([0-9.]+) GiB") or _num(joined, r"weights take ([0-9.]+)GiB")
             if loading:
@@ -271,7 +275,7 @@ def calibrate_row(row: dict, line: int) -> RowResult:
                     sg[name] = settings[name]
             if str(settings.get("kv_cache_dtype") or "").lower().startswith("fp8"):
                 sg["kv_cache_dtype"] = "fp8_e4m3"
-            rep = engine_report("sglang", spec, layout, capacity, gpu_name, cc, smi, "bf16", quant, sg)
+            rep = engine_report(request.with_engine(choose("sglang", sg)))
             usage = _num(joined, r"mem usage=([0-9.]+) GB")
             if usage:
                 result.figures.append(Figure("weight mem usage", rep.ranks[0].model_loading_bytes / GiB, usage, BOUNDS["weights"] * 10))
@@ -282,8 +286,8 @@ def calibrate_row(row: dict, line: int) -> RowResult:
             prompt = _num(joined, r"input_length: ([0-9]+)") or 1
             generated = _num(joined, r"generated_tokens: ([0-9]+)") or 2048
             batch = _num(joined, r"batch_size: ([0-9]+)") or 1
-            rep = engine_report("hf", spec, layout, capacity, gpu_name, cc, smi, "bf16", quant,
-                                {"prompt_tokens": int(prompt), "generate_tokens": int(generated), "batch": int(batch)})
+            rep = engine_report(request.with_engine(choose("hf", {"prompt_tokens": int(prompt),
+                                                                  "generate_tokens": int(generated), "batch": int(batch)})))
             peak = _num(joined, r"max_memory_allocated[^:]*: ([0-9.]+) MB")
             if peak:
                 result.figures.append(Figure("peak allocated", rep.peak_allocated_bytes / MiB, peak, BOUNDS["hf_peak"], "MiB"))

@@ -25,6 +25,7 @@ from shardsim.core.memory.activations import activation_peak_hf
 from shardsim.core.memory.kv_cache import kv_bytes_per_token
 from shardsim.core.model import ModelSpec, QuantConfig
 from shardsim.engines.common import EngineRankReport, EngineReport, cublas_workspace_bytes, rank_weights
+from shardsim.engines.registry import Engine
 from shardsim.engines.releases import parse_version
 from shardsim.errors import ShardsimError
 from shardsim.units import DTYPE_BYTES, GiB
@@ -150,3 +151,13 @@ def _hf_refusal(spec: ModelSpec, layout: Layout, dtype: str, quant: QuantConfig,
                     f"tokens no longer fits beside {r.model_loading_bytes / GiB:.2f} GiB of weights in "
                     f"{free / GiB:.2f} GiB free")
     return None
+
+
+def predict(request) -> EngineReport:
+    """``predict_hf`` for a ``requests.ServeRequest``."""
+    hw = request.hardware
+    return predict_hf(request.model, request.layout, hw.compute_capability, request.workload.dtype, request.quant,
+                      request.engine.knobs, hw.capacity_bytes)
+
+
+ENGINE = Engine("hf", HfKnobs, predict)

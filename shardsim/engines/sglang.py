@@ -34,6 +34,7 @@ from shardsim.core.model import ModelSpec, QuantConfig
 from shardsim.engines.bands import error_bands
 from shardsim.engines.common import EngineRankReport, EngineReport, rank_weights
 from shardsim.engines.refusals import sglang_loading_refusal, sglang_pool_refusal
+from shardsim.engines.registry import Engine, SuggestKnobs
 from shardsim.engines.releases import NEWEST, SglangRules, resolve
 from shardsim.errors import ShardsimError
 from shardsim.units import DTYPE_BYTES, GiB, MiB
@@ -153,3 +154,24 @@ def predict_sglang(spec: ModelSpec, layout: Layout, capacity_bytes: int, nvidia_
         notes=([release.warning] if release.warning else [])
         + ["mem usage includes device-level loading overhead (~0.12 GiB, from one published log)"],
     )
+
+
+def serve_command(spec: ModelSpec, layout: Layout, knobs: dict) -> str:
+    """``sglang.launch_server`` with the layout's TP degree and the knobs that differ from SGLang's defaults."""
+    parts = [f"python -m sglang.launch_server --model-path Qwen/{spec.name}", f"--tp {layout.tp}"]
+    names = {"context_length": "--context-length", "kv_cache_dtype": "--kv-cache-dtype",
+             "mem_fraction_static": "--mem-fraction-static"}
+    return " ".join(parts + [f"{flag} {knobs[key]}" for key, flag in names.items() if knobs.get(key) not in (None, "auto")])
+
+
+def predict(request) -> EngineReport:
+    """``predict_sglang`` for a ``requests.ServeRequest``: TP (and EP) layouts only."""
+    if request.layout.pp > 1 or request.layout.dp > 1:
+        raise ShardsimError("the SGLang profile covers TP (and EP) layouts; use --pp 1 --dp 1")
+    hw = request.hardware
+    return predict_sglang(request.model, request.layout, hw.capacity_bytes, hw.nvidia_smi_bytes,
+                          request.workload.dtype, request.quant, request.engine.knobs)
+
+
+ENGINE = Engine("sglang", SglangKnobs, predict,
+                SuggestKnobs("context_length", "mem_fraction_static", "fp8_e4m3", serve_command))

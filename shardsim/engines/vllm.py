@@ -52,6 +52,7 @@ from shardsim.core.model import ModelSpec, QuantConfig
 from shardsim.engines.bands import error_bands
 from shardsim.engines.common import EngineRankReport, EngineReport, cublas_workspace_bytes, rank_weights
 from shardsim.engines.refusals import kv_cache_refusal, loading_refusal, vllm_layout_refusal
+from shardsim.engines.registry import Engine, SuggestKnobs
 from shardsim.engines.releases import NEWEST, VllmRules, resolve
 from shardsim.errors import ShardsimError
 from shardsim.units import DTYPE_BYTES, GiB
@@ -305,3 +306,23 @@ def _sampler_note(knobs: VllmKnobs, rules: VllmRules, seqs: int, vocab: int, v2:
     sampler = _sampler(knobs, rules)
     return (f"activation peak: the profile's dummy sampler over {seqs:,} × {vocab:,} logits, "
             f"{_per_logit(knobs, rules)} B per logit ({sampler}: {SAMPLER_SOURCES[sampler]})")
+
+
+def serve_command(spec: ModelSpec, layout: Layout, knobs: dict) -> str:
+    """``vllm serve`` with the layout's degrees and the knobs that differ from vLLM's defaults."""
+    parts = [f"vllm serve Qwen/{spec.name}", f"--tensor-parallel-size {layout.tp}"]
+    if layout.pp > 1:
+        parts.append(f"--pipeline-parallel-size {layout.pp}")
+    names = {"max_model_len": "--max-model-len", "kv_cache_dtype": "--kv-cache-dtype",
+             "gpu_memory_utilization": "--gpu-memory-utilization"}
+    return " ".join(parts + [f"{flag} {knobs[key]}" for key, flag in names.items() if knobs.get(key) not in (None, "auto")])
+
+
+def predict(request) -> EngineReport:
+    """``predict_vllm`` for a ``requests.ServeRequest``."""
+    hw = request.hardware
+    return predict_vllm(request.model, request.layout, hw.capacity_bytes, hw.gpu_name, hw.compute_capability,
+                        request.workload.dtype, request.quant, request.engine.knobs, hw.fabric)
+
+
+ENGINE = Engine("vllm", VllmKnobs, predict, SuggestKnobs("max_model_len", "gpu_memory_utilization", "fp8", serve_command))

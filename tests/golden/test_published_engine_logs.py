@@ -13,11 +13,21 @@ from shardsim.core.layout import Layout, validate_layout
 from shardsim.core.quant import quant_from_choice
 from shardsim.engines.calibration import calibrate, summary
 from shardsim.engines.releases import resolve
+from shardsim.core.requests import Hardware, ServeRequest
+from shardsim.core.workload import Workload
+from shardsim.engines.registry import choose
 from shardsim.engines.run import engine_report
 from shardsim.engines.sglang import default_mem_fraction_static
 from shardsim.engines.vllm import VllmDefaults, vllm_defaults
 from shardsim.presets import get_preset
 from shardsim.units import GiB, MiB
+
+
+def report_of(engine, spec, layout, capacity, gpu, cc, smi, dtype, quant, knobs, suggest_fix=True):
+    """The engine's report for these inputs, through the one request every command builds."""
+    request = ServeRequest(spec, layout, Workload(dtype=dtype, quant=quant), Hardware(gpu, capacity, cc, smi),
+                           choose(engine, knobs))
+    return engine_report(request, suggest_fix=suggest_fix)
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "measurements.jsonl"
 EXE = str(Path(sys.executable).parent / "shardsim")
@@ -29,7 +39,7 @@ def vllm(model, tp=1, capacity=H100, gpu="H100-SXM-80GB", quant=None, **knobs):
     knobs.setdefault("engine_version", "0.11.0")
     spec = get_preset(model)
     layout = validate_layout(spec, Layout(tp=tp))
-    return engine_report("vllm", spec, layout, capacity, gpu, "9.0", None, "bf16", quant or spec.quant, knobs)
+    return report_of("vllm", spec, layout, capacity, gpu, "9.0", None, "bf16", quant or spec.quant, knobs)
 
 
 def test_calibration_file_meets_the_bounds():
@@ -79,10 +89,10 @@ def test_vllm_oom_while_loading():
 
 def test_vllm_fp8_moe_needs_whole_blocks_per_shard():
     spec = get_preset("235b-fp8")
-    bad = engine_report("vllm", spec, validate_layout(spec, Layout(tp=8)), 150 * GiB, "H200", "9.0", None, "bf16",
+    bad = report_of("vllm", spec, validate_layout(spec, Layout(tp=8)), 150 * GiB, "H200", "9.0", None, "bf16",
                         spec.quant, {})
     assert not bad.starts and "= 192 is not divisible by weight quantization block_n = 128" in bad.refusal
-    ok = engine_report("vllm", spec, validate_layout(spec, Layout(tp=8, ep=8)), 150 * GiB, "H200", "9.0", None,
+    ok = report_of("vllm", spec, validate_layout(spec, Layout(tp=8, ep=8)), 150 * GiB, "H200", "9.0", None,
                        "bf16", spec.quant, {"max_model_len": 8192})
     assert ok.starts
 
@@ -108,7 +118,7 @@ def test_sglang_default_fraction_and_pool():
 
 def test_hf_peak_is_weights_plus_final_kv_plus_workspace():
     spec = get_preset("0.6b")
-    rep = engine_report("hf", spec, validate_layout(spec, Layout()), 95 * GiB, "H20", "9.0", None, "bf16", spec.quant,
+    rep = report_of("hf", spec, validate_layout(spec, Layout()), 95 * GiB, "H20", "9.0", None, "bf16", spec.quant,
                         {"prompt_tokens": 6144, "generate_tokens": 2048})
     # 1,192,099,840 + 8,192 tokens × 114,688 B + 33 MiB cuBLAS + 151,936 × 6 B logits ≈ 2,067 MiB (published: 2,066)
     assert rep.peak_allocated_bytes == 1_192_099_840 + 8192 * 114_688 + 33 * MiB + 151_936 * 6

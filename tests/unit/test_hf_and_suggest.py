@@ -2,8 +2,18 @@
 
 from shardsim.core.layout import Layout, validate_layout
 from shardsim.engines.hf import HfKnobs, load_peak_bytes, predict_hf
+from shardsim.core.requests import Hardware, ServeRequest
+from shardsim.core.workload import Workload
+from shardsim.engines.registry import choose
 from shardsim.engines.run import engine_report
 from shardsim.presets import get_preset
+
+
+def report_of(engine, spec, layout, capacity, gpu, cc, smi, dtype, quant, knobs, suggest_fix=True):
+    """The engine's report for these inputs, through the one request every command builds."""
+    request = ServeRequest(spec, layout, Workload(dtype=dtype, quant=quant), Hardware(gpu, capacity, cc, smi),
+                           choose(engine, knobs))
+    return engine_report(request, suggest_fix=suggest_fix)
 
 GiB = 1 << 30
 MiB = 1 << 20
@@ -43,13 +53,13 @@ def test_what_to_change_is_a_line_of_flags_that_starts():
     lay = validate_layout(spec, Layout())
     h100 = int(79.18 * GiB)
     args = ("vllm", spec, lay, h100, "H100-SXM-80GB", "9.0", None, "bf16", spec.quant)
-    rep = engine_report(*args, {"engine_version": "0.11.0"})
+    rep = report_of(*args, {"engine_version": "0.11.0"})
     assert not rep.starts and rep.suggestion.startswith("vllm serve Qwen/Qwen3-32B --tensor-parallel-size 1")
     length = int(rep.suggestion.split("--max-model-len ")[1].split()[0])
     assert 1024 <= length < 40_960
-    assert engine_report(*args, {"engine_version": "0.11.0", "max_model_len": length}).starts
-    assert not engine_report(*args, {"engine_version": "0.11.0", "max_model_len": length + 16}).starts
+    assert report_of(*args, {"engine_version": "0.11.0", "max_model_len": length}).starts
+    assert not report_of(*args, {"engine_version": "0.11.0", "max_model_len": length + 16}).starts
     # weights alone do not fit a 48 GB card: the fix is more GPUs
     l40s = int(44.52 * GiB)
-    rep = engine_report("vllm", spec, lay, l40s, "L40S-48GB", "8.9", None, "bf16", spec.quant, {})
+    rep = report_of("vllm", spec, lay, l40s, "L40S-48GB", "8.9", None, "bf16", spec.quant, {})
     assert "--tensor-parallel-size 2" in rep.suggestion

@@ -4,6 +4,9 @@ import pytest
 
 from shardsim.core.layout import Layout, validate_layout
 from shardsim.engines.releases import parse_version, resolve
+from shardsim.core.requests import Hardware, ServeRequest
+from shardsim.core.workload import Workload
+from shardsim.engines.registry import choose
 from shardsim.engines.run import engine_report
 from shardsim.engines.sglang import default_mem_fraction_static
 from shardsim.engines.vllm import VllmDefaults, vllm_defaults
@@ -11,13 +14,20 @@ from shardsim.errors import ShardsimError
 from shardsim.fitted import fitted
 from shardsim.presets import get_preset
 
+
+def report_of(engine, spec, layout, capacity, gpu, cc, smi, dtype, quant, knobs, suggest_fix=True):
+    """The engine's report for these inputs, through the one request every command builds."""
+    request = ServeRequest(spec, layout, Workload(dtype=dtype, quant=quant), Hardware(gpu, capacity, cc, smi),
+                           choose(engine, knobs))
+    return engine_report(request, suggest_fix=suggest_fix)
+
 GiB = 1 << 30
 H100 = int(79.18 * GiB)
 
 
 def vllm(model, version, tp=1, capacity=H100, gpu="H100-SXM-80GB", **knobs):
     spec = get_preset(model)
-    return engine_report("vllm", spec, validate_layout(spec, Layout(tp=tp)), capacity, gpu, "9.0", None, "bf16",
+    return report_of("vllm", spec, validate_layout(spec, Layout(tp=tp)), capacity, gpu, "9.0", None, "bf16",
                          spec.quant, {"engine_version": version, **knobs}, suggest_fix=False)
 
 
@@ -112,7 +122,7 @@ def test_flashinfer_attention_workspace_on_sm100_from_0_27():
     lay = validate_layout(spec, Layout())
 
     def act(cc, version):
-        rep = engine_report("vllm", spec, lay, H100, "B200", cc, None, "bf16", spec.quant,
+        rep = report_of("vllm", spec, lay, H100, "B200", cc, None, "bf16", spec.quant,
                             {"engine_version": version}, suggest_fix=False)
         return rep.ranks[0].activation_peak_bytes
 

@@ -1,0 +1,129 @@
+"""Options grouped by concern, and the one typed request each command builds from them (``shardsim.core.requests``).
+
+A command gathers its options into these records in its first lines and calls ``serve_request`` or
+``train_request``; every refusal of an option happens here or in the record the option feeds (``core.layout``,
+``core.workload``, ``core.train.setup``, the engine's knobs model), in the same order for every command.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from shardsim.cli import common
+from shardsim.errors import ShardsimError
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    model: Optional[str] = None
+    config: Optional[str] = None
+
+    def spec(self):
+        from shardsim.presets import resolve_model
+
+        return resolve_model(self.model, self.config)
+
+
+@dataclass(frozen=True)
+class LayoutOptions:
+    tp: int = 1
+    pp: int = 1
+    dp: int = 1
+    ep: int = 1
+    zero: int = 0
+    pp_split: Optional[str] = None
+    cp: int = 1
+    etp: Optional[int] = None
+
+    def layout(self, spec):
+        """The validated ``core.layout.Layout`` (every degree refused in ``validate_layout``)."""
+        from shardsim.core.layout import Layout, validate_layout
+
+        return validate_layout(spec, Layout(tp=self.tp, pp=self.pp, dp=self.dp, ep=self.ep, zero=self.zero,
+                                            pp_split=common.parse_split(self.pp_split), cp=self.cp,
+                                            etp=self.etp or 0))
+
+
+@dataclass(frozen=True)
+class WorkloadOptions:
+    context: Optional[int] = None
+    batch: int = 1
+    max_num_batched_tokens: Optional[int] = None
+    chunked_prefill_size: Optional[int] = None
+    dtype: str = "bf16"
+    quant: Optional[list[str]] = None
+    group_size: Optional[int] = None
+    kv_dtype: Optional[list[str]] = None
+    block_size: Optional[int] = None
+
+    def workload(self):
+        return common.workload(common.resolve_context(self.context), self.batch,
+                               common.step_budget(self.max_num_batched_tokens, self.chunked_prefill_size),
+                               self.dtype, common.single(self.quant, "--quant"), self.group_size,
+                               common.single(self.kv_dtype, "--kv-dtype"), self.block_size)
+
+
+@dataclass(frozen=True)
+class HardwareOptions:
+    cluster: Optional[list[str]] = None
+    gpu: Optional[str] = None
+    gpu_memory: Optional[str] = None
+    interconnect: Optional[str] = None
+
+    def hardware(self, world_size: int, layout: Any = None):
+        return common.hardware(self.cluster, self.gpu, self.gpu_memory, world_size, layout, self.interconnect)
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """``--engine`` and every engine knob given, by the knob's field name (None: not given)."""
+
+    engine: Optional[str] = None
+    knobs: dict = field(default_factory=dict)
+
+    def choice(self, command: str = "plan"):
+        """The ``requests.EngineChoice``, or None for the planner alone; a knob that does nothing is refused."""
+        from shardsim.engines import ENGINES
+
+        name = common.check_engine(self.engine, ENGINES, command)
+        given = common.engine_knobs(name, self.knobs)
+        if name is None:
+            return None
+        from shardsim.engines.registry import choose
+
+        return choose(name, given)
+
+
+def serve_request(model: ModelOptions, layout: LayoutOptions, workload: WorkloadOptions, hardware: HardwareOptions,
+                  engine: EngineOptions):
+    """The ``ServeRequest`` of a serving command: engine and knobs, model, layout, workload, then hardware (with the
+    warnings of TP groups that cross nodes and vLLM's refusal of the layout), each refused in that order."""
+    from shardsim.engines.refusals import fp8_block_refusal
+    from shardsim.core.requests import ServeRequest
+
+    choice = engine.choice()
+    spec = model.spec()
+    lay = layout.layout(spec)
+    wl = workload.workload()
+    hw = hardware.hardware(lay.world_size, lay)
+    quant = wl.quant if wl.quant is not None else spec.quant
+    refusal = fp8_block_refusal(spec, lay, quant)
+    if refusal:
+        hw = common.with_warnings(hw, [f"vLLM refuses this layout: {refusal}"])
+    return ServeRequest(spec, lay, wl, hw, choice)
+
+
+def engine_knob_options(**given: Any) -> dict:
+    """The engine knobs of a command's options by field name: ``--max-model-len auto`` becomes
+    ``max_model_len_auto``, sizes are parsed, and flags left off are None (not given)."""
+    from shardsim.units import parse_size
+
+    auto_len = given.get("max_model_len") == -1
+    out = {"engine_version": given.get("engine_version"), "max_model_len_auto": auto_len or None, **given}
+    out["max_model_len"] = None if auto_len else given.get("max_model_len")
+    if out.get("kv_cache_memory_bytes") is not None:
+        out["kv_cache_memory_bytes"] = parse_size(out["kv_cache_memory_bytes"])
+    for flag in ("enforce_eager", "allow_offload"):
+        out[flag] = out.get(flag) or None
+    return out
