@@ -1,4 +1,7 @@
-"""Validation backends other than shardsim's own torch modules: transformers' native TP/EP, DeepSpeed ZeRO-3.
+"""Per-framework validation code: transformers' native TP/EP and DeepSpeed ZeRO-3 inference (``hf_tp``, ``zero3``:
+the runners of ``shardsim.launch.serve.registry``), DeepSpeed ZeRO, FSDP2 through accelerate, torch-native TP and
+pipelining training (``train_ds``, ``train_fsdp``, ``train_tp``, ``train_pp``: the runners of
+``shardsim.launch.train.registry``).
 
 May import: shardsim.launch, shardsim.core (and torch, transformers, DeepSpeed).
 """

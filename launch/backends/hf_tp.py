@@ -40,6 +40,7 @@ Notes (measured with transformers 5.23 / torch 2.13 CPU / gloo):
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import torch
@@ -187,3 +188,53 @@ def hf_param_bytes(model: torch.nn.Module, include_buffers: bool = False, storag
     if include_buffers:
         ts += [b for _, b in model.named_buffers(remove_duplicate=False)]
     return _sum_tensor_bytes(ts, storage=storage)
+
+
+def load_rank(worker, checkpoint) -> int:
+    """The runner protocol of ``shardsim.launch.serve.registry``: transformers' TP/EP shard of ``checkpoint`` (a
+    ``CheckpointFacts``) into ``worker.model``; returns the bytes of its parameters."""
+    worker.model = load_hf_tp(str(checkpoint.path), worker.layout.tp, worker.layout.ep)
+    return hf_param_bytes(worker.model)
+
+
+def forward_rank(worker, prompt: list[list[int]], context: int, decode_steps: int, block_size: int) -> dict:
+    """Prefill (logits of the last position only, as ``generate`` does) and greedy decode with a DynamicCache;
+    activation peak tracked over the prefill. ``context`` and ``block_size`` are the torch backend's: the cache
+    grows to exactly the tokens seen."""
+    from shardsim.launch.measure import LiveTensorTracker, peak_without, rss_bytes
+    from transformers import DynamicCache
+
+    t0 = time.time()
+    model, result = worker.model, worker.result
+    tokens = torch.tensor(prompt, dtype=torch.long)
+    batch, length = tokens.shape
+    cache = DynamicCache(config=model.config)
+    params = [p.to_local() if hasattr(p, "to_local") else p for p in model.parameters()]
+    step_logits, generated = [], []
+    with torch.no_grad():
+        for step in range(decode_steps + 1):
+            pos = torch.arange(length if step == 0 else 1) + (0 if step == 0 else length + step - 1)
+            tracker = LiveTensorTracker(baseline=params, detail=bool(os.environ.get("SHARDSIM_TRACK_DETAIL")))
+            if step == 0:
+                with tracker:
+                    out = model(input_ids=tokens, past_key_values=cache, use_cache=True,
+                                position_ids=pos[None].expand(batch, -1), logits_to_keep=1)
+                # DynamicCache grows by torch.cat inside the pass: its tensors are KV cache, not activations.
+                cache_tensors = [t for layer in cache.layers for t in (layer.keys, layer.values) if t is not None]
+                result["activations"] = peak_without(tracker, cache_tensors)
+                if tracker.detail:
+                    result["activation_peak_detail"] = tracker.peak_detail
+            else:
+                out = model(input_ids=tokens, past_key_values=cache, use_cache=True,
+                            position_ids=pos[None].expand(batch, -1))
+            last = out.logits[:, -1].float()
+            step_logits.append(last)
+            tokens = last.argmax(dim=-1, keepdim=True)
+            generated.append([int(t) for t in tokens.view(-1).tolist()])
+            cache = out.past_key_values
+    result["kv_cache"] = hf_cache_bytes(cache)
+    result["forward_s"] = time.time() - t0
+    result.update(rss_bytes())
+    leader = worker.coords.tp_rank == 0  # one leader per DP replica
+    return {"rank": worker.rank, "logits": torch.stack(step_logits, dim=1) if leader else None,
+            "generated": generated, "forward_s": result["forward_s"]}

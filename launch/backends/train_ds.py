@@ -64,8 +64,8 @@ forward+backward less the storages already held and the gradient storages made i
 from __future__ import annotations
 
 import torch
-from shardsim.launch.backends.zero3 import _prepare_env
-from shardsim.launch.train_states import (
+from shardsim.launch.backends.zero3 import prepare_env
+from shardsim.launch.train.states import (
     SavedTensorBytes,
     StorageLedger,
     TrainStates,
@@ -182,7 +182,7 @@ def run_deepspeed(checkpoint_dir: str, stage: int, steps: int, micro_batch: int,
         raise ValueError(f"ZeRO stage {stage} is not one of 0, 1, 2, 3")
     if steps < 1:
         raise ValueError("steps must be at least 1")
-    _prepare_env()
+    prepare_env()
     import deepspeed
     import torch.distributed as tdist
 
@@ -218,3 +218,8 @@ def run_deepspeed(checkpoint_dir: str, stage: int, steps: int, micro_batch: int,
 
 SAVED = [0]
 """Bytes the last forward saved for backward (``SavedTensorBytes``), read into ``TrainStates.activations_saved``."""
+
+
+def run_rank(job, layout, coords) -> TrainStates:
+    """The runner protocol of ``shardsim.launch.train.registry``: ``job`` (a ``TrainJob``) with ZeRO ``job.zero``."""
+    return run_deepspeed(job.checkpoint_dir, job.zero, job.steps, job.micro_batch, job.seq_len, seed=job.seed)

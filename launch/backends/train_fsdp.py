@@ -43,7 +43,7 @@ from __future__ import annotations
 import os
 
 import torch
-from shardsim.launch.train_states import (
+from shardsim.launch.train.states import (
     SavedTensorBytes,
     StorageLedger,
     TrainStates,
@@ -161,3 +161,10 @@ def run_fsdp(checkpoint_dir: str, steps: int, micro_batch: int, seq_len: int, re
 
 SAVED = [0]
 """Bytes the last forward saved for backward (``SavedTensorBytes``), read into ``TrainStates.activations_saved``."""
+
+
+def run_rank(job, layout, coords) -> TrainStates:
+    """The runner protocol of ``shardsim.launch.train.registry``: ``job`` (a ``TrainJob``), parameters resharded
+    after the forward unless ``job.fsdp`` is grad-op."""
+    return run_fsdp(job.checkpoint_dir, job.steps, job.micro_batch, job.seq_len, seed=job.seed,
+                    reshard_after_forward=job.fsdp != "grad-op")

@@ -28,7 +28,7 @@ from contextlib import nullcontext
 
 import torch
 from shardsim.launch.backends.train_tp import held_states, local_shard, tp_plan
-from shardsim.launch.train_states import (
+from shardsim.launch.train.states import (
     LiveSavedBytes,
     TrainStates,
     activation_tracker,
@@ -134,3 +134,13 @@ def run_torch_pipeline(checkpoint_dir: str, steps: int, micro_batch: int, seq_le
                       "tp": mesh["tp"].size(), "losses": losses}
     return states
 
+
+def run_rank(job, layout, coords) -> TrainStates:
+    """The runner protocol of ``shardsim.launch.train.registry``: ``job`` (a ``TrainJob``) on this rank's stage,
+    the planner's split of layers (``core.layout.stage_ranges``), TP inside each stage."""
+    from shardsim.core.layout import rank_of, stage_ranges
+
+    first, last = stage_ranges(layout)[coords.pp_rank]
+    mesh = [[rank_of(layout, t, 0, p) for t in range(layout.tp)] for p in range(layout.pp)]
+    return run_torch_pipeline(job.checkpoint_dir, job.steps, job.micro_batch, job.seq_len, job.grad_accum, mesh,
+                              coords.pp_rank, first, last, seed=job.seed)

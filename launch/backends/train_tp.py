@@ -14,7 +14,7 @@ a 4-byte ``step`` per parameter (torch/optim/adamw.py); gradients are bf16 local
 from __future__ import annotations
 
 import torch
-from shardsim.launch.train_states import (
+from shardsim.launch.train.states import (
     SavedTensorBytes,
     StorageLedger,
     TrainStates,
@@ -94,3 +94,8 @@ def held_states(module, optimizer, grads: list, saved: int, peak: int = 0) -> Tr
                          activations_saved=saved, activations_peak=peak)
     states.grads = StorageLedger().claim("grads", grads)
     return states
+
+
+def run_rank(job, layout, coords) -> TrainStates:
+    """The runner protocol of ``shardsim.launch.train.registry``: ``job`` (a ``TrainJob``) over the TP ranks."""
+    return run_torch_tp(job.checkpoint_dir, job.steps, job.micro_batch, job.seq_len, seed=job.seed)

@@ -5,7 +5,7 @@ The caller must have set RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR / MASTER_P
 (deepspeed 0.19.8) env LOCAL_SIZE must be set, and the first collective JIT-builds the "deepspeed_shm_comm" op
 into TORCH_EXTENSIONS_DIR (the driver points it into the build folder).
 
-ZeRO-3 inference (``load_zero3``; measured by ``launch/worker.py`` ``forward_ds``, 0.6B, 4 layers, dp 2):
+ZeRO-3 inference (``load_zero3``; measured by ``forward_rank`` below, 0.6B, 4 layers, dp 2):
   * weights: each parameter is padded to a multiple of dp and split evenly, ceil(numel/dp) elements per rank
     (``partition_parameters.py`` ``_partition_param``): exactly shardsim's ``zero3_partition_numel``.
   * gathering is per module (the module's own parameters, ``fetch_sub_module``), not per decoder layer. The first
@@ -19,13 +19,15 @@ ZeRO-3 inference (``load_zero3``; measured by ``launch/worker.py`` ``forward_ds`
 from __future__ import annotations
 
 import os
+import time
 import weakref
 from contextlib import contextmanager
 
 import torch
 
 
-def _prepare_env() -> None:
+def prepare_env() -> None:
+    """LOCAL_SIZE and LOCAL_RANK as DeepSpeed's CPU accelerator needs them, from the launcher's variables."""
     if "LOCAL_SIZE" not in os.environ:
         os.environ["LOCAL_SIZE"] = os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1"))
     os.environ.setdefault("LOCAL_RANK", os.environ.get("RANK", "0"))
@@ -56,7 +58,7 @@ def load_zero3(
     copies (``param.data`` becomes an empty placeholder, ``param.ds_tensor`` holds this rank's partition).
     An initialised torch.distributed group (gloo) is reused: ``deepspeed.init_distributed(dist_backend="gloo")``.
     """
-    _prepare_env()
+    prepare_env()
     import deepspeed
     import torch.distributed as tdist
 
@@ -191,3 +193,64 @@ def zero3_partitions(engine_or_model) -> list[torch.Tensor]:
     """This rank's ZeRO-3 partitions (``param.ds_tensor``), one per parameter."""
     model = getattr(engine_or_model, "module", engine_or_model)
     return [p.ds_tensor for p in model.parameters() if getattr(p, "ds_tensor", None) is not None]
+
+
+def load_rank(worker, checkpoint) -> int:
+    """The runner protocol of ``shardsim.launch.serve.registry``: ZeRO-3 inference. Every rank loads the full model
+    from ``checkpoint`` (a ``CheckpointFacts``), deepspeed.initialize partitions each parameter over the dp ranks
+    (the process group of the worker's setup is reused) and frees the full copies; the engine goes to
+    ``worker.model``. Returns the bytes of this rank's partitions."""
+    worker.model = load_zero3(str(checkpoint.path))
+    return zero3_param_bytes(worker.model)
+
+
+def forward_rank(worker, prompt: list[list[int]], context: int, decode_steps: int, block_size: int) -> dict:
+    """As transformers' (prefill keeping the last position's logits, greedy decode with a DynamicCache) through the
+    engine, whose hooks all-gather each module's parameters before it runs and free them after. Every rank runs
+    the same prompt (its own DP replica) and returns its logits.
+
+    Activations: the prefill's live-tensor peak without the cache tensors and without the gathered parameters:
+    storages allocated inside DeepSpeed's ``fetch_sub_module`` are booked apart, and their peak is reported as
+    ``zero_gather`` (``ZeroGatherTracker``)."""
+    from shardsim.launch.backends.hf_tp import hf_cache_bytes
+    from shardsim.launch.measure import peak_without, rss_bytes
+    from transformers import DynamicCache
+
+    t0 = time.time()
+    engine, result = worker.model, worker.result
+    tokens = torch.tensor(prompt, dtype=torch.long)
+    batch, length = tokens.shape
+    cache = DynamicCache(config=engine.module.config)
+    probe = GatheredParams(engine)
+    step_logits, generated = [], []
+    with torch.no_grad():
+        for step in range(decode_steps + 1):
+            pos = torch.arange(length if step == 0 else 1) + (0 if step == 0 else length + step - 1)
+            kwargs = dict(input_ids=tokens, past_key_values=cache, use_cache=True,
+                          position_ids=pos[None].expand(batch, -1))
+            if step == 0:
+                tracker = zero3_tracker(baseline=zero3_partitions(engine),
+                                        detail=bool(os.environ.get("SHARDSIM_TRACK_DETAIL")))
+                with track_zero3_gathers(tracker, probe), tracker:
+                    out = engine(**kwargs, logits_to_keep=1)
+                cache_tensors = [t for layer in cache.layers for t in (layer.keys, layer.values) if t is not None]
+                result["activations"] = peak_without(tracker, cache_tensors)
+                result["zero_gather"] = tracker.gather_peak
+                result["zero_gather_params_prefill"] = probe.peak
+                if tracker.detail:
+                    result["activation_peak_detail"] = tracker.peak_detail
+            else:
+                with track_zero3_gathers(None, probe):
+                    out = engine(**kwargs)
+            last = out.logits[:, -1].float()
+            step_logits.append(last)
+            tokens = last.argmax(dim=-1, keepdim=True)
+            generated.append([int(t) for t in tokens.view(-1).tolist()])
+            cache = out.past_key_values
+    result["zero_gather_params_max"] = probe.peak  # over the prefill and the decode steps
+    result["kv_cache"] = hf_cache_bytes(cache)
+    result["forward_s"] = time.time() - t0
+    result.update(rss_bytes())
+    leader = worker.coords.tp_rank == 0  # tp = 1: every rank is the leader of its DP replica
+    return {"rank": worker.rank, "logits": torch.stack(step_logits, dim=1) if leader else None,
+            "generated": generated, "forward_s": result["forward_s"]}

@@ -52,7 +52,8 @@ def validate(
     """Prove a plan: Ray starts one worker per rank, each loads its real shard, runs inference (or, with --train,
     real training steps) and measures."""
     from shardsim.core.layout import Layout, validate_layout
-    from shardsim.launch import request
+    from shardsim.launch.serve.registry import check_backend
+    from shardsim.launch.session import request
     from shardsim.presets import preset_config, read_config, resolve_model
 
     spec = resolve_model(model, config)
@@ -76,7 +77,7 @@ def validate(
                             "--train")
     layout = validate_layout(spec, Layout(tp=tp, pp=pp, dp=dp, ep=ep, zero=zero))
     context = common.resolve_context(context, common.VALIDATE_CONTEXT)
-    request.check_backend(backend, layout, device, spec.num_kv_heads, spec.is_moe)
+    check_backend(backend, layout, device, spec.num_kv_heads, spec.is_moe)
     request.check_run(layout, context, decode_steps, batch, timeout)
     fault = request.parse_fault(inject_fault)
     source_config = read_config(config) if config else preset_config(model)
@@ -86,8 +87,8 @@ def validate(
     except ImportError as exc:
         raise ShardsimError(f"validation needs the validation stack ({exc.name} is missing); run bin/test once or "
                             "pip install 'shardsim[validate]' after the CPU torch wheel") from None
-    from shardsim.launch.driver import ValidateRequest
-    from shardsim.launch.ray_run import run
+    from shardsim.launch.serve.run import run
+    from shardsim.launch.session.request import ValidateRequest
 
     req = ValidateRequest(model=model, config=config, tp=tp, pp=pp, dp=dp, ep=ep, backend=backend, address=address,
                           device=device, batch=batch, context=context, decode_steps=decode_steps, layers=layers,
@@ -101,7 +102,7 @@ def validate(
 def _report(run_it, render, as_json: bool) -> None:
     """Run a validation with stdout pointed at stderr (Ray's raylet and DeepSpeed print to stdout; the report and
     --json keep it), then print its record; exit 1 when it did not pass, 130/143 when a signal stopped it."""
-    from shardsim.launch.ray_run import RunInterrupted
+    from shardsim.launch.session.signals import RunInterrupted
 
     sys.stdout.flush()
     saved_stdout = os.dup(1)

@@ -1,6 +1,6 @@
 """``shardsim validate MODEL --train``: real training steps on every rank (DeepSpeed ZeRO 1/2/3, FSDP2 through
 accelerate, torch-native TP / pipelining), each state compared with the prediction to the byte
-(``launch/train_run.py``); the refusals of what this validation cannot run, each in one line."""
+(``launch/train/run.py``); the refusals of what this validation cannot run, each in one line."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def validate_train(spec, model, config, layout, run: TrainRun, where: dict, as_j
 
     _check_backend(spec, layout, run)
     layout, setup = _setup(spec, layout, run)
-    request_check = __import__("shardsim.launch.request", fromlist=["check_run"])
+    request_check = __import__("shardsim.launch.session.request", fromlist=["check_run"])
     request_check.check_run(layout, 2, 0, 1, where["phase_timeout_s"])
     try:
         import ray  # noqa: F401
@@ -87,8 +87,8 @@ def validate_train(spec, model, config, layout, run: TrainRun, where: dict, as_j
     except ImportError as exc:
         raise ShardsimError(f"validation needs the validation stack ({exc.name} is missing); "
                             "run bin/test once") from None
-    from shardsim.launch.driver import ValidateRequest
-    from shardsim.launch.train_run import run_train
+    from shardsim.launch.session.request import ValidateRequest
+    from shardsim.launch.train.run import run_train
 
     req = ValidateRequest(model=model, config=config, tp=layout.tp, pp=layout.pp, dp=layout.dp, backend=run.backend,
                           command=shlex.join(["shardsim"] + sys.argv[1:]),

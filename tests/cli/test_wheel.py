@@ -105,7 +105,7 @@ def test_wheel_contents(wheel):
     """The wheel ships the renamed packages and their data, no generic top-level package (about 7 s, the build)."""
     with zipfile.ZipFile(wheel) as zf:
         names = set(zf.namelist())
-    for required in ("shardsim/launch/driver.py", "shardsim/cluster_specs/gpus.yaml",
+    for required in ("shardsim/launch/serve/run.py", "shardsim/cluster_specs/gpus.yaml",
                      "shardsim/workloads/example.yaml", "shardsim/presets/Qwen3-8B.json",
                      "shardsim/cli/__init__.py", "shardsim/launch/backends/__init__.py"):
         assert required in names, f"{required} missing from {wheel.name}; it holds:\n" + "\n".join(sorted(names))

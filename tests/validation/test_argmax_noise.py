@@ -1,5 +1,5 @@
 """The logits verdict compares the argmax only where the reference's top-2 margin is above the bf16 noise of a
-sharded reduction (``launch.reference.decided_positions``)."""
+sharded reduction (``launch.serve.reference.decided_positions``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from shardsim.launch.reference import BF16_UNIT_ROUNDOFF, decided_positions  # noqa: E402
+from shardsim.launch.serve.reference import BF16_UNIT_ROUNDOFF, decided_positions  # noqa: E402
 
 
 def test_a_near_tie_is_not_compared_and_a_clear_winner_is():

@@ -28,7 +28,7 @@ def small_config(folder: Path, **changes) -> Path:
 
 
 def write_small_checkpoint(folder: Path, **changes) -> Path:
-    from shardsim.launch.checkpoint import write_checkpoint
+    from shardsim.launch.checkpoints.files import write_checkpoint
 
     from shardsim.presets import load_config_file
 

@@ -1,6 +1,6 @@
 """Real training steps on 2 CPU ranks (gloo): what DeepSpeed ZeRO-1/2/3 and FSDP2 hold per rank, byte-exact (slow).
 
-Model: Qwen3-0.6B cut to its first 2 decoder layers (the project's seeded checkpoint, ``launch/checkpoint.py``
+Model: Qwen3-0.6B cut to its first 2 decoder layers (the project's seeded checkpoint, ``launch/checkpoints/files.py``
 ``write_checkpoint``), micro batch 1, 64 tokens, 2 AdamW steps. Expected bytes are computed here from the parameter
 shapes (a meta-device model built from the checkpoint's config) with the rules documented in
 ``launch/backends/train_ds.py`` and ``launch/backends/train_fsdp.py``. About 2 minutes in all on 2 cores.
@@ -22,9 +22,9 @@ PERSISTENCE_THRESHOLD = 100_000  # stage3_param_persistence_threshold default (d
 
 @pytest.fixture(scope="module")
 def checkpoint() -> str:
-    from shardsim.launch.checkpoint import write_checkpoint
-    from shardsim.launch.prebuild import prebuild_deepspeed_op
-    from shardsim.launch.request import cache_dir
+    from shardsim.launch.checkpoints.files import write_checkpoint
+    from shardsim.launch.session.prebuild import prebuild_deepspeed_op
+    from shardsim.launch.session.request import cache_dir
 
     from shardsim.presets import get_preset
 
@@ -50,7 +50,7 @@ def shapes(checkpoint) -> list[tuple[int, ...]]:
 
 
 def _run(backend: str, tmp_path, **kwargs):
-    from shardsim.launch.train_spawn import run_on_ranks
+    from shardsim.launch.train.spawn import run_on_ranks
 
     kwargs.update(steps=STEPS, micro_batch=MICRO_BATCH, seq_len=SEQ_LEN)
     return run_on_ranks(backend, WORLD, str(tmp_path), **kwargs)
@@ -155,7 +155,7 @@ def test_live_saved_bytes_counts_micro_batches_in_flight():
     own. y = (x·w)² saves x (for x·w's grad of w) and x·w (for the square): 2 storages of 4·n bytes per forward;
     the parameter w is left out."""
     import torch
-    from shardsim.launch.train_states import LiveSavedBytes
+    from shardsim.launch.train.states import LiveSavedBytes
 
     n = 1000
     w = torch.nn.Parameter(torch.ones(n))
@@ -181,7 +181,7 @@ def test_hf_layer_bytes_match_a_real_moe_layer(flash):
     attention), forward under saved_tensors_hooks: the bytes it keeps equal ``hf_layer_bytes`` (the two-layer
     model less the one-layer model, so embedding, final norm and loss cancel)."""
     import torch
-    from shardsim.launch.train_states import SavedTensorBytes
+    from shardsim.launch.train.states import SavedTensorBytes
     from transformers import AutoModelForCausalLM, Qwen3MoeConfig
 
     from shardsim.core.config import spec_from_config
@@ -217,9 +217,9 @@ def test_zero3_released_experts_stay_alive_until_their_backward(tmp_path, reuse,
     ``stage3_max_reuse_distance``; transformers' grouped_mm holds a view of them for backward, so they stay alive:
     2 B × 8 × 3 × 256 × 256 = 3,145,728 B a released layer, beside the activations predicted for the states above."""
     import torch
-    from shardsim.launch.checkpoint import write_checkpoint
-    from shardsim.launch.request import cache_dir
-    from shardsim.launch.train_run import predict_train
+    from shardsim.launch.checkpoints.files import write_checkpoint
+    from shardsim.launch.session.request import cache_dir
+    from shardsim.launch.train.run import predict_train
     from transformers import AutoConfig, AutoModelForCausalLM
 
     from shardsim.core.config import spec_from_config

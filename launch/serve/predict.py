@@ -1,22 +1,10 @@
-"""The validation driver: prediction, checkpoint, one Ray actor per rank, phases with timeouts, comparison.
-
-Flow: plan the (possibly truncated) model with shardsim's planner → write or reuse the checkpoint → start or join
-a Ray cluster → one ``RankWorker`` actor per rank (fractional CPUs on CPU, one GPU each on CUDA) → phases
-``setup`` (process group), ``load`` (the rank's slices), ``forward`` (prefill + decode), ``measure`` → the
-unsharded reference's logits → per-rank predicted vs measured. Every phase result is appended to
-``results.jsonl`` in the run directory as it arrives, so nothing measured is lost when a rank fails.
-
-Faults: any actor that dies or raises is reported with its rank and cause, the other actors are killed, and the
-run ends with exit code 1 within the phase timeout (the process group's own timeout bounds stuck collectives).
+"""What an inference validation holds each rank to: the planner's per-rank prediction of the measured terms with
+the backend's eager kernels, the comparison with what the rank measured, and the tolerances of both.
 """
 
 from __future__ import annotations
 
-import json
-import platform
-import socket
-from dataclasses import dataclass
-from pathlib import Path
+from shardsim.launch.serve.registry import SERVE_BACKENDS
 
 # Tolerance of the measured activation peak against the prediction, and of logits against the reference.
 ACTIVATION_TOLERANCE = 0.25
@@ -28,60 +16,6 @@ ACTIVATION_TOLERANCE = 0.25
 # output (7.4 % seen once on 235B-A22B), hence the per-position bound. A wrong shard gives errors near 100 %.
 LOGITS_TOLERANCE = 0.03
 LOGITS_TOLERANCE_ANY_POSITION = 0.10
-
-
-@dataclass
-class ValidateRequest:
-    model: str | None
-    config: str | None = None
-    tp: int = 1
-    pp: int = 1
-    dp: int = 1
-    ep: int = 1
-    backend: str = "torch"
-    address: str | None = None
-    device: str = "cpu"
-    batch: int = 1
-    context: int = 128
-    decode_steps: int = 4
-    layers: int | None = None
-    checkpoint: str | None = None
-    seed: int = 0
-    phase_timeout_s: float = 300.0
-    fault: object = None  # request.Fault
-    run_dir: str | None = None
-    command: str = ""
-    source_config: dict | None = None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version()}
-    for dist in ("torch", "ray", "safetensors", "deepspeed", "transformers", "shardsim"):
-        try:
-            out[dist] = version(dist)
-        except PackageNotFoundError:
-            pass
-    return out
-
-
-class ResultsFile:
-    """Append-only JSON lines in the run directory."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-
-    def append(self, record: dict) -> None:
-        with self.path.open("a") as f:
-            f.write(json.dumps(record, default=str) + "\n")
 
 
 def predict(spec, layout, context: int, batch: int, prompt_len: int, backend: str = "torch") -> dict[int, dict]:
@@ -96,7 +30,7 @@ def predict(spec, layout, context: int, batch: int, prompt_len: int, backend: st
     from shardsim.core.layout import rank_coords
     from shardsim.core.plan import Planner, Workload
 
-    hf = backend in ("transformers", "deepspeed")  # DeepSpeed ZeRO-3 runs the transformers model as it is
+    hf = SERVE_BACKENDS[backend].hf_kernels  # DeepSpeed ZeRO-3 runs the transformers model as it is
     block = 1 if hf else 16
     workload = Workload(context=context, batch=batch, prefill_chunk=prompt_len, step_tokens=None, kernels="hf" if hf else "eager",
                         block_size=block).checked()

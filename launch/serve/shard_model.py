@@ -8,7 +8,7 @@ parallel), an all-gather of vocab-parallel logits, point-to-point sends between 
 instance streaming one layer at a time is the unsharded reference.
 
 Tensors are written to be lean, as fused kernels are: in-place activation and products where the math allows,
-the KV cache preallocated in whole pages. ``shardsim.memory.activations`` with ``kernels="eager"`` models exactly
+the KV cache preallocated in whole pages. ``shardsim.core.memory.activations`` with ``kernels="eager"`` models exactly
 these transients.
 """
 
@@ -18,23 +18,12 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+from shardsim.launch.session.worker import Groups
 
 from shardsim.core.layout import Layout, RankCoords, shard_of, stage_ranges
 from shardsim.core.model import ModelSpec
 from shardsim.core.tensors import TensorSpec, kv_heads_per_rank, local_slices, stage_tensors, vocab_range
 from shardsim.units import round_up
-
-
-@dataclass
-class Groups:
-    """Process groups of one rank (None where the group has one member) and its pipeline neighbours, from
-    ``layout.rank_groups``."""
-
-    tp: object = None
-    moe: object = None
-    prev_stage_rank: int | None = None
-    next_stage_rank: int | None = None
-    last_stage_leader: int = 0
 
 
 @dataclass

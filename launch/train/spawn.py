@@ -1,16 +1,21 @@
 """Spawn training ranks without Ray (torch.multiprocessing, gloo on 127.0.0.1): the backends' own test harness
-(``tests/validation/test_train_backends.py``); ``shardsim validate --train`` runs them on Ray (``train_run``)."""
+(``tests/validation/test_train_backends.py``); ``shardsim validate --train`` runs them on Ray
+(``shardsim.launch.train.run``)."""
 
 from __future__ import annotations
 
-from shardsim.launch.prebuild import remove_shm_buffers
-from shardsim.launch.train_states import TrainStates
+from shardsim.launch.session.prebuild import remove_shm_buffers
+from shardsim.launch.session.results import free_port
+from shardsim.launch.train.registry import TRAIN_BACKENDS
+from shardsim.launch.train.states import TrainStates
 
 
 def _rank_main(rank: int, world_size: int, port: int, backend: str, kwargs: dict, out_dir: str) -> None:
-    """One spawned rank: gloo process group on 127.0.0.1, one backend run, its ``TrainStates`` written as JSON."""
+    """One spawned rank: gloo process group on 127.0.0.1, one backend run (its registry entry with ``kwargs``), its
+    ``TrainStates`` written as JSON."""
     import json
     import os
+    from importlib import import_module
 
     import torch
     import torch.distributed as dist
@@ -20,14 +25,8 @@ def _rank_main(rank: int, world_size: int, port: int, backend: str, kwargs: dict
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))
     dist.init_process_group("gloo", rank=rank, world_size=world_size)
     try:
-        if backend == "fsdp":
-            from shardsim.launch.backends.train_fsdp import run_fsdp
-
-            states = run_fsdp(**kwargs)
-        else:
-            from shardsim.launch.backends.train_ds import run_deepspeed
-
-            states = run_deepspeed(**kwargs)
+        record = TRAIN_BACKENDS[backend]
+        states = getattr(import_module(record.runner), record.entry)(**kwargs)
         with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
             json.dump(states.as_dict(), f, default=str)
     finally:
@@ -36,17 +35,15 @@ def _rank_main(rank: int, world_size: int, port: int, backend: str, kwargs: dict
 
 def run_on_ranks(backend: str, world_size: int, out_dir: str, **kwargs) -> list[TrainStates]:
     """Spawns ``world_size`` ranks (``torch.multiprocessing.spawn``, gloo on a free local port) that each run
-    ``run_fsdp`` (backend "fsdp") or ``run_deepspeed`` (backend "deepspeed") with ``kwargs``; returns their states
-    in rank order. Set TORCH_EXTENSIONS_DIR beforehand for DeepSpeed (inherited by the ranks)."""
+    the entry of ``backend`` in ``registry.TRAIN_BACKENDS`` (``run_fsdp`` for "fsdp", ``run_deepspeed`` for
+    "deepspeed") with ``kwargs``; returns their states in rank order. Set TORCH_EXTENSIONS_DIR beforehand for
+    DeepSpeed (inherited by the ranks)."""
     import json
     import os
-    import socket
 
     import torch.multiprocessing as mp
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     try:
         mp.spawn(_rank_main, args=(world_size, port, backend, kwargs, out_dir), nprocs=world_size, join=True)
     finally:

@@ -8,9 +8,10 @@ so it needs no KV cache across steps and holds at most one decoder layer's weigh
 from __future__ import annotations
 
 import torch
-from shardsim.launch.checkpoint import CheckpointReader
-from shardsim.launch.driver import LOGITS_TOLERANCE, LOGITS_TOLERANCE_ANY_POSITION
-from shardsim.launch.shard_model import Groups, RankModel, embed, layer_forward, logits, rotary
+from shardsim.launch.checkpoints.files import CheckpointReader
+from shardsim.launch.serve.predict import LOGITS_TOLERANCE, LOGITS_TOLERANCE_ANY_POSITION
+from shardsim.launch.serve.shard_model import RankModel, embed, layer_forward, logits, rotary
+from shardsim.launch.session.worker import Groups
 
 from shardsim.core.layout import Layout, rank_coords, validate_layout
 from shardsim.core.model import ModelSpec

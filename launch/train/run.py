@@ -2,8 +2,9 @@
 accelerate, torch-native TP and pipelining),
 each reports what its framework holds, and every state is compared with shardsim's prediction to the byte.
 
-Flow as inference validation (``ray_run``): prediction (``core.train.plan.TrainPlanner``) → seeded checkpoint →
-Ray → ``RankWorker`` actors → phases ``setup`` (process group) and ``train`` (``RankWorker.train``) → per rank
+Flow as inference validation (``shardsim.launch.serve.run``): prediction (``core.train.plan.TrainPlanner``) →
+seeded checkpoint → Ray → ``TrainWorker`` actors → phases ``setup`` (process group) and ``train``
+(``TrainWorker.train``, the framework's runner from ``registry.TRAIN_BACKENDS``) → per rank
 predicted vs measured. Weights, master weights, gradients and optimizer state must match exactly; the activation
 peak measured on CPU (a live-tensor tracker over the last forward and backward) also holds the frameworks'
 gathered parameters and temporary full gradients, so it is reported beside the prediction, not compared.
@@ -14,21 +15,15 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from shardsim.launch import placement
-from shardsim.launch.driver import ResultsFile, ValidateRequest, _free_port, _versions
-from shardsim.launch.progress import Progress
-from shardsim.launch.ray_run import (
-    RunState,
-    _catch_signals,
-    _checkpoint,
-    _restore_signals,
-    _start_actors,
-    _start_ray,
-    check_signals,
-    run_phases,
-    stop_actors,
-)
-from shardsim.launch.request import cache_dir, runs_dir
+from shardsim.launch.checkpoints.prepare import prepare_checkpoint
+from shardsim.launch.session import placement
+from shardsim.launch.session.actors import START_TIMEOUT_S, start_actors, start_ray, stop_actors
+from shardsim.launch.session.phases import RunState, run_phases
+from shardsim.launch.session.progress import Progress
+from shardsim.launch.session.request import ValidateRequest, cache_dir, runs_dir
+from shardsim.launch.session.results import KeptResults, free_port, versions
+from shardsim.launch.session.signals import catch_signals, check_signals, restore_signals
+from shardsim.launch.train.registry import TRAIN_BACKENDS, TrainJob
 
 from shardsim.errors import ShardsimError
 
@@ -36,18 +31,6 @@ STATES = ("weights", "master_weights", "grads", "optimizer")
 ACTIVATION_BAND = 0.02
 """The saved activations of the transformers model are priced tensor by tensor (``core.train.activations``); what
 is left is a few scalars (measured: 12 B of 194.6 MB), hence the band."""
-
-
-class KeptResults(ResultsFile):
-    """The run's results.jsonl, with each record also kept in memory (the train phase's results are read back)."""
-
-    def __init__(self, path: Path):
-        super().__init__(path)
-        self.entries: list[dict] = []
-
-    def append(self, record: dict) -> None:
-        super().append(record)
-        self.entries.append(record)
 
 
 def predict_train(spec, layout, setup) -> dict[int, dict]:
@@ -105,22 +88,22 @@ def run_train(req: ValidateRequest, spec, layout, setup, steps: int, quiet: bool
         raise ShardsimError(f"cannot write the run folder {run_dir}: {exc.strerror or exc}") from None
     state = RunState({r: {"rank": r, "predicted": predicted[r], "measured": {}, "status": "pending", "error": None}
                       for r in range(world)}, results)
-    state.results.append({"event": "start", "mode": "train", "command": req.command, "versions": _versions(),
+    state.results.append({"event": "start", "mode": "train", "command": req.command, "versions": versions(),
                           "model": spec.name, "setup": setup.model_dump(mode="json"), "predicted": predicted,
                           "time": time.time()})
     t_start = time.time()
-    ckpt = _checkpoint(req, spec, build, quiet, state.timings)
-    if setup.framework == "deepspeed":
-        from shardsim.launch.prebuild import prebuild_deepspeed_op
+    ckpt = prepare_checkpoint(req, spec, build, quiet, state.timings)
+    if TRAIN_BACKENDS[setup.framework].deepspeed_op:
+        from shardsim.launch.session.prebuild import prebuild_deepspeed_op
 
         state.timings["op_build_s"] = prebuild_deepspeed_op(build / "torch_extensions", req.phase_timeout_s, quiet)
-    started = _start_ray(req, world)
-    previous = _catch_signals()
+    started = start_ray(req)
+    previous = catch_signals()
     try:
         cpus = placement.check_fits(placement.alive_nodes(), world, req.device)
         _train_phases(req, spec, layout, setup, steps, ckpt, state, Progress(world, quiet), build, cpus)
     finally:
-        _restore_signals(previous)
+        restore_signals(previous)
         if started:
             ray.shutdown()
     ranks = []
@@ -133,7 +116,7 @@ def run_train(req: ValidateRequest, spec, layout, setup, steps: int, quiet: bool
                                                                        "activation_peak": meas.get("activations_peak")},
                       "comparison": rows, "ok": ok, "error": state.failed.get(r),
                       "details": meas.get("details", {})})
-    record = {"event": "result", "mode": "train", "command": req.command, "versions": _versions(), "model": spec.name,
+    record = {"event": "result", "mode": "train", "command": req.command, "versions": versions(), "model": spec.name,
               "layout": {"tp": layout.tp, "pp": layout.pp, "dp": layout.dp, "world_size": world},
               "setup": setup.model_dump(mode="json"), "steps": steps, "device": req.device, "run_dir": str(run_dir),
               "ranks": ranks, "failed": {str(k): v for k, v in state.failed.items()}}
@@ -145,24 +128,25 @@ def run_train(req: ValidateRequest, spec, layout, setup, steps: int, quiet: bool
 
 
 def _train_phases(req, spec, layout, setup, steps, ckpt, state, progress, build, cpus) -> None:
+    """Start the actors and run setup and train; the actors are always killed afterwards."""
+    from shardsim.launch.train.worker import TrainWorker
 
     actors: dict = {}
     try:
         progress.phase("start", range(layout.world_size), "running")
-        actors = _start_actors(req, layout.world_size, build, cpus)
-        readiness = placement.ready(actors, min(60.0, req.phase_timeout_s), f"{cpus:g} CPU", check_signals)
+        actors = start_actors(TrainWorker, req, layout.world_size, build, cpus)
+        readiness = placement.ready(actors, min(START_TIMEOUT_S, req.phase_timeout_s), f"{cpus:g} CPU",
+                                    check_signals)
         state.failed.update(readiness.missing)
         if readiness.missing:
             return
-        port = state.port = _free_port()
-        layout_args = {"tp": layout.tp, "pp": layout.pp, "dp": layout.dp, "ep": layout.ep}
-        options = {"zero": setup.zero, "fsdp": setup.fsdp, "grad_accum": setup.grad_accum}
+        port = state.port = free_port()
+        job = TrainJob(str(ckpt.path), setup.framework, setup.zero, setup.fsdp, setup.grad_accum, steps,
+                       setup.micro_batch, setup.seq_len, req.seed)
         calls = {
-            "setup": lambda a: a.setup.remote(port, spec.model_dump_json(), layout_args, req.phase_timeout_s,
-                                              req.device),
-            "train": lambda a: a.train.remote(str(ckpt.path), setup.framework, options, steps, setup.micro_batch,
-                                              setup.seq_len, req.seed),
+            "setup": lambda a: a.setup.remote(port, spec, layout, req.phase_timeout_s, req.device),
+            "train": lambda a: a.train.remote(job),
         }
         run_phases(calls, actors, req, state, progress)
     finally:
-        stop_actors(actors, state, progress)
+        stop_actors(actors, progress, state.port)

@@ -2,7 +2,7 @@
 
 The files are what a Hugging Face checkpoint is: ``config.json``, ``model-0000k-of-0000n.safetensors`` shards and
 ``model.safetensors.index.json`` (``metadata.total_size`` + ``weight_map``), with the model's exact tensor names,
-shapes and dtypes from ``shardsim.tensors.checkpoint_tensors`` (experts saved one by one, as Qwen publishes them).
+shapes and dtypes from ``shardsim.core.tensors.checkpoint_tensors`` (experts saved one by one, as Qwen publishes them).
 ``--layers K`` keeps the full width and the first K decoder layers. Values: weights N(0, 0.02) as the configs'
 ``initializer_range``; norms 1 + N(0, 0.02); each tensor seeded from its name, so any subset is reproducible.
 A checkpoint is reused when its ``shardsim-checkpoint.json`` stamp matches.
@@ -58,7 +58,7 @@ def tensor_values(name: str, shape: tuple[int, ...], seed: int):
 def _reusable(spec: ModelSpec, out_dir: Path, stamp: dict, notify) -> bool:
     """Whether the checkpoint already in ``out_dir`` is this one and undamaged (``verify``: headers against sizes,
     every tensor's shape, the stored checksum); a damaged one is reported through ``notify``."""
-    from shardsim.launch.verify import check_checkpoint, checksum
+    from shardsim.launch.checkpoints.verify import check_checkpoint, checksum
 
     try:
         stored = json.loads((out_dir / STAMP).read_text())
@@ -125,7 +125,7 @@ def _write_checkpoint(spec: ModelSpec, out_dir: Path, seed: int, source_config: 
     (out_dir / "model.safetensors.index.json").write_text(
         json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
     (out_dir / "config.json").write_text(json.dumps(_config_dict(spec, source_config), indent=2))
-    from shardsim.launch.verify import checksum
+    from shardsim.launch.checkpoints.verify import checksum
 
     stamp_path.write_text(json.dumps({**stamp, "checksum": checksum(out_dir)}))
     return out_dir

@@ -1,0 +1,6 @@
+"""Checkpoints of a validation run, shared by inference and training: the seeded real-format checkpoint and the
+reader of a rank's slices (``files``), the check before any worker starts (``verify``), and the one a run loads
+(``prepare``).
+
+May import: shardsim.core, shardsim.constants, shardsim.files, shardsim.errors.
+"""
