@@ -46,7 +46,7 @@ COMMAND_MODULES = {
 def build_app(command: str | None = None) -> typer.Typer:
     """The Typer app with the command group of ``command`` registered (every group for --help or an unknown
     name, so that help lists them all and typos get suggestions)."""
-    app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+    app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                       help="Per-GPU memory of Qwen3 models sharded over TP × PP × DP × EP, exact where bytes are knowable.")
     app.callback()(_group)  # keeps the app a command group even when one command is registered
     wanted = [COMMAND_MODULES[command]] if command in COMMAND_MODULES else dict.fromkeys(COMMAND_MODULES.values())

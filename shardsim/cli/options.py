@@ -32,76 +32,57 @@ def length_or_auto(text: str | int) -> int:
 
 # ---------------------------------------------------------------- model and layout
 ModelArg = Annotated[Optional[str], typer.Argument(
-    help="preset: 0.6b 1.7b 4b 8b 14b 32b 30b-a3b 235b (or full names)", show_default=False)]
-ConfigOpt = Annotated[Optional[str], typer.Option("--config", help="a Hugging Face config.json (or its directory) instead of a preset")]
-TpOpt = Annotated[int, typer.Option("--tp", parser=whole_number, help="tensor-parallel degree")]
-PpOpt = Annotated[int, typer.Option("--pp", parser=whole_number, help="pipeline-parallel degree")]
-DpOpt = Annotated[int, typer.Option("--dp", parser=whole_number, help="data-parallel replicas")]
-EpOpt = Annotated[int, typer.Option("--ep", parser=whole_number, help="expert-parallel degree (MoE); divides tp × dp")]
-ZeroOpt = Annotated[int, typer.Option("--zero", parser=whole_number, help="3: shard weights over dp (ZeRO-3 / FSDP)")]
-PpSplitOpt = Annotated[Optional[str], typer.Option("--pp-split", help="layers per stage by hand, e.g. 48,46")]
+    help="preset: 0.6b 1.7b 4b 8b 14b 32b 30b-a3b 235b (or full names)", metavar="MODEL", show_default=False)]
+ConfigOpt = Annotated[Optional[str], typer.Option("--config", metavar="PATH", show_default=False, help="a config.json (or its folder) instead of a preset")]
+TpOpt = Annotated[int, typer.Option("--tp", parser=whole_number, metavar="N", show_default=False, help="tensor-parallel degree [1]")]
+PpOpt = Annotated[int, typer.Option("--pp", parser=whole_number, metavar="N", show_default=False, help="pipeline-parallel degree [1]")]
+DpOpt = Annotated[int, typer.Option("--dp", parser=whole_number, metavar="N", show_default=False, help="data-parallel replicas [1]")]
+EpOpt = Annotated[int, typer.Option("--ep", parser=whole_number, metavar="N", show_default=False, help="expert-parallel degree (MoE), divides tp × dp [1]")]
+ZeroOpt = Annotated[int, typer.Option("--zero", parser=whole_number, metavar="N", show_default=False, help="3: weights sharded over dp (ZeRO-3) [0]")]
+PpSplitOpt = Annotated[Optional[str], typer.Option("--pp-split", metavar="N,N", show_default=False, help="layers per stage by hand, e.g. 48,46")]
 
 # ---------------------------------------------------------------- workload and formats
-ContextOpt = Annotated[Optional[int], typer.Option(
-    "--context", parser=whole_number, help="tokens per sequence, prompt + generated \\[default: 8192; validate: 128]")]
-BatchOpt = Annotated[int, typer.Option("--batch", parser=whole_number, help="sequences in flight per model replica")]
-DtypeOpt = Annotated[str, typer.Option("--dtype", help="weight dtype: bf16 fp16 fp32")]
-QuantOpt = Annotated[Optional[list[str]], typer.Option(
-    "--quant", help="weight format: none fp8 int8 int4 awq nvfp4 (review: repeatable) \\[default: the checkpoint's own]")]
-GroupOpt = Annotated[Optional[int], typer.Option("--group-size", parser=whole_number, help="int8/int4/awq group size \\[128]")]
-KvDtypeOpt = Annotated[Optional[list[str]], typer.Option(
-    "--kv-dtype", help="KV cache dtype: bf16 fp16 fp8 (review: repeatable) \\[default: bf16]")]
-BlockOpt = Annotated[Optional[int], typer.Option("--block-size", parser=whole_number, help="KV cache page size in tokens \\[default: 16]")]
+ContextOpt = Annotated[Optional[int], typer.Option("--context", parser=whole_number, metavar="N", show_default=False, help="tokens per sequence [8192; validate: 128]")]
+BatchOpt = Annotated[int, typer.Option("--batch", parser=whole_number, metavar="N", show_default=False, help="sequences in flight per replica [1]")]
+DtypeOpt = Annotated[str, typer.Option("--dtype", metavar="DTYPE", show_default=False, help="weights: bf16 fp16 fp32 [bf16]")]
+QuantOpt = Annotated[Optional[list[str]], typer.Option("--quant", metavar="FMT", show_default=False, help="none fp8 int8 int4 awq nvfp4 [checkpoint's]")]
+GroupOpt = Annotated[Optional[int], typer.Option("--group-size", parser=whole_number, metavar="N", show_default=False, help="int8/int4/awq group size [128]")]
+KvDtypeOpt = Annotated[Optional[list[str]], typer.Option("--kv-dtype", metavar="DTYPE", show_default=False, help="KV cache: bf16 fp16 fp8 [bf16]")]
+BlockOpt = Annotated[Optional[int], typer.Option("--block-size", parser=whole_number, metavar="N", show_default=False, help="KV cache page, tokens [16]")]
 
 # ---------------------------------------------------------------- hardware
-ClusterOpt = Annotated[Optional[list[str]], typer.Option(
-    "--cluster", help="a cluster spec: name in cluster_specs/ or a YAML path (review: repeatable)")]
-GpuOpt = Annotated[Optional[str], typer.Option(
-    "--gpu", help="GPU type: plan/sweep use as many as the layout needs, 8 per node \\[h100]; review keeps its clusters")]
-GpuMemOpt = Annotated[Optional[str], typer.Option("--gpu-memory", help="plan for a card of this capacity, e.g. 95.01GiB")]
-InterconnectOpt = Annotated[Optional[str], typer.Option(
-    "--interconnect", help="how a node's GPUs are wired: nvswitch | nvlink | pcie \\[the cluster's; --gpu: from the card]")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object instead of tables")]
+ClusterOpt = Annotated[Optional[list[str]], typer.Option("--cluster", metavar="NAME|YAML", show_default=False, help="a cluster spec (see: shardsim clusters)")]
+GpuOpt = Annotated[Optional[str], typer.Option("--gpu", metavar="NAME", show_default=False, help="GPU type, 8 per node [h100] (shardsim gpus)")]
+GpuMemOpt = Annotated[Optional[str], typer.Option("--gpu-memory", metavar="SIZE", show_default=False, help="a card of this capacity, e.g. 95.01GiB")]
+InterconnectOpt = Annotated[Optional[str], typer.Option("--interconnect", metavar="KIND", show_default=False, help="nvswitch | nvlink | pcie [the cluster's]")]
+JsonOpt = Annotated[bool, typer.Option("--json", show_default=False, help="one JSON object instead of tables")]
 
 # ---------------------------------------------------------------- engines
-EngineOpt = Annotated[Optional[str], typer.Option(
-    "--engine", help="vllm | sglang | hf | accelerate: the engine's own figures and start verdict (review: vllm); none: the planner")]
-GpuUtilOpt = Annotated[Optional[float], typer.Option(
-    "--gpu-memory-utilization", help="vLLM: fraction of the GPU it may take \\[0.9]")]
-MaxModelLenOpt = Annotated[Optional[int], typer.Option(
-    "--max-model-len", parser=length_or_auto, help="vLLM: longest request, or auto (0.14+) \\[model's max]")]
-EngineVersionOpt = Annotated[Optional[str], typer.Option(
-    "--engine-version", help="the vLLM, SGLang or (hf) transformers release, e.g. 0.11.0 \\[newest: vLLM 0.33.0, SGLang 0.5.23, transformers 5.24.0]")]
-KvCacheMemOpt = Annotated[Optional[str], typer.Option(
-    "--kv-cache-memory-bytes", help="vLLM 0.10.2+: the KV cache size, e.g. 40GiB (gpu_memory_utilization then ignored)")]
-BatchedTokensOpt = Annotated[Optional[int], typer.Option(
-    "--max-num-batched-tokens", parser=whole_number,
-    help="tokens per forward step (the step budget), planner and vLLM \\[planner 8192; vLLM: by release and GPU]")]
-ChunkedPrefillOpt = Annotated[Optional[int], typer.Option(
-    "--chunked-prefill-size", parser=whole_number,
-    help="SGLang's step budget (also the planner's) \\[planner 8192; SGLang: by release and GPU]")]
-MaxSeqsOpt = Annotated[Optional[int], typer.Option("--max-num-seqs", parser=whole_number, help="vLLM: requests per step \\[by GPU]")]
-InstallOpt = Annotated[Optional[str], typer.Option(
-    "--vllm-install", help="vLLM: pip (PyPI wheel) or docker (vllm/vllm-openai image, FlashInfer installed) \\[pip]")]
-EntrypointOpt = Annotated[Optional[str], typer.Option(
-    "--vllm-entrypoint", help="vLLM: serve (OpenAI server) or llm (offline vllm.LLM: its own batch defaults) \\[serve]")]
-LoadDtypeOpt = Annotated[Optional[str], typer.Option(
-    "--load-dtype", help="hf: given (from_pretrained(dtype=…)) or unset (no dtype: float32 before transformers 5) \\[given]")]
-DeviceMapOpt = Annotated[Optional[str], typer.Option(
-    "--device-map", help="accelerate: auto | balanced | balanced_low_0 | sequential \\[auto]")]
-MaxMemoryOpt = Annotated[Optional[str], typer.Option(
-    "--max-memory", help="accelerate: max_memory, one SIZE for every GPU or one per GPU, and cpu=SIZE, e.g. 70GiB,cpu=200GiB")]
-AllowOffloadOpt = Annotated[bool, typer.Option("--allow-offload", help="accelerate: accept modules on cpu/disk")]
-EagerOpt = Annotated[bool, typer.Option("--enforce-eager", help="vLLM: no CUDA graphs")]
-KvCacheDtypeOpt = Annotated[Optional[str], typer.Option("--kv-cache-dtype", help="vLLM/SGLang: auto or fp8")]
-SamplerOpt = Annotated[Optional[str], typer.Option(
-    "--sampler", help="vLLM: native (PyTorch sort), triton (0.17+) or flashinfer \\[the release's default]")]
-VllmVersionOpt = Annotated[Optional[str], typer.Option("--vllm-version", help="vLLM engine: v1 (0.10+) or v0")]
-MemFracOpt = Annotated[Optional[float], typer.Option("--mem-fraction-static", help="SGLang: static memory fraction \\[by GPU]")]
-ContextLengthOpt = Annotated[Optional[int], typer.Option("--context-length", parser=whole_number, help="SGLang: longest request \\[model's max]")]
-MaxTotalTokensOpt = Annotated[Optional[int], typer.Option("--max-total-tokens", parser=whole_number, help="SGLang: cap on KV pool tokens")]
-PromptTokensOpt = Annotated[Optional[int], typer.Option("--prompt-tokens", parser=whole_number, help="HF generate: prompt length \\[1]")]
-GenerateTokensOpt = Annotated[Optional[int], typer.Option("--generate-tokens", parser=whole_number, help="HF generate: new tokens \\[2048]")]
+EngineOpt = Annotated[Optional[str], typer.Option("--engine", metavar="NAME", show_default=False, help="the engine's own figures and start verdict")]
+GpuUtilOpt = Annotated[Optional[float], typer.Option("--gpu-memory-utilization", metavar="F", show_default=False, help="vLLM: fraction of the GPU it takes [0.9]")]
+MaxModelLenOpt = Annotated[Optional[int], typer.Option("--max-model-len", parser=length_or_auto, metavar="N|auto", show_default=False, help="vLLM: longest request, or auto [model's]")]
+EngineVersionOpt = Annotated[Optional[str], typer.Option("--engine-version", metavar="X.Y.Z", show_default=False, help="engine / transformers release [newest]")]
+KvCacheMemOpt = Annotated[Optional[str], typer.Option("--kv-cache-memory-bytes", metavar="SIZE", show_default=False, help="vLLM: KV cache size (0.10.2+), e.g. 40GiB")]
+BatchedTokensOpt = Annotated[Optional[int], typer.Option("--max-num-batched-tokens", parser=whole_number,
+    metavar="N", show_default=False, help="step budget, planner and vLLM [8192]")]
+ChunkedPrefillOpt = Annotated[Optional[int], typer.Option("--chunked-prefill-size", parser=whole_number,
+    metavar="N", show_default=False, help="step budget, SGLang's name [8192]")]
+MaxSeqsOpt = Annotated[Optional[int], typer.Option("--max-num-seqs", parser=whole_number, metavar="N", show_default=False, help="vLLM: requests per step [by GPU]")]
+InstallOpt = Annotated[Optional[str], typer.Option("--vllm-install", metavar="pip|docker", show_default=False, help="vLLM: docker has FlashInfer [pip]")]
+EntrypointOpt = Annotated[Optional[str], typer.Option("--vllm-entrypoint", metavar="serve|llm", show_default=False, help="vLLM: llm = vllm.LLM's defaults [serve]")]
+LoadDtypeOpt = Annotated[Optional[str], typer.Option("--load-dtype", metavar="given|unset", show_default=False, help="hf: from_pretrained(dtype=…) or not [given]")]
+DeviceMapOpt = Annotated[Optional[str], typer.Option("--device-map", metavar="MODE", show_default=False, help="accelerate: auto balanced balanced_low_0 …")]
+MaxMemoryOpt = Annotated[Optional[str], typer.Option("--max-memory", metavar="SIZES", show_default=False, help="accelerate: per GPU, cpu=SIZE: 70GiB,cpu=1TiB")]
+AllowOffloadOpt = Annotated[bool, typer.Option("--allow-offload", show_default=False, help="accelerate: accept modules on cpu / disk")]
+EagerOpt = Annotated[bool, typer.Option("--enforce-eager", show_default=False, help="vLLM: no CUDA graphs")]
+KvCacheDtypeOpt = Annotated[Optional[str], typer.Option("--kv-cache-dtype", metavar="auto|fp8", show_default=False, help="the engine's KV cache dtype [auto]")]
+SamplerOpt = Annotated[Optional[str], typer.Option("--sampler", metavar="NAME", show_default=False, help="vLLM: native | triton (0.17+) | flashinfer")]
+VllmVersionOpt = Annotated[Optional[str], typer.Option("--vllm-version", metavar="v1|v0", show_default=False, help="vLLM: engine core [v1]")]
+MemFracOpt = Annotated[Optional[float], typer.Option("--mem-fraction-static", metavar="F", show_default=False, help="SGLang: static memory fraction [by GPU]")]
+ContextLengthOpt = Annotated[Optional[int], typer.Option("--context-length", parser=whole_number, metavar="N", show_default=False, help="SGLang: longest request [model's]")]
+MaxTotalTokensOpt = Annotated[Optional[int], typer.Option("--max-total-tokens", parser=whole_number, metavar="N", show_default=False, help="SGLang: cap on the KV pool's tokens")]
+PromptTokensOpt = Annotated[Optional[int], typer.Option("--prompt-tokens", parser=whole_number, metavar="N", show_default=False, help="hf: generate() prompt length [1]")]
+GenerateTokensOpt = Annotated[Optional[int], typer.Option("--generate-tokens", parser=whole_number, metavar="N", show_default=False, help="hf: generate() new tokens [2048]")]
 
 # ---------------------------------------------------------------- review
 ModelsOpt = Annotated[Optional[list[str]], typer.Option(
@@ -142,24 +123,45 @@ FaultOpt = Annotated[Optional[str], typer.Option("--inject-fault", hidden=True, 
 
 
 # ---------------------------------------------------------------- training (plan --train)
-TrainOpt = Annotated[bool, typer.Option("--train", help="training memory instead of serving")]
-FrameworkOpt = Annotated[Optional[str], typer.Option("--framework", help="train: deepspeed | fsdp | megatron | ddp \\[deepspeed]")]
-FsdpOpt = Annotated[Optional[str], typer.Option("--fsdp", help="train, FSDP2: full | grad-op | hybrid \\[full]")]
-CpOpt = Annotated[Optional[int], typer.Option("--cp", parser=whole_number, help="train, Megatron: context-parallel degree")]
-EtpOpt = Annotated[Optional[int], typer.Option("--etp", parser=whole_number, help="train, Megatron: expert tensor-parallel degree (tp / ep)")]
-SeqParOpt = Annotated[bool, typer.Option("--sequence-parallel", help="train, Megatron: split activations over TP")]
-DistOptOpt = Annotated[bool, typer.Option("--distributed-optimizer", help="train, Megatron: shard optimizer and master over DP")]
-MicroBatchOpt = Annotated[Optional[int], typer.Option("--micro-batch", parser=whole_number, help="train: sequences per micro-batch \\[1]")]
-SeqLenOpt = Annotated[Optional[int], typer.Option("--seq-len", parser=whole_number, help="train: tokens per sequence \\[4096]")]
-GradAccumOpt = Annotated[Optional[int], typer.Option("--grad-accum", parser=whole_number, help="train: micro-batches per step \\[1; PP: pp]")]
-RecomputeOpt = Annotated[Optional[str], typer.Option("--recompute", help="train: none | selective | full \\[none]")]
-OptimizerOpt = Annotated[Optional[str], typer.Option("--optimizer", help="train: adamw | adamw-8bit | adamw-bf16 (bf16 moments) | sgd \\[adamw]")]
-LoraRankOpt = Annotated[Optional[int], typer.Option("--lora-rank", parser=whole_number, help="train: LoRA rank (adapters on every linear)")]
-QloraOpt = Annotated[bool, typer.Option("--qlora", help="train: LoRA on an NF4 (4-bit, double-quantized) base")]
-OffloadOptOpt = Annotated[bool, typer.Option("--offload-optimizer", help="train, DeepSpeed ZeRO 1-3: optimizer on CPU")]
-OffloadParamsOpt = Annotated[bool, typer.Option("--offload-params", help="train, DeepSpeed ZeRO-3: parameters on CPU")]
-HostMemOpt = Annotated[Optional[str], typer.Option("--host-memory", help="train: CPU memory per node for offloading, e.g. 1TiB")]
-ScheduleOpt = Annotated[Optional[str], typer.Option("--schedule", help="train, Megatron PP: 1f1b | interleaved \\[1f1b]")]
-VirtualOpt = Annotated[Optional[int], typer.Option("--virtual-stages", parser=whole_number, help="train: interleaved chunks per stage")]
-CapacityOpt = Annotated[Optional[float], typer.Option("--capacity-factor", help="train, MoE: expert capacity factor \\[dropless]")]
-EagerAttnOpt = Annotated[bool, typer.Option("--eager-attention", help="train: eager attention (s² scores kept) instead of flash")]
+TrainOpt = Annotated[bool, typer.Option("--train", show_default=False, help="training memory (the same as: shardsim train)")]
+FrameworkOpt = Annotated[Optional[str], typer.Option("--framework", metavar="NAME", show_default=False, help="deepspeed fsdp megatron ddp torch [deepspeed]")]
+FsdpOpt = Annotated[Optional[str], typer.Option("--fsdp", metavar="MODE", show_default=False, help="FSDP2: full | grad-op | hybrid [full]")]
+CpOpt = Annotated[Optional[int], typer.Option("--cp", parser=whole_number, metavar="N", show_default=False, help="context-parallel degree (Megatron) [1]")]
+EtpOpt = Annotated[Optional[int], typer.Option("--etp", parser=whole_number, metavar="N", show_default=False, help="expert tensor-parallel degree [tp / ep]")]
+SeqParOpt = Annotated[bool, typer.Option("--sequence-parallel", show_default=False, help="Megatron: activations split over TP")]
+DistOptOpt = Annotated[bool, typer.Option("--distributed-optimizer", show_default=False, help="Megatron: optimizer and master over DP")]
+MicroBatchOpt = Annotated[Optional[int], typer.Option("--micro-batch", parser=whole_number, metavar="N", show_default=False, help="sequences per micro-batch [1]")]
+SeqLenOpt = Annotated[Optional[int], typer.Option("--seq-len", parser=whole_number, metavar="N", show_default=False, help="tokens per sequence [4096]")]
+GradAccumOpt = Annotated[Optional[int], typer.Option("--grad-accum", parser=whole_number, metavar="N", show_default=False, help="micro-batches per step [1; with PP: pp]")]
+RecomputeOpt = Annotated[Optional[str], typer.Option("--recompute", metavar="MODE", show_default=False, help="none | selective | full [none]")]
+OptimizerOpt = Annotated[Optional[str], typer.Option("--optimizer", metavar="NAME", show_default=False, help="adamw adamw-8bit adamw-bf16 sgd [adamw]")]
+LoraRankOpt = Annotated[Optional[int], typer.Option("--lora-rank", parser=whole_number, metavar="N", show_default=False, help="LoRA rank, adapters on every linear")]
+QloraOpt = Annotated[bool, typer.Option("--qlora", show_default=False, help="LoRA on an NF4 (4-bit) base")]
+OffloadOptOpt = Annotated[bool, typer.Option("--offload-optimizer", show_default=False, help="optimizer states on the CPU")]
+OffloadParamsOpt = Annotated[bool, typer.Option("--offload-params", show_default=False, help="DeepSpeed ZeRO-3: parameters on the CPU")]
+HostMemOpt = Annotated[Optional[str], typer.Option("--host-memory", metavar="SIZE", show_default=False, help="CPU memory per node for offload, e.g. 1TiB")]
+ScheduleOpt = Annotated[Optional[str], typer.Option("--schedule", metavar="NAME", show_default=False, help="Megatron PP: 1f1b | interleaved [1f1b]")]
+VirtualOpt = Annotated[Optional[int], typer.Option("--virtual-stages", parser=whole_number, metavar="N", show_default=False, help="interleaved chunks per stage [1]")]
+CapacityOpt = Annotated[Optional[float], typer.Option("--capacity-factor", metavar="F", show_default=False, help="MoE expert capacity factor [dropless]")]
+EagerAttnOpt = Annotated[bool, typer.Option("--eager-attention", show_default=False, help="eager attention (s² scores) instead of flash")]
+
+
+# ---------------------------------------------------------------- help headings (cli.help.GroupedCommand)
+PANELS = {
+    "Model and layout": (ModelArg, ConfigOpt, TpOpt, PpOpt, DpOpt, EpOpt, ZeroOpt, PpSplitOpt, CpOpt, EtpOpt),
+    "Workload and formats": (ContextOpt, BatchOpt, DtypeOpt, QuantOpt, GroupOpt, KvDtypeOpt, BlockOpt,
+                             BatchedTokensOpt, ChunkedPrefillOpt),
+    "Hardware and output": (ClusterOpt, GpuOpt, GpuMemOpt, InterconnectOpt, JsonOpt),
+    "Engine: --engine vllm | sglang | hf | accelerate, and its knobs": (
+        EngineOpt, EngineVersionOpt, KvCacheDtypeOpt, GpuUtilOpt, MaxModelLenOpt, MaxSeqsOpt, EagerOpt, SamplerOpt,
+        VllmVersionOpt, KvCacheMemOpt, InstallOpt, EntrypointOpt, MemFracOpt, ContextLengthOpt, MaxTotalTokensOpt,
+        PromptTokensOpt, GenerateTokensOpt, LoadDtypeOpt, DeviceMapOpt, MaxMemoryOpt, AllowOffloadOpt),
+    "Strategy": (FrameworkOpt, FsdpOpt, SeqParOpt, DistOptOpt, ScheduleOpt, VirtualOpt, CapacityOpt),
+    "Batch and memory savers": (MicroBatchOpt, SeqLenOpt, GradAccumOpt, RecomputeOpt, OptimizerOpt, EagerAttnOpt,
+                                LoraRankOpt, QloraOpt, OffloadOptOpt, OffloadParamsOpt, HostMemOpt),
+}
+"""The heading each option is listed under in a command's help."""
+
+for _panel, _options in PANELS.items():
+    for _option in _options:
+        _option.__metadata__[0].rich_help_panel = _panel

@@ -50,8 +50,8 @@ from shardsim.cli.options import (
     ZeroOpt,
 )
 
-EXAMPLES = """Memory of every GPU serving MODEL on a TP × PP × DP × EP layout, the fit verdict and the largest
-context and batch; with --engine, the engine's own start-up figures and whether it starts.
+EXAMPLES = """Memory of every GPU serving MODEL on a TP × PP × DP × EP layout, the verdict, the largest context
+and batch; with --engine, the engine's own start-up figures and whether it starts.
 
 \b
 Examples:
@@ -127,4 +127,6 @@ def run_plan(request, as_json: bool) -> None:
 
 
 def register(app) -> None:
-    app.command(help=EXAMPLES)(plan)
+    from shardsim.cli.help import GroupedCommand
+
+    app.command(help=EXAMPLES, cls=GroupedCommand)(plan)

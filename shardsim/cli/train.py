@@ -42,14 +42,15 @@ from shardsim.cli.options import (
     ZeroOpt,
 )
 
-EXAMPLES = """Training memory of every GPU for MODEL: weights, master copies, gradients, optimizer states,
-activations and runtime per rank under DeepSpeed ZeRO, FSDP2, Megatron, DDP or torch-native TP / pipelining, the
-verdict, the largest micro-batch and sequence, and the cheapest strategy of the framework that fits.
+EXAMPLES = """Training memory of every GPU for MODEL (weights, master, gradients, optimizer, activations,
+runtime) under DeepSpeed ZeRO, FSDP2, Megatron, DDP or torch-native TP / pipelining; the verdict, the largest
+micro-batch and sequence, and the cheapest strategy of the framework that fits.
 
 \b
 Examples:
   shardsim train 14b --zero 3 --dp 8 --seq-len 4096
-  shardsim train 32b --framework megatron --tp 4 --pp 2 --dp 2 --sequence-parallel --distributed-optimizer
+  shardsim train 32b --framework megatron --tp 4 --pp 2 --dp 2 \\
+      --sequence-parallel --distributed-optimizer
   shardsim train 8b --framework fsdp --dp 4 --recompute full --lora-rank 16
   shardsim train 30b-a3b --framework megatron --tp 2 --ep 4 --dp 4 --cp 2 --json
 (plan MODEL --train … is the same command.)"""
@@ -154,4 +155,6 @@ def run_train(request, as_json: bool) -> None:
 
 
 def register(app) -> None:
-    app.command(help=EXAMPLES)(train)
+    from shardsim.cli.help import GroupedCommand
+
+    app.command(help=EXAMPLES, cls=GroupedCommand)(train)
