@@ -49,10 +49,11 @@ from shardsim.core.tensors import (
 )
 from shardsim.engines.common import EngineRankReport, EngineReport
 from shardsim.engines.hf import hf_quant
+from shardsim.engines.releases import NEWEST_RELEASE
 from shardsim.errors import ShardsimError
 from shardsim.units import GiB
 
-TRANSFORMERS_VERSION = "5.24.0"
+TRANSFORMERS_VERSION = NEWEST_RELEASE["transformers"]
 ACCELERATE_VERSION = "1.15.0"
 MODES = ("auto", "balanced", "balanced_low_0", "sequential")
 ROTARY_BUFFERS = 2            # inv_freq and original_inv_freq (Qwen3RotaryEmbedding.__init__)

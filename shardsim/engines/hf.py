@@ -26,7 +26,7 @@ from shardsim.core.memory.kv_cache import kv_bytes_per_token
 from shardsim.core.model import ModelSpec, QuantConfig
 from shardsim.engines.common import EngineRankReport, EngineReport, cublas_workspace_bytes, rank_weights
 from shardsim.engines.registry import Engine
-from shardsim.engines.releases import parse_version
+from shardsim.engines.releases import resolve
 from shardsim.errors import ShardsimError
 from shardsim.units import DTYPE_BYTES, GiB
 
@@ -37,7 +37,7 @@ class HfKnobs(BaseModel):
     prompt_tokens: int = 1
     generate_tokens: int = 2048
     batch: int = 1
-    engine_version: str | None = None  # the transformers release (None: the newest read, 5.24.0)
+    engine_version: str | None = None  # the transformers release (None: the newest read, releases.NEWEST_RELEASE)
     load_dtype: str = "given"          # given: from_pretrained(dtype=…); unset: no dtype argument, cast afterwards
 
     def checked(self) -> "HfKnobs":
@@ -50,21 +50,14 @@ class HfKnobs(BaseModel):
         return self
 
 
-TRANSFORMERS_NEWEST = "5.24.0"
-AUTO_DTYPE_SINCE = (5, 0, 0)
-"""``from_pretrained`` without a dtype loads float32 before transformers 5.0 and the checkpoint's dtype ("auto")
-from 5.0 (huggingface/transformers#42805, merged 2025-12-11 for v5; modeling_utils.py@v5.24.0 from_pretrained:
-``if dtype is None: dtype = "auto"``)."""
-
-
 def load_peak_bytes(spec: ModelSpec, dtype: str, quant: QuantConfig, weights: int, knobs: HfKnobs) -> int:
     """The allocated peak while loading one GPU's weights. With no dtype given before transformers 5.0 the
     unquantized weights arrive in float32 (2 × the bf16 bytes) and ``model.to(dtype)`` converts one parameter at
     a time (``torch.nn.Module._apply`` swaps each parameter's data), so the peak is the fp32 copy plus the largest
     parameter in the target dtype, the vocab embedding (V × H). A V100 log of Qwen3-8B shows it: 29.77 GB while
     loading, 14.88 GB after the cast (the ratio 2.0)."""
-    version = parse_version(knobs.engine_version or TRANSFORMERS_NEWEST, "transformers")
-    if knobs.load_dtype == "given" or version >= AUTO_DTYPE_SINCE or quant.method != "none" or dtype == "fp32":
+    rules = resolve("transformers", knobs.engine_version).rules
+    if knobs.load_dtype == "given" or rules.default_load_dtype == "auto" or quant.method != "none" or dtype == "fp32":
         return weights
     return weights * 4 // DTYPE_BYTES[dtype] + spec.vocab_size * spec.hidden_size * DTYPE_BYTES[dtype]
 
@@ -106,8 +99,9 @@ def predict_hf(spec: ModelSpec, layout: Layout, compute_capability: str | None, 
         ranks[-1].activation_peak_bytes = prefill - weights - per_token * prefill_tokens - cublas
     total = sum(r.peak_allocated_bytes for r in ranks)
     refusal = _hf_refusal(spec, layout, dtype, quant, knobs, ranks, capacity_bytes, cublas)
+    release = resolve("transformers", knobs.engine_version)
     return EngineReport(
-        engine="hf", version=f"transformers {knobs.engine_version or TRANSFORMERS_NEWEST}", knobs=knobs.model_dump(),
+        engine="hf", version=f"transformers {release.version}", knobs=knobs.model_dump(),
         ranks=ranks, starts=refusal is None, refusal=refusal,
         peak_allocated_bytes=total, kv_cache_tokens=total_tokens * knobs.batch,
         error_bands={"peak_allocated_bytes": 0.05},

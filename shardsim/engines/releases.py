@@ -1,4 +1,6 @@
-"""Engine releases: the memory rules of each range of vLLM and SGLang releases, in one table, each rule cited.
+"""Engine releases: the memory rules of each range of vLLM, SGLang and transformers releases, each engine's rows in
+one ``ReleaseTable`` of the same shape (rows by first release, the newest release read), each rule cited, and one
+``resolve``.
 
 Citations read ``path@vX.Y.Z (function)``: the file as shipped in that release (PyPI wheel; the git tag of the same
 name). A release between two rows follows the lower row; a release newer than the newest row follows it with a
@@ -171,9 +173,50 @@ SGLANG_RULES: tuple[SglangRules, ...] = (
     SglangRules((0, 5, 20), "SGLang 0.5.20+ rules", "reserve-formula", True, True, small_gpu_tier_2026=True),
 )
 
-NEWEST = {"vllm": VLLM_RULES[-1], "sglang": SGLANG_RULES[-1]}
-NEWEST_RELEASE = {"vllm": "0.33.0", "sglang": "0.5.23"}
-"""The newest release of each engine published when these rules were read (PyPI, 2026-12-01); the default."""
+@dataclass(frozen=True, slots=True)
+class TransformersRules:
+    """How one range of transformers releases loads a checkpoint (``--engine hf``)."""
+
+    first: Version
+    label: str
+    # ``from_pretrained`` without a dtype: float32 before 5.0, the checkpoint's dtype ("auto") from 5.0
+    # (huggingface/transformers#42805, merged 2025-12-11 for v5; modeling_utils.py@v5.24.0 from_pretrained:
+    # ``if dtype is None: dtype = "auto"``).
+    default_load_dtype: str
+
+    @property
+    def first_text(self) -> str:
+        return ".".join(map(str, self.first))
+
+    def to_dict(self) -> dict:
+        return {f: getattr(self, f) for f in self.__slots__ if f != "first"} | {"first": self.first_text}
+
+
+TRANSFORMERS_RULES: tuple[TransformersRules, ...] = (
+    # Qwen3 (models/qwen3, models/qwen3_moe) first shipped in transformers v4.51.0 (release notes, 2025-04-29).
+    TransformersRules((4, 51, 0), "transformers 4.51–4.57 rules", "float32"),
+    TransformersRules((5, 0, 0), "transformers 5.x rules", "auto"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseTable:
+    """One engine's rule rows (ascending by first release) and the newest release read when they were written."""
+
+    engine: str
+    rows: tuple
+    newest: str
+
+
+RELEASE_TABLES = {
+    # newest: PyPI, 2026-12-01
+    "vllm": ReleaseTable("vllm", VLLM_RULES, "0.33.0"),
+    "sglang": ReleaseTable("sglang", SGLANG_RULES, "0.5.23"),
+    "transformers": ReleaseTable("transformers", TRANSFORMERS_RULES, "5.24.0"),
+}
+NEWEST = {engine: table.rows[-1] for engine, table in RELEASE_TABLES.items()}
+NEWEST_RELEASE = {engine: table.newest for engine, table in RELEASE_TABLES.items()}
+"""The newest release of each engine published when these rules were read; the default."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,13 +224,13 @@ class Resolved:
     """A release as asked, the rule set it maps to, and why (a warning when it is not read at that release)."""
 
     version: str
-    rules: VllmRules | SglangRules
+    rules: VllmRules | SglangRules | TransformersRules
     warning: str | None
 
 
 def resolve(engine: str, version: str | None) -> Resolved:
-    """The rules of ``engine`` (vllm or sglang) at ``version`` (None: the newest release)."""
-    table = VLLM_RULES if engine == "vllm" else SGLANG_RULES
+    """The rules of ``engine`` (vllm, sglang or transformers) at ``version`` (None: the newest release)."""
+    table = RELEASE_TABLES[engine].rows
     text = version if version is not None else NEWEST_RELEASE[engine]
     asked = parse_version(text, engine)
     if asked < table[0].first:

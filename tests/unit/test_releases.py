@@ -129,3 +129,18 @@ def test_flashinfer_attention_workspace_on_sm100_from_0_27():
     # sm100: FlashInfer attention first, with its 394 MiB workspace; sm90: FlashAttention, no workspace
     assert act("10.0", "0.33.0") - act("9.0", "0.33.0") == 394 * (1 << 20)
     assert act("10.0", "0.26.0") == act("9.0", "0.26.0")     # not credited before the release it was read at
+
+
+def test_every_engine_release_table_has_one_shape_and_one_resolve():
+    from shardsim.engines.releases import NEWEST_RELEASE, RELEASE_TABLES
+
+    for engine, table in RELEASE_TABLES.items():
+        firsts = [row.first for row in table.rows]
+        assert firsts == sorted(firsts) and len(set(firsts)) == len(firsts)
+        assert resolve(engine, None).rules is table.rows[-1] and NEWEST_RELEASE[engine] == table.newest
+    # transformers: no dtype loads float32 before 5.0 (the checkpoint's dtype from 5.0); before Qwen3 shipped
+    # (4.51.0) there is nothing to model
+    assert resolve("transformers", "4.51.3").rules.default_load_dtype == "float32"
+    assert resolve("transformers", "5.0.0").rules.default_load_dtype == "auto"
+    with pytest.raises(ShardsimError, match="older than the oldest transformers release"):
+        resolve("transformers", "0.0.0")
