@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
+from shardsim.core.train.frameworks import FRAMEWORKS
 from shardsim.core.train.plan import TrainReport
 from shardsim.render.tables import group_runs
 from shardsim.units import gib_text
 
 
 def strategy_text(report: TrainReport) -> str:
+    """The strategy as the framework names it (its record in the registry), with LoRA / QLoRA after it."""
     s = report.setup
-    if s.framework == "deepspeed":
-        name = f"DeepSpeed ZeRO-{s.zero}" + (" + offload optimizer" if s.offload_optimizer else "") + (
-            " + offload params" if s.offload_params else "")
-    elif s.framework == "fsdp":
-        name = f"FSDP2 ({s.fsdp} shard)"
-    elif s.framework == "megatron":
-        name = "Megatron" + (" + distributed optimizer" if s.distributed_optimizer else "") + (
-            " + SP" if s.sequence_parallel else "") + (" + offload optimizer" if s.offload_optimizer else "")
-    elif s.framework == "torch":
-        lay = report.layout
-        name = "torch-native " + (" + ".join(part for part, on in (("TP (DTensor)", lay.tp > 1),
-                                                                   ("pipelining (1F1B)", lay.pp > 1)) if on)
-                                  or "single rank")
-    else:
-        name = "DDP (AMP)"
+    name = FRAMEWORKS[s.framework].strategy_text(s, report.layout)
     if s.lora:
         name += f" · {'QLoRA' if s.qlora else 'LoRA'} r={s.lora_rank}"
     return name

@@ -47,15 +47,17 @@ from dataclasses import dataclass
 
 from shardsim.core.model import ModelSpec
 from shardsim.core.tensors import kv_heads_per_rank
+from shardsim.core.train.choices import TrainSetup
+from shardsim.core.train.frameworks import FRAMEWORKS
+from shardsim.core.train.frameworks.base import numel
+from shardsim.core.train.frameworks.deepspeed import (DS_MAX_LIVE_ELEMENTS, DS_MAX_REUSE_ELEMENTS,
+                                                      DS_PREFETCH_BUCKET_ELEMENTS)
 from shardsim.core.train.params import hf_parameter_shapes, is_moe_layer
-from shardsim.core.train.setup import TrainSetup
-from shardsim.core.train.states import DS_MAX_LIVE_ELEMENTS, DS_MAX_REUSE_ELEMENTS, DS_PREFETCH_BUCKET_ELEMENTS
 
 A = 2  # bf16 activations
 LOGIT_PEAK_BYTES = 16
 HF_LOGIT_SAVED_BYTES = 4
 HF_LOGIT_PEAK_BYTES = 12
-HF_FRAMEWORKS = ("deepspeed", "fsdp", "ddp", "torch")
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +152,8 @@ def zero3_retained_expert_bytes(spec: ModelSpec, s: TrainSetup, layers: int,
     and the final norm and lm_head once. Measured on CPU: Qwen3-30B-A3B, 2 layers, ZeRO-3 over 2 ranks (layer 0
     released: 1,207,959,552 B), and a small MoE at four reuse / prefetch settings
     (tests/validation/test_train_backends.py). Full fine-tuning without full recompute."""
-    if not (s.framework == "deepspeed" and s.zero == 3 and spec.is_moe and not s.lora and s.recompute != "full"):
+    if not (FRAMEWORKS[s.framework].retains_released_experts(s) and spec.is_moe and not s.lora
+            and s.recompute != "full"):
         return 0
     h, e, ie = spec.hidden_size, spec.num_experts, spec.moe_intermediate_size
     head = spec.vocab_size * h + h
@@ -159,15 +162,8 @@ def zero3_retained_expert_bytes(spec: ModelSpec, s: TrainSetup, layers: int,
     for layer in reversed(range(layers)):
         if is_moe_layer(spec, layer) and 2 * later + head >= window:
             retained += 2 * e * 3 * ie * h
-        later += sum(_numel(shape) for shape in hf_parameter_shapes(spec, layer, layer, False, False))
+        later += sum(numel(shape) for shape in hf_parameter_shapes(spec, layer, layer, False, False))
     return retained
-
-
-def _numel(shape: tuple[int, ...]) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
 
 
 def in_flight(s: TrainSetup, pp: int, stage: int) -> int:
@@ -184,14 +180,15 @@ def train_activations(spec: ModelSpec, s: TrainSetup, tp: int, ep: int, pp: int,
                       moe_layers: int, is_last: bool) -> TrainActivations:
     """The activation peak of one rank of ``stage`` holding ``layers`` decoder layers (``moe_layers`` of them MoE)."""
     dense = layers - moe_layers
-    hf = s.framework in HF_FRAMEWORKS
+    framework = FRAMEWORKS[s.framework]
+    hf = framework.runs_transformers_model
     per_dense = (hf_layer_bytes(spec, s, False, tp) if hf else layer_bytes(spec, s, tp, ep, False)) if dense else 0
     per_moe = (hf_layer_bytes(spec, s, True, tp) if hf else layer_bytes(spec, s, tp, ep, True)) if moe_layers else 0
     flights = in_flight(s, pp, stage)
     sp = tp if s.sequence_parallel else 1
     # torch-native TP gathers the logits (lm_head ColwiseParallel with replicated output): the loss sees the whole
     # vocabulary; Megatron's vocab-parallel cross entropy keeps the rank's V/t columns
-    vocab = spec.vocab_size if s.framework == "torch" else -(-spec.vocab_size // tp)
+    vocab = spec.vocab_size if framework.gathers_logits else -(-spec.vocab_size // tp)
     logits = s.tokens * vocab * (HF_LOGIT_PEAK_BYTES if hf else LOGIT_PEAK_BYTES) if is_last else 0
     tail = 0
     if hf and is_last:

@@ -19,6 +19,8 @@ from shardsim.core.memory.runtime import DEFAULT_FABRIC, Fabric, nccl_communicat
 from shardsim.core.memory.weights import weight_model
 from shardsim.core.model import ModelSpec
 from shardsim.core.train.activations import train_activations
+from shardsim.core.train.frameworks import FRAMEWORKS
+from shardsim.core.train.frameworks.base import Alternative
 from shardsim.core.train.params import RankParams, rank_params
 from shardsim.core.train.setup import TrainSetup, check_setup
 from shardsim.core.train.states import StateBytes, state_bytes
@@ -118,10 +120,8 @@ class TrainPlanner:
         return hit
 
     def shard_degree(self) -> int:
-        lay = self.layout
-        if self.setup.framework == "fsdp" and self.setup.fsdp == "hybrid":
-            return max(1, min(lay.dp, self.fabric.gpus_per_node // lay.tp))
-        return lay.dp
+        """The data-parallel ranks the states are sharded over (the framework's rule: FSDP hybrid, one node)."""
+        return FRAMEWORKS[self.setup.framework].shard_degree(self.setup, self.layout, self.fabric.gpus_per_node)
 
     def runtime(self, rank: int) -> int:
         hit = self._runtime.get(rank)
@@ -230,31 +230,28 @@ def plan_train(spec: ModelSpec, layout: Layout, setup: TrainSetup, capacity_byte
     return report
 
 
-def _candidates(planner: TrainPlanner) -> list[tuple[str, TrainSetup]]:
-    """Strategies on the same GPUs, cheapest first: more sharding, then recompute (more compute)."""
+def _candidates(planner: TrainPlanner) -> list[Alternative]:
+    """Strategies on the same GPUs, cheapest first: more sharding (the framework's own), then recompute (more
+    compute)."""
     s = planner.setup
-    out: list[tuple[str, TrainSetup]] = []
-    if s.framework == "deepspeed" and planner.layout.pp == 1:
-        out += [(f"ZeRO-{z}", s.model_copy(update={"zero": z})) for z in range(s.zero + 1, 4)]
-    if s.framework == "megatron" and not s.distributed_optimizer:
-        out.append(("the distributed optimizer", s.model_copy(update={"distributed_optimizer": True})))
-    base_label, base = (out[-1][0], out[-1][1]) if out else ("", s)
+    out = list(FRAMEWORKS[s.framework].alternatives(s, planner.layout))
+    base_label, base = (out[-1].label, out[-1].setup) if out else ("", s)
     order = ("none", "selective", "full")
     for recompute in order[order.index(s.recompute) + 1:]:
-        out.append((f"{recompute} recompute" + (f" with {base_label}" if base_label else ""),
-                    base.model_copy(update={"recompute": recompute})))
+        out.append(Alternative(f"{recompute} recompute" + (f" with {base_label}" if base_label else ""),
+                               base.model_copy(update={"recompute": recompute})))
     return out
 
 
 def cheapest_alternative(planner: TrainPlanner, capacity: int) -> str | None:
     """The first candidate that fits, as a verdict fragment ("ZeRO-3 fits with 9.8 GiB free"), or None."""
-    for label, setup in _candidates(planner):
+    for candidate in _candidates(planner):
         try:
-            total = planner.peak_total(setup)
+            total = planner.peak_total(candidate.setup)
         except Exception:  # a candidate the setup rules refuse is simply not offered
             continue
         if total <= capacity:
-            return f"{label} fits with {(capacity - total) / 2**30:.1f} GiB free"
+            return f"{candidate.label} fits with {(capacity - total) / 2**30:.1f} GiB free"
     return None
 
 
