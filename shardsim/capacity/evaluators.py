@@ -29,8 +29,9 @@ class PlannerEval:
 
     engine = "none"
 
-    def __init__(self, variant: Variant):
-        self.variant = variant
+    def __init__(self, variant: Variant, gpu_memory_utilization: float | None = None,
+                 engine_version: str | None = None):
+        self.variant = variant  # the planner has no engine knobs: the other two are vLLM's
         wl = Workload(context=variant.context, batch=1, quant=variant.quant, kv_dtype=variant.kv_dtype).checked()
         self.base = Planner(variant.spec, Layout(), wl)
         self.planners: dict[tuple, Planner] = {}
@@ -43,6 +44,10 @@ class PlannerEval:
         if hit is None or hit[0] is not cluster:
             hit = self.fabrics[id(cluster)] = (cluster, fabric_of(cluster))
         return hit[1]
+
+    def runs(self, layout: Layout) -> bool:
+        """Every valid layout: the planner refuses none."""
+        return True
 
     def planner(self, layout: Layout, fabric=None) -> Planner:
         key = (layout, fabric)
@@ -170,3 +175,8 @@ class VllmEval:
         else:
             opt.reason = (f"KV cache holds {report.kv_cache_tokens:,} tokens per replica = {blocks // note.request_blocks:,} "
                           f"requests of {v.context:,} tokens, {note.per_replica:,} needed (rank {opt.peak_rank} is short)")
+
+
+EVALUATORS = {"none": PlannerEval, "vllm": VllmEval}
+"""The review's engines: each scores a layout on a cluster (``score``), says which layouts it has (``runs``) and
+fills an option's figures (``finish``); adding one is a class and a line here."""

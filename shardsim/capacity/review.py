@@ -32,9 +32,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from shardsim.capacity.evaluators import PlannerEval, VllmEval
+from shardsim.capacity.evaluators import EVALUATORS
 from shardsim.capacity.records import Option, Variant
-from shardsim.capacity.workload import COST_BASES, ENGINES, ModelLoad, cluster_cost
+from shardsim.capacity.workload import COST_BASES, ModelLoad, cluster_cost
 from shardsim.constants import MAX_REVIEW_LAYOUTS
 from shardsim.core.layout import Layout, enumerate_layouts
 from shardsim.core.model import ModelSpec
@@ -148,8 +148,8 @@ def review(loads: list[tuple[ModelSpec, ModelLoad]], clusters: list[ClusterSpec]
            progress: Callable[[int, int], None] | None = None, engine_version: str | None = None) -> Review:
     """Score every layout of every cluster for every model variant; rank the fitting ones by cost (``engine_version``:
     the vLLM release whose rules the vLLM evaluator applies; None: the newest)."""
-    if engine not in ENGINES:
-        raise ShardsimError(f"--engine {engine!r} is not known; accepted: {', '.join(ENGINES)}")
+    if engine not in EVALUATORS:
+        raise ShardsimError(f"--engine {engine!r} is not known; accepted: {', '.join(EVALUATORS)}")
     if by not in COST_BASES:
         raise ShardsimError(f"--by {by!r} is not known; accepted: {', '.join(COST_BASES)}")
     if not clusters:
@@ -160,8 +160,7 @@ def review(loads: list[tuple[ModelSpec, ModelLoad]], clusters: list[ClusterSpec]
         variants = variants_for(spec, load.context, load.concurrency, load.quant, load.kv_dtype)
         evaluators = {}
         for v in variants:
-            evaluators[id(v)] = (PlannerEval(v) if engine == "none"
-                                 else VllmEval(v, gpu_memory_utilization, engine_version))
+            evaluators[id(v)] = EVALUATORS[engine](v, gpu_memory_utilization, engine_version)
         seen: dict[tuple, Option] = {}
         evaluated = 0
         for cluster in clusters:
@@ -170,8 +169,8 @@ def review(loads: list[tuple[ModelSpec, ModelLoad]], clusters: list[ClusterSpec]
             lays = layouts_of.get(key)
             if lays is None:
                 lays = layouts_of[key] = enumerate_layouts(spec, world, tp_max=cluster.gpus_per_node, limit=MAX_REVIEW_LAYOUTS)
-                if engine == "vllm":  # the layouts vLLM has (expert parallel off, or over all tp × dp ranks)
-                    lays = layouts_of[key] = [lay for lay in lays if evaluators[id(variants[0])].runs(lay)]
+                # the layouts the engine has (vLLM: expert parallel off, or over all tp × dp ranks)
+                lays = layouts_of[key] = [lay for lay in lays if evaluators[id(variants[0])].runs(lay)]
             for v in variants:
                 ev = evaluators[id(v)]
                 per_gpu = cluster_cost(cluster, 1, by)

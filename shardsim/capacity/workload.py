@@ -21,7 +21,6 @@ from shardsim.hardware import ClusterSpec, list_clusters, load_cluster, resolve_
 from shardsim.hardware.yaml_files import line_of
 from shardsim.presets import PRESET_ALIASES, get_preset, load_config_file
 
-ENGINES = ("none", "vllm")
 COST_BASES = ("purchase", "hourly")
 QUANT_NAMES = ("none", "fp8", "int8", "int4")  # and any other --quant choice of shardsim.quant (QUANT_CHOICES)
 KV_DTYPES = ("bf16", "fp8")

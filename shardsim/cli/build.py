@@ -84,9 +84,9 @@ class EngineOptions:
 
     def choice(self, command: str = "plan"):
         """The ``requests.EngineChoice``, or None for the planner alone; a knob that does nothing is refused."""
-        from shardsim.engines import ENGINES
+        from shardsim.engines.registry import engine_names
 
-        name = common.check_engine(self.engine, ENGINES, command)
+        name = common.check_engine(self.engine, engine_names(), command)
         given = common.engine_knobs(name, self.knobs)
         if name is None:
             return None

@@ -162,13 +162,14 @@ def engine_knobs(engine: Optional[str], given: dict[str, Any]) -> dict[str, Any]
     """The knobs for ``engine`` from the options given (None: not given). A knob given for another engine, or
     without ``--engine``, does nothing, so it is refused with the engine it belongs to. ``block_size`` and
     ``batch`` are also the planner's own options, so they are never refused."""
-    from shardsim.engines import ENGINES
+    from shardsim.engines.registry import engine_names
 
+    engines = engine_names()
     for name, value in given.items():
         if value is None or name in SHARED_WITH_PLANNER or (engine is None and name in STEP_BUDGET):
             continue
         if engine is None or name not in _knob_names(engine):
-            owners = [e for e in ENGINES if name in _knob_names(e)]
+            owners = [e for e in engines if name in _knob_names(e)]
             flag = {"version": "--vllm-version", "install": "--vllm-install", "entrypoint": "--vllm-entrypoint", "max_model_len_auto": "--max-model-len auto"
                     }.get(name, "--" + name.replace("_", "-"))
             now = f"with --engine {engine}" if engine else "without --engine"
@@ -186,12 +187,13 @@ def _knob_names(engine: str) -> tuple[str, ...]:
 def check_engine(engine: Optional[str], accepted: tuple[str, ...], command: str) -> Optional[str]:
     """``--engine`` of a command: None or ``none`` mean shardsim's planner alone; other values must be engines the
     command evaluates."""
-    from shardsim.engines import ENGINES
+    from shardsim.engines.registry import engine_names
 
+    engines = engine_names()
     if engine is None or engine == "none":
         return None
-    if engine not in ENGINES:
-        raise ShardsimError(f"--engine {engine!r} is not known; accepted: none, {', '.join(ENGINES)}")
+    if engine not in engines:
+        raise ShardsimError(f"--engine {engine!r} is not known; accepted: none, {', '.join(engines)}")
     if engine not in accepted:
         raise ShardsimError(f"{command} evaluates --engine {' or '.join(('none',) + accepted)}; "
                             f"{engine} is available in 'shardsim plan'")
