@@ -47,7 +47,7 @@ def predict_train(spec, layout, setup) -> dict[int, dict]:
         p = planner.params(rank)
         moe = planner.moe_prefix[p.last_layer + 1] - planner.moe_prefix[p.first_layer]
         act = train_activations(spec, planner.setup, layout.tp, layout.ep, layout.pp, c.pp_rank, p.layers, moe,
-                                c.pp_rank == layout.pp - 1)
+                                c.pp_rank == layout.pp - 1, layout.cp)
         out[rank] = {"weights": rb.weights, "master_weights": rb.master_weights, "grads": rb.grads,
                      "optimizer": rb.optimizer, "activations": rb.activations,
                      "activations_saved": act.saved_in_flight, "in_flight": act.in_flight}

@@ -95,7 +95,7 @@ class SetupOptions:
             values["host_memory_bytes"] = parse_size(self.host_memory)
         if self.eager_attention:
             values["flash_attention"] = False
-        return TrainSetup(**values, cp=layout.cp)
+        return TrainSetup(**values)
 
 
 def train_request(model: build.ModelOptions, layout: build.LayoutOptions, setup: SetupOptions,
@@ -111,8 +111,7 @@ def train_request(model: build.ModelOptions, layout: build.LayoutOptions, setup:
     if layout.etp is not None and layout.etp != lay.etp:
         raise ShardsimError(f"--etp {layout.etp} is not what the layout gives: experts split over tp / ep = {lay.etp} "
                             "ranks here (accepted: that value, or leave --etp out)")
-    world = lay.tp * lay.pp * lay.dp * train_setup.cp
-    return TrainRequest(spec, lay, train_setup, hardware.hardware(world))
+    return TrainRequest(spec, lay, train_setup, hardware.hardware(lay.world_size, lay))
 
 
 def train(

@@ -166,15 +166,18 @@ class Planner:
             hit, seen, first = [], set(), 0
             for pp_rank, n_layers in enumerate(lay.pp_split):
                 last = first + n_layers - 1
-                # Stages with the same layer mix and position (first / middle / last) have identical totals:
-                # score the first of them only.
-                signature = (self.wm.class_counts(first, last), pp_rank == 0, pp_rank == last_stage)
+                # Stages with the same layer mix, position (first / middle / last) and runtime have identical
+                # totals: score the first of them only. The runtime differs where a stage's pipeline neighbour
+                # sits on another node (its send/recv buffers are the network's).
+                coords = rank_coords(pp_rank * per_stage, lay)
+                static = self.static(coords)
+                signature = (self.wm.class_counts(first, last), pp_rank == 0, pp_rank == last_stage,
+                             static.runtime_total)
                 first = last + 1
                 if signature in seen:
                     continue
                 seen.add(signature)
-                coords = rank_coords(pp_rank * per_stage, lay)
-                hit.append(StagePeak(coords.rank, self.static(coords)))
+                hit.append(StagePeak(coords.rank, static))
             self._stages[key] = hit
         return hit
 

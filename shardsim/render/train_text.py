@@ -33,7 +33,7 @@ def render_train(report: TrainReport, console, gpu_name: str = "") -> None:
     s, lay = report.setup, report.layout
     console.print(f"[bold]{report.model.name}[/] · train · {strategy_text(report)} · {s.optimizer} · "
                   f"recompute {s.recompute}")
-    console.print(f"layout TP={lay.tp} × PP={lay.pp} × DP={lay.dp}" + (f" × CP={s.cp}" if s.cp > 1 else "")
+    console.print(f"layout TP={lay.tp} × PP={lay.pp} × DP={lay.dp}" + (f" × CP={lay.cp}" if lay.cp > 1 else "")
                   + (f" · EP={lay.ep}" if lay.ep > 1 else "")
                   + f" · micro-batch {s.micro_batch} × seq {s.seq_len:,} · {gpu_name} "
                   f"{gib_text(report.capacity_bytes)} GiB per GPU")

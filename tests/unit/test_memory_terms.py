@@ -276,3 +276,17 @@ def test_communicators_per_rank():
 def test_workload_refuses(kwargs, match):
     with pytest.raises(ShardsimError, match=match):
         plan(get_preset("8b"), Layout(), Workload(**kwargs), CAP)
+
+
+def test_the_peak_counts_a_stage_whose_pipeline_neighbour_is_on_another_node():
+    """0.6B, TP2 × PP8 on 8-GPU nodes: stage 3 (ranks 6–7) sends to stage 4 (ranks 8–9) on node 1, so its p2p
+    buffers are the network's, unlike stages 1–2 with the same layer mix. The fast peak (used by the largest
+    context and batch) must equal the largest rank total of the full plan (found by hypothesis: max_context
+    said 1,024 fits where the full plan said it did not)."""
+    from shardsim.core.planner import Planner
+
+    spec = get_preset("0.6b")
+    lay = validate_layout(spec, Layout(tp=2, pp=8))
+    planner = Planner(spec, lay, Workload(context=1024, batch=1))
+    full = plan(spec, lay, Workload(context=1024, batch=1), CAP)
+    assert planner.peak_total(1024, 1).total_bytes == max(r.bytes.total for r in full.ranks)

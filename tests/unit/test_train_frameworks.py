@@ -63,7 +63,7 @@ def test_a_registered_framework_is_accepted_and_listed(toy):
     assert str(refused.value) == "--framework 'nope' is not known; accepted: deepspeed, fsdp, megatron, ddp, torch, toy"
     # the generic rules ask the record's facts: no context parallelism, no offload, LoRA allowed
     with pytest.raises(ShardsimError, match="--cp is Megatron's"):
-        check_setup(spec, Layout(), TrainSetup(framework="toy", cp=2))
+        check_setup(spec, Layout(cp=2), TrainSetup(framework="toy"))
     with pytest.raises(ShardsimError, match="--offload-optimizer is modelled for"):
         check_setup(spec, Layout(), TrainSetup(framework="toy", offload_optimizer=True, host_memory_bytes=GiB))
     lora = plan_train(spec, Layout(), TrainSetup(framework="toy", lora_rank=16, seq_len=512), 80 * GiB)

@@ -88,7 +88,7 @@ class TrainActivations:
 def hf_layer_bytes(spec: ModelSpec, s: TrainSetup, moe: bool, tp: int = 1) -> int:
     """What a transformers Qwen3 decoder layer keeps for backward (rules in the module docstring); under
     torch-native TP the heads and the MLP width a rank holds are 1/tp, the hidden-size terms whole."""
-    t, h, hd = s.tokens, spec.hidden_size, spec.head_dim
+    t, h, hd = s.tokens(), spec.hidden_size, spec.head_dim
     heads, kvh = spec.num_heads // tp, kv_heads_per_rank(spec.num_kv_heads, tp)
     q, kv = heads * hd, kvh * hd
     norms = 2 * (8 * t * h + 4 * t)
@@ -108,9 +108,9 @@ def hf_layer_bytes(spec: ModelSpec, s: TrainSetup, moe: bool, tp: int = 1) -> in
     return norms + qk + attention + mlp
 
 
-def layer_bytes(spec: ModelSpec, s: TrainSetup, tp: int, ep: int, moe: bool) -> int:
+def layer_bytes(spec: ModelSpec, s: TrainSetup, tp: int, ep: int, moe: bool, cp: int = 1) -> int:
     """What one decoder layer keeps for backward for one micro-batch on one rank."""
-    t = s.tokens
+    t = s.tokens(cp)
     h, hd = spec.hidden_size, spec.head_dim
     q = spec.num_heads // tp * hd
     kv = kv_heads_per_rank(spec.num_kv_heads, tp) * hd
@@ -120,7 +120,7 @@ def layer_bytes(spec: ModelSpec, s: TrainSetup, tp: int, ep: int, moe: bool) -> 
     attention = t * (q + kv) * A + t * (q + 2 * kv) * A
     core = t * q * A + t * heads * 4
     if not s.flash_attention:
-        core += t * (s.seq_len // s.cp) * heads * (2 * A + 1)
+        core += t * (s.seq_len // cp) * heads * (2 * A + 1)
     if s.recompute == "selective":
         core = 0
     if moe:
@@ -177,27 +177,27 @@ def in_flight(s: TrainSetup, pp: int, stage: int) -> int:
 
 
 def train_activations(spec: ModelSpec, s: TrainSetup, tp: int, ep: int, pp: int, stage: int, layers: int,
-                      moe_layers: int, is_last: bool) -> TrainActivations:
+                      moe_layers: int, is_last: bool, cp: int = 1) -> TrainActivations:
     """The activation peak of one rank of ``stage`` holding ``layers`` decoder layers (``moe_layers`` of them MoE)."""
     dense = layers - moe_layers
     framework = FRAMEWORKS[s.framework]
     hf = framework.runs_transformers_model
-    per_dense = (hf_layer_bytes(spec, s, False, tp) if hf else layer_bytes(spec, s, tp, ep, False)) if dense else 0
-    per_moe = (hf_layer_bytes(spec, s, True, tp) if hf else layer_bytes(spec, s, tp, ep, True)) if moe_layers else 0
+    per_dense = (hf_layer_bytes(spec, s, False, tp) if hf else layer_bytes(spec, s, tp, ep, False, cp)) if dense else 0
+    per_moe = (hf_layer_bytes(spec, s, True, tp) if hf else layer_bytes(spec, s, tp, ep, True, cp)) if moe_layers else 0
     flights = in_flight(s, pp, stage)
     sp = tp if s.sequence_parallel else 1
     # torch-native TP gathers the logits (lm_head ColwiseParallel with replicated output): the loss sees the whole
     # vocabulary; Megatron's vocab-parallel cross entropy keeps the rank's V/t columns
     vocab = spec.vocab_size if framework.gathers_logits else -(-spec.vocab_size // tp)
-    logits = s.tokens * vocab * (HF_LOGIT_PEAK_BYTES if hf else LOGIT_PEAK_BYTES) if is_last else 0
+    logits = s.tokens(cp) * vocab * (HF_LOGIT_PEAK_BYTES if hf else LOGIT_PEAK_BYTES) if is_last else 0
     tail = 0
     if hf and is_last:
-        tail = s.tokens * vocab * HF_LOGIT_SAVED_BYTES + 8 * s.tokens * spec.hidden_size + 4 * s.tokens
+        tail = s.tokens(cp) * vocab * HF_LOGIT_SAVED_BYTES + 8 * s.tokens(cp) * spec.hidden_size + 4 * s.tokens(cp)
     if hf:
-        tail += 4 * (s.seq_len // s.cp) * spec.head_dim   # rotary cos/sin, [1, seq, hd] (position ids of one row)
-        tail += 8 * s.tokens * ((stage == 0) + is_last)   # int64 token ids (embedding) and targets (nll_loss)
+        tail += 4 * (s.seq_len // cp) * spec.head_dim   # rotary cos/sin, [1, seq, hd] (position ids of one row)
+        tail += 8 * s.tokens(cp) * ((stage == 0) + is_last)   # int64 token ids (embedding) and targets (nll_loss)
     if s.recompute == "full":
-        kept_input = s.tokens * spec.hidden_size * A // sp
+        kept_input = s.tokens(cp) * spec.hidden_size * A // sp
         return TrainActivations(kept_input * layers, flights, max(per_dense, per_moe), logits, tail)
     retained = zero3_retained_expert_bytes(spec, s, layers) if hf else 0
     return TrainActivations(per_dense * dense + per_moe * moe_layers, flights, 0, logits, tail, retained)

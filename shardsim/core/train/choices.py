@@ -16,7 +16,6 @@ class TrainSetup(BaseModel):
     framework: str = "deepspeed"
     zero: int = 0
     fsdp: str = "full"
-    cp: int = 1
     sequence_parallel: bool = False
     distributed_optimizer: bool = False
     schedule: str = "1f1b"
@@ -40,7 +39,6 @@ class TrainSetup(BaseModel):
     def lora(self) -> bool:
         return self.lora_rank > 0 or self.qlora
 
-    @property
-    def tokens(self) -> int:
-        """Tokens of one micro-batch on one rank (context parallel splits the sequence)."""
-        return self.micro_batch * self.seq_len // self.cp
+    def tokens(self, cp: int = 1) -> int:
+        """Tokens of one micro-batch on one rank: context parallel (the layout's ``cp``) splits the sequence."""
+        return self.micro_batch * self.seq_len // cp

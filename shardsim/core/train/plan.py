@@ -82,8 +82,8 @@ class TrainReport:
         return {
             "mode": "train",
             "model": {"name": self.model.name, "architecture": self.model.architecture},
-            "layout": {"tp": lay.tp, "pp": lay.pp, "dp": lay.dp, "ep": lay.ep, "cp": s.cp,
-                       "world_size": lay.world_size * s.cp, "pp_split": list(lay.pp_split)},
+            "layout": {"tp": lay.tp, "pp": lay.pp, "dp": lay.dp, "ep": lay.ep, "cp": lay.cp,
+                       "world_size": lay.world_size, "pp_split": list(lay.pp_split)},
             "setup": s.model_dump(mode="json"),
             "capacity_bytes": self.capacity_bytes,
             "fits": self.fits, "peak_rank": self.peak_rank,
@@ -153,7 +153,7 @@ class TrainPlanner:
             states = self._states[key] = state_bytes(p, s, lay.dp, degree, c.dp_rank % degree, expert_dp)
         moe_layers = self.moe_prefix[p.last_layer + 1] - self.moe_prefix[p.first_layer]
         act = train_activations(self.spec, s, lay.tp, lay.ep, lay.pp, c.pp_rank, p.layers, moe_layers,
-                                c.pp_rank == lay.pp - 1).peak
+                                c.pp_rank == lay.pp - 1, lay.cp).peak
         peak = states.total + max(act, states.step)   # the step runs after backward has freed the activations
         reserved = sum(round_up(x, ALLOC_ROUND_LARGE) for x in (states.weights, states.master_weights, states.grads,
                                                                  states.optimizer, states.buffers,
@@ -220,7 +220,7 @@ def plan_train(spec: ModelSpec, layout: Layout, setup: TrainSetup, capacity_byte
     host_per_node = sum(r.host_bytes for r in ranks if r.node == 0)
     report = TrainReport(spec, lay, s, capacity_bytes, ranks, peak,
                          planner.largest(capacity_bytes, "micro_batch", 4096),
-                         planner.largest(capacity_bytes, "seq_len", 1 << 20, s.cp),
+                         planner.largest(capacity_bytes, "seq_len", 1 << 20, lay.cp),
                          host_per_node)
     if s.host_memory_bytes is not None and host_per_node > s.host_memory_bytes:
         report.warnings.append(f"offloaded states need {host_per_node / 2**30:.2f} GiB of host memory per node; "

@@ -49,14 +49,14 @@ def check_setup(spec: ModelSpec, layout: Layout, setup: TrainSetup) -> TrainSetu
 
 def _check_sizes(spec: ModelSpec, layout: Layout, s: TrainSetup) -> None:
     for name, value, top in (("--micro-batch", s.micro_batch, 1 << 20), ("--seq-len", s.seq_len, 1 << 24),
-                             ("--cp", s.cp, 1024), ("--grad-accum", s.grad_accum, 1 << 20),
+                             ("--cp", layout.cp, 1024), ("--grad-accum", s.grad_accum, 1 << 20),
                              ("--virtual-stages", s.virtual_stages, 64)):
         if not 1 <= value <= top:
             raise ShardsimError(f"{name} {value} is out of range; accepted: 1 … {top:,}")
-    if s.seq_len % s.cp:
-        raise ShardsimError(f"--cp {s.cp} must divide --seq-len {s.seq_len}")
+    if s.seq_len % layout.cp:
+        raise ShardsimError(f"--cp {layout.cp} must divide --seq-len {s.seq_len}")
     framework = REGISTRY[s.framework]
-    if s.cp > 1 and not framework.context_parallel:
+    if layout.cp > 1 and not framework.context_parallel:
         raise ShardsimError("--cp is Megatron's context parallelism; use --framework megatron")
     if s.capacity_factor is not None and not 0 < s.capacity_factor <= 64:
         raise ShardsimError(f"--capacity-factor {s.capacity_factor} is out of range; accepted: (0, 64]")

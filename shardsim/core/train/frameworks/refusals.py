@@ -16,7 +16,7 @@ def refuse_zero(s: TrainSetup, instead: str) -> None:
 
 def refuse_model_parallel(s: TrainSetup, layout: Layout) -> None:
     """Frameworks that replicate the whole model on every rank: no TP, CP or SP."""
-    if layout.tp > 1 or s.cp > 1 or s.sequence_parallel:
+    if layout.tp > 1 or layout.cp > 1 or s.sequence_parallel:
         raise ShardsimError(f"--framework {s.framework} has no tensor, context or sequence parallelism here; "
                             "use --framework megatron for --tp/--cp/--sequence-parallel")
 

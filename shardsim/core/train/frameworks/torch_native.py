@@ -31,7 +31,7 @@ def torch_states(p: RankParams, s: TrainSetup, sharding: StateSharding) -> State
 
 def check(spec: ModelSpec, layout: Layout, s: TrainSetup) -> None:
     refuse_zero(s, "--framework deepspeed")
-    if s.cp > 1 or s.sequence_parallel or layout.ep > 1:
+    if layout.cp > 1 or s.sequence_parallel or layout.ep > 1:
         raise ShardsimError("--framework torch runs tensor parallel (DTensor) and pipeline parallel "
                             "(torch.distributed.pipelining); use --framework megatron for "
                             "--cp/--ep/--sequence-parallel")
