@@ -15,7 +15,7 @@ import zlib
 from pathlib import Path
 
 from shardsim.core.model import ModelSpec
-from shardsim.core.tensors import checkpoint_tensors
+from shardsim.core.tensors import checkpoint_tensors, numel_of
 from shardsim.errors import ShardsimError
 
 STAMP = "shardsim-checkpoint.json"
@@ -102,9 +102,7 @@ def _write_checkpoint(spec: ModelSpec, out_dir: Path, seed: int, source_config: 
     shards: list[list[tuple[str, tuple[int, ...]]]] = [[]]
     size = 0
     for name, shape in tensors:
-        nbytes = 2
-        for d in shape:
-            nbytes *= d
+        nbytes = 2 * numel_of(shape)
         if shards[-1] and size + nbytes > SHARD_BYTES:
             shards.append([])
             size = 0

@@ -79,6 +79,5 @@ class Option:
 
 
 def layout_text(layout: Layout) -> str:
-    text = f"TP{layout.tp}×PP{layout.pp}×DP{layout.dp}"
-    return text + (f"·EP{layout.ep}" if layout.ep > 1 else "")
+    return layout.short()
 

@@ -51,7 +51,7 @@ class SweepPoint:
 
     @property
     def layout_text(self) -> str:
-        return f"TP{self.tp}×PP{self.pp}×DP{self.dp}" + (f"·EP{self.ep}" if self.ep > 1 else "")
+        return Layout(tp=self.tp, pp=self.pp, dp=self.dp, ep=self.ep).short()
 
 
 def parse_int_list(text: str, option: str, low: int = 1, high: int | None = None) -> list[int]:

@@ -19,6 +19,7 @@ from shardsim.core.memory.runtime import DEFAULT_FABRIC, Fabric, RuntimeBytes, r
 from shardsim.core.memory.weights import largest_module_bytes, weight_model
 from shardsim.core.model import ModelSpec
 from shardsim.core.records import RankBytes
+from shardsim.core.search import largest_that_fits
 from shardsim.core.workload import Workload, step_shape
 from shardsim.units import DTYPE_BYTES, canonical_dtype, round_up
 
@@ -204,15 +205,4 @@ class Planner:
         def fits(n: int) -> bool:
             args = (n, fixed) if vary == "context" else (fixed, n)
             return self.peak_total(*args).total_bytes <= capacity
-        if not fits(1):
-            return 0
-        lo, hi = 1, upper
-        if fits(hi):
-            return hi
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if fits(mid):
-                lo = mid
-            else:
-                hi = mid
-        return lo
+        return largest_that_fits(fits, upper)

@@ -19,6 +19,8 @@ Rules (Megatron-LM's tensor parallelism, Shoeybi et al. 2019, arXiv:1909.08053, 
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from enum import Enum
 from typing import Iterator
@@ -66,10 +68,7 @@ class TensorSpec:
 
     @property
     def numel(self) -> int:
-        n = 1
-        for d in self.shape:
-            n *= d
-        return n * max(1, self.experts)
+        return numel_of(self.shape) * max(1, self.experts)
 
     def expand(self) -> Iterator[tuple[str, tuple[int, ...]]]:
         """Concrete (name, shape) pairs: one per expert for expert entries, else the tensor itself."""
@@ -300,10 +299,8 @@ def local_slices(t: TensorSpec, shard: Shard, head_dim: int) -> LocalSlice:
 
 
 def numel_of(shape: tuple[int, ...]) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
+    """Elements of a tensor of ``shape`` (the product of its dims; 1 for a 0-dim tensor). The one definition."""
+    return math.prod(shape)
 
 
 def zero3_partition_numel(numel: int, dp: int) -> int:

@@ -134,3 +134,20 @@ def test_d_max_context_fits_and_one_more_does_not(case, frac, batch):
         assert plan(spec, layout, Workload(context=1, batch=b), capacity).fits
     if b < 1_000_000:
         assert not plan(spec, layout, Workload(context=1, batch=b + 1), capacity).fits
+
+
+def test_the_one_search_finds_the_edge_of_any_monotone_fit():
+    from shardsim.core.search import largest_that_fits
+
+    calls = []
+
+    def fits_below(edge):
+        def fits(n):
+            calls.append(n)
+            return n <= edge
+        return fits
+
+    for edge, upper in ((0, 100), (1, 100), (37, 100), (100, 100), (999, 100), (65_536, 1 << 20)):
+        calls.clear()
+        assert largest_that_fits(fits_below(edge), upper) == min(edge, upper)
+        assert len(calls) <= upper.bit_length() + 2

@@ -49,7 +49,7 @@ from shardsim.core.model import ModelSpec
 from shardsim.core.tensors import kv_heads_per_rank
 from shardsim.core.train.choices import TrainSetup
 from shardsim.core.train.frameworks import FRAMEWORKS
-from shardsim.core.train.frameworks.base import numel
+from shardsim.core.tensors import numel_of
 from shardsim.core.train.frameworks.deepspeed import (DS_MAX_LIVE_ELEMENTS, DS_MAX_REUSE_ELEMENTS,
                                                       DS_PREFETCH_BUCKET_ELEMENTS)
 from shardsim.core.train.params import hf_parameter_shapes, is_moe_layer
@@ -162,7 +162,7 @@ def zero3_retained_expert_bytes(spec: ModelSpec, s: TrainSetup, layers: int,
     for layer in reversed(range(layers)):
         if is_moe_layer(spec, layer) and 2 * later + head >= window:
             retained += 2 * e * 3 * ie * h
-        later += sum(numel(shape) for shape in hf_parameter_shapes(spec, layer, layer, False, False))
+        later += sum(numel_of(shape) for shape in hf_parameter_shapes(spec, layer, layer, False, False))
     return retained
 
 

@@ -18,6 +18,7 @@ from shardsim.core.layout import Layout, rank_coords, rank_groups, validate_layo
 from shardsim.core.memory.runtime import DEFAULT_FABRIC, Fabric, nccl_communicator_bytes, runtime_bytes
 from shardsim.core.memory.weights import weight_model
 from shardsim.core.model import ModelSpec
+from shardsim.core.search import largest_that_fits
 from shardsim.core.train.activations import train_activations
 from shardsim.core.train.frameworks import FRAMEWORKS
 from shardsim.core.train.frameworks.base import Alternative
@@ -193,15 +194,7 @@ class TrainPlanner:
         """The largest micro_batch or seq_len (a multiple of ``step``) whose peak fits; 0 if none."""
         def fits(n: int) -> bool:
             return self.peak_total(self.setup.model_copy(update={field_name: n * step})) <= capacity
-        if not fits(1):
-            return 0
-        lo, hi = 1, upper // step
-        if fits(hi):
-            return hi * step
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            lo, hi = (mid, hi) if fits(mid) else (lo, mid)
-        return lo * step
+        return largest_that_fits(fits, upper // step) * step
 
 
 def plan_train(spec: ModelSpec, layout: Layout, setup: TrainSetup, capacity_bytes: int, *,

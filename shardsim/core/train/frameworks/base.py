@@ -103,13 +103,6 @@ def frozen_weight_bytes(p: RankParams, s: TrainSetup) -> int:
     return 2 * p.total
 
 
-def numel(shape: tuple[int, ...]) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
-
-
 def no_refusals(spec: ModelSpec, layout: Layout, setup: TrainSetup) -> None:
     """A framework that refuses nothing beyond the generic rules."""
 

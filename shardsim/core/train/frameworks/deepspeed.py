@@ -22,10 +22,10 @@ from __future__ import annotations
 
 from shardsim.core.layout import Layout
 from shardsim.core.model import ModelSpec
-from shardsim.core.tensors import zero3_partition_numel
+from shardsim.core.tensors import numel_of, zero3_partition_numel
 from shardsim.core.train.choices import TrainSetup
 from shardsim.core.train.frameworks.base import (STEP_BYTES, Alternative, Framework, StateBytes, StateSharding,
-                                                 frozen_weight_bytes, numel, optimizer_state_bytes, trained_elements)
+                                                 frozen_weight_bytes, optimizer_state_bytes, trained_elements)
 from shardsim.core.train.frameworks.refusals import refuse_distributed_optimizer, refuse_model_parallel
 from shardsim.core.train.params import RankParams
 from shardsim.errors import ShardsimError
@@ -88,7 +88,7 @@ def _deepspeed(p: RankParams, s: TrainSetup, trained: int, frozen: int, dp: int)
 
 def _deepspeed_exact(p: RankParams, s: TrainSetup, dp: int, r: int) -> StateBytes:
     """Full fine-tuning under ZeRO, parameter by parameter (rules in the module docstring)."""
-    sizes = [numel(shape) for shape in p.hf_shapes]
+    sizes = [numel_of(shape) for shape in p.hf_shapes]
     total = sum(sizes)
     if s.zero == 3:
         parts = sum(zero3_partition_numel(n, dp) for n in sizes)

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from shardsim.core.layout import Layout
 from shardsim.core.model import ModelSpec
+from shardsim.core.tensors import numel_of
 from shardsim.core.train.choices import TrainSetup
 from shardsim.core.train.frameworks.base import (STEP_BYTES, Framework, StateBytes, StateSharding,
-                                                 frozen_weight_bytes, numel, optimizer_state_bytes, trained_elements)
+                                                 frozen_weight_bytes, optimizer_state_bytes, trained_elements)
 from shardsim.core.train.frameworks.refusals import (refuse_distributed_optimizer, refuse_model_parallel,
                                                      refuse_pipeline, refuse_zero)
 from shardsim.core.train.params import RankParams
@@ -43,7 +44,7 @@ def _fsdp_exact(p: RankParams, s: TrainSetup, w: int, r: int) -> StateBytes:
     """FSDP2 full fine-tuning, parameter by parameter (rules in the module docstring)."""
     weights = optim = 0
     for shape in p.hf_shapes:
-        d0, rest = shape[0], numel(shape[1:])
+        d0, rest = shape[0], numel_of(shape[1:])
         c = ceil_div(d0, w)
         weights += 4 * c * rest
         rows = max(0, min(d0 - r * c, c))
