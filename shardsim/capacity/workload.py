@@ -1,7 +1,7 @@
 """Workloads for capacity reviews: which models are served at once, each with its context and concurrency.
 
 Read from flags or a YAML file (``workloads/example.yaml``); a wrong field is reported with the file, the line
-and the field (the node tree of the YAML gives the lines, as ``shardsim.cluster`` does for cluster specs).
+and the field (the node tree of the YAML gives the lines, as ``shardsim.hardware.yaml_files`` does for cluster specs).
 """
 
 from __future__ import annotations

@@ -131,3 +131,64 @@ def test_readme_table_matches_the_tree():
     folders |= {"cluster_specs/", "benchmarks/", "tests/"}
     missing = sorted(f for f in folders if f not in listed)
     assert not missing, f"README's 'How it is built' table lacks {missing}"
+
+
+OUR_TOPS = ("core", "engines", "capacity", "render", "cli", "hardware", "presets", "launch", "memory")
+
+DOTTED = re.compile(r"(?<![\w./])((?:shardsim|" + "|".join(OUR_TOPS) + r")(?:\.[A-Za-z_][A-Za-z0-9_]*)+)")
+PATH = re.compile(r"(?<![\w./-])((?:shardsim|launch|tests|benchmarks|cluster_specs|" + "|".join(OUR_TOPS) +
+                  r")/[\w/]+\.py)(?!@)")
+
+
+def _top_level_names(path: Path) -> set[str]:
+    names = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {t.id for t in targets if isinstance(t, ast.Name)}
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+    return names
+
+
+def _resolves(dotted: str) -> bool:
+    """``shardsim.core.layout``, ``core.layout.validate_layout`` or ``engines.registry.Engine.knobs``: a module,
+    then (optionally) a name defined at its top level (what follows is the name's own attribute)."""
+    parts = dotted.split(".")
+    if parts[0] == "memory":
+        parts = ["core", *parts]
+    if parts[0] != "shardsim":
+        parts = ["shardsim", *parts]
+    for cut in range(len(parts), 1, -1):
+        module = ".".join(parts[:cut])
+        if module in MODULES:
+            rest = parts[cut:]
+            return not rest or rest[0] in _top_level_names(MODULES[module])
+    return False
+
+
+def _docstrings(path: Path):
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            doc = ast.get_docstring(node)
+            if doc:
+                yield getattr(node, "name", "module"), doc
+
+
+def test_every_module_named_in_a_docstring_exists():
+    missing = []
+    for name, path in MODULES.items():
+        for where, doc in _docstrings(path):
+            for dotted in DOTTED.findall(doc):
+                dotted = dotted.rstrip(".")
+                if not _resolves(dotted):
+                    missing.append(f"{name} ({where}): {dotted}")
+            for file in PATH.findall(doc):
+                candidates = [ROOT / file, ROOT / "shardsim" / file]
+                if not any(c.exists() for c in candidates):
+                    missing.append(f"{name} ({where}): {file}")
+
+    assert not missing, "docstrings name modules that do not exist:\n" + "\n".join(missing)

@@ -83,7 +83,7 @@ def activation_peak(spec: ModelSpec, tp: int, etp: int, tokens: int, batch: int,
 def activation_peak_eager(spec: ModelSpec, tp: int, etp: int, tokens: int, batch: int, has_moe: bool,
                           has_dense: bool, is_last_stage: bool, act_bytes: int = ACTIVATION_BYTES,
                           expert_tokens: int | None = None) -> int:
-    """Peak live bytes of the eager (unfused) forward of shardsim's torch backend, ``launch/shard_model.py``.
+    """Peak live bytes of the eager (unfused) forward of shardsim's torch backend, ``launch/serve/shard_model.py``.
 
     Derived op by op from that code (HF ``modeling_qwen3.py`` math, no fused kernels), T tokens, a bytes:
     rotary cos/sin 2·T·hd·a for the stage; RMSNorm upcasts to fp32 (T·H·4 transient);

@@ -6,7 +6,7 @@ Per decoder layer a rank stores K and V for every cached token of its KV heads:
 2 · n_layers · n_kv_heads · d_head bytes-per-element). Tokens are allocated in whole pages of ``block_size``
 tokens per sequence (Kwon et al. 2023, PagedAttention, arXiv:2309.06180; vLLM default block size 16), so a
 sequence of T tokens occupies ceil(T / block) × block slots. kv_heads_held is kv/tp, or 1 when tp > kv
-(heads replicated; ``shardsim.tensors.kv_heads_per_rank``). Only the layers of the rank's pipeline stage count.
+(heads replicated; ``shardsim.core.tensors.kv_heads_per_rank``). Only the layers of the rank's pipeline stage count.
 """
 
 from __future__ import annotations
