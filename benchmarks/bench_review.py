@@ -37,6 +37,7 @@ def cli_wall(engine: str, runs: int) -> tuple[list[float], dict]:
 
 
 def in_process(engine: str) -> dict:
+    from shardsim.capacity.records import ReviewRequest
     from shardsim.capacity.review import review
     from shardsim.capacity.workload import BASE_PRESETS, ModelLoad, load_catalog
     from shardsim.core.memory import activations, weights
@@ -49,7 +50,7 @@ def in_process(engine: str) -> dict:
     clusters = load_catalog()
     loads = [(get_preset(p), ModelLoad(model=p)) for p in BASE_PRESETS]
     t1 = time.perf_counter()
-    rv = review(loads, clusters, engine=engine)
+    rv = review(ReviewRequest(tuple(loads), tuple(clusters), engine=engine))
     t2 = time.perf_counter()
     rv.finish(10, 3)
     t3 = time.perf_counter()

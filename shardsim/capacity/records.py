@@ -1,4 +1,5 @@
-"""The records of a capacity review: a model variant, one scored layout option, and how a score reads."""
+"""The records of a capacity review: the request, a model variant, one scored layout option, and how a score
+reads."""
 
 from __future__ import annotations
 
@@ -8,6 +9,30 @@ from typing import Any
 from shardsim.core.layout import Layout
 from shardsim.core.model import ModelSpec, QuantConfig
 from shardsim.hardware import ClusterSpec
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewRequest:
+    """A serving review: the models (each with its workload), the clusters, the engine scoring each layout (an
+    ``evaluators.EVALUATORS`` name), the cost basis, vLLM's memory fraction and release, and a GPU cap."""
+
+    loads: tuple  # (ModelSpec, capacity.workload.ModelLoad) per model
+    clusters: tuple[ClusterSpec, ...]
+    engine: str = "none"
+    by: str = "purchase"
+    gpu_memory_utilization: float = 0.9
+    max_gpus: int | None = None
+    engine_version: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TrainReviewRequest:
+    """A training review (a ``task: train`` workload): the models with their training load, the clusters, the cost
+    basis."""
+
+    loads: tuple  # (ModelSpec, capacity.train_workload.TrainLoad) per model
+    clusters: tuple[ClusterSpec, ...]
+    by: str = "purchase"
 
 
 @dataclass(frozen=True, slots=True)

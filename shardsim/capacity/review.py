@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from shardsim.capacity.evaluators import EVALUATORS
-from shardsim.capacity.records import Option, Variant
-from shardsim.capacity.workload import COST_BASES, ModelLoad, cluster_cost
+from shardsim.capacity.records import Option, ReviewRequest, Variant
+from shardsim.capacity.workload import COST_BASES, cluster_cost
 from shardsim.constants import MAX_REVIEW_LAYOUTS
 from shardsim.core.layout import Layout, enumerate_layouts
 from shardsim.core.model import ModelSpec
@@ -143,11 +143,12 @@ def variants_for(spec: ModelSpec, context: int, concurrency: int, quants: Iterab
     return out
 
 
-def review(loads: list[tuple[ModelSpec, ModelLoad]], clusters: list[ClusterSpec], engine: str = "none",
-           by: str = "purchase", gpu_memory_utilization: float = 0.9, max_gpus: int | None = None,
-           progress: Callable[[int, int], None] | None = None, engine_version: str | None = None) -> Review:
-    """Score every layout of every cluster for every model variant; rank the fitting ones by cost (``engine_version``:
-    the vLLM release whose rules the vLLM evaluator applies; None: the newest)."""
+def review(request: ReviewRequest, progress: Callable[[int, int], None] | None = None) -> Review:
+    """Score every layout of every cluster for every model variant; rank the fitting ones by cost (the request's
+    ``engine_version``: the vLLM release whose rules the vLLM evaluator applies; None: the newest)."""
+    loads, clusters, engine, by = list(request.loads), list(request.clusters), request.engine, request.by
+    gpu_memory_utilization, max_gpus, engine_version = (request.gpu_memory_utilization, request.max_gpus,
+                                                        request.engine_version)
     if engine not in EVALUATORS:
         raise ShardsimError(f"--engine {engine!r} is not known; accepted: {', '.join(EVALUATORS)}")
     if by not in COST_BASES:

@@ -3,7 +3,9 @@ and the Qwen3 family table. The work is imported inside each command, so ``shard
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 from shardsim.cli import common
 from shardsim.cli.options import (
@@ -68,6 +70,70 @@ def _flag_load(model: str, context, concurrency, quant, kv_dtype):
         raise ShardsimError(f"--{name} {given}: {str(err['msg']).removeprefix('Value error, ')}") from None
 
 
+@dataclass(frozen=True)
+class ReviewOptions:
+    """The review's options, as given (None: not given)."""
+
+    model: Optional[list[str]] = None
+    workload: Optional[str] = None
+    context: Optional[int] = None
+    concurrency: Optional[int] = None
+    engine: Optional[str] = None
+    quant: Optional[list[str]] = None
+    kv_dtype: Optional[list[str]] = None
+    by: str = "purchase"
+    cluster: Optional[list[str]] = None
+    gpu: Optional[str] = None
+    catalog: Optional[str] = None
+    max_gpus: Optional[int] = None
+    gpu_memory_utilization: Optional[float] = None
+    engine_version: Optional[str] = None
+
+
+def review_request(o: ReviewOptions):
+    """The ``ReviewRequest`` (or, for a ``task: train`` workload, the ``TrainReviewRequest``), every option refused
+    here: the models from the flags or the workload file, the engine and its knobs, the limits, the clusters."""
+    from shardsim.capacity.records import ReviewRequest, TrainReviewRequest
+    from shardsim.capacity.workload import BASE_PRESETS, load_catalog, load_workload, resolve_served_model
+
+    if o.workload and (o.model or o.context is not None or o.concurrency is not None or o.quant or o.kv_dtype):
+        raise ShardsimError("give either --workload FILE or --model/--context/--concurrency/--quant/--kv-dtype, not both")
+    engine = o.engine
+    if o.workload:
+        loaded = load_workload(o.workload)
+        if getattr(loaded.file, "task", None) == "train":
+            if engine or o.gpu_memory_utilization or o.engine_version:
+                raise ShardsimError("--engine, --engine-version and --gpu-memory-utilization are serving options; "
+                                    "this workload is task: train")
+            return TrainReviewRequest(tuple(loaded.loads), tuple(load_catalog(o.cluster or (), o.catalog, o.gpu)),
+                                      o.by)
+        loads = loaded.loads
+        engine = engine or loaded.file.engine
+        util = o.gpu_memory_utilization if o.gpu_memory_utilization is not None else loaded.file.gpu_memory_utilization
+    else:
+        if not o.model:
+            raise ShardsimError("no workload given; use --model 32b --context 32768 --concurrency 64, or --workload FILE")
+        names = [n for m in o.model for n in (BASE_PRESETS if m.strip().lower() == "all" else (m,))]
+        loads = [(resolve_served_model(name), _flag_load(name, o.context, o.concurrency, o.quant, o.kv_dtype))
+                 for name in dict.fromkeys(names)]
+        util = 0.9 if o.gpu_memory_utilization is None else o.gpu_memory_utilization
+    engine = common.check_engine(engine, ("vllm",), "review") or "none"
+    if o.engine_version is not None and engine != "vllm":
+        raise ShardsimError("--engine-version does nothing without --engine vllm in review")
+    if o.engine_version is not None:
+        from shardsim.engines.releases import resolve
+
+        resolve("vllm", o.engine_version)
+    if o.gpu_memory_utilization is not None and engine != "vllm":
+        raise ShardsimError("--gpu-memory-utilization does nothing without --engine vllm; it is vLLM's memory fraction")
+    if not 0 < util <= 1:
+        raise ShardsimError(f"--gpu-memory-utilization {util} is out of range; accepted: (0, 1]")
+    if o.max_gpus is not None and o.max_gpus < 1:
+        raise ShardsimError(f"--max-gpus {o.max_gpus} must be ≥ 1")
+    clusters = load_catalog(o.cluster or (), o.catalog, o.gpu)
+    return ReviewRequest(tuple(loads), tuple(clusters), engine, o.by, util, o.max_gpus, o.engine_version)
+
+
 def review(
     model: ModelsOpt = None, workload: WorkloadOpt = None,
     context: ContextOpt = None, concurrency: ConcurrencyOpt = None, engine: EngineOpt = None,
@@ -77,45 +143,18 @@ def review(
     engine_version: EngineVersionOpt = None,
 ) -> None:
     """Which cluster and layout serve a workload most cheaply: every layout of every priced cluster, ranked by cost."""
-    from shardsim.capacity.review import review as run_review
-    from shardsim.capacity.workload import BASE_PRESETS, load_catalog, load_workload, resolve_served_model
-
-    if workload and (model or context is not None or concurrency is not None or quant or kv_dtype):
-        raise ShardsimError("give either --workload FILE or --model/--context/--concurrency/--quant/--kv-dtype, not both")
-    if workload:
-        loaded = load_workload(workload)
-        if getattr(loaded.file, "task", None) == "train":
-            return _review_training(loaded, cluster, catalog, gpu, by, top, as_json,
-                                    engine or gpu_memory_utilization or engine_version)
-        loads = loaded.loads
-        engine = engine or loaded.file.engine
-        util = gpu_memory_utilization if gpu_memory_utilization is not None else loaded.file.gpu_memory_utilization
-    else:
-        if not model:
-            raise ShardsimError("no workload given; use --model 32b --context 32768 --concurrency 64, or --workload FILE")
-        names = [n for m in model for n in (BASE_PRESETS if m.strip().lower() == "all" else (m,))]
-        loads = [(resolve_served_model(name), _flag_load(name, context, concurrency, quant, kv_dtype))
-                 for name in dict.fromkeys(names)]
-        util = 0.9 if gpu_memory_utilization is None else gpu_memory_utilization
-    engine = common.check_engine(engine, ("vllm",), "review") or "none"
-    if engine_version is not None and engine != "vllm":
-        raise ShardsimError("--engine-version does nothing without --engine vllm in review")
-    if engine_version is not None:
-        from shardsim.engines.releases import resolve
-
-        resolve("vllm", engine_version)
-    if gpu_memory_utilization is not None and engine != "vllm":
-        raise ShardsimError("--gpu-memory-utilization does nothing without --engine vllm; it is vLLM's memory fraction")
-    if not 0 < util <= 1:
-        raise ShardsimError(f"--gpu-memory-utilization {util} is out of range; accepted: (0, 1]")
-    if max_gpus is not None and max_gpus < 1:
-        raise ShardsimError(f"--max-gpus {max_gpus} must be ≥ 1")
+    request = review_request(ReviewOptions(model, workload, context, concurrency, engine, quant, kv_dtype, by,
+                                           cluster, gpu, catalog, max_gpus, gpu_memory_utilization, engine_version))
     if top < 0 or misses < 0:
         raise ShardsimError("--top and --misses must be ≥ 0")
-    clusters = load_catalog(cluster or (), catalog, gpu)
+    from shardsim.capacity.records import TrainReviewRequest
+
+    if isinstance(request, TrainReviewRequest):
+        return _review_training(request, top, as_json)
+    from shardsim.capacity.review import review as run_review
+
     with common.Progress("reviewing") as bar:
-        rv = run_review(loads, clusters, engine=engine, by=by, gpu_memory_utilization=util, max_gpus=max_gpus,
-                        progress=bar, engine_version=engine_version)
+        rv = run_review(request, progress=bar)
         doc = rv.to_dict(top, misses) if as_json else None
     if as_json:
         return common.print_json(doc)
@@ -148,25 +187,20 @@ def _charts(spec, layout, base, hw, points, counts, chart: str) -> list:
             chart_fitmap(points, folder / f"{stem}-{tag}-fitmap.png")]
 
 
-def _review_training(loaded, cluster, catalog, gpu, by, top, as_json, serving_flags) -> None:
+def _review_training(request, top: int, as_json: bool) -> None:
     """``review`` of a ``task: train`` workload: the fewest GPUs per cluster and strategy, cheapest first."""
     from shardsim.capacity.train_review import review_training
-    from shardsim.capacity.workload import load_catalog
 
-    if serving_flags:
-        raise ShardsimError("--engine, --engine-version and --gpu-memory-utilization are serving options; this "
-                            "workload is task: train")
-    clusters = load_catalog(cluster or (), catalog, gpu)
     with common.Progress("reviewing training"):
-        options = review_training(loaded.loads, clusters, by)
+        options = review_training(list(request.loads), list(request.clusters), request.by)
     rows = [{"model": o.model, "strategy": o.strategy, "cluster": o.cluster.name, "gpus": o.gpus,
              "layout": {"tp": o.layout.tp, "dp": o.layout.dp}, "peak_bytes": o.peak_bytes, "cost_usd": o.cost}
             for o in options]
     if as_json:
-        return common.print_json({"task": "train", "by": by, "options": rows})
+        return common.print_json({"task": "train", "by": request.by, "options": rows})
     from shardsim.render.train_text import render_train_review
 
-    render_train_review(rows, common.console(), by, top)
+    render_train_review(rows, common.console(), request.by, top)
 
 
 def sweep(

@@ -7,6 +7,7 @@ import math
 
 import pytest
 
+from shardsim.capacity.records import ReviewRequest
 from shardsim.capacity.review import Review, review
 from shardsim.capacity.workload import ModelLoad, load_catalog, load_workload
 from shardsim.errors import ShardsimError
@@ -16,7 +17,7 @@ from shardsim.presets import get_preset
 
 def one(model: str, engine: str = "vllm", clusters=None, **kw) -> Review:
     load = ModelLoad(model=model, **kw)
-    return review([(get_preset(model), load)], clusters or load_catalog(), engine=engine)
+    return review(ReviewRequest(((get_preset(model), load),), tuple(clusters or load_catalog()), engine=engine))
 
 
 # ---------------------------------------------------------------- reality: Qwen3-235B-A22B bf16 on H20 under vLLM
@@ -102,8 +103,8 @@ def test_cost_ordering_and_basis():
     for o in fit[:20]:
         c = o.cluster
         assert o.cost == pytest.approx(c.purchase_price_usd / c.world_size * o.layout.world_size)
-    hourly = review([(get_preset("32b"), ModelLoad(model="32b", context=32768, concurrency=8))], load_catalog(),
-                    engine="vllm", by="hourly").models[0].fitting
+    hourly = review(ReviewRequest(((get_preset("32b"), ModelLoad(model="32b", context=32768, concurrency=8)),),
+                                  tuple(load_catalog()), engine="vllm", by="hourly")).models[0].fitting
     for o in hourly[:20]:
         assert o.cost == pytest.approx(o.cluster.price_per_hour_usd / o.cluster.world_size * o.layout.world_size)
     assert [o.cost for o in hourly] == sorted(o.cost for o in hourly)
