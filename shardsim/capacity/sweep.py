@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from shardsim.constants import MAX_REVIEW_LAYOUTS, MAX_SWEEP_POINTS
 from shardsim.core.layout import Layout, enumerate_layouts, rank_coords
@@ -52,6 +52,20 @@ class SweepPoint:
     @property
     def layout_text(self) -> str:
         return Layout(tp=self.tp, pp=self.pp, dp=self.dp, ep=self.ep).short()
+
+
+@dataclass(frozen=True, slots=True)
+class SweepRequest:
+    """A sweep: one model, its contexts and batches, and either one validated layout or the GPU counts to sweep every
+    layout over (the other None), the base workload and the hardware (``core.requests.Hardware``)."""
+
+    model: ModelSpec
+    layout: Layout | None
+    gpu_counts: tuple[int, ...] | None
+    workload: Workload
+    hardware: Any
+    contexts: tuple[int, ...]
+    batches: tuple[int, ...]
 
 
 def parse_int_list(text: str, option: str, low: int = 1, high: int | None = None) -> list[int]:

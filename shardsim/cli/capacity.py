@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from shardsim.cli import common
+from shardsim.cli import build, common
 from shardsim.cli.options import (
     BatchedTokensOpt,
     BatchesOpt,
@@ -203,6 +203,28 @@ def _review_training(request, top: int, as_json: bool) -> None:
     render_train_review(rows, common.console(), request.by, top)
 
 
+def sweep_request(model: "build.ModelOptions", layout: "build.LayoutOptions", workload: "build.WorkloadOptions",
+                  hardware: "build.HardwareOptions", contexts: str, batches: str, gpus: Optional[str]):
+    """The ``SweepRequest``: the model, the contexts and batches, one layout or the GPU counts to sweep every layout
+    over, the base workload, the hardware; each option refused here, in that order."""
+    from shardsim.capacity.sweep import SweepRequest, parse_int_list
+    from shardsim.constants import MAX_BATCH, MAX_CONTEXT_TOKENS
+
+    spec = model.spec()
+    ctxs = parse_int_list(contexts, "--contexts", 1, MAX_CONTEXT_TOKENS)
+    bats = parse_int_list(batches, "--batches", 1, MAX_BATCH)
+    base = common.workload(ctxs[0], bats[0], workload.max_num_batched_tokens, workload.dtype,
+                           common.single(workload.quant, "--quant"), workload.group_size,
+                           common.single(workload.kv_dtype, "--kv-dtype"), workload.block_size)
+    if gpus is not None:
+        if layout != build.LayoutOptions():
+            raise ShardsimError("--gpus sweeps every layout; leave out --tp/--pp/--dp/--ep/--zero/--pp-split")
+        counts = parse_int_list(gpus, "--gpus", 1, 4096)
+        return SweepRequest(spec, None, tuple(counts), base, hardware.hardware(max(counts)), tuple(ctxs), tuple(bats))
+    lay = layout.layout(spec)
+    return SweepRequest(spec, lay, None, base, hardware.hardware(lay.world_size, lay), tuple(ctxs), tuple(bats))
+
+
 def sweep(
     model: ModelArg = None, config: ConfigOpt = None,
     contexts: ContextsOpt = "8192", batches: BatchesOpt = "1", gpus: GpuCountsOpt = None,
@@ -213,55 +235,51 @@ def sweep(
     csv_file: CsvOpt = None, as_json: JsonOpt = False, chart: ChartOpt = None,
 ) -> None:
     """A grid for one model: context × batch on one layout, or every layout over GPU counts (--gpus)."""
-    from shardsim.capacity.sweep import parse_int_list, sweep_gpus, sweep_grid, to_csv
-    from shardsim.constants import MAX_BATCH, MAX_CONTEXT_TOKENS
-    from shardsim.core.layout import Layout, validate_layout
-    from shardsim.presets import resolve_model
+    request = sweep_request(
+        build.ModelOptions(model, config), build.LayoutOptions(tp, pp, dp, ep, zero, pp_split),
+        build.WorkloadOptions(max_num_batched_tokens=max_num_batched_tokens, dtype=dtype, quant=quant,
+                              group_size=group_size, kv_dtype=kv_dtype, block_size=block_size),
+        build.HardwareOptions(cluster, gpu, gpu_memory, interconnect), contexts, batches, gpus)
+    from shardsim.capacity.sweep import sweep_gpus, sweep_grid, to_csv
 
-    spec = resolve_model(model, config)
-    ctxs = parse_int_list(contexts, "--contexts", 1, MAX_CONTEXT_TOKENS)
-    bats = parse_int_list(batches, "--batches", 1, MAX_BATCH)
-    base = common.workload(ctxs[0], bats[0], max_num_batched_tokens, dtype, common.single(quant, "--quant"), group_size,
-                           common.single(kv_dtype, "--kv-dtype"), block_size)
-    counts, layout = None, None
-    if gpus is not None:
-        if (tp, pp, dp, ep, zero, pp_split) != (1, 1, 1, 1, 0, None):
-            raise ShardsimError("--gpus sweeps every layout; leave out --tp/--pp/--dp/--ep/--zero/--pp-split")
-        counts = parse_int_list(gpus, "--gpus", 1, 4096)
-        hw = common.hardware(cluster, gpu, gpu_memory, max(counts), interconnect=interconnect)
+    spec, layout, hw, base = request.model, request.layout, request.hardware, request.workload
+    ctxs, bats, counts = list(request.contexts), list(request.batches), request.gpu_counts
+    if counts is not None:
         with common.Progress("sweeping") as bar:
-            points = sweep_gpus(spec, counts, base, hw.capacity_bytes, ctxs, bats, gpu=hw.cluster.gpu.name,
-                                tp_max=hw.cluster.gpus_per_node, progress=bar,
-                                fabric=hw.fabric)
+            points = sweep_gpus(spec, counts, base, hw.capacity_bytes, ctxs, bats, gpu=hw.gpu_name,
+                                tp_max=hw.cluster.gpus_per_node, progress=bar, fabric=hw.fabric)
         if not points:
             raise ShardsimError(f"no valid layout of {spec.name} on {gpus} GPUs (TP ≤ {hw.cluster.gpus_per_node} inside a node)")
     else:
-        layout = validate_layout(spec, Layout(tp=tp, pp=pp, dp=dp, ep=ep, zero=zero, pp_split=common.parse_split(pp_split)))
-        hw = common.hardware(cluster, gpu, gpu_memory, layout.world_size, layout, interconnect)
-        points = sweep_grid(spec, layout, base, hw.capacity_bytes, ctxs, bats, gpu=hw.cluster.gpu.name,
-                            fabric=hw.fabric)
+        points = sweep_grid(spec, layout, base, hw.capacity_bytes, ctxs, bats, gpu=hw.gpu_name, fabric=hw.fabric)
     written = _charts(spec, layout, base, hw, points, counts, chart) if chart else []
-    if csv_file:
-        text = to_csv(points)
-        if csv_file == "-":
-            print(text, end="")
-        else:
-            try:
-                Path(csv_file).expanduser().write_text(text)
-            except OSError as exc:
-                raise ShardsimError(f"--csv {csv_file!r}: cannot write: {exc.strerror or exc}") from None
+    _write_csv(points, csv_file, to_csv)
     if as_json:
         return common.print_json({
             "model": spec.name, "mode": "gpus" if layout is None else "grid", "cluster": hw.cluster.name,
-            "gpu": hw.cluster.gpu.name, "capacity_bytes": hw.capacity_bytes, "contexts": ctxs, "batches": bats,
+            "gpu": hw.gpu_name, "capacity_bytes": hw.capacity_bytes, "contexts": ctxs, "batches": bats,
             "layout": None if layout is None else {"tp": layout.tp, "pp": layout.pp, "dp": layout.dp, "ep": layout.ep,
                                                    "zero": layout.zero, "world_size": layout.world_size},
-            "gpu_counts": counts, "points": [p.to_dict() for p in points], "charts": [str(p) for p in written]})
+            "gpu_counts": None if counts is None else list(counts), "points": [p.to_dict() for p in points],
+            "charts": [str(p) for p in written]})
     if csv_file == "-":
         return
     from shardsim.render.sweep_text import render_sweep
 
-    render_sweep(spec, layout, hw.cluster.gpu.name, hw.capacity_bytes, points, ctxs, bats, written, common.console())
+    render_sweep(spec, layout, hw.gpu_name, hw.capacity_bytes, points, ctxs, bats, written, common.console())
+
+
+def _write_csv(points, csv_file: Optional[str], to_csv) -> None:
+    if not csv_file:
+        return
+    text = to_csv(points)
+    if csv_file == "-":
+        print(text, end="")
+        return
+    try:
+        Path(csv_file).expanduser().write_text(text)
+    except OSError as exc:
+        raise ShardsimError(f"--csv {csv_file!r}: cannot write: {exc.strerror or exc}") from None
 
 
 def report(as_json: JsonOpt = False) -> None:
