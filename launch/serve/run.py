@@ -71,7 +71,7 @@ def _phases(req: ValidateRequest, spec, layout, ckpt: CheckpointFacts, prompt: l
         state.pids = readiness.pids
         port = state.port = free_port()
         calls = {
-            "setup": lambda a: a.setup.remote(port, spec, layout, req.phase_timeout_s, req.device),
+            "setup": lambda a: a.setup.remote(port, req),
             "load": lambda a: a.load.remote(ckpt, req.backend),
             "forward": lambda a: a.forward.remote(prompt, req.context, req.decode_steps, 16),
             "measure": lambda a: a.measure.remote(),
@@ -121,10 +121,11 @@ def _layout_record(layout) -> dict:
     return {"tp": layout.tp, "pp": layout.pp, "dp": layout.dp, "ep": layout.ep, "world_size": layout.world_size}
 
 
-def run(req: ValidateRequest, spec, layout, quiet: bool = False) -> dict:
+def run(req: ValidateRequest, quiet: bool = False) -> dict:
     """Run every phase on Ray; returns the result record (also appended to the run's results.jsonl)."""
     import ray
 
+    spec, layout = req.model, req.layout
     world, build = layout.world_size, cache_dir()
     backend = SERVE_BACKENDS[req.backend]
     prompt_len = req.context - req.decode_steps

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 from shardsim.core.layout import Layout
+from shardsim.core.model import ModelSpec
 from shardsim.errors import ShardsimError
 
 DEVICES = ("cpu", "cuda")
@@ -29,16 +31,16 @@ class Fault:
     action: str = "kill"
 
 
-@dataclass
+@dataclass(frozen=True)
 class ValidateRequest:
-    """What a validation run was asked: the model, the degrees, where it runs, the run's sizes and its folders."""
+    """What a validation run was asked, as one frozen record pickled whole to every worker: the model as run
+    (``core.model.ModelSpec``, truncated to ``layers``), the validated ``core.layout.Layout``, the training choices
+    (``core.train.setup.TrainSetup``; None: inference) and steps, where it runs, the run's sizes and its folders."""
 
-    model: str | None
-    config: str | None = None
-    tp: int = 1
-    pp: int = 1
-    dp: int = 1
-    ep: int = 1
+    model: ModelSpec
+    layout: Layout
+    setup: Any = None
+    steps: int = 2
     backend: str = "torch"
     address: str | None = None
     device: str = "cpu"

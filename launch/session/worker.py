@@ -44,9 +44,11 @@ class RankWorker:
         if self.fault is not None and self.fault.rank == self.rank and self.fault.phase == phase:
             os.kill(os.getpid(), signal.SIGSTOP if self.fault.action == "stop" else signal.SIGKILL)
 
-    def setup(self, master_port: int, spec, layout, timeout_s: float, device: str) -> dict:
-        """Join the torch.distributed group (gloo on CPU, nccl on CUDA) and build the TP/MoE groups; ``spec`` (a
-        ModelSpec) and ``layout`` (a validated Layout) arrive pickled as the driver holds them."""
+    def setup(self, master_port: int, request) -> dict:
+        """Join the torch.distributed group (gloo on CPU, nccl on CUDA) and build the TP/MoE groups; ``request``
+        (the run's ``session.request.ValidateRequest``: its model, validated layout, device and phase timeout)
+        arrives pickled as the driver holds it."""
+        spec, layout, timeout_s, device = request.model, request.layout, request.phase_timeout_s, request.device
         import torch
         import torch.distributed as dist
 

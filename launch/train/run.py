@@ -73,10 +73,11 @@ def _compare(predicted: dict, measured: dict) -> tuple[dict, bool]:
     return rows, ok
 
 
-def run_train(req: ValidateRequest, spec, layout, setup, steps: int, quiet: bool = False) -> dict:
+def run_train(req: ValidateRequest, quiet: bool = False) -> dict:
     """Real training steps on every rank; returns the result record (also appended to results.jsonl)."""
     import ray
 
+    spec, layout, setup, steps = req.model, req.layout, req.setup, req.steps
     world, build = layout.world_size, cache_dir()
     predicted = predict_train(spec, layout, setup)
     stem = f"{spec.name.split(' ')[0]}-train-{setup.framework}{setup.zero if setup.framework == 'deepspeed' else ''}"
@@ -144,7 +145,7 @@ def _train_phases(req, spec, layout, setup, steps, ckpt, state, progress, build,
         job = TrainJob(str(ckpt.path), setup.framework, setup.zero, setup.fsdp, setup.grad_accum, steps,
                        setup.micro_batch, setup.seq_len, req.seed)
         calls = {
-            "setup": lambda a: a.setup.remote(port, spec, layout, req.phase_timeout_s, req.device),
+            "setup": lambda a: a.setup.remote(port, req),
             "train": lambda a: a.train.remote(job),
         }
         run_phases(calls, actors, req, state, progress)

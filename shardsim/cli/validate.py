@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import shlex
 import sys
+from dataclasses import dataclass
+from typing import Any, Optional
 
 import typer
 
-from shardsim.cli import common
+from shardsim.cli import build, common
 from shardsim.cli.options import (
     AddressOpt,
     BackendOpt,
@@ -39,6 +41,67 @@ from shardsim.cli.options import (
 from shardsim.errors import ShardsimError
 
 
+@dataclass(frozen=True)
+class ValidateOptions:
+    """``validate``'s options, as given (None: not given)."""
+
+    model: Optional[str] = None
+    config: Optional[str] = None
+    layout: Any = None  # build.LayoutOptions
+    backend: str = "torch"
+    address: Optional[str] = None
+    device: str = "cpu"
+    batch: int = 1
+    context: Optional[int] = None
+    decode_steps: int = 4
+    layers: Optional[int] = None
+    checkpoint: Optional[str] = None
+    timeout: float = 300.0
+    run_dir: Optional[str] = None
+    inject_fault: Optional[str] = None
+    train: bool = False
+    train_run: Any = None  # validate_train.TrainRun
+
+
+def validate_request(o: ValidateOptions):
+    """The ``ValidateRequest`` (``shardsim.launch.session.request``): the model as run, the validated layout, and
+    (with --train) the training setup; every refusal of a validation here, before anything heavy starts."""
+    from shardsim.core.layout import Layout, validate_layout
+    from shardsim.launch.serve.registry import check_backend
+    from shardsim.launch.session import request
+    from shardsim.presets import preset_config, read_config, resolve_model
+
+    lo = o.layout
+    spec = resolve_model(o.model, o.config)
+    if o.layers is not None:
+        spec = spec.truncated(o.layers)
+    if spec.quant.method != "none":
+        raise ShardsimError(f"{spec.name} is quantized ({spec.quant.method}); validation runs bf16 checkpoints only")
+    where = {"address": o.address, "device": o.device, "layers": o.layers, "checkpoint": o.checkpoint,
+             "phase_timeout_s": o.timeout, "run_dir": o.run_dir, "command": shlex.join(["shardsim"] + sys.argv[1:])}
+    if o.train:
+        if o.context is not None or o.batch != 1 or o.decode_steps != 4 or o.inject_fault:
+            raise ShardsimError("--context, --batch, --decode-steps and --inject-fault are inference options; with "
+                                "--train use --seq-len, --micro-batch and --steps")
+        from shardsim.cli.validate_train import train_request
+
+        return train_request(spec, o.model, o.config, Layout(tp=lo.tp, pp=lo.pp, dp=lo.dp, ep=lo.ep),
+                             o.train_run, where)
+    r = o.train_run
+    if r.micro_batch is not None or r.seq_len is not None or r.steps != 2 or r.grad_accum is not None \
+            or r.fsdp is not None:
+        raise ShardsimError("--steps, --micro-batch, --seq-len, --grad-accum and --fsdp are options of validate "
+                            "--train")
+    layout = validate_layout(spec, Layout(tp=lo.tp, pp=lo.pp, dp=lo.dp, ep=lo.ep, zero=lo.zero))
+    context = common.resolve_context(o.context, common.VALIDATE_CONTEXT)
+    check_backend(o.backend, layout, o.device, spec.num_kv_heads, spec.is_moe)
+    request.check_run(layout, context, o.decode_steps, o.batch, o.timeout)
+    fault = request.parse_fault(o.inject_fault)
+    source_config = read_config(o.config) if o.config else preset_config(o.model)
+    return request.ValidateRequest(model=spec, layout=layout, backend=o.backend, batch=o.batch, context=context,
+                                   decode_steps=o.decode_steps, fault=fault, source_config=source_config, **where)
+
+
 def validate(
     model: ModelArg = None, config: ConfigOpt = None,
     tp: TpOpt = 1, pp: PpOpt = 1, dp: DpOpt = 1, ep: EpOpt = 1, zero: ZeroOpt = 0,
@@ -51,52 +114,28 @@ def validate(
 ) -> None:
     """Prove a plan: Ray starts one worker per rank, each loads its real shard, runs inference (or, with --train,
     real training steps) and measures."""
-    from shardsim.core.layout import Layout, validate_layout
-    from shardsim.launch.serve.registry import check_backend
-    from shardsim.launch.session import request
-    from shardsim.presets import preset_config, read_config, resolve_model
+    from shardsim.cli.validate_train import TrainRun
 
-    spec = resolve_model(model, config)
-    if layers is not None:
-        spec = spec.truncated(layers)
-    if spec.quant.method != "none":
-        raise ShardsimError(f"{spec.name} is quantized ({spec.quant.method}); validation runs bf16 checkpoints only")
-    if train:
-        if context is not None or batch != 1 or decode_steps != 4 or inject_fault:
-            raise ShardsimError("--context, --batch, --decode-steps and --inject-fault are inference options; with "
-                                "--train use --seq-len, --micro-batch and --steps")
-        from shardsim.cli.validate_train import TrainRun, validate_train
-
-        run = TrainRun(backend=backend, zero=zero, fsdp=fsdp, steps=steps, micro_batch=micro_batch, seq_len=seq_len,
-                       grad_accum=grad_accum)
-        return validate_train(spec, model, config, Layout(tp=tp, pp=pp, dp=dp, ep=ep), run,
-                              {"address": address, "device": device, "layers": layers, "checkpoint": checkpoint,
-                               "phase_timeout_s": timeout, "run_dir": run_dir}, as_json, _report)
-    if micro_batch is not None or seq_len is not None or steps != 2 or grad_accum is not None or fsdp is not None:
-        raise ShardsimError("--steps, --micro-batch, --seq-len, --grad-accum and --fsdp are options of validate "
-                            "--train")
-    layout = validate_layout(spec, Layout(tp=tp, pp=pp, dp=dp, ep=ep, zero=zero))
-    context = common.resolve_context(context, common.VALIDATE_CONTEXT)
-    check_backend(backend, layout, device, spec.num_kv_heads, spec.is_moe)
-    request.check_run(layout, context, decode_steps, batch, timeout)
-    fault = request.parse_fault(inject_fault)
-    source_config = read_config(config) if config else preset_config(model)
+    request = validate_request(ValidateOptions(
+        model, config, build.LayoutOptions(tp, pp, dp, ep, zero), backend, address, device, batch, context,
+        decode_steps, layers, checkpoint, timeout, run_dir, inject_fault, train,
+        TrainRun(backend=backend, zero=zero, fsdp=fsdp, steps=steps, micro_batch=micro_batch, seq_len=seq_len,
+                 grad_accum=grad_accum)))
     try:
         import ray  # noqa: F401
         import torch  # noqa: F401
     except ImportError as exc:
         raise ShardsimError(f"validation needs the validation stack ({exc.name} is missing); run bin/test once or "
                             "pip install 'shardsim[validate]' after the CPU torch wheel") from None
-    from shardsim.launch.serve.run import run
-    from shardsim.launch.session.request import ValidateRequest
+    if request.setup is not None:
+        from shardsim.launch.train.run import run_train
+        from shardsim.render.train_text import render_train_validation
 
-    req = ValidateRequest(model=model, config=config, tp=tp, pp=pp, dp=dp, ep=ep, backend=backend, address=address,
-                          device=device, batch=batch, context=context, decode_steps=decode_steps, layers=layers,
-                          checkpoint=checkpoint, phase_timeout_s=timeout, fault=fault, run_dir=run_dir,
-                          command=shlex.join(["shardsim"] + sys.argv[1:]), source_config=source_config)
+        return _report(lambda: run_train(request, quiet=as_json), render_train_validation, as_json)
+    from shardsim.launch.serve.run import run
     from shardsim.render.validation_text import render_validation
 
-    _report(lambda: run(req, spec, layout, quiet=as_json), render_validation, as_json)
+    _report(lambda: run(request, quiet=as_json), render_validation, as_json)
 
 
 def _report(run_it, render, as_json: bool) -> None:

@@ -4,8 +4,6 @@ accelerate, torch-native TP / pipelining), each state compared with the predicti
 
 from __future__ import annotations
 
-import shlex
-import sys
 from dataclasses import dataclass
 
 from shardsim.errors import ShardsimError
@@ -72,27 +70,14 @@ def _setup(spec, layout, run: TrainRun):
     return layout, check_setup(spec, layout, setup)
 
 
-def validate_train(spec, model, config, layout, run: TrainRun, where: dict, as_json: bool, report) -> None:
-    """Check what was asked, run it on Ray, report per rank predicted vs measured (``report``: the command's
-    reporter, which prints the record and sets the exit code)."""
+def train_request(spec, model, config, layout, run: TrainRun, where: dict):
+    """The ``ValidateRequest`` of a training validation: what was asked checked, the layout validated, the setup
+    built (``where``: the run's place, folders and command)."""
+    from shardsim.launch.session.request import ValidateRequest, check_run
     from shardsim.presets import preset_config, read_config
 
     _check_backend(spec, layout, run)
     layout, setup = _setup(spec, layout, run)
-    request_check = __import__("shardsim.launch.session.request", fromlist=["check_run"])
-    request_check.check_run(layout, 2, 0, 1, where["phase_timeout_s"])
-    try:
-        import ray  # noqa: F401
-        import torch  # noqa: F401
-    except ImportError as exc:
-        raise ShardsimError(f"validation needs the validation stack ({exc.name} is missing); "
-                            "run bin/test once") from None
-    from shardsim.launch.session.request import ValidateRequest
-    from shardsim.launch.train.run import run_train
-
-    req = ValidateRequest(model=model, config=config, tp=layout.tp, pp=layout.pp, dp=layout.dp, backend=run.backend,
-                          command=shlex.join(["shardsim"] + sys.argv[1:]),
-                          source_config=read_config(config) if config else preset_config(model), **where)
-    from shardsim.render.train_text import render_train_validation
-
-    report(lambda: run_train(req, spec, layout, setup, run.steps, quiet=as_json), render_train_validation, as_json)
+    check_run(layout, 2, 0, 1, where["phase_timeout_s"])
+    return ValidateRequest(model=spec, layout=layout, setup=setup, steps=run.steps, backend=run.backend,
+                           source_config=read_config(config) if config else preset_config(model), **where)

@@ -192,3 +192,49 @@ def test_every_module_named_in_a_docstring_exists():
                     missing.append(f"{name} ({where}): {file}")
 
     assert not missing, "docstrings name modules that do not exist:\n" + "\n".join(missing)
+
+
+def _functions():
+    for name, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                yield name, node
+
+
+def _is_command(node) -> bool:
+    """A Typer command function: every parameter annotated with an option of ``cli.options`` (``…Opt``, ``…Arg``)."""
+    args = node.args.args + node.args.kwonlyargs
+    return bool(args) and all(isinstance(a.annotation, ast.Name) and a.annotation.id.endswith(("Opt", "Arg"))
+                              for a in args)
+
+
+MAX_PARAMETERS = 12
+
+
+def test_no_function_takes_more_than_twelve_parameters_but_the_commands():
+    wide = []
+    for name, node in _functions():
+        count = len([a for a in node.args.posonlyargs + node.args.args + node.args.kwonlyargs
+                     if a.arg not in ("self", "cls")])
+        if count > MAX_PARAMETERS and not (name.startswith("shardsim.cli.") and _is_command(node)):
+            wide.append(f"{name}.{node.name}: {count} parameters")
+    assert not wide, "group parameters into records:\n" + "\n".join(wide)
+
+
+def test_each_planning_command_builds_one_typed_request_first():
+    """A command with five options or more turns them into one request in its first statement after its imports
+    (``request = …``), and nothing hands ``locals()`` on."""
+    commands = [(name, node) for name, node in _functions() if name.startswith("shardsim.cli.") and _is_command(node)]
+    assert {node.name for _, node in commands} >= {"plan", "train", "validate", "review", "sweep"}
+    for name, node in commands:
+        if len(node.args.args + node.args.kwonlyargs) < 5:
+            continue
+        body = [s for s in node.body if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant))
+                and not isinstance(s, (ast.Import, ast.ImportFrom))]
+        first = body[0]
+        assert isinstance(first, ast.Assign) and [t.id for t in first.targets if isinstance(t, ast.Name)] == [
+            "request"], f"{name}.{node.name}: the first statement is not 'request = …'"
+    for name, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "locals":
+                raise AssertionError(f"{name} passes locals() on: build a record instead")

@@ -206,7 +206,8 @@ def plan_train(spec: ModelSpec, layout: Layout, setup: TrainSetup, capacity_byte
     for rank in range(lay.world_size):
         rb, states = planner.rank_bytes(rank)
         p = planner.params(rank)
-        ranks.append(TrainRankReport(rank, rank // fabric.gpus_per_node, rank % fabric.gpus_per_node,
+        slot = fabric.placement.slot(rank)
+        ranks.append(TrainRankReport(rank, slot.node, slot.local_gpu,
                                      rank_coords(rank, lay).pp_rank, (p.first_layer, p.last_layer), rb,
                                      capacity_bytes, states.host))
     peak = max(ranks, key=lambda r: (r.bytes.total, -r.rank)).rank
