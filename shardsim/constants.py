@@ -163,6 +163,26 @@ MAX_JSONL_BYTES = 64 * MiB
 MAX_INPUT_DEPTH = 64
 MAX_INT_DIGITS = 30
 MAX_YAML_NODES = 100_000
+# A safetensors file is an 8-byte little-endian header length N, N bytes of UTF-8 JSON, then the tensor data
+# (github.com/huggingface/safetensors README, "Format"). The library refuses a header over 100 MB
+# (safetensors/src/tensor.rs: MAX_HEADER_SIZE = 100_000_000); shardsim reads only headers and refuses the same.
+SAFETENSORS_LENGTH_BYTES = 8
+MAX_SAFETENSORS_HEADER_BYTES = 100_000_000
+# A header nests three levels: {name: {"dtype", "shape": [...], "data_offsets": [...]}} (README "Format").
+MAX_SAFETENSORS_HEADER_DEPTH = 3
+# model.safetensors.index.json maps each tensor name to its shard file, ~100 bytes a tensor: 16 MiB allows
+# ~160k tensors, over four times Qwen3-235B-A22B's 94 layers × 128 experts × 3 projections = 36,096 expert tensors.
+MAX_CHECKPOINT_INDEX_BYTES = 16 * MiB
+# Bits per element of each safetensors dtype (safetensors 0.8, safetensors/src/tensor.rs ``Dtype`` and
+# ``Dtype::bitsize``; the FNUZ float8 variants are 8 bits, safetensors/torch.py ``_SIZE``). F4 and F6 pack several
+# elements per byte.
+SAFETENSORS_DTYPE_BITS: dict[str, int] = {
+    "BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8, "F8_E4M3FNUZ": 8, "F8_E5M2FNUZ": 8,
+    "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6,
+    "I16": 16, "U16": 16, "F16": 16, "BF16": 16,
+    "I32": 32, "U32": 32, "F32": 32,
+    "I64": 64, "U64": 64, "F64": 64, "C64": 64,
+}
 # vLLM runs fused MoE over at most this many tokens at a time (envs.VLLM_FUSED_MOE_CHUNK_SIZE, vllm/envs.py),
 # so the MoE transient of a long prefill stops growing here.
 MOE_CHUNK_TOKENS = 32768

@@ -1,10 +1,12 @@
-"""Reading the user's input files safely: the one gate every config.json, YAML and JSONL file passes through.
+"""Reading the user's input files safely: the one gate every config.json, YAML, JSONL and safetensors header
+passes through.
 
 Before parsing: regular files only (a FIFO, a directory or ``/dev/zero`` is refused, not read), and a size limit per
 kind of file. JSON: nesting depth, integer length and non-finite numbers (``NaN``, ``Infinity``) bounded or refused.
 YAML: the safe loader only, duplicate keys refused with their line, anchors/aliases bounded by the number of nodes
 the document expands to (a billion-laughs file is refused before it is built), nesting depth bounded. Every failure
 is one ``ShardsimError`` line that names the file; the limits are in ``shardsim.constants`` and name themselves.
+Binary files (a safetensors shard) are read by byte range only (``read_bytes``), never whole.
 """
 
 from __future__ import annotations
@@ -53,8 +55,8 @@ def exists(path: Path | str) -> bool:
         return False
 
 
-def read_text(path: Path | str, what: str, max_bytes: int) -> str:
-    """The text of a regular file of at most ``max_bytes``, UTF-8; ``what`` names the kind of file in errors."""
+def regular_file_size(path: Path | str, what: str) -> int:
+    """The size in bytes of a regular file; not found, unreadable or not a regular file is one error line."""
     p = Path(path)
     try:
         info = os.stat(p)
@@ -64,8 +66,32 @@ def read_text(path: Path | str, what: str, max_bytes: int) -> str:
         raise ShardsimError(f"{what} {str(p)[:200]!r}: cannot read it: {getattr(exc, 'strerror', None) or exc}") from None
     if not stat.S_ISREG(info.st_mode):
         raise ShardsimError(f"{what} {show(p)!r} is not a regular file (a directory, FIFO or device); give a file")
-    if info.st_size > max_bytes:
-        raise ShardsimError(f"{what} {show(p)!r} is {info.st_size:,} bytes; the limit for a {what} is {max_bytes:,}")
+    return info.st_size
+
+
+def read_bytes(path: Path | str, what: str, offset: int, length: int) -> bytes:
+    """Exactly ``length`` bytes of a regular file from ``offset`` (the caller bounds ``length``); a file that ends
+    first is refused as truncated."""
+    p = Path(path)
+    regular_file_size(p, what)
+    try:
+        with open(p, "rb") as handle:
+            handle.seek(offset)
+            raw = handle.read(length)
+    except OSError as exc:
+        raise ShardsimError(f"{what} {show(p)!r}: cannot read it: {exc.strerror or exc}") from None
+    if len(raw) < length:
+        raise ShardsimError(f"{what} {show(p)!r} is truncated: it ends {len(raw):,} bytes after byte {offset:,}, "
+                            f"{length:,} were expected")
+    return raw
+
+
+def read_text(path: Path | str, what: str, max_bytes: int) -> str:
+    """The text of a regular file of at most ``max_bytes``, UTF-8; ``what`` names the kind of file in errors."""
+    p = Path(path)
+    size = regular_file_size(p, what)
+    if size > max_bytes:
+        raise ShardsimError(f"{what} {show(p)!r} is {size:,} bytes; the limit for a {what} is {max_bytes:,}")
     try:
         with open(p, "rb") as handle:
             raw = handle.read(max_bytes + 1)

@@ -20,9 +20,19 @@ class ModelOptions:
     config: Optional[str] = None
 
     def spec(self):
+        """The ModelSpec; a checkpoint folder given as MODEL has its safetensors headers read (and refused) here."""
         from shardsim.presets import resolve_model
 
-        return resolve_model(self.model, self.config)
+        spec = resolve_model(self.model, self.config)
+        self.checkpoint()
+        return spec
+
+    def checkpoint(self):
+        """The ``CheckpointFacts`` of a checkpoint folder given as MODEL (its safetensors headers), else None."""
+        from shardsim.presets.checkpoints import checkpoint_folder, read_checkpoint
+
+        folder = None if self.config else checkpoint_folder(self.model)
+        return read_checkpoint(folder) if folder is not None else None
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,9 @@ def length_or_auto(text: str | int) -> int:
 
 # ---------------------------------------------------------------- model and layout
 ModelArg = Annotated[Optional[str], typer.Argument(
-    help="preset: 0.6b 1.7b 4b 8b 14b 32b 30b-a3b 235b (or full names)", metavar="MODEL", show_default=False)]
+    help="preset: 0.6b 1.7b 4b 8b 14b 32b 30b-a3b 235b, full names or Hugging Face ids (Qwen/Qwen3-8B, any case; "
+         "list: shardsim models), or a downloaded checkpoint folder (its safetensors headers are checked)",
+    metavar="MODEL", show_default=False)]
 ConfigOpt = Annotated[Optional[str], typer.Option("--config", metavar="PATH", show_default=False, help="a config.json (or its folder) instead of a preset")]
 TpOpt = Annotated[int, typer.Option("--tp", parser=whole_number, metavar="N", show_default=False, help="tensor-parallel degree [1]")]
 PpOpt = Annotated[int, typer.Option("--pp", parser=whole_number, metavar="N", show_default=False, help="pipeline-parallel degree [1]")]
@@ -45,7 +47,7 @@ PpSplitOpt = Annotated[Optional[str], typer.Option("--pp-split", metavar="N,N", 
 ContextOpt = Annotated[Optional[int], typer.Option("--context", parser=whole_number, metavar="N", show_default=False, help="tokens per sequence [8192; validate: 128]")]
 BatchOpt = Annotated[int, typer.Option("--batch", parser=whole_number, metavar="N", show_default=False, help="sequences in flight per replica [1]")]
 DtypeOpt = Annotated[str, typer.Option("--dtype", metavar="DTYPE", show_default=False, help="weights: bf16 fp16 fp32 [bf16]")]
-QuantOpt = Annotated[Optional[list[str]], typer.Option("--quant", metavar="FMT", show_default=False, help="none fp8 int8 int4 awq nvfp4 [checkpoint's]")]
+QuantOpt = Annotated[Optional[list[str]], typer.Option("--quant", metavar="FMT", show_default=False, help="none fp8 int8 int4 awq nvfp4 [checkpoint's]; fp8 on a base model = its published -FP8 checkpoint (e4m3, 128×128 block scales)")]
 GroupOpt = Annotated[Optional[int], typer.Option("--group-size", parser=whole_number, metavar="N", show_default=False, help="int8/int4/awq group size [128]")]
 KvDtypeOpt = Annotated[Optional[list[str]], typer.Option("--kv-dtype", metavar="DTYPE", show_default=False, help="KV cache: bf16 fp16 fp8 [bf16]")]
 BlockOpt = Annotated[Optional[int], typer.Option("--block-size", parser=whole_number, metavar="N", show_default=False, help="KV cache page, tokens [16]")]

@@ -97,17 +97,20 @@ def plan(
             entrypoint=vllm_entrypoint, load_dtype=load_dtype, device_map=device_map, max_memory=max_memory,
             allow_offload=allow_offload)),
     )
-    run_plan(request, as_json)
+    run_plan(request, as_json, build.ModelOptions(model, config).checkpoint())
 
 
 plan.__doc__ = EXAMPLES
 
 
-def run_plan(request, as_json: bool) -> None:
-    """Plan a ServeRequest and print it (tables, or one JSON object)."""
+def run_plan(request, as_json: bool, checkpoint=None) -> None:
+    """Plan a ServeRequest and print it (tables, or one JSON object); ``checkpoint`` (``CheckpointFacts`` of a
+    checkpoint folder) is held against the planned weight total."""
     from shardsim.core.plan import plan_request
+    from shardsim.presets.checkpoints import CheckpointCheck
 
     report = plan_request(request)
+    check = CheckpointCheck(checkpoint, report.weight_bytes) if checkpoint is not None else None
     engine_rep = None
     if request.engine is not None:
         from shardsim.engines.run import engine_report
@@ -115,13 +118,16 @@ def run_plan(request, as_json: bool) -> None:
         engine_rep = engine_report(request)
     if as_json:
         out = report.to_dict()
+        if check is not None:
+            out["checkpoint"] = check.to_dict()
+            out["warnings"] = out.get("warnings", []) + ([check.warning()] if check.warning() else [])
         if engine_rep is not None:
             out["engine"] = engine_rep.to_dict()
         return common.print_json(out)
     from shardsim.render.plan_text import render_engine, render_plan
 
     out_console = common.console()
-    render_plan(report, out_console)
+    render_plan(report, out_console, check)
     if engine_rep is not None:
         render_engine(engine_rep, out_console)
 

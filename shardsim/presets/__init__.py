@@ -91,17 +91,27 @@ def get_preset(name: str) -> ModelSpec:
 def _preset_file(name: str) -> str:
     full = _alias_table().get(str(name).strip().lower())
     if full is None:
-        short = ", ".join(aliases[0] for aliases in PRESET_ALIASES.values())
-        raise ShardsimError(f"unknown model {name!r}; accepted: {short} (or full names like Qwen3-235B-A22B, or --config PATH)")
+        raise ShardsimError(f"unknown model {str(name)[:80]!r}: not a shipped preset, its Hugging Face id or a "
+                            "folder; accepted: a preset or alias (listed by: shardsim models), its Hugging Face id "
+                            "(Qwen/Qwen3-8B, any case), --config PATH to a config.json, or the folder "
+                            "of a downloaded checkpoint (config.json and *.safetensors)")
     return full
 
 
 def resolve_model(name: str | None, config: str | None = None) -> ModelSpec:
-    """The model of a command: ``--config PATH`` wins over a preset name."""
+    """The model of a command: ``--config PATH``, or MODEL: a checkpoint folder when one of that name exists, else
+    a preset by alias, full name or Hugging Face id (``Qwen/Qwen3-8B``), case-insensitive."""
     if config and name:
         raise ShardsimError(f"give a model name ({name!r:.40}) or --config PATH, not both")
     if config:
         return load_config_file(config)
     if not name:
         raise ShardsimError("no model given; name a preset (e.g. 235b, 8b) or pass --config PATH")
+    from shardsim.presets.checkpoints import checkpoint_folder, folder_config
+
+    folder = checkpoint_folder(name)
+    if folder is not None:
+        return load_config_file(folder_config(folder))
+    if str(name).endswith(("/", "\\")):
+        raise ShardsimError(f"model {str(name)[:200]!r} ends with a slash but is not a folder")
     return get_preset(name)

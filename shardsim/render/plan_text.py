@@ -21,7 +21,9 @@ def step_text(wl) -> str:
     return f"{tokens:,} tokens" + (f" (budget {wl.step_tokens:,})" if wl.step_tokens is not None else " (batch × prompt)")
 
 
-def render_plan(report: PlanReport, console) -> None:
+def render_plan(report: PlanReport, console, checkpoint=None) -> None:
+    """The plan's tables; ``checkpoint`` (a ``presets.checkpoints.CheckpointCheck``, only for a checkpoint folder)
+    adds one line after the header, and a warning line when its headers' bytes differ from the planned weights."""
     from rich.table import Table
 
     spec, lay, wl = report.model, report.layout, report.workload
@@ -31,6 +33,12 @@ def render_plan(report: PlanReport, console) -> None:
     console.print(f"[bold]{spec.name}[/]  {report.params:,} params"
                   + (f" ({report.active_params:,} active)" if spec.is_moe else "")
                   + f" · weights {quant} {format_bytes(report.weight_bytes)} ({report.weight_bytes:,} B) · KV {wl.kv_dtype}")
+    if checkpoint is not None:
+        f = checkpoint.facts
+        console.print(f"checkpoint {f.path} · {f.files} safetensors files · {f.tensors:,} tensors · {f.bytes:,} B"
+                      + (" · equals the planned weights" if checkpoint.match else ""), markup=False)
+        if not checkpoint.match:
+            console.print(f"[yellow]warning:[/] {checkpoint.warning()}")
     console.print(f"layout {lay.describe()} · stages {'/'.join(map(str, lay.pp_split))} layers"
                   + (f" · experts split over {lay.etp} ranks" if spec.is_moe and lay.ep == 1 and lay.etp > 1 else ""))
     console.print(f"cluster {report.cluster_name} · {report.gpu_name} · {format_bytes(report.capacity_bytes)} per GPU"
