@@ -1,4 +1,6 @@
-"""A ModelSpec from a Hugging Face config dict of Qwen3ForCausalLM or Qwen3MoeForCausalLM: strictly typed, bounded.
+"""A ModelSpec from a Hugging Face config dict of Qwen3 (dense, MoE), Qwen3-Next, Qwen3.5 / 3.6 or Qwen3-VL: strictly
+typed, bounded. The language model's fields are read at the top level or under ``text_config`` (Qwen3.5 / 3.6,
+Qwen3-VL), the vision tower's under ``vision_config``.
 
 Types are checked as JSON gives them: an integer field takes an integer (not a bool, not a string), a flag takes
 ``true``/``false`` (not ``"false"``, which Python would read as true). Sizes are bounded by the limits in
@@ -17,7 +19,16 @@ from shardsim.constants import (
     MAX_LAYERS,
     MAX_VOCAB,
 )
-from shardsim.core.model import SUPPORTED_ARCHITECTURES, ModelSpec, QuantConfig
+from shardsim.core.model import (
+    FULL_ATTENTION,
+    LINEAR_ATTENTION,
+    MOE_ARCHITECTURES,
+    SUPPORTED_ARCHITECTURES,
+    LinearAttention,
+    ModelSpec,
+    QuantConfig,
+    VisionSpec,
+)
 from shardsim.errors import ShardsimError
 from shardsim.units import canonical_dtype
 
@@ -125,8 +136,22 @@ def _dtype(text: str, source: str) -> str:
         raise ShardsimError(f"{source}: field 'torch_dtype': {exc}") from None
 
 
+NESTED_TEXT = ("Qwen3_5ForConditionalGeneration", "Qwen3_5MoeForConditionalGeneration",
+               "Qwen3VLForConditionalGeneration", "Qwen3VLMoeForConditionalGeneration")
+"""Architectures whose language model sits under ``text_config`` and under ``model.language_model.`` in the
+checkpoint (transformers v5.25.0 ``conversion_mapping.py``: the qwen3_5 / qwen3_vl prefix rules)."""
+HYBRID = {"Qwen3NextForCausalLM": "fused", "Qwen3_5ForConditionalGeneration": "split",
+          "Qwen3_5MoeForConditionalGeneration": "split"}
+"""Hybrid architectures and how their Gated-DeltaNet input projections are stored (``core.model.LinearAttention``)."""
+QWEN3_NEXT_MTP_LAYERS = 1
+"""Qwen3-Next's config has no ``mtp_num_hidden_layers``, yet its checkpoints hold one MTP layer (``mtp.layers.0.*``:
+the tensor table of Qwen/Qwen3-Next-80B-A3B-Instruct, github.com/gogongxt/python scripts/models@ec99626)."""
+DEFAULT_FULL_ATTENTION_INTERVAL = 4
+"""transformers v5.25.0 ``qwen3_next/configuration_qwen3_next.py``: ``full_attention_interval`` defaults to 4."""
+
+
 def spec_from_config(config: dict, name: str, source: str = "config.json") -> ModelSpec:
-    """Build a ModelSpec from a Hugging Face config dict of Qwen3ForCausalLM or Qwen3MoeForCausalLM."""
+    """Build a ModelSpec from a Hugging Face config dict of a supported architecture."""
     if not isinstance(config, dict):
         raise ShardsimError(f"{source}: expected a JSON object")
     archs = config.get("architectures")
@@ -134,28 +159,101 @@ def spec_from_config(config: dict, name: str, source: str = "config.json") -> Mo
     if arch not in SUPPORTED_ARCHITECTURES:
         raise ShardsimError(f"{source}: architectures {archs!r:.80} is not supported; accepted: one of "
                             f"{', '.join(SUPPORTED_ARCHITECTURES)}")
-    hidden = _int(config, "hidden_size", source, MAX_HIDDEN)
-    heads = _int(config, "num_attention_heads", source, MAX_HEADS)
-    kv_heads = _int(config, "num_key_value_heads", source, heads, default=heads)
+    text = config
+    if arch in NESTED_TEXT:
+        text = config.get("text_config")
+        if not isinstance(text, dict):
+            raise ShardsimError(f"{source}: {arch} keeps its language model under 'text_config', which is missing")
+        source_text = f"{source}: text_config"
+    else:
+        source_text = source
+    fields = _text_fields(text, config, name, arch, source_text)
+    layers = fields["num_layers"]
+    if arch in MOE_ARCHITECTURES:
+        fields.update(_moe_fields(text, source_text, layers))
+        fields["shared_expert_intermediate_size"] = _int(text, "shared_expert_intermediate_size", source_text,
+                                                         MAX_INTERMEDIATE, default=0, low=0)
+    if arch in HYBRID:
+        fields.update(_hybrid_fields(text, source_text, layers, HYBRID[arch], arch))
+    if arch in NESTED_TEXT:
+        fields["text_prefix"] = "model.language_model."
+        if "vision_config" in config:
+            fields["vision"] = _vision(config["vision_config"], f"{source}: vision_config")
+    return ModelSpec(**fields)
+
+
+def _text_fields(text: dict, top: dict, name: str, arch: str, source: str) -> dict:
+    """The fields every Qwen3 language model has."""
+    hidden = _int(text, "hidden_size", source, MAX_HIDDEN)
+    heads = _int(text, "num_attention_heads", source, MAX_HEADS)
+    kv_heads = _int(text, "num_key_value_heads", source, heads, default=heads)
     if heads % kv_heads:
         raise ShardsimError(f"{source}: num_attention_heads {heads} is not a multiple of num_key_value_heads {kv_heads}")
-    layers = _int(config, "num_hidden_layers", source, MAX_LAYERS)
-    dtype = config.get("torch_dtype", config.get("dtype"))
+    layers = _int(text, "num_hidden_layers", source, MAX_LAYERS)
+    dtype = text.get("torch_dtype", text.get("dtype", top.get("torch_dtype", top.get("dtype"))))
     dtype = "bfloat16" if dtype is None else dtype
     if not isinstance(dtype, str):
         raise ShardsimError(f"{source}: field 'torch_dtype' must be a string such as \"bfloat16\"")
-    fields = dict(
+    tie_source = top if "tie_word_embeddings" in top else text
+    return dict(
         name=name, architecture=arch, hidden_size=hidden, num_heads=heads, num_kv_heads=kv_heads, num_layers=layers,
-        intermediate_size=_int(config, "intermediate_size", source, MAX_INTERMEDIATE),
+        # MoE configs whose every layer is sparse (Qwen3.5 MoE) carry no dense intermediate size
+        intermediate_size=_int(text, "intermediate_size", source, MAX_INTERMEDIATE,
+                               default=0 if arch in MOE_ARCHITECTURES else None),
         # Qwen3 configs always carry head_dim; transformers falls back to hidden // heads only when it is absent.
-        head_dim=(_int(config, "head_dim", source, MAX_HEAD_DIM) if "head_dim" in config
+        head_dim=(_int(text, "head_dim", source, MAX_HEAD_DIM) if "head_dim" in text
                   else _derived_head_dim(hidden, heads, source)),
-        vocab_size=_int(config, "vocab_size", source, MAX_VOCAB),
-        tie_word_embeddings=_bool(config, "tie_word_embeddings", source, False),
-        max_position_embeddings=_int(config, "max_position_embeddings", source, MAX_CONTEXT_TOKENS, default=40960),
-        torch_dtype=_dtype(dtype, source), attention_bias=_bool(config, "attention_bias", source, False),
-        quant=quant_from_config(config, source),
+        vocab_size=_int(text, "vocab_size", source, MAX_VOCAB),
+        tie_word_embeddings=_bool(tie_source, "tie_word_embeddings", source, False),
+        max_position_embeddings=_int(text, "max_position_embeddings", source, MAX_CONTEXT_TOKENS, default=40960),
+        torch_dtype=_dtype(dtype, source), attention_bias=_bool(text, "attention_bias", source, False),
+        quant=quant_from_config(top, source),
     )
-    if arch == "Qwen3MoeForCausalLM":
-        fields.update(_moe_fields(config, source, layers))
-    return ModelSpec(**fields)
+
+
+def _hybrid_fields(text: dict, source: str, layers: int, projection: str, arch: str) -> dict:
+    """Gated DeltaNet dims, the layer kinds (``layer_types``, else every ``full_attention_interval``-th layer full),
+    the output gate, the MTP layers and the state dtype."""
+    linear = LinearAttention(
+        num_key_heads=_int(text, "linear_num_key_heads", source, MAX_HEADS),
+        num_value_heads=_int(text, "linear_num_value_heads", source, MAX_HEADS),
+        key_head_dim=_int(text, "linear_key_head_dim", source, MAX_HEAD_DIM),
+        value_head_dim=_int(text, "linear_value_head_dim", source, MAX_HEAD_DIM),
+        conv_kernel=_int(text, "linear_conv_kernel_dim", source, 64),
+        projection=projection)
+    if linear.num_value_heads % linear.num_key_heads:
+        raise ShardsimError(f"{source}: linear_num_value_heads {linear.num_value_heads} is not a multiple of "
+                            f"linear_num_key_heads {linear.num_key_heads}")
+    kinds = text.get("layer_types")
+    if kinds is None:
+        interval = _int(text, "full_attention_interval", source, layers, default=DEFAULT_FULL_ATTENTION_INTERVAL)
+        kinds = [LINEAR_ATTENTION if (i + 1) % interval else FULL_ATTENTION for i in range(layers)]
+    if (not isinstance(kinds, list) or len(kinds) != layers
+            or any(k not in (FULL_ATTENTION, LINEAR_ATTENTION) for k in kinds)):
+        raise ShardsimError(f"{source}: field 'layer_types' must list {layers} entries, each "
+                            f"\"{FULL_ATTENTION}\" or \"{LINEAR_ATTENTION}\"")
+    state = text.get("mamba_ssm_dtype")
+    mtp_default = QWEN3_NEXT_MTP_LAYERS if arch == "Qwen3NextForCausalLM" else 0
+    return dict(linear=linear, layer_types=tuple(kinds),
+                attn_output_gate=_bool(text, "attn_output_gate", source, True),
+                mtp_layers=_int(text, "mtp_num_hidden_layers", source, 16, default=mtp_default, low=0),
+                state_dtype=None if state is None else _dtype(state, source))
+
+
+def _vision(vision: object, source: str) -> VisionSpec:
+    if not isinstance(vision, dict):
+        raise ShardsimError(f"{source}: expected an object")
+    deepstack = vision.get("deepstack_visual_indexes") or []
+    if not isinstance(deepstack, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in deepstack):
+        raise ShardsimError(f"{source}: field 'deepstack_visual_indexes' must be a list of layer indices")
+    return VisionSpec(
+        depth=_int(vision, "depth", source, MAX_LAYERS), hidden_size=_int(vision, "hidden_size", source, MAX_HIDDEN),
+        intermediate_size=_int(vision, "intermediate_size", source, MAX_INTERMEDIATE),
+        num_heads=_int(vision, "num_heads", source, MAX_HEADS),
+        out_hidden_size=_int(vision, "out_hidden_size", source, MAX_HIDDEN),
+        in_channels=_int(vision, "in_channels", source, 16, default=3),
+        patch_size=_int(vision, "patch_size", source, 1024, default=16),
+        temporal_patch_size=_int(vision, "temporal_patch_size", source, 64, default=2),
+        spatial_merge_size=_int(vision, "spatial_merge_size", source, 64, default=2),
+        num_position_embeddings=_int(vision, "num_position_embeddings", source, 1 << 20, default=2304),
+        deepstack_mergers=len(deepstack))

@@ -117,11 +117,15 @@ def validate_layout(spec: ModelSpec, layout: Layout) -> Layout:
                             "GPUs per layout")
     heads, kv = spec.num_heads, spec.num_kv_heads
     if heads % tp:
-        raise ShardsimError(f"--tp {tp} does not divide the {heads} query heads of {spec.name}; accepted tp: {_divisors_text(heads, kv)}")
+        raise ShardsimError(f"--tp {tp} does not divide the {heads} query heads of {spec.name}; accepted tp: {_divisors_text(heads, kv, spec)}")
     if tp <= kv and kv % tp:
-        raise ShardsimError(f"--tp {tp} does not divide the {kv} KV heads of {spec.name}; accepted tp: {_divisors_text(heads, kv)}")
+        raise ShardsimError(f"--tp {tp} does not divide the {kv} KV heads of {spec.name}; accepted tp: {_divisors_text(heads, kv, spec)}")
     if tp > kv and tp % kv:
-        raise ShardsimError(f"--tp {tp} exceeds the {kv} KV heads of {spec.name} but is not a multiple of them, so heads cannot be replicated evenly; accepted tp: {_divisors_text(heads, kv)}")
+        raise ShardsimError(f"--tp {tp} exceeds the {kv} KV heads of {spec.name} but is not a multiple of them, so heads cannot be replicated evenly; accepted tp: {_divisors_text(heads, kv, spec)}")
+    if spec.linear is not None and (spec.linear.num_key_heads % tp or spec.linear.num_value_heads % tp):
+        raise ShardsimError(f"--tp {tp} does not divide the {spec.linear.num_key_heads} key and "
+                            f"{spec.linear.num_value_heads} value heads of {spec.name}'s linear-attention layers (vLLM "
+                            f"and SGLang split them whole); accepted tp: {_divisors_text(heads, kv, spec)}")
     if pp > spec.num_layers:
         raise ShardsimError(f"--pp {pp} exceeds the {spec.num_layers} decoder layers of {spec.name}; accepted: 1 … {spec.num_layers}")
     if ep > 1:
@@ -156,13 +160,15 @@ def validate_layout(spec: ModelSpec, layout: Layout) -> Layout:
     return Layout(tp=tp, pp=pp, dp=dp, ep=ep, zero=layout.zero, pp_split=split, cp=cp)
 
 
-def _divisors_text(heads: int, kv: int) -> str:
+def _divisors_text(heads: int, kv: int, spec: ModelSpec | None = None) -> str:
     ok = [t for t in range(1, heads + 1) if heads % t == 0 and ((t <= kv and kv % t == 0) or (t > kv and t % kv == 0))]
+    if spec is not None and spec.linear is not None:
+        ok = [t for t in ok if spec.linear.num_key_heads % t == 0 and spec.linear.num_value_heads % t == 0]
     return ", ".join(map(str, ok))
 
 
 def valid_tp_degrees(spec: ModelSpec) -> list[int]:
-    return [int(x) for x in _divisors_text(spec.num_heads, spec.num_kv_heads).split(", ")]
+    return [int(x) for x in _divisors_text(spec.num_heads, spec.num_kv_heads, spec).split(", ")]
 
 
 def stage_ranges(layout: Layout) -> list[tuple[int, int]]:

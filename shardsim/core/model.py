@@ -1,4 +1,11 @@
-"""ModelSpec: the architecture facts of a Qwen3 checkpoint, from a preset or any config.json.
+"""ModelSpec: the architecture facts of a Qwen3, Qwen3-Next, Qwen3.5 / 3.6 or Qwen3-VL checkpoint, from a preset or any
+config.json.
+
+The hybrids (Qwen3-Next, Qwen3.5 / 3.6) interleave Gated-DeltaNet (linear attention) layers with gated full-attention
+layers (``layer_types``; three linear before every full one), carry a shared expert beside the routed ones, an MTP
+head, and (Qwen3.5 / 3.6, Qwen3-VL) a vision tower; their language model is nested under ``text_config``.
+Sources: transformers v5.25.0 ``models/qwen3_next``, ``qwen3_5``, ``qwen3_5_moe``, ``qwen3_vl``, ``qwen3_vl_moe``
+(configuration and modeling files).
 
 Pure: builds a spec from a config *dict*; reading files is ``shardsim.presets``. ``head_dim`` is always read from the config:
 Qwen3 sets it to 128 for every size, which is *not* hidden_size / num_attention_heads (e.g. 0.6B: 1024 / 16 = 64).
@@ -10,7 +17,65 @@ from pydantic import BaseModel, ConfigDict
 
 from shardsim.errors import ShardsimError
 
-SUPPORTED_ARCHITECTURES = ("Qwen3ForCausalLM", "Qwen3MoeForCausalLM")
+SUPPORTED_ARCHITECTURES = (
+    "Qwen3ForCausalLM", "Qwen3MoeForCausalLM", "Qwen3NextForCausalLM", "Qwen3_5ForConditionalGeneration",
+    "Qwen3_5MoeForConditionalGeneration", "Qwen3VLForConditionalGeneration", "Qwen3VLMoeForConditionalGeneration",
+)
+MOE_ARCHITECTURES = ("Qwen3MoeForCausalLM", "Qwen3NextForCausalLM", "Qwen3_5MoeForConditionalGeneration",
+                     "Qwen3VLMoeForConditionalGeneration")
+FULL_ATTENTION, LINEAR_ATTENTION = "full_attention", "linear_attention"
+
+
+class LinearAttention(BaseModel):
+    """Gated DeltaNet (``linear_attention`` layers): key / value heads and dims and the short convolution.
+
+    ``projection``: ``fused`` (Qwen3-Next: ``in_proj_qkvz`` and ``in_proj_ba``) or ``split`` (Qwen3.5 / 3.6:
+    ``in_proj_qkv``, ``in_proj_z``, ``in_proj_b``, ``in_proj_a``). Source: transformers v5.25.0
+    ``qwen3_next/modeling_qwen3_next.py`` ``Qwen3NextGatedDeltaNet`` and ``qwen3_5/modeling_qwen3_5.py``
+    ``Qwen3_5GatedDeltaNet``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    num_key_heads: int
+    num_value_heads: int
+    key_head_dim: int
+    value_head_dim: int
+    conv_kernel: int
+    projection: str = "fused"
+
+    @property
+    def key_dim(self) -> int:
+        return self.num_key_heads * self.key_head_dim
+
+    @property
+    def value_dim(self) -> int:
+        return self.num_value_heads * self.value_head_dim
+
+    @property
+    def conv_dim(self) -> int:
+        """Channels of the depthwise short convolution: q, k and v concatenated (2·key_dim + value_dim)."""
+        return 2 * self.key_dim + self.value_dim
+
+
+class VisionSpec(BaseModel):
+    """The vision tower of Qwen3-VL and Qwen3.5 / 3.6 (``vision_config``): a ViT of ``depth`` blocks, its patch merger
+    and (Qwen3-VL) the deepstack mergers. Source: transformers v5.25.0 ``qwen3_vl/modeling_qwen3_vl.py``
+    ``Qwen3VLVisionModel`` and ``qwen3_5/modeling_qwen3_5.py`` ``Qwen3_5VisionModel``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    depth: int
+    hidden_size: int
+    intermediate_size: int
+    num_heads: int
+    out_hidden_size: int
+    in_channels: int = 3
+    patch_size: int = 16
+    temporal_patch_size: int = 2
+    spatial_merge_size: int = 2
+    num_position_embeddings: int = 2304
+    deepstack_mergers: int = 0
 
 
 class QuantConfig(BaseModel):
@@ -55,10 +120,33 @@ class ModelSpec(BaseModel):
     mlp_only_layers: tuple[int, ...] = ()
     attention_bias: bool = False
     quant: QuantConfig = QuantConfig()
+    # Hybrids, Qwen3.5 / 3.6 and Qwen3-VL (defaults: plain Qwen3)
+    layer_types: tuple[str, ...] = ()  # per decoder layer; empty: every layer full attention
+    attn_output_gate: bool = False  # gated attention: q_proj also yields a per-head output gate (2 × rows)
+    linear: LinearAttention | None = None
+    shared_expert_intermediate_size: int = 0
+    mtp_layers: int = 0
+    vision: VisionSpec | None = None
+    state_dtype: str | None = None  # the recurrent state's dtype the config asks for (``mamba_ssm_dtype``)
+    text_prefix: str = "model."  # where the language model's tensors live in the checkpoint
+    fp32_tensors: tuple[str, ...] = ()  # name suffixes the checkpoint stores in fp32 (read from its tensor table)
 
     @property
     def is_moe(self) -> bool:
-        return self.architecture == "Qwen3MoeForCausalLM" and self.num_experts > 0
+        return self.architecture in MOE_ARCHITECTURES and self.num_experts > 0
+
+    def layer_kind(self, layer: int) -> str:
+        """``full_attention`` or ``linear_attention`` (Gated DeltaNet)."""
+        return self.layer_types[layer] if self.layer_types else FULL_ATTENTION
+
+    @property
+    def attention_layers(self) -> int:
+        """Decoder layers that hold a KV cache."""
+        return sum(1 for layer in range(self.num_layers) if self.layer_kind(layer) == FULL_ATTENTION)
+
+    @property
+    def is_hybrid(self) -> bool:
+        return self.linear is not None and self.attention_layers < self.num_layers
 
     def is_moe_layer(self, layer: int) -> bool:
         """Qwen3-MoE: a layer is sparse unless listed in mlp_only_layers or off the sparse step.
@@ -77,4 +165,5 @@ class ModelSpec(BaseModel):
             raise ShardsimError(f"--layers {num_layers} is out of range; accepted: 1 … {self.num_layers}")
         if num_layers == self.num_layers:
             return self
-        return self.model_copy(update={"num_layers": num_layers, "name": f"{self.name} (first {num_layers} layers)"})
+        return self.model_copy(update={"num_layers": num_layers, "name": f"{self.name} (first {num_layers} layers)",
+                                       "layer_types": self.layer_types[:num_layers]})

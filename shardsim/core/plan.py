@@ -36,7 +36,7 @@ def plan(spec: ModelSpec, layout: Layout, workload: Workload, capacity_bytes: in
         slot = placement.slot(rank)
         ranks.append(RankReport(rank, slot.node, slot.local_gpu, coords, terms.layers, terms.bytes,
                                 capacity_bytes, terms.runtime.communicators,
-                                terms.runtime.components()))
+                                terms.runtime.components(), terms.kv_bytes_per_token, terms.state_bytes_per_sequence))
     peak_rank = max(ranks, key=lambda r: (r.bytes.total, -r.rank)).rank
     model_limit = spec.max_position_embeddings
     max_context = planner.largest_fitting(capacity_bytes, workload.batch, "context", model_limit)

@@ -16,6 +16,7 @@ from shardsim.core.memory.activations import activation_peak_bytes, activation_p
 from shardsim.core.memory.allocator import AllocationTally, reserved_for
 from shardsim.core.memory.kv_cache import kv_bytes_per_token_per_layer, kv_tokens_allocated
 from shardsim.core.memory.runtime import DEFAULT_FABRIC, Fabric, RuntimeBytes, runtime_bytes
+from shardsim.core.memory.state import linear_layers_in, state_bytes_per_sequence_per_layer
 from shardsim.core.memory.weights import largest_module_bytes, weight_model
 from shardsim.core.model import ModelSpec
 from shardsim.core.records import RankBytes
@@ -36,6 +37,8 @@ class StageStatic:
     zero_gather: int
     runtime: RuntimeBytes
     kv_bytes_per_token_layer: int
+    attention_layers: int  # the stage's layers that hold KV
+    state_per_sequence: int  # recurrent state of the stage's linear-attention layers, one sequence
     has_moe: bool
     has_dense: bool
     is_last: bool
@@ -66,13 +69,15 @@ class RankTerms:
     bytes: RankBytes
     runtime: RuntimeBytes
     layers: tuple[int, int]
+    kv_bytes_per_token: int = 0
+    state_bytes_per_sequence: int = 0
 
 
 class Planner:
     """One model × layout × weight format; evaluates any (context, batch) quickly."""
 
     __slots__ = ("spec", "layout", "dtype", "quant", "kv_bytes", "prefill_chunk", "step_tokens", "block_size", "wm", "_stages",
-                 "activation_fn", "fabric")
+                 "activation_fn", "fabric", "state_bytes")
 
     def __init__(self, spec: ModelSpec, layout: Layout, workload: Workload, *, validated: bool = False,
                  fabric: Fabric = DEFAULT_FABRIC):
@@ -82,6 +87,8 @@ class Planner:
         self.dtype = canonical_dtype(workload.dtype)
         self.quant = workload.quant if workload.quant is not None else spec.quant
         self.kv_bytes = DTYPE_BYTES[canonical_dtype(workload.kv_dtype, ("bf16", "fp16", "fp32", "fp8"))]
+        ssm = workload.state_dtype or spec.state_dtype or self.dtype
+        self.state_bytes = (DTYPE_BYTES[self.dtype], DTYPE_BYTES[canonical_dtype(ssm)])  # conv, delta-rule memory
         self.prefill_chunk = workload.prefill_chunk
         self.step_tokens = workload.step_tokens
         self.block_size = workload.block_size
@@ -93,7 +100,7 @@ class Planner:
             self.activation_fn = activation_peak_bytes
         self.wm = weight_model(spec, self.dtype, self.quant)
         # Shared by every Planner of this model and weight format: a stage is sized once per layout.
-        self._stages: dict[tuple, object] = self.wm.cache.setdefault(("stages", self.kv_bytes, fabric), {})
+        self._stages: dict[tuple, object] = self.wm.cache.setdefault(("stages", self.kv_bytes, self.state_bytes, fabric), {})
 
     def with_layout(self, layout: Layout, fabric: Fabric | None = None) -> "Planner":
         """The same model, weight format and workload on another layout (validated), or another fabric: cheap,
@@ -104,7 +111,7 @@ class Planner:
         other.layout = validate_layout(self.spec, layout)
         if fabric is not None and fabric != self.fabric:
             other.fabric = fabric
-            other._stages = self.wm.cache.setdefault(("stages", self.kv_bytes, fabric), {})
+            other._stages = self.wm.cache.setdefault(("stages", self.kv_bytes, self.state_bytes, fabric), {})
         return other
 
     def static(self, coords: RankCoords) -> StageStatic:
@@ -133,8 +140,11 @@ class Planner:
         # Stages differ in their pipeline neighbours only by position: the stage's first rank stands for it.
         runtime = runtime_bytes(coords.rank, lay, self.spec.is_moe, self.fabric)
         moe_layers = self.wm.moe_prefix[last + 1] - self.wm.moe_prefix[first]
+        linear = linear_layers_in(self.spec, first, last)
+        state = linear * state_bytes_per_sequence_per_layer(self.spec, lay.tp, *self.state_bytes)
         hit = StageStatic(first, last, tally, gather, runtime,
                           kv_bytes_per_token_per_layer(self.spec, lay.tp, self.kv_bytes),
+                          last - first + 1 - linear, state,
                           moe_layers > 0, moe_layers < last - first + 1, is_last,
                           last - first + 1, tally.reserved, runtime.total)
         self._stages[key] = hit
@@ -147,14 +157,17 @@ class Planner:
         tokens, seqs = step_shape(context, batch, self.prefill_chunk, self.step_tokens)
         act = self.activation_fn(self.spec, self.layout.tp, self.layout.etp, tokens, seqs, st.has_moe,
                                  st.has_dense, st.is_last)
-        kv = st.layers * kv_layer
-        allocated = st.weights.bytes + kv + act + st.zero_gather
-        # KV: one K and one V tensor per layer (HF DynamicCache / static cache, vLLM per-layer views).
-        reserved = (st.weights_reserved + reserved_for(kv_layer // 2, 2 * st.layers)
-                    + round_up(act + st.zero_gather, ALLOC_ROUND_LARGE))
+        kv = st.attention_layers * kv_layer
+        state = st.state_per_sequence * batch
+        allocated = st.weights.bytes + kv + state + act + st.zero_gather
+        # KV: one K and one V tensor per layer (HF DynamicCache / static cache, vLLM per-layer views); the state one
+        # pool.
+        reserved = (st.weights_reserved + reserved_for(kv_layer // 2, 2 * st.attention_layers)
+                    + round_up(state, ALLOC_ROUND_LARGE) + round_up(act + st.zero_gather, ALLOC_ROUND_LARGE))
         runtime = st.runtime_total + (reserved - allocated)
-        rb = RankBytes(st.weights.bytes, st.zero_gather, kv, act, runtime, allocated, reserved)
-        return RankTerms(rb, st.runtime, (st.first_layer, st.last_layer))
+        rb = RankBytes(st.weights.bytes, st.zero_gather, kv, act, runtime, allocated, reserved, state)
+        return RankTerms(rb, st.runtime, (st.first_layer, st.last_layer),
+                         st.attention_layers * st.kv_bytes_per_token_layer, st.state_per_sequence)
 
     def peak_stages(self) -> list[StagePeak]:
         """Per distinct stage, a most loaded rank (tp 0, dp 0: balanced splits give the remainder to the first
@@ -194,8 +207,10 @@ class Planner:
             kv_layer = st.kv_bytes_per_token_layer * slots
             # reserved bytes + fixed runtime, as ``rank_terms``: KV one K and one V tensor per layer, activations
             # and the gather buffer one large block (inlined: this loop runs ~10⁵ times per second)
-            total = (st.weights_reserved + reserved_for(kv_layer // 2, 2 * st.layers)
+            total = (st.weights_reserved + reserved_for(kv_layer // 2, 2 * st.attention_layers)
                      + -(-(act + st.zero_gather) // ALLOC_ROUND_LARGE) * ALLOC_ROUND_LARGE + st.runtime_total)
+            if st.state_per_sequence:
+                total += -(-(st.state_per_sequence * batch) // ALLOC_ROUND_LARGE) * ALLOC_ROUND_LARGE
             if total > best:
                 best_rank, best = stage.rank, total
         return PeakRank(best_rank, best)

@@ -19,10 +19,11 @@ class RankBytes:
     runtime: int
     allocated: int
     reserved: int
+    state: int = 0  # the recurrent state of the stage's linear-attention layers (hybrids), every sequence
 
     @property
     def total(self) -> int:
-        return self.weights + self.zero_gather + self.kv_cache + self.activations + self.runtime
+        return self.weights + self.zero_gather + self.kv_cache + self.state + self.activations + self.runtime
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -41,6 +42,8 @@ class RankReport:
     capacity_bytes: int
     communicators: tuple[str, ...]
     runtime_components: dict[str, int] | None = None  # runtime by component (core/memory/runtime.py)
+    kv_bytes_per_token: int = 0  # K + V of one token over the stage's full-attention layers, this rank's heads
+    state_bytes_per_sequence: int = 0  # the recurrent state of one sequence over the stage's linear layers
 
     @property
     def free_bytes(self) -> int:
@@ -53,7 +56,8 @@ class RankReport:
             "tp_rank": c.tp_rank, "pp_rank": c.pp_rank, "dp_rank": c.dp_rank, "ep_rank": c.ep_rank,
             "layers": list(self.layers), "bytes": self.bytes.to_dict(), "capacity_bytes": self.capacity_bytes,
             "free_bytes": self.free_bytes, "communicators": list(self.communicators),
-            "runtime_components": self.runtime_components,
+            "runtime_components": self.runtime_components, "kv_bytes_per_token": self.kv_bytes_per_token,
+            "state_bytes_per_sequence": self.state_bytes_per_sequence,
         }
 
 

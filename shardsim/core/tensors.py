@@ -19,65 +19,23 @@ Rules (Megatron-LM's tensor parallelism, Shoeybi et al. 2019, arXiv:1909.08053, 
 
 from __future__ import annotations
 
-import math
-
-from dataclasses import dataclass
-from enum import Enum
+from dataclasses import dataclass, replace
 from typing import Iterator
 
-from shardsim.core.model import ModelSpec
+from shardsim.core.arch.deltanet import deltanet_tensors
+from shardsim.core.arch.vision import vision_tensors
+from shardsim.core.model import FULL_ATTENTION, LINEAR_ATTENTION, ModelSpec
+from shardsim.core.tensor_spec import (  # noqa: F401 (re-exported: the one place callers import them from)
+    COLUMN,
+    EXPERT,
+    REPLICATED,
+    ROW,
+    VOCAB,
+    Part,
+    TensorSpec,
+    numel_of,
+)
 from shardsim.units import ceil_div
-
-COLUMN, ROW, VOCAB, REPLICATED, EXPERT = "column", "row", "vocab", "replicated", "expert"
-
-
-class Part(str, Enum):
-    """Where a tensor lives in the model; decides the pipeline stage that holds it."""
-
-    EMBED = "embed"
-    LAYER = "layer"
-    FINAL_NORM = "final_norm"
-    LM_HEAD = "lm_head"
-
-
-@dataclass(frozen=True, slots=True)
-class TensorSpec:
-    """One weight of the checkpoint (unsharded).
-
-    ``name`` is the HF tensor name; expert tensors of one projection are a single entry whose name holds
-    ``{e}`` and whose ``experts`` says how many there are (``expand`` gives the per-expert names).
-    ``split_dim`` is the dim the rule splits (None for replicated). ``kv_heads`` is set on k/v projections.
-    ``linear`` marks the weights of Linear modules that quantization converts.
-    """
-
-    name: str
-    shape: tuple[int, ...]
-    rule: str
-    part: Part
-    layer: int | None = None
-    split_dim: int | None = None
-    experts: int = 0
-    kv_heads: int = 0
-    linear: bool = False
-    source: str | None = None  # the checkpoint tensor it is read from when not its own name (a tied lm_head)
-
-    @property
-    def module(self) -> str:
-        """The module path (accelerate style): the name without its ``.weight`` suffix."""
-        return self.name.rsplit(".", 1)[0]
-
-    @property
-    def numel(self) -> int:
-        return numel_of(self.shape) * max(1, self.experts)
-
-    def expand(self) -> Iterator[tuple[str, tuple[int, ...]]]:
-        """Concrete (name, shape) pairs: one per expert for expert entries, else the tensor itself."""
-        if self.experts:
-            for e in range(self.experts):
-                yield self.name.format(e=e), self.shape
-        else:
-            yield self.name, self.shape
-
 
 @dataclass(frozen=True, slots=True)
 class Shard:
@@ -106,18 +64,33 @@ def split_range(n: int, parts: int, index: int) -> range:
     return range(start, start + base + (1 if index < extra else 0))
 
 
-def layer_tensors(spec: ModelSpec, layer: int) -> list[TensorSpec]:
-    """The weights of decoder layer ``layer``, in checkpoint order.
+def layer_tensors(spec: ModelSpec, layer: int, prefix: str | None = None, kind: str | None = None) -> list[TensorSpec]:
+    """The weights of decoder layer ``layer``, in checkpoint order (``prefix``/``kind``: another place and kind, for
+    the MTP head's layers).
 
     Shapes are ``[out_features, in_features]`` as nn.Linear stores them. Source of the names and shapes:
-    transformers ``models/qwen3/modeling_qwen3.py`` and ``models/qwen3_moe/modeling_qwen3_moe.py``.
+    transformers ``models/qwen3/modeling_qwen3.py`` and ``models/qwen3_moe/modeling_qwen3_moe.py``; the hybrids'
+    gated attention (q_proj also yields a per-head output gate: 2 × nh × hd rows) and shared expert from
+    ``qwen3_next/modeling_qwen3_next.py``@v5.25.0 ``Qwen3NextAttention`` L229-256 and ``Qwen3NextSparseMoeBlock``
+    L936-956; linear-attention layers from ``core.arch.deltanet``.
     """
+    h = spec.hidden_size
+    p = prefix if prefix is not None else f"{spec.text_prefix}layers.{layer}."
+    out = [TensorSpec(p + "input_layernorm.weight", (h,), REPLICATED, Part.LAYER, layer)]
+    if (kind or spec.layer_kind(layer)) == LINEAR_ATTENTION:
+        out += deltanet_tensors(spec, layer, p)
+    else:
+        out += _attention_tensors(spec, layer, p)
+    out.append(TensorSpec(p + "post_attention_layernorm.weight", (h,), REPLICATED, Part.LAYER, layer))
+    return out + _mlp_tensors(spec, layer, p)
+
+
+def _attention_tensors(spec: ModelSpec, layer: int, p: str) -> list[TensorSpec]:
     h, hd = spec.hidden_size, spec.head_dim
     q_out, kv_out = spec.num_heads * hd, spec.num_kv_heads * hd
-    p = f"model.layers.{layer}."
+    gated_q = 2 * q_out if spec.attn_output_gate else q_out
     out = [
-        TensorSpec(p + "input_layernorm.weight", (h,), REPLICATED, Part.LAYER, layer),
-        TensorSpec(p + "self_attn.q_proj.weight", (q_out, h), COLUMN, Part.LAYER, layer, 0, linear=True),
+        TensorSpec(p + "self_attn.q_proj.weight", (gated_q, h), COLUMN, Part.LAYER, layer, 0, linear=True),
         TensorSpec(p + "self_attn.k_proj.weight", (kv_out, h), COLUMN, Part.LAYER, layer, 0, kv_heads=spec.num_kv_heads, linear=True),
         TensorSpec(p + "self_attn.v_proj.weight", (kv_out, h), COLUMN, Part.LAYER, layer, 0, kv_heads=spec.num_kv_heads, linear=True),
         TensorSpec(p + "self_attn.o_proj.weight", (h, q_out), ROW, Part.LAYER, layer, 1, linear=True),
@@ -127,41 +100,72 @@ def layer_tensors(spec: ModelSpec, layer: int) -> list[TensorSpec]:
     if spec.attention_bias:
         # Qwen3 checkpoints have no attention bias; a config that sets it gets the biases.
         out += [
-            TensorSpec(p + "self_attn.q_proj.bias", (q_out,), COLUMN, Part.LAYER, layer, 0),
+            TensorSpec(p + "self_attn.q_proj.bias", (gated_q,), COLUMN, Part.LAYER, layer, 0),
             TensorSpec(p + "self_attn.k_proj.bias", (kv_out,), COLUMN, Part.LAYER, layer, 0, kv_heads=spec.num_kv_heads),
             TensorSpec(p + "self_attn.v_proj.bias", (kv_out,), COLUMN, Part.LAYER, layer, 0, kv_heads=spec.num_kv_heads),
         ]
-    out.append(TensorSpec(p + "post_attention_layernorm.weight", (h,), REPLICATED, Part.LAYER, layer))
+    return out
+
+
+def _mlp_tensors(spec: ModelSpec, layer: int, p: str) -> list[TensorSpec]:
+    h = spec.hidden_size
     if spec.is_moe_layer(layer):
         e, mi = spec.num_experts, spec.moe_intermediate_size
-        out += [
+        out = [
             TensorSpec(p + "mlp.gate.weight", (e, h), REPLICATED, Part.LAYER, layer),
             TensorSpec(p + "mlp.experts.{e}.gate_proj.weight", (mi, h), EXPERT, Part.LAYER, layer, 0, experts=e, linear=True),
             TensorSpec(p + "mlp.experts.{e}.up_proj.weight", (mi, h), EXPERT, Part.LAYER, layer, 0, experts=e, linear=True),
             TensorSpec(p + "mlp.experts.{e}.down_proj.weight", (h, mi), EXPERT, Part.LAYER, layer, 1, experts=e, linear=True),
         ]
-    else:
-        i = spec.intermediate_size
-        out += [
-            TensorSpec(p + "mlp.gate_proj.weight", (i, h), COLUMN, Part.LAYER, layer, 0, linear=True),
-            TensorSpec(p + "mlp.up_proj.weight", (i, h), COLUMN, Part.LAYER, layer, 0, linear=True),
-            TensorSpec(p + "mlp.down_proj.weight", (h, i), ROW, Part.LAYER, layer, 1, linear=True),
-        ]
+        si = spec.shared_expert_intermediate_size
+        if si:  # a shared expert beside the routed ones, scaled by sigmoid(shared_expert_gate(x)); TP like a dense MLP
+            out += [
+                TensorSpec(p + "mlp.shared_expert.gate_proj.weight", (si, h), COLUMN, Part.LAYER, layer, 0, linear=True),
+                TensorSpec(p + "mlp.shared_expert.up_proj.weight", (si, h), COLUMN, Part.LAYER, layer, 0, linear=True),
+                TensorSpec(p + "mlp.shared_expert.down_proj.weight", (h, si), ROW, Part.LAYER, layer, 1, linear=True),
+                TensorSpec(p + "mlp.shared_expert_gate.weight", (1, h), REPLICATED, Part.LAYER, layer),
+            ]
+        return out
+    i = spec.intermediate_size
+    return [
+        TensorSpec(p + "mlp.gate_proj.weight", (i, h), COLUMN, Part.LAYER, layer, 0, linear=True),
+        TensorSpec(p + "mlp.up_proj.weight", (i, h), COLUMN, Part.LAYER, layer, 0, linear=True),
+        TensorSpec(p + "mlp.down_proj.weight", (h, i), ROW, Part.LAYER, layer, 1, linear=True),
+    ]
+
+
+def mtp_tensors(spec: ModelSpec) -> list[TensorSpec]:
+    """The multi-token-prediction head (``mtp.*``): fc [H, 2H], three norms [H] and full-attention decoder layers
+    with the model's MLP. transformers skips them (``_keys_to_ignore_on_load_unexpected = [r"^mtp.*"]``,
+    ``qwen3_next/modeling_qwen3_next.py``@v5.25.0 L1034); engines load them for MTP speculative decoding only.
+    Shapes from the tensor table of Qwen/Qwen3-Next-80B-A3B-Instruct (github.com/gogongxt/python
+    scripts/models@ec99626)."""
+    if not spec.mtp_layers:
+        return []
+    h = spec.hidden_size
+    out = [TensorSpec("mtp.fc.weight", (h, 2 * h), COLUMN, Part.MTP, None, 0, linear=True)]
+    out += [TensorSpec(f"mtp.{n}.weight", (h,), REPLICATED, Part.MTP)
+            for n in ("pre_fc_norm_embedding", "pre_fc_norm_hidden", "norm")]
+    for k in range(spec.mtp_layers):
+        last_layer = spec.num_layers - 1
+        out += [replace(t, part=Part.MTP, layer=None)
+                for t in layer_tensors(spec, last_layer, prefix=f"mtp.layers.{k}.", kind=FULL_ATTENTION)]
     return out
 
 
 def embed_tensor(spec: ModelSpec) -> TensorSpec:
-    return TensorSpec("model.embed_tokens.weight", (spec.vocab_size, spec.hidden_size), VOCAB, Part.EMBED, None, 0)
+    return TensorSpec(f"{spec.text_prefix}embed_tokens.weight", (spec.vocab_size, spec.hidden_size), VOCAB, Part.EMBED,
+                      None, 0)
 
 
 def final_norm_tensor(spec: ModelSpec) -> TensorSpec:
-    return TensorSpec("model.norm.weight", (spec.hidden_size,), REPLICATED, Part.FINAL_NORM)
+    return TensorSpec(f"{spec.text_prefix}norm.weight", (spec.hidden_size,), REPLICATED, Part.FINAL_NORM)
 
 
 def lm_head_tensor(spec: ModelSpec) -> TensorSpec:
     """lm_head; with tied embeddings it *is* embed_tokens (same storage), so it is not a checkpoint tensor: a stage
     that holds it apart from the embedding reads it from ``model.embed_tokens.weight`` (``source``)."""
-    source = "model.embed_tokens.weight" if spec.tie_word_embeddings else None
+    source = embed_tensor(spec).name if spec.tie_word_embeddings else None
     return TensorSpec("lm_head.weight", (spec.vocab_size, spec.hidden_size), VOCAB, Part.LM_HEAD, None, 0,
                       source=source)
 
@@ -172,9 +176,10 @@ def stage_edge_tensors(spec: ModelSpec, is_first: bool, is_last: bool) -> list[T
     embed_tokens on the first stage; the final norm and lm_head on the last (vLLM ``Qwen3ForCausalLM.__init__``
     with ``PPMissingLayer``; Megatron-LM ``GPTModel`` pre/post-process). With tied embeddings and pp = 1 the lm_head
     *is* the embedding (one copy, not listed); with pp > 1 the last stage builds its own lm_head and loads the
-    embedding into it: a second copy (``lm_head_tensor(...).source``).
+    embedding into it: a second copy (``lm_head_tensor(...).source``). A vision tower sits with the embedding on the
+    first stage (vLLM ``Qwen3VLForConditionalGeneration``: the encoder runs where the input embeddings are built).
     """
-    out = [embed_tensor(spec)] if is_first else []
+    out = [embed_tensor(spec)] + vision_tensors(spec) if is_first else []
     if is_last:
         out.append(final_norm_tensor(spec))
         if not spec.tie_word_embeddings or not is_first:
@@ -185,21 +190,22 @@ def stage_edge_tensors(spec: ModelSpec, is_first: bool, is_last: bool) -> list[T
 def stage_tensors(spec: ModelSpec, first: int, last: int, is_first: bool, is_last: bool) -> list[TensorSpec]:
     """Every weight a stage holding decoder layers first…last keeps, in checkpoint order."""
     edges = stage_edge_tensors(spec, is_first, is_last)
-    out = [t for t in edges if t.part is Part.EMBED]
+    out = [t for t in edges if t.part in (Part.EMBED, Part.VISION)]
     for layer in range(first, last + 1):
         out += layer_tensors(spec, layer)
-    return out + [t for t in edges if t.part is not Part.EMBED]
+    return out + [t for t in edges if t.part not in (Part.EMBED, Part.VISION)]
 
 
 def inventory(spec: ModelSpec) -> list[TensorSpec]:
-    """Every checkpoint weight (experts grouped per projection). Tied embeddings: lm_head is absent (counted once)."""
+    """Every checkpoint weight (experts grouped per projection): the language model, the vision tower and the MTP
+    head. Tied embeddings: lm_head is absent (counted once)."""
     out = [embed_tensor(spec)]
     for layer in range(spec.num_layers):
         out += layer_tensors(spec, layer)
     out.append(final_norm_tensor(spec))
     if not spec.tie_word_embeddings:
         out.append(lm_head_tensor(spec))
-    return out
+    return out + vision_tensors(spec) + mtp_tensors(spec)
 
 
 def checkpoint_tensors(spec: ModelSpec) -> Iterator[tuple[str, tuple[int, ...]]]:
@@ -296,11 +302,6 @@ def local_slices(t: TensorSpec, shard: Shard, head_dim: int) -> LocalSlice:
     sl = list(full)
     sl[dim] = slice(start, stop)
     return LocalSlice(tuple(sl))
-
-
-def numel_of(shape: tuple[int, ...]) -> int:
-    """Elements of a tensor of ``shape`` (the product of its dims; 1 for a 0-dim tensor). The one definition."""
-    return math.prod(shape)
 
 
 def zero3_partition_numel(numel: int, dp: int) -> int:

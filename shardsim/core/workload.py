@@ -29,6 +29,7 @@ class Workload(BaseModel):
     dtype: str = "bf16"
     quant: QuantConfig | None = None  # None: the checkpoint's own quantization_config
     kv_dtype: str = "bf16"
+    state_dtype: str | None = None  # hybrids' delta-rule memory: None = the config's mamba_ssm_dtype, else the model's
     block_size: int = KV_BLOCK_TOKENS
     kernels: str = "fused"  # fused (vLLM/SGLang kernels), eager (shardsim's torch backend) or hf (transformers)
     expert_tokens: int | None = None  # eager MoE: tokens one expert gets at most (None: all T, the bound)

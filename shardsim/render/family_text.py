@@ -6,6 +6,9 @@ from shardsim.capacity.family import FIT_BATCH, FIT_CONTEXT, GPUS_PER_NODE, MAX_
 from shardsim.hardware import gpu_catalog
 from shardsim.units import GB, gib_text
 
+FIT_COLUMNS = 8
+"""Models per fit grid: the eight Qwen3 sizes fit one grid at 160 columns; the hybrids and VL models follow."""
+
 
 def layout_label(d: dict | None) -> str:
     """``1``, ``2 PP2``, ``6 TP2×PP3``, ``8 TP4×DP2·EP8``: GPUs, then the degrees above 1."""
@@ -33,18 +36,23 @@ def render_family(rows: list[dict], console) -> None:
                       gb(r["kv_32k_bytes"]), gib_text(r["kv_32k_bytes"]))
     console.print(table)
     console.print("params: tied embeddings counted once · fp8: 128×128 block scales (fp32) · int4: GPTQ, group 128 · "
-                  "KV: bf16, per sequence (2 · layers · KV heads · head_dim · 2 B per token)")
+                  "KV: bf16, per sequence (2 · full-attention layers · KV heads · head_dim · 2 B per token; the hybrids' "
+                  "linear-attention layers add a fixed state per sequence instead)")
     console.print()
     catalog = gpu_catalog()
     gpu_names = list(rows[0]["smallest_layout"]) if rows else []
-    fit = Table(show_edge=False, header_style="bold",
-                title=f"smallest layout that fits · context {FIT_CONTEXT:,} × batch {FIT_BATCH} · GPUs and degrees "
-                      f"(fewest GPUs, then smallest tp; ≤ {MAX_GPUS} GPUs, {GPUS_PER_NODE} per node)")
-    fit.add_column("GPU", no_wrap=True)
-    fit.add_column("GiB", justify="right", no_wrap=True)
-    for r in rows:
-        fit.add_column(r["model"].removeprefix("Qwen3-"), justify="right", no_wrap=True)
-    for name in gpu_names:
-        gpu = catalog.get(name)
-        fit.add_row(name, gib_text(gpu.capacity_bytes) if gpu else "", *(layout_label(r["smallest_layout"][name]) for r in rows))
-    console.print(fit)
+    for start in range(0, len(rows), FIT_COLUMNS):  # a readable grid: a few models per table
+        part = rows[start:start + FIT_COLUMNS]
+        fit = Table(show_edge=False, header_style="bold",
+                    title=f"smallest layout that fits · context {FIT_CONTEXT:,} × batch {FIT_BATCH} · GPUs and degrees "
+                          f"(fewest GPUs, then smallest tp; ≤ {MAX_GPUS} GPUs, {GPUS_PER_NODE} per node)"
+                    if start == 0 else None)
+        fit.add_column("GPU", no_wrap=True)
+        fit.add_column("GiB", justify="right", no_wrap=True)
+        for r in part:
+            fit.add_column(r["model"].removeprefix("Qwen3-"), justify="right", no_wrap=True)
+        for name in gpu_names:
+            gpu = catalog.get(name)
+            fit.add_row(name, gib_text(gpu.capacity_bytes) if gpu else "",
+                        *(layout_label(r["smallest_layout"][name]) for r in part))
+        console.print(fit)

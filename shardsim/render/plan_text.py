@@ -45,7 +45,10 @@ def render_plan(report: PlanReport, console, checkpoint=None) -> None:
                   + (f" · {report.interconnect}" if report.interconnect else "")
                   + f" · context {wl.context:,} × batch {wl.batch} · step {step_text(wl)}")
     table = Table(show_edge=False, header_style="bold")
-    for col in ("ranks", "node:gpu", "layers", "weights", "kv cache", "activations", "runtime", "total", "free"):
+    hybrid = spec.is_hybrid
+    cols = ("ranks", "node:gpu", "layers", "weights", "kv cache") + (("state",) if hybrid else ()) + (
+        "activations", "runtime", "total", "free")
+    for col in cols:
         table.add_column(col, justify="left" if col in ("ranks", "node:gpu", "layers") else "right")
     for group, label in rank_groups(report):
         r = group[0]
@@ -53,10 +56,16 @@ def render_plan(report: PlanReport, console, checkpoint=None) -> None:
         b = r.bytes
         free = r.free_bytes
         table.add_row(label, where, f"{r.layers[0]}–{r.layers[1]}", gib_text(b.weights + b.zero_gather), gib_text(b.kv_cache),
+                      *((gib_text(b.state),) if hybrid else ()),
                       gib_text(b.activations), gib_text(b.runtime), gib_text(b.total),
                       f"[green]{gib_text(free)}[/]" if free >= 0 else f"[red]{gib_text(free)}[/]")
     console.print(table)
-    console.print("GiB per GPU · weights and KV exact to the byte; activations ±25 %, runtime ±50 % (estimates)")
+    exact = "weights, KV and recurrent state" if hybrid else "weights and KV"
+    console.print(f"GiB per GPU · {exact} exact to the byte; activations ±25 %, runtime ±50 % (estimates)")
+    if hybrid:
+        console.print(f"KV only on the {spec.attention_layers} full-attention layers of {spec.num_layers}; the "
+                      f"{spec.num_layers - spec.attention_layers} Gated-DeltaNet layers hold a fixed state per sequence "
+                      "(conv + delta-rule memory), whatever its length")
     peak = report.peak
     verdict = "[bold green]FITS[/]" if report.fits else "[bold red]DOES NOT FIT[/]"
     console.print(f"most loaded: rank {peak.rank} (stage {peak.coords.pp_rank}, node {peak.node} gpu {peak.local_gpu}): "

@@ -84,7 +84,9 @@ def test_models_json():
     p = run("models", "--json")
     assert p.returncode == 0, p.stderr
     rows = json.loads(p.stdout)
-    assert len(rows) == 11
+    # one row per shipped config.json (the presets folder; checkpoint_facts.json is not a config)
+    configs = [f for f in PRESETS_DIR.glob("*.json") if f.name != "checkpoint_facts.json"]
+    assert len(rows) == len(configs) == 21
     by_name = {r["name"]: r for r in rows}
     for name, params in PARAMS.items():
         assert by_name[name]["params"] == params

@@ -6,7 +6,8 @@ Per decoder layer a rank stores K and V for every cached token of its KV heads:
 2 · n_layers · n_kv_heads · d_head bytes-per-element). Tokens are allocated in whole pages of ``block_size``
 tokens per sequence (Kwon et al. 2023, PagedAttention, arXiv:2309.06180; vLLM default block size 16), so a
 sequence of T tokens occupies ceil(T / block) × block slots. kv_heads_held is kv/tp, or 1 when tp > kv
-(heads replicated; ``shardsim.core.tensors.kv_heads_per_rank``). Only the layers of the rank's pipeline stage count.
+(heads replicated; ``shardsim.core.tensors.kv_heads_per_rank``). Only the full-attention layers of the rank's
+pipeline stage count: a hybrid's linear-attention layers keep a recurrent state instead (``memory.state``).
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ def kv_bytes_per_token_per_layer(spec: ModelSpec, tp: int, kv_dtype_bytes: int) 
 
 
 def kv_bytes_per_token(spec: ModelSpec, kv_dtype_bytes: int, tp: int = 1, layers: int | None = None) -> int:
-    """K + V of one token over ``layers`` decoder layers (default: all) on one TP rank."""
-    return (spec.num_layers if layers is None else layers) * kv_bytes_per_token_per_layer(spec, tp, kv_dtype_bytes)
+    """K + V of one token over ``layers`` full-attention layers (default: all of the model's) on one TP rank."""
+    return (spec.attention_layers if layers is None else layers) * kv_bytes_per_token_per_layer(spec, tp, kv_dtype_bytes)
 
 
 def kv_cache_bytes(spec: ModelSpec, tp: int, kv_dtype_bytes: int, layers: int, context: int, batch: int,

@@ -20,6 +20,7 @@ from shardsim.core.quant import is_skipped, stored_linear
 from shardsim.core.tensors import (
     Shard,
     TensorSpec,
+    inventory,
     layer_tensors,
     local_slices,
     numel_of,
@@ -76,7 +77,7 @@ class WeightModel:
         classes: dict[tuple, int] = {}
         for layer in range(self.spec.num_layers):
             tensors = layer_tensors(self.spec, layer)
-            key = (self.spec.is_moe_layer(layer),) + tuple(
+            key = (self.spec.is_moe_layer(layer), self.spec.layer_kind(layer)) + tuple(
                 t.linear and self.quant.method != "none" and not is_skipped(t.module, self.quant) for t in tensors
             )
             if key not in classes:
@@ -155,6 +156,14 @@ class WeightModel:
 @lru_cache(maxsize=64)
 def weight_model(spec: ModelSpec, dtype: str, quant: QuantConfig) -> WeightModel:
     return WeightModel(spec, dtype, quant)
+
+
+def checkpoint_bytes(spec: ModelSpec) -> int:
+    """Bytes of every tensor of an unquantized checkpoint as stored: elements × the tensor's stored width (the
+    model's dtype, or fp32 where the checkpoint keeps it so, ``TensorSpec.checkpoint_dtype``) — what
+    ``model.safetensors.index.json`` calls ``total_size``. Vision tower and MTP head included; tied embeddings
+    once."""
+    return sum(t.numel * DTYPE_BYTES[t.checkpoint_dtype or spec.torch_dtype] for t in inventory(spec))
 
 
 def total_weight_bytes(spec: ModelSpec, dtype: str = "bf16", quant: QuantConfig | None = None) -> int:
