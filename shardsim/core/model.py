@@ -130,6 +130,19 @@ class ModelSpec(BaseModel):
     state_dtype: str | None = None  # the recurrent state's dtype the config asks for (``mamba_ssm_dtype``)
     text_prefix: str = "model."  # where the language model's tensors live in the checkpoint
     fp32_tensors: tuple[str, ...] = ()  # name suffixes the checkpoint stores in fp32 (read from its tensor table)
+    speculative_tokens: int = 0  # served with MTP speculative decoding: draft tokens per step (0: MTP not loaded)
+
+    def served(self, speculative_tokens: int = 0, language_model_only: bool = False) -> "ModelSpec":
+        """The model as an engine serves it: with its MTP head for ``speculative_tokens`` draft tokens (vLLM
+        ``--speculative-config '{"method": "mtp", "num_speculative_tokens": N}'``), without its vision tower when
+        text only (vLLM ``--language-model-only``; ``--limit-mm-per-prompt`` of 0 for every modality)."""
+        if speculative_tokens and not self.mtp_layers:
+            raise ShardsimError(f"{self.name} has no MTP head; speculative decoding with MTP needs one (Qwen3-Next, "
+                                "Qwen3.5 / 3.6)")
+        if language_model_only and self.vision is None:
+            raise ShardsimError(f"{self.name} has no vision tower; --language-model-only changes nothing")
+        update = {"speculative_tokens": speculative_tokens} | ({"vision": None} if language_model_only else {})
+        return self.model_copy(update=update) if speculative_tokens or language_model_only else self
 
     @property
     def is_moe(self) -> bool:

@@ -141,10 +141,14 @@ class Planner:
         runtime = runtime_bytes(coords.rank, lay, self.spec.is_moe, self.fabric)
         moe_layers = self.wm.moe_prefix[last + 1] - self.wm.moe_prefix[first]
         linear = linear_layers_in(self.spec, first, last)
-        state = linear * state_bytes_per_sequence_per_layer(self.spec, lay.tp, *self.state_bytes)
+        spec_tokens = self.spec.speculative_tokens
+        state = linear * state_bytes_per_sequence_per_layer(self.spec, lay.tp, *self.state_bytes, spec_tokens)
+        # MTP drafting keeps KV for its own full-attention layers on the last stage (vLLM: the draft model's
+        # attention layers join the KV cache groups, v1/spec_decode/eagle.py@v0.11.0)
+        draft_layers = self.spec.mtp_layers if spec_tokens and is_last else 0
         hit = StageStatic(first, last, tally, gather, runtime,
                           kv_bytes_per_token_per_layer(self.spec, lay.tp, self.kv_bytes),
-                          last - first + 1 - linear, state,
+                          last - first + 1 - linear + draft_layers, state,
                           moe_layers > 0, moe_layers < last - first + 1, is_last,
                           last - first + 1, tally.reserved, runtime.total)
         self._stages[key] = hit

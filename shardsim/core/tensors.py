@@ -184,6 +184,8 @@ def stage_edge_tensors(spec: ModelSpec, is_first: bool, is_last: bool) -> list[T
         out.append(final_norm_tensor(spec))
         if not spec.tie_word_embeddings or not is_first:
             out.append(lm_head_tensor(spec))
+        if spec.speculative_tokens:  # the MTP head drafts from the last hidden state (vLLM: on the last PP rank)
+            out += mtp_tensors(spec)
     return out
 
 
