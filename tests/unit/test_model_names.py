@@ -82,5 +82,5 @@ def test_unknown_id_is_one_line_naming_what_is_accepted(name):
 
 
 def test_trailing_slash_that_is_not_a_folder():
-    with pytest.raises(ShardsimError, match="ends with a slash but is not a folder"):
+    with pytest.raises(ShardsimError, match="no such folder"):
         resolve_model("Qwen/Qwen3-8B/")
