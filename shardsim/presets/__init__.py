@@ -33,7 +33,21 @@ PRESET_ALIASES: dict[str, tuple[str, ...]] = {
     "Qwen3-32B-FP8": ("32b-fp8", "qwen3-32b-fp8"),
     "Qwen3-30B-A3B-FP8": ("30b-a3b-fp8", "30b-fp8", "qwen3-30b-a3b-fp8"),
     "Qwen3-235B-A22B-FP8": ("235b-a22b-fp8", "235b-fp8", "qwen3-235b-a22b-fp8"),
+    # Hybrids (Gated DeltaNet + gated attention), Qwen3.5 / 3.6 with their vision tower, Qwen3-VL
+    "Qwen3-Next-80B-A3B-Instruct": ("next-80b-a3b", "qwen3-next-80b-a3b", "qwen3-next-80b-a3b-instruct"),
+    "Qwen3.5-0.8B-Base": ("3.5-0.8b", "qwen3.5-0.8b-base"),
+    "Qwen3.5-4B": ("3.5-4b", "qwen3.5-4b"),
+    "Qwen3.5-27B": ("3.5-27b", "qwen3.5-27b"),
+    "Qwen3.5-35B-A3B": ("3.5-35b-a3b", "qwen3.5-35b-a3b"),
+    "Qwen3.6-27B": ("3.6-27b", "qwen3.6-27b"),
+    "Qwen3.6-35B-A3B": ("3.6-35b-a3b", "qwen3.6-35b-a3b"),
+    "Qwen3-VL-8B-Instruct": ("vl-8b", "qwen3-vl-8b", "qwen3-vl-8b-instruct"),
+    "Qwen3-VL-30B-A3B-Instruct": ("vl-30b-a3b", "qwen3-vl-30b-a3b", "qwen3-vl-30b-a3b-instruct"),
+    "Qwen3-VL-235B-A22B-Instruct": ("vl-235b-a22b", "qwen3-vl-235b-a22b", "qwen3-vl-235b-a22b-instruct"),
 }
+CHECKPOINT_FACTS = "checkpoint_facts.json"
+"""Per preset, what its config.json does not say: the tensors the checkpoint stores in fp32, and the checkpoint's
+total bytes, each with the tensor table they were read from."""
 
 
 
@@ -85,7 +99,15 @@ def _alias_table() -> dict[str, str]:
 def get_preset(name: str) -> ModelSpec:
     """A preset by alias (``235b``, ``8b``, ``30b-a3b``) or full name (``Qwen3-235B-A22B``), case-insensitive."""
     full = _preset_file(name)
-    return spec_from_config(preset_config(full), name=full, source=f"preset {full}")
+    spec = spec_from_config(preset_config(full), name=full, source=f"preset {full}")
+    fp32 = checkpoint_facts().get(full, {}).get("fp32_tensors")
+    return spec.model_copy(update={"fp32_tensors": tuple(fp32)}) if fp32 else spec
+
+
+@lru_cache(maxsize=None)
+def checkpoint_facts() -> dict:
+    """``checkpoint_facts.json``: per preset, fp32 tensors, total bytes and their source."""
+    return json.loads((PRESETS_DIR / CHECKPOINT_FACTS).read_text())
 
 
 def _preset_file(name: str) -> str:
