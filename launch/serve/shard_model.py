@@ -100,7 +100,7 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
 
 def rotary(positions: torch.Tensor, head_dim: int, theta: float, dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """cos/sin of the rotary embedding (Su et al. 2021, arXiv:2104.09864), HF's rotate_half convention."""
-    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32, device=positions.device) / head_dim))
     freqs = positions.float()[:, None] * inv_freq[None, :]
     emb = torch.cat((freqs, freqs), dim=-1)
     return emb.cos().to(dtype), emb.sin().to(dtype)
@@ -199,7 +199,7 @@ def stage_forward(m: RankModel, owned: list, pos0: int, groups: Groups) -> torch
     input is freed as soon as the first layer has produced its successor (as in an engine's forward)."""
     h = owned.pop()
     t = h.shape[1]
-    cos, sin = rotary(torch.arange(pos0, pos0 + t), m.spec.head_dim, m.rope_theta, h.dtype)
+    cos, sin = rotary(torch.arange(pos0, pos0 + t, device=h.device), m.spec.head_dim, m.rope_theta, h.dtype)
     first, last = m.layers
     for slot, layer in enumerate(range(first, last + 1)):
         h = layer_forward(m, layer, slot, h, pos0, cos, sin, groups)
