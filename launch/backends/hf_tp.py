@@ -77,8 +77,6 @@ def load_hf_tp(
     materialize: on CPU transformers leaves Shard(0) local shards as views into the mmapped full checkpoint
     tensor; clone them into their own storage so each rank holds exactly its shard (as it would on a GPU).
     """
-    from transformers import AutoModelForCausalLM
-
     if not os.path.isdir(checkpoint_dir):
         raise FileNotFoundError(f"not a local checkpoint directory: {checkpoint_dir}")
     kwargs: dict[str, Any] = dict(dtype=dtype, local_files_only=True, attn_implementation=attn_implementation)
@@ -98,11 +96,22 @@ def load_hf_tp(
             ep_size=ep if ep > 1 else None,
             ep_implementation=ep_implementation,
         )
-    model = AutoModelForCausalLM.from_pretrained(checkpoint_dir, **kwargs)
+    model = _model_class(checkpoint_dir).from_pretrained(checkpoint_dir, **kwargs)
     model.eval()
     if materialize and fsdp == 1:  # FSDP2 owns its sharded params (padded flat storage); never swap them
         _materialize_local_shards(model)
     return model
+
+
+def _model_class(checkpoint_dir: str):
+    """The class the checkpoint's config names (``architectures[0]``): Qwen3_5ForConditionalGeneration loads its
+    vision tower, which AutoModelForCausalLM (``Qwen3_5ForCausalLM``) would drop; for Qwen3, Qwen3-MoE and
+    Qwen3-Next it is the class AutoModelForCausalLM picks (transformers v5.25.0 ``models/auto/modeling_auto.py``)."""
+    import transformers
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    archs = getattr(AutoConfig.from_pretrained(checkpoint_dir, local_files_only=True), "architectures", None) or []
+    return getattr(transformers, archs[0], AutoModelForCausalLM) if archs else AutoModelForCausalLM
 
 
 @torch.no_grad()
@@ -180,6 +189,16 @@ def hf_cache_bytes(cache) -> int:
     return _sum_tensor_bytes(tensors, storage=True)
 
 
+def hf_state_tensors(cache) -> list:
+    """The linear-attention layers' conv and recurrent states of a hybrid cache (``LinearAttentionLayer``:
+    ``conv_states`` and ``recurrent_states`` per state index; transformers v5.25.0 ``cache_utils.py`` L1079-1342)."""
+    out = []
+    for layer in getattr(cache, "layers", None) or []:
+        for states in (getattr(layer, "conv_states", None), getattr(layer, "recurrent_states", None)):
+            out += [t for t in (states or {}).values() if t is not None]
+    return out
+
+
 def hf_param_bytes(model: torch.nn.Module, include_buffers: bool = False, storage: bool = False) -> int:
     """Bytes of parameters (optionally + buffers) held by THIS rank; DTensors count their local shard,
     shared tensors (tied embeddings) are counted once. storage=True counts whole underlying storages instead
@@ -209,30 +228,37 @@ def forward_rank(worker, prompt: list[list[int]], context: int, decode_steps: in
     tokens = torch.tensor(prompt, dtype=torch.long)
     batch, length = tokens.shape
     cache = DynamicCache(config=model.config)
+    hybrid = bool(getattr(model.config.get_text_config(), "layer_types", None)) and "linear_attention" in \
+        model.config.get_text_config().layer_types
     params = [p.to_local() if hasattr(p, "to_local") else p for p in model.parameters()]
     step_logits, generated = [], []
     with torch.no_grad():
         for step in range(decode_steps + 1):
             pos = torch.arange(length if step == 0 else 1) + (0 if step == 0 else length + step - 1)
+            # hybrids: positions from the cache (Qwen3.5's multimodal rope builds its own 3-D position ids)
+            where = {} if hybrid else {"position_ids": pos[None].expand(batch, -1)}
             tracker = LiveTensorTracker(baseline=params, detail=bool(os.environ.get("SHARDSIM_TRACK_DETAIL")))
             if step == 0:
                 with tracker:
-                    out = model(input_ids=tokens, past_key_values=cache, use_cache=True,
-                                position_ids=pos[None].expand(batch, -1), logits_to_keep=1)
-                # DynamicCache grows by torch.cat inside the pass: its tensors are KV cache, not activations.
-                cache_tensors = [t for layer in cache.layers for t in (layer.keys, layer.values) if t is not None]
+                    out = model(input_ids=tokens, past_key_values=cache, use_cache=True, logits_to_keep=1, **where)
+                # DynamicCache grows by torch.cat inside the pass: its tensors are KV cache (or recurrent state),
+                # not activations.
+                cache_tensors = [t for layer in cache.layers for t in (getattr(layer, "keys", None),
+                                                                       getattr(layer, "values", None))
+                                 if t is not None] + hf_state_tensors(cache)
                 result["activations"] = peak_without(tracker, cache_tensors)
                 if tracker.detail:
                     result["activation_peak_detail"] = tracker.peak_detail
             else:
-                out = model(input_ids=tokens, past_key_values=cache, use_cache=True,
-                            position_ids=pos[None].expand(batch, -1))
+                out = model(input_ids=tokens, past_key_values=cache, use_cache=True, **where)
             last = out.logits[:, -1].float()
             step_logits.append(last)
             tokens = last.argmax(dim=-1, keepdim=True)
             generated.append([int(t) for t in tokens.view(-1).tolist()])
             cache = out.past_key_values
     result["kv_cache"] = hf_cache_bytes(cache)
+    if hybrid:
+        result["state"] = _sum_tensor_bytes(hf_state_tensors(cache), storage=True)
     result["forward_s"] = time.time() - t0
     result.update(rss_bytes())
     leader = worker.coords.tp_rank == 0  # one leader per DP replica

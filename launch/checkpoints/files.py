@@ -14,15 +14,19 @@ import json
 import zlib
 from pathlib import Path
 
+from shardsim.core.config import NESTED_TEXT
 from shardsim.core.model import ModelSpec
-from shardsim.core.tensors import checkpoint_tensors, numel_of
+from shardsim.core.tensors import inventory, numel_of
 from shardsim.errors import ShardsimError
 
 STAMP = "shardsim-checkpoint.json"
 SHARD_BYTES = 2 * 1024**3
+STORED_BYTES = {"bf16": 2, "fp32": 4}
 
 
 def _config_dict(spec: ModelSpec, source_config: dict | None) -> dict:
+    if spec.linear is not None:
+        return _hybrid_config(spec, source_config or {})
     config = dict(source_config or {})
     config.update({
         "architectures": [spec.architecture],
@@ -44,15 +48,33 @@ def _config_dict(spec: ModelSpec, source_config: dict | None) -> dict:
     return config
 
 
-def tensor_values(name: str, shape: tuple[int, ...], seed: int):
-    """The seeded bf16 values of one tensor (the same on every call)."""
+def _hybrid_config(spec: ModelSpec, source: dict) -> dict:
+    """A hybrid's (Qwen3-Next, Qwen3.5 / 3.6) own config.json, its language model (under ``text_config`` for the
+    nested architectures) cut to the spec's layers: ``num_hidden_layers`` and ``layer_types`` truncated, every other
+    field as the model publishes it (transformers v5.25.0 ``Qwen3NextConfig`` / ``Qwen3_5TextConfig`` read them)."""
+    config = json.loads(json.dumps(source))
+    config.pop("quantization_config", None)
+    text = config.setdefault("text_config", {}) if spec.architecture in NESTED_TEXT else config
+    text.pop("quantization_config", None)
+    text.update({"num_hidden_layers": spec.num_layers, "layer_types": list(spec.layer_types)})
+    return config
+
+
+def checkpoint_entries(spec: ModelSpec) -> list[tuple[str, tuple[int, ...], str]]:
+    """Every tensor of the checkpoint as it is stored: name, shape and dtype (experts one by one; the tensors
+    the published checkpoint keeps in fp32, ``TensorSpec.checkpoint_dtype``, in fp32)."""
+    return [(name, shape, t.checkpoint_dtype or "bf16") for t in inventory(spec) for name, shape in t.expand()]
+
+
+def tensor_values(name: str, shape: tuple[int, ...], seed: int, dtype: str = "bf16"):
+    """The seeded values of one tensor (the same on every call), bf16 unless ``dtype`` is fp32."""
     import torch
 
     gen = torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(name.encode()))
     values = torch.randn(shape, generator=gen, dtype=torch.float32).mul_(0.02)
     if name.endswith("norm.weight"):
         values.add_(1.0)
-    return values.to(torch.bfloat16)
+    return values if dtype == "fp32" else values.to(torch.bfloat16)
 
 
 def _reusable(spec: ModelSpec, out_dir: Path, stamp: dict, notify) -> bool:
@@ -90,7 +112,8 @@ def _write_checkpoint(spec: ModelSpec, out_dir: Path, seed: int, source_config: 
                       notify) -> Path:
     from safetensors.torch import save_file
 
-    stamp = {"model": spec.model_dump(mode="json"), "seed": seed, "format": 1}
+    # format 2: hybrids' own config.json and fp32 tensors (format 1 checkpoints of plain Qwen3 stay valid)
+    stamp = {"model": spec.model_dump(mode="json"), "seed": seed, "format": 2 if spec.linear is not None else 1}
     stamp_path = out_dir / STAMP
     if stamp_path.exists() and _reusable(spec, out_dir, stamp, notify):
         return out_dir
@@ -98,24 +121,23 @@ def _write_checkpoint(spec: ModelSpec, out_dir: Path, seed: int, source_config: 
     stamp_path.unlink(missing_ok=True)
     for old in out_dir.glob("*.safetensors"):
         old.unlink()
-    tensors = list(checkpoint_tensors(spec))
-    shards: list[list[tuple[str, tuple[int, ...]]]] = [[]]
+    shards: list[list[tuple[str, tuple[int, ...], str]]] = [[]]
     size = 0
-    for name, shape in tensors:
-        nbytes = 2 * numel_of(shape)
+    for name, shape, dtype in checkpoint_entries(spec):
+        nbytes = STORED_BYTES[dtype] * numel_of(shape)
         if shards[-1] and size + nbytes > SHARD_BYTES:
             shards.append([])
             size = 0
-        shards[-1].append((name, shape))
+        shards[-1].append((name, shape, dtype))
         size += nbytes
     weight_map, total = {}, 0
     for i, shard in enumerate(shards, 1):
         fname = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
         data = {}
-        for name, shape in shard:
-            data[name] = tensor_values(name, shape, seed)
+        for name, shape, dtype in shard:
+            data[name] = tensor_values(name, shape, seed, dtype)
             weight_map[name] = fname
-            total += data[name].numel() * 2
+            total += data[name].numel() * data[name].element_size()
         save_file(data, str(out_dir / fname), metadata={"format": "pt"})
         del data
         if progress:

@@ -19,7 +19,7 @@ from pathlib import Path
 from shardsim.constants import MAX_CONFIG_BYTES
 from shardsim.core.config import spec_from_config
 from shardsim.core.model import ModelSpec
-from shardsim.core.tensors import checkpoint_tensors
+from shardsim.core.tensors import inventory as tensor_inventory
 from shardsim.errors import ShardsimError
 from shardsim.files import read_json, show
 
@@ -100,7 +100,7 @@ def inventory(directory: Path) -> dict[str, TensorEntry]:
 
 def check_checkpoint(spec: ModelSpec, directory: Path | str) -> None:
     """Refuse, with one line naming what differs, a checkpoint that is not ``spec`` (its config and every tensor
-    the planner sizes: present, its shape, bf16), or whose shards are missing or truncated."""
+    the planner sizes: present, its shape, bf16 or the fp32 the published checkpoint keeps), or whose shards are missing or truncated."""
     directory = Path(directory)
     if not directory.is_dir():
         raise ShardsimError(f"--checkpoint {str(directory)!r} is not a folder; give a Hugging Face checkpoint folder")
@@ -113,15 +113,16 @@ def check_checkpoint(spec: ModelSpec, directory: Path | str) -> None:
     if theirs.num_layers < spec.num_layers:
         raise ShardsimError(f"checkpoint {show(directory)} has {theirs.num_layers} layers; {spec.name} needs {spec.num_layers}")
     held = inventory(directory)
-    for name, shape in checkpoint_tensors(spec):
+    stored = [(name, shape, t.checkpoint_dtype or "bf16") for t in tensor_inventory(spec) for name, shape in t.expand()]
+    for name, shape, dtype in stored:
         entry = held.get(name)
         if entry is None:
             raise ShardsimError(f"checkpoint {show(directory)} lacks tensor {name} (not {spec.name}, or incomplete)")
         if entry.shape != tuple(shape):
             raise ShardsimError(f"checkpoint {show(directory)}: {name} is {list(entry.shape)}, {spec.name} has "
                                 f"{list(shape)}: not this model")
-        if SAFETENSORS_DTYPES.get(entry.dtype) != "bf16":
-            raise ShardsimError(f"checkpoint {show(directory)}: {name} is {entry.dtype}; validation runs bf16")
+        if SAFETENSORS_DTYPES.get(entry.dtype) != dtype:  # bf16, or fp32 where the published checkpoint has it
+            raise ShardsimError(f"checkpoint {show(directory)}: {name} is {entry.dtype}; validation runs {dtype}")
 
 
 def checksum(directory: Path) -> str:

@@ -70,8 +70,13 @@ def check_logits(spec, ckpt, prompt, forward_out, req) -> dict:
         return {"ok": False, "error": "no rank returned logits"}
     generated = forward_out[leaders[0]]["generated"]
     sequences = [prompt[b] + [generated[s][b] for s in range(req.decode_steps)] for b in range(req.batch)]
-    ref = reference_logits(spec, str(ckpt.path), sequences, req.decode_steps + 1, ckpt.rope_theta, ckpt.rms_eps,
-                           ckpt.norm_topk_prob)
+    if spec.linear is not None:  # hybrids: transformers' own unsharded model (shardsim's has no Gated-DeltaNet)
+        from shardsim.launch.backends.hf_reference import hf_reference_logits
+
+        ref = hf_reference_logits(str(ckpt.path), sequences, req.decode_steps + 1)
+    else:
+        ref = reference_logits(spec, str(ckpt.path), sequences, req.decode_steps + 1, ckpt.rope_theta,
+                               ckpt.rms_eps, ckpt.norm_topk_prob)
     # NaN compares as neither larger nor smaller, so max() and argmax would let it pass: any non-finite logit,
     # on either side, fails the run.
     if not bool(torch.isfinite(ref).all()):

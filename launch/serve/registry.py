@@ -25,6 +25,7 @@ class LayoutAsked:
     device: str
     num_kv_heads: int
     moe: bool
+    hybrid: bool = False  # Gated-DeltaNet (linear attention) layers: Qwen3-Next, Qwen3.5 / 3.6
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +45,9 @@ class ServeBackend:
 def check_torch(asked: LayoutAsked) -> None:
     """shardsim's own torch modules: TP/PP/EP by shardsim's rules, EP inside the TP group."""
     layout = asked.layout
+    if asked.hybrid:
+        raise ShardsimError("the torch backend has no Gated-DeltaNet (linear attention) layers; validate a hybrid "
+                            "model with --backend transformers")
     if layout.zero:
         raise ShardsimError("the torch backend shards by TP/PP/EP rules only; use --backend deepspeed for --zero 3")
     if layout.ep > layout.tp:
@@ -59,6 +63,8 @@ def check_deepspeed(asked: LayoutAsked) -> None:
     """ZeRO-3 inference only: DeepSpeed's AutoTP (init_inference) shards by its own rules (embedding and experts
     replicated, lm_head split on the hidden dim), which are not shardsim's."""
     layout = asked.layout
+    if asked.hybrid:
+        raise ShardsimError("the deepspeed backend does not validate hybrid models yet; use --backend transformers")
     _check_no_pipeline("deepspeed", layout)
     if layout.zero != 3:
         raise ShardsimError("the deepspeed backend validates ZeRO-3 only (--zero 3 --dp N): DeepSpeed AutoTP shards by rules shardsim does not model (replicated embedding and experts, lm_head split on hidden); use --backend torch or transformers for TP")
@@ -98,9 +104,10 @@ def serve_backend(name: str) -> ServeBackend:
     return SERVE_BACKENDS[name]
 
 
-def check_backend(backend: str, layout: Layout, device: str, num_kv_heads: int, moe: bool) -> None:
+def check_backend(backend: str, layout: Layout, device: str, num_kv_heads: int, moe: bool,
+                  hybrid: bool = False) -> None:
     """The layouts each backend runs, refused with the reason (one rule per backend)."""
     record = serve_backend(backend)
     if device not in DEVICES:
         raise ShardsimError(f"--device {device!r} is not known; accepted: {', '.join(DEVICES)}")
-    record.check(LayoutAsked(layout, device, num_kv_heads, moe))
+    record.check(LayoutAsked(layout, device, num_kv_heads, moe, hybrid))

@@ -37,7 +37,7 @@ from shardsim.launch.session.signals import (
 from shardsim.errors import ShardsimError
 
 MEASURED_TERMS = ("weights", "kv_cache", "activations", "rss_anon", "rss_file")
-MEASURED_IF_PRESENT = ("zero_gather", "cuda_max_allocated", "cuda_reserved", "cuda_used")
+MEASURED_IF_PRESENT = ("state", "zero_gather", "cuda_max_allocated", "cuda_reserved", "cuda_used")
 
 
 def _keeper(state: RunState, forward_out: dict):

@@ -94,7 +94,7 @@ def validate_request(o: ValidateOptions):
                             "--train")
     layout = validate_layout(spec, Layout(tp=lo.tp, pp=lo.pp, dp=lo.dp, ep=lo.ep, zero=lo.zero))
     context = common.resolve_context(o.context, common.VALIDATE_CONTEXT)
-    check_backend(o.backend, layout, o.device, spec.num_kv_heads, spec.is_moe)
+    check_backend(o.backend, layout, o.device, spec.num_kv_heads, spec.is_moe, spec.linear is not None)
     request.check_run(layout, context, o.decode_steps, o.batch, o.timeout)
     fault = request.parse_fault(o.inject_fault)
     source_config = read_config(o.config) if o.config else preset_config(o.model)

@@ -16,7 +16,11 @@ from shardsim.core.memory.activations import activation_peak_bytes, activation_p
 from shardsim.core.memory.allocator import AllocationTally, reserved_for
 from shardsim.core.memory.kv_cache import kv_bytes_per_token_per_layer, kv_tokens_allocated
 from shardsim.core.memory.runtime import DEFAULT_FABRIC, Fabric, RuntimeBytes, runtime_bytes
-from shardsim.core.memory.state import linear_layers_in, state_bytes_per_sequence_per_layer
+from shardsim.core.memory.state import (
+    hf_state_bytes_per_sequence_per_layer,
+    linear_layers_in,
+    state_bytes_per_sequence_per_layer,
+)
 from shardsim.core.memory.weights import largest_module_bytes, weight_model
 from shardsim.core.model import ModelSpec
 from shardsim.core.records import RankBytes
@@ -88,7 +92,8 @@ class Planner:
         self.quant = workload.quant if workload.quant is not None else spec.quant
         self.kv_bytes = DTYPE_BYTES[canonical_dtype(workload.kv_dtype, ("bf16", "fp16", "fp32", "fp8"))]
         ssm = workload.state_dtype or spec.state_dtype or self.dtype
-        self.state_bytes = (DTYPE_BYTES[self.dtype], DTYPE_BYTES[canonical_dtype(ssm)])  # conv, delta-rule memory
+        # rule (transformers' own shapes and dtypes, or vLLM's), conv, delta-rule memory
+        self.state_bytes = (workload.kernels == "hf", DTYPE_BYTES[self.dtype], DTYPE_BYTES[canonical_dtype(ssm)])
         self.prefill_chunk = workload.prefill_chunk
         self.step_tokens = workload.step_tokens
         self.block_size = workload.block_size
@@ -142,7 +147,9 @@ class Planner:
         moe_layers = self.wm.moe_prefix[last + 1] - self.wm.moe_prefix[first]
         linear = linear_layers_in(self.spec, first, last)
         spec_tokens = self.spec.speculative_tokens
-        state = linear * state_bytes_per_sequence_per_layer(self.spec, lay.tp, *self.state_bytes, spec_tokens)
+        hf_state, conv_bytes, ssm_bytes = self.state_bytes
+        state = linear * (hf_state_bytes_per_sequence_per_layer(self.spec, conv_bytes) if hf_state else
+                          state_bytes_per_sequence_per_layer(self.spec, lay.tp, conv_bytes, ssm_bytes, spec_tokens))
         # MTP drafting keeps KV for its own full-attention layers on the last stage (vLLM: the draft model's
         # attention layers join the KV cache groups, v1/spec_decode/eagle.py@v0.11.0)
         draft_layers = self.spec.mtp_layers if spec_tokens and is_last else 0

@@ -9,6 +9,16 @@ heads); the same shapes in SGLang ``python/sglang/srt/configs/mamba_utils.py``@v
 cache dtype (vLLM ``--mamba-cache-dtype``, auto = the model's), the delta-rule memory the SSM dtype (vLLM 0.17.0+
 ``--mamba-ssm-cache-dtype``, which for Qwen3.5 defaults to the config's ``mamba_ssm_dtype``; ``engines.releases``
 holds which release does what).
+
+transformers (``kernels="hf"``) keeps other shapes, cited to v5.25.0: ``cache_utils.py`` ``LinearAttentionLayer``
+(L1225-1342) holds per layer a conv state of the full kernel width, [batch, conv_dim, K] (``causal_conv1d_forward``
+passes ``conv_kernel_size=conv1d.kernel_size[0]``, ``qwen3_5/modeling_qwen3_5.py`` L316-318 and
+``qwen3_next/modeling_qwen3_next.py`` L406-407), in the activations' dtype, and a recurrent state
+[batch, nv, dk, dv] in fp32 whatever the config says: the torch gated-delta-rule paths (the only ones on CPU or
+without flash-linear-attention) cast q, k, v to fp32 and the cache stores ``zeros_like`` of the fp32 state they return
+(``torch_chunk_gated_delta_rule`` L379 / L447, ``torch_recurrent_gated_delta_rule`` L504 / L519). Its TP plan gathers
+the linear-attention projections' outputs (``colwise_gather_output`` in ``base_model_tp_plan``), so every rank runs
+the whole layer and holds the whole state.
 """
 
 from __future__ import annotations
@@ -35,6 +45,20 @@ def state_bytes_per_sequence_per_layer(spec: ModelSpec, tp: int, conv_dtype_byte
         return 0
     return (conv_state_bytes(spec, tp, conv_dtype_bytes, speculative_tokens)
             + temporal_state_bytes(spec, tp, ssm_dtype_bytes))
+
+
+HF_RECURRENT_STATE_BYTES = 4
+"""transformers keeps the delta-rule memory in fp32 (the torch kernels' dtype; see the module docstring)."""
+
+
+def hf_state_bytes_per_sequence_per_layer(spec: ModelSpec, act_bytes: int) -> int:
+    """transformers' state of one sequence in one linear-attention layer, on every rank: K × conv_dim conv state in
+    the activations' dtype plus nv × dk × dv fp32 delta-rule memory."""
+    if spec.linear is None:
+        return 0
+    la = spec.linear
+    return (la.conv_kernel * la.conv_dim * act_bytes
+            + la.num_value_heads * la.key_head_dim * la.value_head_dim * HF_RECURRENT_STATE_BYTES)
 
 
 def linear_layers_in(spec: ModelSpec, first: int, last: int) -> int:
