@@ -83,6 +83,13 @@ VllmVersionOpt = Annotated[Optional[str], typer.Option("--vllm-version", metavar
 MemFracOpt = Annotated[Optional[float], typer.Option("--mem-fraction-static", metavar="F", show_default=False, help="SGLang: static memory fraction [by GPU]")]
 ContextLengthOpt = Annotated[Optional[int], typer.Option("--context-length", parser=whole_number, metavar="N", show_default=False, help="SGLang: longest request [model's]")]
 MaxTotalTokensOpt = Annotated[Optional[int], typer.Option("--max-total-tokens", parser=whole_number, metavar="N", show_default=False, help="SGLang: cap on the KV pool's tokens")]
+MambaRatioOpt = Annotated[Optional[float], typer.Option("--mamba-full-memory-ratio", metavar="F", show_default=False, help="SGLang hybrids (0.5.4+): state / KV memory [0.9]")]
+MambaSsmDtypeOpt = Annotated[Optional[str], typer.Option("--mamba-ssm-dtype", metavar="float32|bfloat16", show_default=False, help="SGLang hybrids: delta-rule state dtype [float32; 0.5.9+: config's]")]
+MaxMambaCacheOpt = Annotated[Optional[int], typer.Option("--max-mamba-cache-size", parser=whole_number, metavar="N", show_default=False, help="SGLang hybrids: state slots")]
+MaxRunningOpt = Annotated[Optional[int], typer.Option("--max-running-requests", parser=whole_number, metavar="N", show_default=False, help="SGLang hybrids: running requests cap")]
+NoRadixOpt = Annotated[bool, typer.Option("--disable-radix-cache", show_default=False, help="SGLang hybrids: no prefix cache (1 state slot per request)")]
+MambaSchedOpt = Annotated[Optional[str], typer.Option("--mamba-scheduler-strategy", metavar="NAME", show_default=False, help="SGLang hybrids 0.5.7–0.5.13: auto no_buffer extra_buffer")]
+MambaRadixOpt = Annotated[Optional[str], typer.Option("--mamba-radix-cache-strategy", metavar="NAME", show_default=False, help="SGLang hybrids 0.5.14+: auto no_buffer extra_buffer")]
 PromptTokensOpt = Annotated[Optional[int], typer.Option("--prompt-tokens", parser=whole_number, metavar="N", show_default=False, help="hf: generate() prompt length [1]")]
 GenerateTokensOpt = Annotated[Optional[int], typer.Option("--generate-tokens", parser=whole_number, metavar="N", show_default=False, help="hf: generate() new tokens [2048]")]
 
@@ -157,6 +164,7 @@ PANELS = {
     "Engine: --engine vllm | sglang | hf | accelerate, and its knobs": (
         EngineOpt, EngineVersionOpt, KvCacheDtypeOpt, GpuUtilOpt, MaxModelLenOpt, MaxSeqsOpt, EagerOpt, SamplerOpt,
         VllmVersionOpt, KvCacheMemOpt, InstallOpt, EntrypointOpt, MemFracOpt, ContextLengthOpt, MaxTotalTokensOpt,
+        MambaRatioOpt, MambaSsmDtypeOpt, MaxMambaCacheOpt, MaxRunningOpt, NoRadixOpt, MambaSchedOpt, MambaRadixOpt,
         PromptTokensOpt, GenerateTokensOpt, LoadDtypeOpt, DeviceMapOpt, MaxMemoryOpt, AllowOffloadOpt),
     "Strategy": (FrameworkOpt, FsdpOpt, SeqParOpt, DistOptOpt, ScheduleOpt, VirtualOpt, CapacityOpt),
     "Batch and memory savers": (MicroBatchOpt, SeqLenOpt, GradAccumOpt, RecomputeOpt, OptimizerOpt, EagerAttnOpt,

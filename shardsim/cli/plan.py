@@ -33,6 +33,12 @@ from shardsim.cli.options import (
     KvCacheDtypeOpt,
     KvCacheMemOpt,
     KvDtypeOpt,
+    MambaRadixOpt,
+    MambaRatioOpt,
+    MambaSchedOpt,
+    MambaSsmDtypeOpt,
+    MaxMambaCacheOpt,
+    MaxRunningOpt,
     LoadDtypeOpt,
     MaxMemoryOpt,
     MaxModelLenOpt,
@@ -40,6 +46,7 @@ from shardsim.cli.options import (
     MaxTotalTokensOpt,
     MemFracOpt,
     ModelArg,
+    NoRadixOpt,
     PpOpt,
     PpSplitOpt,
     PromptTokensOpt,
@@ -79,6 +86,10 @@ def plan(
     engine_version: EngineVersionOpt = None, kv_cache_memory_bytes: KvCacheMemOpt = None,
     vllm_install: InstallOpt = None, vllm_entrypoint: EntrypointOpt = None, load_dtype: LoadDtypeOpt = None,
     device_map: DeviceMapOpt = None, max_memory: MaxMemoryOpt = None, allow_offload: AllowOffloadOpt = False,
+    mamba_full_memory_ratio: MambaRatioOpt = None, mamba_ssm_dtype: MambaSsmDtypeOpt = None,
+    max_mamba_cache_size: MaxMambaCacheOpt = None, max_running_requests: MaxRunningOpt = None,
+    disable_radix_cache: NoRadixOpt = False, mamba_scheduler_strategy: MambaSchedOpt = None,
+    mamba_radix_cache_strategy: MambaRadixOpt = None,
 ) -> None:
     request = build.serve_request(
         build.ModelOptions(model, config),
@@ -95,7 +106,11 @@ def plan(
             max_total_tokens=max_total_tokens, chunked_prefill_size=chunked_prefill_size,
             prompt_tokens=prompt_tokens, generate_tokens=generate_tokens, batch=batch, install=vllm_install,
             entrypoint=vllm_entrypoint, load_dtype=load_dtype, device_map=device_map, max_memory=max_memory,
-            allow_offload=allow_offload)),
+            allow_offload=allow_offload, mamba_full_memory_ratio=mamba_full_memory_ratio,
+            mamba_ssm_dtype=mamba_ssm_dtype, max_mamba_cache_size=max_mamba_cache_size,
+            max_running_requests=max_running_requests, disable_radix_cache=disable_radix_cache or None,
+            mamba_scheduler_strategy=mamba_scheduler_strategy,
+            mamba_radix_cache_strategy=mamba_radix_cache_strategy)),
     )
     run_plan(request, as_json, build.ModelOptions(model, config).checkpoint())
 

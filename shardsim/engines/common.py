@@ -42,11 +42,25 @@ class EngineReport:
     notes: list[str] = field(default_factory=list)
     rules: dict | None = None  # the release's rule set (engines/releases.py)
     suggestion: str | None = None  # when it will not start: one line of flags that would (engines/suggest.py)
+    # Hybrid models (None otherwise, and then left out of to_dict): per rank, the most loaded rank's figures
+    kv_bytes_per_token: int | None = None  # K + V of one token over the full-attention layers
+    state_bytes_per_sequence: int | None = None  # conv + delta-rule state of one request over the linear layers
+    state_blocks: int | None = None  # state slots (SGLang: max_mamba_cache_size)
+    state_pool_bytes: int | None = None  # SGLang: the MambaPool, slots + 1 padding slot
+    max_running_requests: int | None = None  # SGLang: min(default, slots // ratio)
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["ranks"] = [asdict(r) for r in self.ranks]
+        for key in HYBRID_FIELDS:
+            if d.get(key) is None:
+                d.pop(key, None)
         return d
+
+
+HYBRID_FIELDS = ("kv_bytes_per_token", "state_bytes_per_sequence", "state_blocks", "state_pool_bytes",
+                 "max_running_requests")
+"""EngineReport fields only hybrids fill; absent from the JSON of other models."""
 
 
 def cublas_workspace_bytes(compute_capability: str | None) -> int:

@@ -113,3 +113,23 @@ def sglang_pool_refusal(tokens: int) -> str | None:
     if tokens > 0:
         return None
     return "RuntimeError: Not enough memory. Please try to increase --mem-fraction-static."
+
+
+def sglang_hybrid_refusal(slots: int, ratio: int, max_running: int, rest_gib: float, per_request: int,
+                          explicit: bool) -> str | None:
+    """A hybrid's state pool holds no slot, or too few for one running request. From 0.5.13 SGLang says so in its
+    own words (model_executor/model_runner_kv_cache_mixin.py@v0.5.13 handle_max_mamba_cache and the max_num_reqs
+    check; mem_cache/kv_cache_configurator.py@v0.5.16 the same); before, nothing it prints names it."""
+    if slots > 0 and max_running > 0:
+        return None
+    if not explicit:
+        return (f"max_mamba_cache_size={slots}, max_running_requests={max_running}: no request can run (this "
+                "SGLang release has no message of its own for it); increase --mem-fraction-static")
+    if slots <= 0:
+        return ("RuntimeError: Not enough GPU memory for hybrid (mamba/linear-attention) state cache. Computed "
+                f"max_mamba_cache_size={slots} (total_rest_memory={rest_gib:.2f} GB, mamba_cache_per_req="
+                f"{per_request / (1 << 20):.2f} MB). Try: (1) reduce --max-running-requests, (2) increase "
+                "--mem-fraction-static, (3) reduce --speculative-num-draft-tokens, or (4) use GPUs with more memory.")
+    return ("RuntimeError: Hybrid (mamba/linear-attention) state cache is too small to serve any requests. "
+            f"max_mamba_cache_size={slots}, mamba_ratio={ratio}, resulting max_num_reqs={max_running}. Try: (1) "
+            "reduce --max-running-requests, (2) increase --mem-fraction-static, or (3) use GPUs with more memory.")

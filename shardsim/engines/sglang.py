@@ -49,6 +49,14 @@ class SglangKnobs(BaseModel):
     kv_cache_dtype: str = "auto"
     chunked_prefill_size: int | None = None
     engine_version: str | None = None  # the SGLang release (None: the newest modelled)
+    # Hybrid models only (engines/sglang_hybrid.py checks them against the model and the release)
+    mamba_full_memory_ratio: float | None = None  # --mamba-full-memory-ratio (0.5.4+) [0.9]
+    mamba_ssm_dtype: str | None = None  # --mamba-ssm-dtype float32 | bfloat16
+    max_mamba_cache_size: int | None = None  # --max-mamba-cache-size: state slots
+    max_running_requests: int | None = None  # --max-running-requests
+    disable_radix_cache: bool | None = None  # --disable-radix-cache
+    mamba_scheduler_strategy: str | None = None  # --mamba-scheduler-strategy (0.5.7–0.5.13)
+    mamba_radix_cache_strategy: str | None = None  # --mamba-radix-cache-strategy (0.5.14+)
 
     def checked(self) -> "SglangKnobs":
         if self.mem_fraction_static is not None and not 0 < self.mem_fraction_static < 1:
@@ -117,11 +125,17 @@ def predict_sglang(spec: ModelSpec, layout: Layout, capacity_bytes: int, nvidia_
     knobs = knobs.checked()
     release = resolve("sglang", knobs.engine_version)
     rules = release.rules
+    from shardsim.engines.sglang_hybrid import check_hybrid_knobs, predict_sglang_hybrid
+
+    check_hybrid_knobs(spec, release, knobs)
     gpu_mem_mib = (nvidia_smi_bytes or capacity_bytes) / MiB
     fraction = knobs.mem_fraction_static or default_mem_fraction_static(gpu_mem_mib, layout.tp, layout.pp, rules,
                                                                         knobs.chunked_prefill_size)
     context = knobs.context_length or spec.max_position_embeddings
     kv_bytes = 1 if knobs.kv_cache_dtype.startswith("fp8") else DTYPE_BYTES[dtype if dtype != "fp32" else "bf16"]
+    if spec.is_hybrid:
+        return predict_sglang_hybrid(spec, layout, capacity_bytes, release, knobs, fraction, context, kv_bytes, dtype,
+                                     quant)
     free_before = capacity_bytes - CUDA_CONTEXT_BYTES
     rotary = spec.max_position_embeddings * spec.head_dim * 4  # SGLang keeps the cos/sin cache in fp32
     ranks, refusal = [], None

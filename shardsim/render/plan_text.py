@@ -114,6 +114,11 @@ def render_engine(rep, console) -> None:
     elif rep.engine == "sglang":
         console.print(f"KV Cache is allocated. #tokens: {rep.kv_cache_tokens:,} · mem_fraction_static "
                       f"{rep.knobs['mem_fraction_static']}")
+        if rep.state_blocks is not None:
+            console.print(f"Mamba Cache is allocated. max_mamba_cache_size: {rep.state_blocks:,} · state "
+                          f"{rep.state_bytes_per_sequence:,} B per request, pool {gib_text(rep.state_pool_bytes)} GiB · "
+                          f"KV {rep.kv_bytes_per_token:,} B per token · max_running_requests "
+                          f"{rep.max_running_requests:,}", markup=False)
     elif rep.peak_allocated_bytes is not None:
         console.print(f"peak torch.cuda.max_memory_allocated summed over GPUs: {rep.peak_allocated_bytes / 2**20:,.0f} MiB")
     bands = ", ".join(f"{k.replace('_bytes', '')} ±{100 * v:g} %" for k, v in rep.error_bands.items())
