@@ -90,6 +90,10 @@ MaxRunningOpt = Annotated[Optional[int], typer.Option("--max-running-requests", 
 NoRadixOpt = Annotated[bool, typer.Option("--disable-radix-cache", show_default=False, help="SGLang hybrids: no prefix cache (1 state slot per request)")]
 MambaSchedOpt = Annotated[Optional[str], typer.Option("--mamba-scheduler-strategy", metavar="NAME", show_default=False, help="SGLang hybrids 0.5.7–0.5.13: auto no_buffer extra_buffer")]
 MambaRadixOpt = Annotated[Optional[str], typer.Option("--mamba-radix-cache-strategy", metavar="NAME", show_default=False, help="SGLang hybrids 0.5.14+: auto no_buffer extra_buffer")]
+MambaCacheDtypeOpt = Annotated[Optional[str], typer.Option("--mamba-cache-dtype", metavar="auto|bf16|fp16|fp32", show_default=False, help="vLLM hybrids: conv state (before 0.17 both states) [auto]")]
+MambaSsmCacheDtypeOpt = Annotated[Optional[str], typer.Option("--mamba-ssm-cache-dtype", metavar="auto|bf16|fp16|fp32", show_default=False, help="vLLM hybrids 0.17+: delta-rule state [auto; Qwen3.5: config's]")]
+MambaCacheModeOpt = Annotated[Optional[str], typer.Option("--mamba-cache-mode", metavar="none|align|all", show_default=False, help="vLLM hybrids 0.15+: state blocks with prefix caching [none]")]
+PrefixCachingOpt = Annotated[Optional[bool], typer.Option("--enable-prefix-caching/--no-enable-prefix-caching", show_default=False, help="vLLM hybrids: prefix caching [release's: on from 0.26]")]
 PromptTokensOpt = Annotated[Optional[int], typer.Option("--prompt-tokens", parser=whole_number, metavar="N", show_default=False, help="hf: generate() prompt length [1]")]
 GenerateTokensOpt = Annotated[Optional[int], typer.Option("--generate-tokens", parser=whole_number, metavar="N", show_default=False, help="hf: generate() new tokens [2048]")]
 
@@ -164,6 +168,7 @@ PANELS = {
     "Engine: --engine vllm | sglang | hf | accelerate, and its knobs": (
         EngineOpt, EngineVersionOpt, KvCacheDtypeOpt, GpuUtilOpt, MaxModelLenOpt, MaxSeqsOpt, EagerOpt, SamplerOpt,
         VllmVersionOpt, KvCacheMemOpt, InstallOpt, EntrypointOpt, MemFracOpt, ContextLengthOpt, MaxTotalTokensOpt,
+        MambaCacheDtypeOpt, MambaSsmCacheDtypeOpt, MambaCacheModeOpt, PrefixCachingOpt,
         MambaRatioOpt, MambaSsmDtypeOpt, MaxMambaCacheOpt, MaxRunningOpt, NoRadixOpt, MambaSchedOpt, MambaRadixOpt,
         PromptTokensOpt, GenerateTokensOpt, LoadDtypeOpt, DeviceMapOpt, MaxMemoryOpt, AllowOffloadOpt),
     "Strategy": (FrameworkOpt, FsdpOpt, SeqParOpt, DistOptOpt, ScheduleOpt, VirtualOpt, CapacityOpt),

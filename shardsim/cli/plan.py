@@ -33,9 +33,12 @@ from shardsim.cli.options import (
     KvCacheDtypeOpt,
     KvCacheMemOpt,
     KvDtypeOpt,
+    MambaCacheDtypeOpt,
+    MambaCacheModeOpt,
     MambaRadixOpt,
     MambaRatioOpt,
     MambaSchedOpt,
+    MambaSsmCacheDtypeOpt,
     MambaSsmDtypeOpt,
     MaxMambaCacheOpt,
     MaxRunningOpt,
@@ -48,6 +51,7 @@ from shardsim.cli.options import (
     ModelArg,
     NoRadixOpt,
     PpOpt,
+    PrefixCachingOpt,
     PpSplitOpt,
     PromptTokensOpt,
     QuantOpt,
@@ -89,7 +93,9 @@ def plan(
     mamba_full_memory_ratio: MambaRatioOpt = None, mamba_ssm_dtype: MambaSsmDtypeOpt = None,
     max_mamba_cache_size: MaxMambaCacheOpt = None, max_running_requests: MaxRunningOpt = None,
     disable_radix_cache: NoRadixOpt = False, mamba_scheduler_strategy: MambaSchedOpt = None,
-    mamba_radix_cache_strategy: MambaRadixOpt = None,
+    mamba_radix_cache_strategy: MambaRadixOpt = None, mamba_cache_dtype: MambaCacheDtypeOpt = None,
+    mamba_ssm_cache_dtype: MambaSsmCacheDtypeOpt = None, mamba_cache_mode: MambaCacheModeOpt = None,
+    enable_prefix_caching: PrefixCachingOpt = None,
 ) -> None:
     request = build.serve_request(
         build.ModelOptions(model, config),
@@ -110,7 +116,9 @@ def plan(
             mamba_ssm_dtype=mamba_ssm_dtype, max_mamba_cache_size=max_mamba_cache_size,
             max_running_requests=max_running_requests, disable_radix_cache=disable_radix_cache or None,
             mamba_scheduler_strategy=mamba_scheduler_strategy,
-            mamba_radix_cache_strategy=mamba_radix_cache_strategy)),
+            mamba_radix_cache_strategy=mamba_radix_cache_strategy, mamba_cache_dtype=mamba_cache_dtype,
+            mamba_ssm_cache_dtype=mamba_ssm_cache_dtype, mamba_cache_mode=mamba_cache_mode,
+            enable_prefix_caching=enable_prefix_caching)),
     )
     run_plan(request, as_json, build.ModelOptions(model, config).checkpoint())
 

@@ -48,6 +48,9 @@ class EngineReport:
     state_blocks: int | None = None  # state slots (SGLang: max_mamba_cache_size)
     state_pool_bytes: int | None = None  # SGLang: the MambaPool, slots + 1 padding slot
     max_running_requests: int | None = None  # SGLang: min(default, slots // ratio)
+    attention_block_size: int | None = None  # vLLM: tokens per block of the shared K/V + state pool
+    state_page_bytes: int | None = None  # vLLM: one sequence's state in one linear layer, before padding
+    state_page_padding: float | None = None  # vLLM: the state page's padding to the attention page, a fraction
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -59,7 +62,7 @@ class EngineReport:
 
 
 HYBRID_FIELDS = ("kv_bytes_per_token", "state_bytes_per_sequence", "state_blocks", "state_pool_bytes",
-                 "max_running_requests")
+                 "max_running_requests", "attention_block_size", "state_page_bytes", "state_page_padding")
 """EngineReport fields only hybrids fill; absent from the JSON of other models."""
 
 

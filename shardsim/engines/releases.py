@@ -82,13 +82,53 @@ class VllmRules:
     # VLLM_FLASHINFER_WORKSPACE_BUFFER_SIZE (envs.py@v0.27.1: 394 MiB), allocated during the profile. Read at 0.27.1;
     # earlier releases are not credited with it.
     flashinfer_attention_sm100: bool = False
+    # Hybrid GDN + full-attention models (engines/vllm_hybrid.py). Rows also start where these change; ``label`` stays
+    # the dense rule set's (bands and calibration group by it). Architectures served: Qwen3NextForCausalLM from
+    # model_executor/models/qwen3_next.py@v0.10.2 (absent @v0.10.1.1); Qwen3_5ForConditionalGeneration and
+    # Qwen3_5MoeForConditionalGeneration from model_executor/models/registry.py@v0.17.0 (absent @v0.16.0).
+    hybrid_archs: tuple[str, ...] = ()
+    # State dtypes (model_executor/layers/mamba/mamba_utils.py gated_delta_net_state_dtype): "cache": conv and
+    # temporal both in --mamba-cache-dtype (auto = the model's), --mamba-ssm-cache-dtype ignored (@v0.10.2 … @v0.16.0);
+    # "split": temporal in --mamba-ssm-cache-dtype (auto = the conv's; for Qwen3.5 auto = the config's
+    # mamba_ssm_dtype, models/config.py@v0.17.0 Qwen3_5ForConditionalGenerationConfig).
+    state_dtypes: str = "cache"
+    # Attention kernel block alignment on sm10x for head_dim 256 with FlashInfer or no backend chosen
+    # (flashinfer#1993; models/config.py@v0.12.0 … @v0.17.0 HybridAttentionMambaModelConfig; gone @v0.18.0); 16 else.
+    sm100_head256_alignment: int = 16
+    # The alignment is max(backend's smallest kernel block, --block-size) (platforms/interface.py@v0.20.0
+    # _align_hybrid_block_size); before, --block-size counts only when larger than the computed block
+    # (models/config.py@v0.10.2).
+    align_to_block_size: bool = False
+    # ``--mamba-cache-mode none|align|all`` (config/cache.py@v0.15.0); before, prefix caching is off for Qwen's GDN
+    # models (forced off, models/config.py@v0.10.2 MambaModelConfig; no SupportsMambaPrefixCaching, @v0.11.1).
+    mamba_cache_mode: bool = False
+    # Prefix caching on by default for generative hybrids (config/model.py@v0.26.0 is_prefix_caching_supported;
+    # False @v0.25.1), so mamba_cache_mode becomes "align".
+    hybrid_prefix_caching_default: bool = False
+    # max_num_seqs above the blocks: "none"; "cap": CUDA-graph capture sizes capped, a warning
+    # (config/compilation.py@v0.18.0 adjust_cudagraph_sizes_for_mamba_cache); "error": ValueError with full CUDA
+    # graphs (config/compilation.py@v0.20.0).
+    state_blocks_check: str = "none"
+    # "GPU KV cache size": "groups" = num_blocks // groups × smallest group block (v1/core/kv_cache_utils.py@v0.20.0
+    # _report_kv_cache_config); "concurrency" = int(max concurrency × max_model_len) (@v0.20.1).
+    hybrid_tokens: str = "groups"
+    # Align mode with FlashInfer's GDN prefill (sm90): block aligned to lcm(alignment, 64) and one prefill checkpoint
+    # block per state group (v1/attention/backends/gdn_attn.py@v0.33.0 FLASHINFER_GDN_CHECKPOINT_ALIGNMENT,
+    # platforms/interface.py@v0.33.0, mamba/gdn/qwen_gdn_linear_attn.py@v0.33.0 get_kv_cache_spec); 0: none.
+    gdn_checkpoint_alignment: int = 0
+
+    HYBRID_FIELDS = ("hybrid_archs", "state_dtypes", "sm100_head256_alignment", "align_to_block_size",
+                     "mamba_cache_mode", "hybrid_prefix_caching_default", "state_blocks_check", "hybrid_tokens",
+                     "gdn_checkpoint_alignment")
 
     @property
     def first_text(self) -> str:
         return ".".join(map(str, self.first))
 
-    def to_dict(self) -> dict:
-        return {f: getattr(self, f) for f in self.__slots__ if f != "first"} | {"first": self.first_text}
+    def to_dict(self, hybrid: bool = False) -> dict:
+        """The rule set; the hybrid fields only for a hybrid model."""
+        return ({f: getattr(self, f) for f in self.__slots__ if f != "first" and (hybrid or f not in self.HYBRID_FIELDS)}
+                | {"first": self.first_text})
 
     def uses_v2(self, is_moe: bool, is_quantized: bool) -> bool:
         """Whether this release runs the model on Model Runner V2."""
@@ -103,39 +143,65 @@ class VllmRules:
         return self.v2_graphs_subtracted if v2 else self.v1_graphs_subtracted
 
 
-VLLM_RULES: tuple[VllmRules, ...] = (
-    VllmRules((0, 8, 5), "vLLM 0.8.5 rules", "absolute", False, False, False, "native", False, False, False,
-              flashinfer_when_installed=True),
-    VllmRules((0, 9, 0), "vLLM 0.9.0 rules", "absolute", False, True, False, "native", False, False, False,
-              flashinfer_when_installed=True),
-    VllmRules((0, 9, 1), "vLLM 0.9.1–0.10.1 rules", "snapshot", True, True, False, "native", False, False, False,
-              flashinfer_when_installed=True),
-    VllmRules((0, 10, 2), "vLLM 0.10.2–0.10.x rules", "snapshot", True, True, False, "native", True, False, False,
-              flashinfer_when_installed=True),
-    VllmRules((0, 11, 0), "vLLM 0.11.0 rules", "snapshot", True, True, False, "native", True, False, True,
-              v0_available=False, flashinfer_when_installed=True),
-    VllmRules((0, 11, 1), "vLLM 0.11.1–0.11.x rules", "snapshot", True, True, False, "native", True, False, True,
-              v0_available=False),
-    VllmRules((0, 12, 0), "vLLM 0.12–0.13 rules", "snapshot", True, True, True, "native", True, False, True,
-              v0_available=False),
-    VllmRules((0, 14, 0), "vLLM 0.14–0.16 rules", "snapshot", True, True, True, "native", True, True, True,
-              v0_available=False),
-    VllmRules((0, 17, 0), "vLLM 0.17–0.19 rules", "snapshot", True, True, True, "triton", True, True, True,
-              v0_available=False),
-    VllmRules((0, 20, 0), "vLLM 0.20–0.21 rules", "snapshot", True, True, True, "triton", True, True, True,
-              v0_available=False, v1_graphs_subtracted=True),
-    VllmRules((0, 22, 0), "vLLM 0.22–0.23 rules", "snapshot", True, True, True, "triton", True, True, True,
-              v0_available=False, v1_graphs_subtracted=True, runner_v2="dense-bf16"),
-    VllmRules((0, 24, 0), "vLLM 0.24–0.26 rules", "snapshot", True, True, True, "triton", True, True, True,
-              v0_available=False, v1_graphs_subtracted=True, runner_v2="dense"),
-    # 0.27.0 reworks memory_profiling (utils/mem_utils.py@v0.27.0): non-KV = free memory consumed since the init
-    # snapshot + (torch peak − torch allocated after the profile); for a fresh process the same terms as before.
-    VllmRules((0, 27, 0), "vLLM 0.27–0.28 rules", "consumed", True, True, True, "triton", True, True, True,
-              v0_available=False, v1_graphs_subtracted=True, runner_v2="dense", flashinfer_attention_sm100=True),
-    VllmRules((0, 29, 0), "vLLM 0.29–0.33 rules", "consumed", True, True, True, "triton", True, True, True,
-              v0_available=False, v1_graphs_subtracted=True, runner_v2="all", v2_graphs_subtracted=True,
-              flashinfer_attention_sm100=True),
-)
+_NEXT = ("Qwen3NextForCausalLM",)
+_QWEN35 = _NEXT + ("Qwen3_5ForConditionalGeneration", "Qwen3_5MoeForConditionalGeneration")
+_VLLM_HYBRID_CHANGES: dict[Version, dict] = {  # from this release on (each field cited in VllmRules)
+    (0, 10, 2): {"hybrid_archs": _NEXT},
+    (0, 12, 0): {"sm100_head256_alignment": 32},
+    (0, 15, 0): {"mamba_cache_mode": True},
+    (0, 17, 0): {"hybrid_archs": _QWEN35, "state_dtypes": "split"},
+    (0, 18, 0): {"sm100_head256_alignment": 16, "state_blocks_check": "cap"},
+    (0, 20, 0): {"align_to_block_size": True, "state_blocks_check": "error"},
+    (0, 20, 1): {"hybrid_tokens": "concurrency"},
+    (0, 26, 0): {"hybrid_prefix_caching_default": True},
+    (0, 33, 0): {"gdn_checkpoint_alignment": 64},
+}
+
+
+def _vllm_rows() -> tuple[VllmRules, ...]:
+    """vLLM's rows: the dense rule sets, split where the hybrid rules change (a split row keeps the dense label)."""
+    dense = (
+        VllmRules((0, 8, 5), "vLLM 0.8.5 rules", "absolute", False, False, False, "native", False, False, False,
+                  flashinfer_when_installed=True),
+        VllmRules((0, 9, 0), "vLLM 0.9.0 rules", "absolute", False, True, False, "native", False, False, False,
+                  flashinfer_when_installed=True),
+        VllmRules((0, 9, 1), "vLLM 0.9.1–0.10.1 rules", "snapshot", True, True, False, "native", False, False, False,
+                  flashinfer_when_installed=True),
+        VllmRules((0, 10, 2), "vLLM 0.10.2–0.10.x rules", "snapshot", True, True, False, "native", True, False, False,
+                  flashinfer_when_installed=True),
+        VllmRules((0, 11, 0), "vLLM 0.11.0 rules", "snapshot", True, True, False, "native", True, False, True,
+                  v0_available=False, flashinfer_when_installed=True),
+        VllmRules((0, 11, 1), "vLLM 0.11.1–0.11.x rules", "snapshot", True, True, False, "native", True, False, True,
+                  v0_available=False),
+        VllmRules((0, 12, 0), "vLLM 0.12–0.13 rules", "snapshot", True, True, True, "native", True, False, True,
+                  v0_available=False),
+        VllmRules((0, 14, 0), "vLLM 0.14–0.16 rules", "snapshot", True, True, True, "native", True, True, True,
+                  v0_available=False),
+        VllmRules((0, 17, 0), "vLLM 0.17–0.19 rules", "snapshot", True, True, True, "triton", True, True, True,
+                  v0_available=False),
+        VllmRules((0, 20, 0), "vLLM 0.20–0.21 rules", "snapshot", True, True, True, "triton", True, True, True,
+                  v0_available=False, v1_graphs_subtracted=True),
+        VllmRules((0, 22, 0), "vLLM 0.22–0.23 rules", "snapshot", True, True, True, "triton", True, True, True,
+                  v0_available=False, v1_graphs_subtracted=True, runner_v2="dense-bf16"),
+        VllmRules((0, 24, 0), "vLLM 0.24–0.26 rules", "snapshot", True, True, True, "triton", True, True, True,
+                  v0_available=False, v1_graphs_subtracted=True, runner_v2="dense"),
+        # 0.27.0 reworks memory_profiling (utils/mem_utils.py@v0.27.0): non-KV = free memory consumed since the init
+        # snapshot + (torch peak − torch allocated after the profile); for a fresh process the same terms as before.
+        VllmRules((0, 27, 0), "vLLM 0.27–0.28 rules", "consumed", True, True, True, "triton", True, True, True,
+                  v0_available=False, v1_graphs_subtracted=True, runner_v2="dense", flashinfer_attention_sm100=True),
+        VllmRules((0, 29, 0), "vLLM 0.29–0.33 rules", "consumed", True, True, True, "triton", True, True, True,
+                  v0_available=False, v1_graphs_subtracted=True, runner_v2="all", v2_graphs_subtracted=True,
+                  flashinfer_attention_sm100=True),
+    )
+    out, hybrid = [], {}
+    for first in sorted({r.first for r in dense} | set(_VLLM_HYBRID_CHANGES)):
+        hybrid |= _VLLM_HYBRID_CHANGES.get(first, {})
+        row = [r for r in dense if r.first <= first][-1]
+        out.append(replace(row, first=first, **hybrid))
+    return tuple(out)
+
+
+VLLM_RULES: tuple[VllmRules, ...] = _vllm_rows()
 
 
 @dataclass(frozen=True, slots=True)

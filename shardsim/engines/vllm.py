@@ -21,7 +21,7 @@ Sources (vLLM v0.10.2 / v0.11.0 unless noted; what changes between releases is i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict
 
@@ -50,6 +50,7 @@ from shardsim.core.memory.runtime import DEFAULT_FABRIC, Fabric, nccl_communicat
 from shardsim.core.memory.weights import weight_model
 from shardsim.core.model import ModelSpec, QuantConfig
 from shardsim.engines.bands import error_bands
+from shardsim.engines import vllm_hybrid
 from shardsim.engines.common import EngineRankReport, EngineReport, cublas_workspace_bytes, rank_weights
 from shardsim.engines.refusals import kv_cache_refusal, loading_refusal, vllm_layout_refusal
 from shardsim.engines.registry import Engine, SuggestKnobs
@@ -78,6 +79,11 @@ class VllmKnobs(BaseModel):
     startup_free_bytes: int | None = None  # free memory at start when other processes hold some (None: all but the context)
     entrypoint: str = "serve"  # serve (OpenAI server) or llm (the offline vllm.LLM class): their own defaults
     install: str = "pip"  # pip (PyPI wheel: no flashinfer before 0.20) or docker (vllm/vllm-openai: flashinfer installed)
+    # Hybrids only (engines/vllm_hybrid.py); None: not given, vLLM's default
+    mamba_cache_dtype: str | None = None  # conv state (and before 0.17 the temporal state): auto = the model's
+    mamba_ssm_cache_dtype: str | None = None  # temporal state, 0.17+: auto = the conv's (Qwen3.5: config's)
+    mamba_cache_mode: str | None = None  # none | align | all (0.15+)
+    enable_prefix_caching: bool | None = None  # None: the release's default (on for hybrids from 0.26)
 
     def checked(self) -> "VllmKnobs":
         if not 0 < self.gpu_memory_utilization <= 1:
@@ -101,6 +107,7 @@ class VllmKnobs(BaseModel):
         if self.kv_cache_memory_bytes is not None and not 1 <= self.kv_cache_memory_bytes <= 1 << 50:
             raise ShardsimError(f"--kv-cache-memory-bytes {self.kv_cache_memory_bytes} is out of range; accepted: "
                                 "1 B … 1 PiB")
+        vllm_hybrid.check_knobs(self)
         return self
 
 
@@ -229,17 +236,21 @@ def _release_refusal(knobs: VllmKnobs, rules: VllmRules, capacity_bytes: int) ->
 def predict_vllm(spec: ModelSpec, layout: Layout, capacity_bytes: int, gpu_name: str, compute_capability: str | None,
                  dtype: str, quant: QuantConfig, knobs: VllmKnobs, fabric: Fabric = DEFAULT_FABRIC) -> EngineReport:
     knobs = knobs.checked()
+    vllm_hybrid.dense_knob_check(spec, knobs)
     release = resolve("vllm", knobs.engine_version)
     rules = release.rules
     seqs, batched, max_len = _shape(spec, capacity_bytes, gpu_name, knobs, rules)
     kv_bytes = 1 if knobs.kv_cache_dtype.startswith("fp8") else DTYPE_BYTES[dtype if dtype != "fp32" else "bf16"]
     page_per_layer = knobs.block_size * kv_bytes_per_token_per_layer(spec, layout.tp, kv_bytes)
+    hybrid = (vllm_hybrid.setup(spec, layout, knobs, release, dtype, kv_bytes, compute_capability)
+              if spec.is_hybrid else None)
     requested = int(capacity_bytes * knobs.gpu_memory_utilization)
     per_logit = _per_logit(knobs, rules)
     cublas = cublas_workspace_bytes(compute_capability)
     graphs = 0 if knobs.enforce_eager else VLLM_CUDA_GRAPH_BYTES
     moe_prefix = weight_model(spec, dtype, vllm_quant(quant)).moe_prefix
-    ranks, refusal = [], _release_refusal(knobs, rules, capacity_bytes)
+    ranks, pools = [], []
+    refusal = _release_refusal(knobs, rules, capacity_bytes) or (hybrid.refusal if hybrid else None)
     v2 = knobs.version == "v1" and rules.uses_v2(spec.is_moe, quant.method != "none")
     subtract_graphs = not knobs.enforce_eager and rules.graphs_subtracted(v2)
     attention_workspace = (VLLM_FLASHINFER_WORKSPACE_BYTES
@@ -259,33 +270,78 @@ def predict_vllm(spec: ModelSpec, layout: Layout, capacity_bytes: int, gpu_name:
         if knobs.kv_cache_memory_bytes is not None:
             available = knobs.kv_cache_memory_bytes
         blocks = max(0, available) // page_per_layer // held.layers
+        cache_bytes, tokens = blocks * page_per_layer * held.layers, blocks * knobs.block_size
+        if hybrid:  # one pool of K/V and state pages (engines/vllm_hybrid.py); tokens are set below
+            pools.append(vllm_hybrid.rank_pool(spec, held.first_layer, held.last_layer, available, hybrid))
+            cache_bytes = pools[-1].num_blocks * hybrid.page_bytes * pools[-1].group_size
         ranks.append(EngineRankReport(
             rank=held.rank, layers=held.layers, model_loading_bytes=loading, activation_peak_bytes=activation,
             non_torch_bytes=non_torch, cuda_graph_bytes=graphs, available_kv_cache_bytes=available,
-            kv_cache_bytes=blocks * page_per_layer * held.layers, kv_cache_tokens=blocks * knobs.block_size,
-            used_bytes=CUDA_CONTEXT_BYTES + loading + activation + non_torch + blocks * page_per_layer * held.layers
-            + graphs,
+            kv_cache_bytes=cache_bytes, kv_cache_tokens=tokens,
+            used_bytes=CUDA_CONTEXT_BYTES + loading + activation + non_torch + cache_bytes + graphs,
         ))
         refusal = refusal or loading_refusal(held.rank, loading, capacity_bytes - CUDA_CONTEXT_BYTES)
+    cache = (_hybrid_cache(spec, knobs, rules, hybrid, pools, ranks, seqs, max_len) if hybrid
+             else _dense_cache(spec, knobs, rules, ranks, page_per_layer, max_len))
+    refusal = refusal or vllm_layout_refusal(spec, layout, quant, cache.max_len) or cache.refusal
+    knob_values = {k: v for k, v in knobs.model_dump().items() if hybrid or k not in vllm_hybrid.HYBRID_KNOBS}
+    if hybrid and rules.mamba_cache_mode:  # what vLLM runs with
+        knob_values |= {"mamba_cache_mode": hybrid.mode, "enable_prefix_caching": hybrid.mode == "align"}
+    return EngineReport(
+        engine="vllm", version=release.version,
+        rules=rules.to_dict(hybrid=hybrid is not None) | {
+            "engine_core": knobs.version, "model_runner": "v2" if v2 else "v1",
+            "sampler": "v2" if v2 else _sampler(knobs, rules), "cuda_graphs_subtracted": subtract_graphs},
+        knobs={**knob_values, "sampler": _sampler(knobs, rules), "max_num_seqs": seqs,
+               "max_num_batched_tokens": batched, "max_model_len": cache.max_len},
+        ranks=ranks, starts=refusal is None, refusal=refusal, kv_cache_tokens=cache.tokens,
+        max_concurrency=cache.concurrency, error_bands=error_bands("vllm", rules.label),
+        notes=([release.warning] if release.warning else []) + [_sampler_note(knobs, rules, seqs, spec.vocab_size, v2)]
+        + list(cache.notes), **cache.fields,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CacheFigures:
+    """What the KV cache (a hybrid's shared pool) gives: the max_model_len in effect, the logged tokens and
+    concurrency, the refusal, notes and (hybrids) the report's pool fields."""
+
+    max_len: int
+    tokens: int
+    concurrency: float
+    refusal: str | None
+    notes: tuple[str, ...] = ()
+    fields: dict = field(default_factory=dict)
+
+
+def _dense_cache(spec: ModelSpec, knobs: VllmKnobs, rules: VllmRules, ranks: list[EngineRankReport],
+                 page_per_layer: int, max_len: int) -> CacheFigures:
+    """Every layer's paged K/V: blocks = the fewest over the ranks, ``check_enough_kv_cache_memory``."""
     blocks = min(r.kv_cache_tokens for r in ranks) // knobs.block_size
     if knobs.max_model_len_auto and rules.max_model_len_auto:
         max_len = min(spec.max_position_embeddings, blocks * knobs.block_size) or max_len
-    refusal = refusal or vllm_layout_refusal(spec, layout, quant, max_len)
     worst = min(ranks, key=lambda r: r.available_kv_cache_bytes)
     per_request_blocks = -(-max_len // knobs.block_size)
-    refusal = refusal or kv_cache_refusal(worst.available_kv_cache_bytes, blocks, per_request_blocks, knobs.block_size,
-                                          page_per_layer, worst.layers, max_len)
-    return EngineReport(
-        engine="vllm", version=release.version,
-        rules=rules.to_dict() | {"engine_core": knobs.version, "model_runner": "v2" if v2 else "v1",
-                                 "sampler": "v2" if v2 else _sampler(knobs, rules),
-                                 "cuda_graphs_subtracted": subtract_graphs},
-        knobs={**knobs.model_dump(), "sampler": _sampler(knobs, rules), "max_num_seqs": seqs,
-               "max_num_batched_tokens": batched, "max_model_len": max_len},
-        ranks=ranks, starts=refusal is None, refusal=refusal, kv_cache_tokens=blocks * knobs.block_size,
-        max_concurrency=blocks / per_request_blocks, error_bands=error_bands("vllm", rules.label),
-        notes=([release.warning] if release.warning else []) + [_sampler_note(knobs, rules, seqs, spec.vocab_size, v2)],
-    )
+    refusal = kv_cache_refusal(worst.available_kv_cache_bytes, blocks, per_request_blocks, knobs.block_size,
+                               page_per_layer, worst.layers, max_len)
+    return CacheFigures(max_len, blocks * knobs.block_size, blocks / per_request_blocks, refusal)
+
+
+def _hybrid_cache(spec: ModelSpec, knobs: VllmKnobs, rules: VllmRules, hybrid: vllm_hybrid.HybridSetup,
+                  pools: list, ranks: list[EngineRankReport], seqs: int, max_len: int) -> CacheFigures:
+    """The shared pool of a hybrid (``engines.vllm_hybrid``); each rank's logged tokens set here, once max_model_len
+    is known."""
+    if knobs.max_model_len_auto and rules.max_model_len_auto:
+        longest = min(vllm_hybrid.longest_request(p, hybrid) for p in pools)
+        max_len = min(spec.max_position_embeddings, longest) or max_len
+    for rank, pool in zip(ranks, pools):
+        rank.kv_cache_tokens = vllm_hybrid.logged_tokens(pool, hybrid, rules, max_len)
+    s = vllm_hybrid.summary(pools, hybrid, rules, max_len, seqs, knobs.enforce_eager)
+    worst = min(zip(ranks, pools), key=lambda rp: rp[1].num_blocks)
+    refusal = kv_cache_refusal(worst[0].available_kv_cache_bytes, s.num_blocks, s.blocks_per_request,
+                               hybrid.block_size, hybrid.page_bytes, worst[1].group_size, max_len)
+    return CacheFigures(max_len, s.kv_cache_tokens, s.max_concurrency, refusal or s.refusal, s.notes,
+                        s.fields)
 
 
 SAMPLER_SOURCES = {

@@ -111,6 +111,8 @@ def render_engine(rep, console) -> None:
     if rep.engine == "vllm":
         console.print(f"GPU KV cache size: {rep.kv_cache_tokens:,} tokens · Maximum concurrency for "
                       f"{rep.knobs['max_model_len']:,} tokens per request: {rep.max_concurrency:.2f}x")
+        if rep.attention_block_size is not None:
+            _vllm_hybrid_lines(rep, console)
     elif rep.engine == "sglang":
         console.print(f"KV Cache is allocated. #tokens: {rep.kv_cache_tokens:,} · mem_fraction_static "
                       f"{rep.knobs['mem_fraction_static']}")
@@ -131,3 +133,18 @@ def render_engine(rep, console) -> None:
         console.print(f"[bold red]{rep.engine} would not start:[/] {rep.refusal}")
         if rep.suggestion:
             console.print(f"what to change: {rep.suggestion}")
+
+
+def _vllm_hybrid_lines(rep, console) -> None:
+    """vLLM's own start-up lines for a hybrid's shared pool (platforms/interface.py@v0.20.0
+    _align_hybrid_block_size), then the pool in one line."""
+    if rep.attention_block_size > rep.knobs["block_size"]:
+        console.print(f"Setting attention block size to {rep.attention_block_size} tokens to ensure that attention "
+                      "page size is >= mamba page size.", markup=False)
+    if rep.state_page_padding:
+        console.print(f"Padding mamba page size by {100 * rep.state_page_padding:.2f}% to ensure that mamba page size "
+                      "and attention page size are exactly equal.", markup=False)
+    console.print(f"shared pool: {rep.state_blocks:,} blocks of {rep.attention_block_size:,} tokens · KV "
+                  f"{rep.kv_bytes_per_token:,} B per token · state {rep.state_bytes_per_sequence:,} B per sequence "
+                  f"(mamba page {rep.state_page_bytes:,} B per layer) · {rep.max_concurrency:.2f} sequences of "
+                  f"{rep.knobs['max_model_len']:,} tokens", markup=False)
