@@ -18,6 +18,8 @@ from shardsim.core.memory.allocator import AllocationTally
 from shardsim.core.model import ModelSpec, QuantConfig
 from shardsim.core.quant import is_skipped, stored_linear
 from shardsim.core.tensors import (
+    EXPERT,
+    Part,
     Shard,
     TensorSpec,
     inventory,
@@ -127,8 +129,11 @@ class WeightModel:
         for cls, count in enumerate(counts):
             if count:
                 total.merge(self.layer_tally(cls, shard, zero_dp), count)
+        tp_only = Shard(tp=shard.tp, tp_rank=shard.tp_rank)  # what slices a group without experts
         for part_tensors in self._edge_tensors(is_first, is_last):
-            total.merge(self._tally(("edge", part_tensors[0].name), lambda: part_tensors, shard, zero_dp))
+            experts = any(t.rule == EXPERT for t in part_tensors)
+            total.merge(self._tally(("edge", part_tensors[0].name), lambda: part_tensors, shard if experts else tp_only,
+                                    zero_dp))
         self._memo[memo_key] = total
         return total
 
@@ -139,8 +144,16 @@ class WeightModel:
         return tuple(prefix[last + 1] - prefix[first] for prefix in self.class_prefix)
 
     def _edge_tensors(self, is_first: bool, is_last: bool) -> list[list[TensorSpec]]:
-        """The stage's edge tensors (``tensors.stage_edge_tensors``), one memo group each."""
-        return [[t] for t in stage_edge_tensors(self.spec, is_first, is_last)]
+        """The stage's edge tensors (``tensors.stage_edge_tensors``), one memo group per tensor, except the vision
+        tower and the MTP head, one group each (hundreds of tensors that always travel together); memoised."""
+        key = ("edges", is_first, is_last)
+        hit = self._memo.get(key)
+        if hit is None:
+            groups: dict[object, list[TensorSpec]] = {}
+            for t in stage_edge_tensors(self.spec, is_first, is_last):
+                groups.setdefault(t.part if t.part in (Part.VISION, Part.MTP) else t.name, []).append(t)
+            hit = self._memo[key] = list(groups.values())
+        return hit
 
     def rank_breakdown(self, first: int, last: int, is_first: bool, is_last: bool, shard: Shard, zero_dp: int = 1) -> dict[str, int]:
         """Bytes per stored tensor on one rank, keyed by tensor name (experts of a projection under ``.*.``).
