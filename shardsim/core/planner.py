@@ -191,18 +191,21 @@ class Planner:
             hit, seen, first = [], set(), 0
             for pp_rank, n_layers in enumerate(lay.pp_split):
                 last = first + n_layers - 1
-                # Stages with the same layer mix, position (first / middle / last) and runtime have identical
+                # Stages with the same layer mix, position (first / middle / last) and node crossings have identical
                 # totals: score the first of them only. The runtime differs where a stage's pipeline neighbour
-                # sits on another node (its send/recv buffers are the network's).
-                coords = rank_coords(pp_rank * per_stage, lay)
-                static = self.static(coords)
+                # sits on another node (its send/recv buffers are the network's) or its groups span nodes.
+                stage_first = pp_rank * per_stage
+                place = self.fabric.placement
                 signature = (self.wm.class_counts(first, last), pp_rank == 0, pp_rank == last_stage,
-                             static.runtime_total)
+                             pp_rank > 0 and not place.same_node(stage_first, stage_first - per_stage),
+                             pp_rank < last_stage and not place.same_node(stage_first, stage_first + per_stage),
+                             place.spans_nodes((stage_first, stage_first + per_stage - 1)))
                 first = last + 1
                 if signature in seen:
                     continue
                 seen.add(signature)
-                hit.append(StagePeak(coords.rank, static))
+                coords = rank_coords(stage_first, lay)
+                hit.append(StagePeak(coords.rank, self.static(coords)))
             self._stages[key] = hit
         return hit
 
