@@ -126,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"shardsim: error: {_one_line(exc)}\n")
         return 2
     app = build_app(args[0] if args else None)
+    from shardsim.cli import help as help_pages
+
+    help_pages.ARGV[:] = args
     try:
         result = app(args=args, prog_name="shardsim", standalone_mode=False)
     except ShardsimError as exc:

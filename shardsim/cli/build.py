@@ -18,14 +18,19 @@ from shardsim.errors import ShardsimError
 class ModelOptions:
     model: Optional[str] = None
     config: Optional[str] = None
+    speculative_tokens: int = 0  # serving: MTP draft tokens per step (0: no MTP head)
+    language_model_only: bool = False  # serving: no vision tower
 
     def spec(self):
-        """The ModelSpec; a checkpoint folder given as MODEL has its safetensors headers read (and refused) here."""
+        """The ModelSpec as served (``ModelSpec.served``); a checkpoint folder given as MODEL has its safetensors
+        headers read (and refused) here."""
         from shardsim.presets import resolve_model
 
+        if not 0 <= self.speculative_tokens <= 64:
+            raise ShardsimError(f"--speculative-tokens {self.speculative_tokens} is out of range; accepted: 0 … 64")
         spec = resolve_model(self.model, self.config)
         self.checkpoint()
-        return spec
+        return spec.served(self.speculative_tokens, self.language_model_only)
 
     def checkpoint(self):
         """The ``CheckpointFacts`` of a checkpoint folder given as MODEL (its safetensors headers), else None."""

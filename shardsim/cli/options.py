@@ -36,6 +36,11 @@ ModelArg = Annotated[Optional[str], typer.Argument(
          "list: shardsim models), or a downloaded checkpoint folder (its safetensors headers are checked)",
     metavar="MODEL", show_default=False)]
 ConfigOpt = Annotated[Optional[str], typer.Option("--config", metavar="PATH", show_default=False, help="a config.json (or its folder) instead of a preset")]
+SpecTokensOpt = Annotated[int, typer.Option(
+    "--speculative-tokens", parser=whole_number, metavar="N", show_default=False,
+    help="MTP drafting: tokens per step, loads the MTP head [0]")]
+TextOnlyOpt = Annotated[bool, typer.Option("--language-model-only", show_default=False,
+                                           help="text only: the vision tower is not loaded")]
 TpOpt = Annotated[int, typer.Option("--tp", parser=whole_number, metavar="N", show_default=False, help="tensor-parallel degree [1]")]
 PpOpt = Annotated[int, typer.Option("--pp", parser=whole_number, metavar="N", show_default=False, help="pipeline-parallel degree [1]")]
 DpOpt = Annotated[int, typer.Option("--dp", parser=whole_number, metavar="N", show_default=False, help="data-parallel replicas [1]")]
@@ -161,7 +166,7 @@ EagerAttnOpt = Annotated[bool, typer.Option("--eager-attention", show_default=Fa
 
 # ---------------------------------------------------------------- help headings (cli.help.GroupedCommand)
 PANELS = {
-    "Model and layout": (ModelArg, ConfigOpt, TpOpt, PpOpt, DpOpt, EpOpt, ZeroOpt, PpSplitOpt, CpOpt, EtpOpt),
+    "Model and layout": (ModelArg, ConfigOpt, SpecTokensOpt, TextOnlyOpt, TpOpt, PpOpt, DpOpt, EpOpt, ZeroOpt, PpSplitOpt, CpOpt, EtpOpt),
     "Workload and formats": (ContextOpt, BatchOpt, DtypeOpt, QuantOpt, GroupOpt, KvDtypeOpt, BlockOpt,
                              BatchedTokensOpt, ChunkedPrefillOpt),
     "Hardware and output": (ClusterOpt, GpuOpt, GpuMemOpt, InterconnectOpt, JsonOpt),

@@ -56,6 +56,8 @@ from shardsim.cli.options import (
     PromptTokensOpt,
     QuantOpt,
     SamplerOpt,
+    SpecTokensOpt,
+    TextOnlyOpt,
     TpOpt,
     VllmVersionOpt,
     ZeroOpt,
@@ -74,7 +76,8 @@ Training: shardsim train MODEL … (plan --train is the same)."""
 
 
 def plan(
-    model: ModelArg = None, config: ConfigOpt = None,
+    model: ModelArg = None, config: ConfigOpt = None, speculative_tokens: SpecTokensOpt = 0,
+    language_model_only: TextOnlyOpt = False,
     tp: TpOpt = 1, pp: PpOpt = 1, dp: DpOpt = 1, ep: EpOpt = 1, zero: ZeroOpt = 0, pp_split: PpSplitOpt = None,
     context: ContextOpt = None, batch: BatchOpt = 1,
     dtype: DtypeOpt = "bf16", quant: QuantOpt = None, group_size: GroupOpt = None, kv_dtype: KvDtypeOpt = None,
@@ -98,7 +101,7 @@ def plan(
     enable_prefix_caching: PrefixCachingOpt = None,
 ) -> None:
     request = build.serve_request(
-        build.ModelOptions(model, config),
+        build.ModelOptions(model, config, speculative_tokens, language_model_only),
         build.LayoutOptions(tp, pp, dp, ep, zero, pp_split),
         build.WorkloadOptions(context, batch, max_num_batched_tokens, chunked_prefill_size, dtype, quant, group_size,
                               kv_dtype, block_size),

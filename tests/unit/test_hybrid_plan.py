@@ -75,3 +75,28 @@ def test_training_a_hybrid_is_refused_rather_than_guessed():
 
     with pytest.raises(ShardsimError, match="training memory is not modelled yet"):
         plan_train(get_preset("3.5-27b"), Layout(dp=8), TrainSetup(framework="fsdp"), BIG)
+
+
+def test_the_cli_serves_mtp_drafting_and_text_only(capsys):
+    import json
+
+    from shardsim.cli import main
+
+    assert main(["plan", "3.5-35b-a3b", "--speculative-tokens", "2", "--language-model-only", "--json"]) == 0
+    rank = json.loads(capsys.readouterr().out)["ranks"][0]
+    served = get_preset("3.5-35b-a3b").served(2, language_model_only=True)
+    assert rank["bytes"]["weights"] == total_weight_bytes(served)
+    assert rank["kv_bytes_per_token"] == 11 * 2 * 2 * 256 * 2            # 10 layers + the MTP layer
+    assert main(["plan", "8b", "--speculative-tokens", "1"]) == 2
+    assert "has no MTP head" in capsys.readouterr().err
+
+
+def test_plan_help_lists_one_engines_knobs_at_a_time(capsys):
+    from shardsim.cli import main
+
+    main(["plan", "--help"])
+    general = capsys.readouterr().out
+    assert "--gpu-memory-utilization" not in general and "--engine vllm --help" in general
+    main(["plan", "--engine", "vllm", "--help"])
+    vllm = capsys.readouterr().out
+    assert "--gpu-memory-utilization" in vllm and "--mamba-cache-mode" in vllm and "--mem-fraction-static" not in vllm
