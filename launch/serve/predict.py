@@ -31,6 +31,8 @@ def predict(spec, layout, context: int, batch: int, prompt_len: int, backend: st
     """
     from shardsim.core.layout import rank_coords
     from shardsim.core.plan import Planner, Workload
+    from shardsim.launch.serve.hf_plan import hf_plan_weight_bytes
+    from shardsim.units import DTYPE_BYTES
 
     hf = SERVE_BACKENDS[backend].hf_kernels  # DeepSpeed ZeRO-3 runs the transformers model as it is
     block = 1 if hf else 16
@@ -49,6 +51,8 @@ def predict(spec, layout, context: int, batch: int, prompt_len: int, backend: st
                      "activations_low": low.activations}
         if spec.linear is not None:  # hybrids: the recurrent state of the linear-attention layers, to the byte
             out[rank]["state"] = rb.state
+            if hf:  # transformers' own TP plan leaves more whole than shardsim's rules (serve.hf_plan)
+                out[rank]["weights"] = hf_plan_weight_bytes(spec, planner.layout, rank, DTYPE_BYTES[planner.dtype])
             # the peak of transformers' torch gated-delta-rule (chunked, fp32) is not modeled: reported, not judged
             out[rank]["activations_judged"] = False
         if rb.zero_gather:  # ZeRO-3: parameters gathered for the forward (reported, not compared)
