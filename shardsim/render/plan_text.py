@@ -60,8 +60,11 @@ def render_plan(report: PlanReport, console, checkpoint=None) -> None:
                       gib_text(b.activations), gib_text(b.runtime), gib_text(b.total),
                       f"[green]{gib_text(free)}[/]" if free >= 0 else f"[red]{gib_text(free)}[/]")
     console.print(table)
-    exact = "weights, KV and recurrent state" if hybrid else "weights and KV"
-    console.print(f"GiB per GPU · {exact} exact to the byte; activations ±25 %, runtime ±50 % (estimates)")
+    if hybrid:
+        console.print("GiB per GPU · weights, KV and recurrent state exact to the byte; runtime ±50 %; activations by "
+                      "the attention layers' rule, no band: the Gated-DeltaNet step transients are not measured yet")
+    else:
+        console.print("GiB per GPU · weights and KV exact to the byte; activations ±25 %, runtime ±50 % (estimates)")
     if hybrid:
         console.print(f"KV only on the {spec.attention_layers} full-attention layers of {spec.num_layers}; the "
                       f"{spec.num_layers - spec.attention_layers} Gated-DeltaNet layers hold a fixed state per sequence "
