@@ -130,8 +130,7 @@ class WeightModel:
             if count:
                 total.merge(self.layer_tally(cls, shard, zero_dp), count)
         tp_only = Shard(tp=shard.tp, tp_rank=shard.tp_rank)  # what slices a group without experts
-        for part_tensors in self._edge_tensors(is_first, is_last):
-            experts = any(t.rule == EXPERT for t in part_tensors)
+        for part_tensors, experts in self._edge_tensors(is_first, is_last):
             total.merge(self._tally(("edge", part_tensors[0].name), lambda: part_tensors, shard if experts else tp_only,
                                     zero_dp))
         self._memo[memo_key] = total
@@ -143,16 +142,17 @@ class WeightModel:
             return (last - first + 1,)
         return tuple(prefix[last + 1] - prefix[first] for prefix in self.class_prefix)
 
-    def _edge_tensors(self, is_first: bool, is_last: bool) -> list[list[TensorSpec]]:
+    def _edge_tensors(self, is_first: bool, is_last: bool) -> list[tuple[list[TensorSpec], bool]]:
         """The stage's edge tensors (``tensors.stage_edge_tensors``), one memo group per tensor, except the vision
-        tower and the MTP head, one group each (hundreds of tensors that always travel together); memoised."""
+        tower and the MTP head, one group each (hundreds of tensors that always travel together), each with whether it
+        holds experts; memoised."""
         key = ("edges", is_first, is_last)
         hit = self._memo.get(key)
         if hit is None:
             groups: dict[object, list[TensorSpec]] = {}
             for t in stage_edge_tensors(self.spec, is_first, is_last):
                 groups.setdefault(t.part if t.part in (Part.VISION, Part.MTP) else t.name, []).append(t)
-            hit = self._memo[key] = list(groups.values())
+            hit = self._memo[key] = [(g, any(t.rule == EXPERT for t in g)) for g in groups.values()]
         return hit
 
     def rank_breakdown(self, first: int, last: int, is_first: bool, is_last: bool, shard: Shard, zero_dp: int = 1) -> dict[str, int]:
