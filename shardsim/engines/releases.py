@@ -27,8 +27,26 @@ def parse_version(text: str, engine: str) -> Version:
     return int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
 
 
+class RuleRow:
+    """What every release's rule row shares (the one shape of ``VllmRules``, ``SglangRules``,
+    ``TransformersRules``): the first release it applies to, and its fields as a dict."""
+
+    __slots__ = ()
+
+    @property
+    def first_text(self) -> str:
+        return ".".join(map(str, self.first))
+
+    def fields(self, leave_out: tuple[str, ...] = ()) -> dict:
+        return ({f: getattr(self, f) for f in self.__slots__ if f != "first" and f not in leave_out}
+                | {"first": self.first_text})
+
+    def to_dict(self) -> dict:
+        return self.fields()
+
+
 @dataclass(frozen=True, slots=True)
-class VllmRules:
+class VllmRules(RuleRow):
     """How one range of vLLM releases sizes its memory (V1 engine)."""
 
     first: Version
@@ -121,14 +139,9 @@ class VllmRules:
                      "mamba_cache_mode", "hybrid_prefix_caching_default", "state_blocks_check", "hybrid_tokens",
                      "gdn_checkpoint_alignment")
 
-    @property
-    def first_text(self) -> str:
-        return ".".join(map(str, self.first))
-
     def to_dict(self, hybrid: bool = False) -> dict:
         """The rule set; the hybrid fields only for a hybrid model."""
-        return ({f: getattr(self, f) for f in self.__slots__ if f != "first" and (hybrid or f not in self.HYBRID_FIELDS)}
-                | {"first": self.first_text})
+        return self.fields(() if hybrid else self.HYBRID_FIELDS)
 
     def uses_v2(self, is_moe: bool, is_quantized: bool) -> bool:
         """Whether this release runs the model on Model Runner V2."""
@@ -205,7 +218,7 @@ VLLM_RULES: tuple[VllmRules, ...] = _vllm_rows()
 
 
 @dataclass(frozen=True, slots=True)
-class SglangRules:
+class SglangRules(RuleRow):
     """How one range of SGLang releases picks ``mem_fraction_static`` and sizes its pools."""
 
     first: Version
@@ -256,12 +269,6 @@ class SglangRules:
     # per request (mem_cache/kv_cache_configurator.py@v0.5.17 _handle_max_mamba_cache).
     mamba_padding_counted: bool = False
 
-    @property
-    def first_text(self) -> str:
-        return ".".join(map(str, self.first))
-
-    def to_dict(self) -> dict:
-        return {f: getattr(self, f) for f in self.__slots__ if f != "first"} | {"first": self.first_text}
 
 
 def _sglang_rows() -> tuple[SglangRules, ...]:
@@ -295,7 +302,7 @@ def _sglang_rows() -> tuple[SglangRules, ...]:
 SGLANG_RULES: tuple[SglangRules, ...] = _sglang_rows()
 
 @dataclass(frozen=True, slots=True)
-class TransformersRules:
+class TransformersRules(RuleRow):
     """How one range of transformers releases loads a checkpoint (``--engine hf``)."""
 
     first: Version
@@ -305,12 +312,6 @@ class TransformersRules:
     # ``if dtype is None: dtype = "auto"``).
     default_load_dtype: str
 
-    @property
-    def first_text(self) -> str:
-        return ".".join(map(str, self.first))
-
-    def to_dict(self) -> dict:
-        return {f: getattr(self, f) for f in self.__slots__ if f != "first"} | {"first": self.first_text}
 
 
 TRANSFORMERS_RULES: tuple[TransformersRules, ...] = (
