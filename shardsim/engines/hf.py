@@ -23,6 +23,7 @@ from shardsim.constants import CUDA_CONTEXT_BYTES
 from shardsim.core.layout import Layout
 from shardsim.core.memory.activations import activation_peak_hf
 from shardsim.core.memory.kv_cache import kv_bytes_per_token
+from shardsim.core.memory.state import hf_state_bytes_per_sequence_per_layer, linear_layers_in
 from shardsim.core.model import ModelSpec, QuantConfig
 from shardsim.engines.common import EngineRankReport, EngineReport, cublas_workspace_bytes, rank_weights
 from shardsim.engines.registry import Engine
@@ -83,22 +84,27 @@ def predict_hf(spec: ModelSpec, layout: Layout, compute_capability: str | None, 
     a = DTYPE_BYTES[dtype]
     total_tokens = knobs.prompt_tokens + knobs.generate_tokens
     cublas = cublas_workspace_bytes(compute_capability)
-    ranks = []
+    ranks, cache = [], []  # cache: (KV bytes per token, state bytes of the batch) per rank
     for held in rank_weights(spec, layout, dtype, hf_quant(quant)):
         rank, layers, weights = held.rank, held.layers, held.weight_bytes
-        per_token = kv_bytes_per_token(spec, a, layout.tp, layers)
-        kv_final = per_token * total_tokens * knobs.batch
+        # a hybrid's linear-attention layers keep no KV but a fixed state per sequence, in transformers' shapes
+        # (``core.memory.state.hf_state_bytes_per_sequence_per_layer``: K conv columns, fp32 delta-rule memory)
+        linear = linear_layers_in(spec, held.first_layer, held.last_layer)
+        per_token = kv_bytes_per_token(spec, a, layout.tp, layers - linear)
+        state = linear * hf_state_bytes_per_sequence_per_layer(spec, a) * knobs.batch if linear else 0
+        kv_final = per_token * total_tokens * knobs.batch + state
+        cache.append((per_token, state))
         logits = knobs.batch * spec.vocab_size * (a + 4)
         peak = weights + kv_final + cublas + logits
         prefill_tokens = knobs.prompt_tokens * knobs.batch
         moe = spec.is_moe
-        prefill = weights + per_token * prefill_tokens + cublas + activation_peak_hf(
+        prefill = weights + per_token * prefill_tokens + state + cublas + activation_peak_hf(
             spec, layout.tp, layout.etp, prefill_tokens, knobs.batch, moe, not moe, True)
         ranks.append(EngineRankReport(rank=rank, layers=layers, model_loading_bytes=weights, kv_cache_bytes=kv_final,
                                       peak_allocated_bytes=peak, used_bytes=max(peak, prefill)))
-        ranks[-1].activation_peak_bytes = prefill - weights - per_token * prefill_tokens - cublas
+        ranks[-1].activation_peak_bytes = prefill - weights - per_token * prefill_tokens - state - cublas
     total = sum(r.peak_allocated_bytes for r in ranks)
-    refusal = _hf_refusal(spec, layout, dtype, quant, knobs, ranks, capacity_bytes, cublas)
+    refusal = _hf_refusal(spec, dtype, quant, knobs, ranks, cache, capacity_bytes, cublas)
     release = resolve("transformers", knobs.engine_version)
     return EngineReport(
         engine="hf", version=f"transformers {release.version}", knobs=knobs.model_dump(),
@@ -119,25 +125,25 @@ def _load_note(spec: ModelSpec, dtype: str, quant: QuantConfig, knobs: HfKnobs, 
             f"({weights / GiB:.2f} GiB after it); pass dtype= to from_pretrained to load {dtype} directly"]
 
 
-def _hf_refusal(spec: ModelSpec, layout: Layout, dtype: str, quant: QuantConfig, knobs: HfKnobs, ranks: list,
+def _hf_refusal(spec: ModelSpec, dtype: str, quant: QuantConfig, knobs: HfKnobs, ranks: list, cache: list,
                 capacity_bytes: int | None, cublas: int) -> str | None:
-    """Where a GPU runs out of memory, if it does: loading (the fp32 copy), the prefill, or the Nth token."""
+    """Where a GPU runs out of memory, if it does: loading (the fp32 copy), the prefill, or the Nth token
+    (``cache``: each rank's KV bytes per token and its sequences' fixed state)."""
     if capacity_bytes is None:
         return None
     free = capacity_bytes - CUDA_CONTEXT_BYTES
     a = DTYPE_BYTES[dtype]
-    for r in ranks:
+    for r, (per_token, state) in zip(ranks, cache):
         load = load_peak_bytes(spec, dtype, quant, r.model_loading_bytes, knobs)
         if load > free:
             return (f"CUDA out of memory while loading on GPU {r.rank}: {load / GiB:.2f} GiB (weights in float32 "
                     f"before the cast: from_pretrained without a dtype) of {free / GiB:.2f} GiB free")
-        per_token = kv_bytes_per_token(spec, a, layout.tp, r.layers)
-        prefill = (r.model_loading_bytes + per_token * knobs.prompt_tokens * knobs.batch + cublas
+        prefill = (r.model_loading_bytes + per_token * knobs.prompt_tokens * knobs.batch + state + cublas
                    + r.activation_peak_bytes)
         if prefill > free:
             return (f"CUDA out of memory in the prefill on GPU {r.rank}: {prefill / GiB:.2f} GiB of "
                     f"{free / GiB:.2f} GiB free ({knobs.batch} × {knobs.prompt_tokens:,} prompt tokens at once)")
-        fixed = cublas + knobs.batch * spec.vocab_size * (a + 4)
+        fixed = cublas + knobs.batch * spec.vocab_size * (a + 4) + state
         total = knobs.prompt_tokens + knobs.generate_tokens
         at = _oom_at(free, r.model_loading_bytes, fixed, per_token, knobs.batch, knobs.prompt_tokens, total)
         if at is not None:

@@ -100,3 +100,19 @@ def test_plan_help_lists_one_engines_knobs_at_a_time(capsys):
     main(["plan", "--engine", "vllm", "--help"])
     vllm = capsys.readouterr().out
     assert "--gpu-memory-utilization" in vllm and "--mamba-cache-mode" in vllm and "--mem-fraction-static" not in vllm
+
+
+def test_hf_generate_keeps_kv_on_attention_layers_and_transformers_state():
+    from shardsim.core.requests import Hardware, ServeRequest
+    from shardsim.engines.registry import choose
+    from shardsim.engines.run import engine_report
+
+    spec = get_preset("3.5-27b")
+    request = ServeRequest(spec, validate_layout(spec, Layout()), Workload(), Hardware("H200", 140 * 2 ** 30, "9.0"),
+                           choose("hf", {"prompt_tokens": 1000, "generate_tokens": 24, "batch": 2}))
+    rank = engine_report(request).ranks[0]
+    # 16 full-attention layers × K and V × 4 KV heads × 256 × 2 B, 1,024 tokens × 2 sequences; 48 linear layers ×
+    # transformers' state (4 conv columns × (2·16·128 + 48·128) × 2 B + 48 × 128 × 128 × 4 B fp32) × 2 sequences
+    kv = 16 * 2 * 4 * 256 * 2 * 1024 * 2
+    state = 48 * (4 * (2 * 2048 + 6144) * 2 + 48 * 128 * 128 * 4) * 2
+    assert rank.kv_cache_bytes == kv + state
