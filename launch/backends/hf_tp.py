@@ -96,11 +96,23 @@ def load_hf_tp(
             ep_size=ep if ep > 1 else None,
             ep_implementation=ep_implementation,
         )
-    model = _model_class(checkpoint_dir).from_pretrained(checkpoint_dir, **kwargs)
+    model, info = _model_class(checkpoint_dir).from_pretrained(checkpoint_dir, output_loading_info=True, **kwargs)
+    _check_loading_info(checkpoint_dir, info)
     model.eval()
     if materialize and fsdp == 1:  # FSDP2 owns its sharded params (padded flat storage); never swap them
         _materialize_local_shards(model)
     return model
+
+
+def _check_loading_info(checkpoint_dir: str, info: dict) -> None:
+    """Refuse a load that left a parameter at its random init or a checkpoint tensor unread (transformers v5.25.0
+    ``utils/loading_report.py`` ``LoadStateDictInfo.to_dict``: missing, unexpected and mismatched keys; the keys a
+    model ignores on purpose, ``mtp.*``, are not listed)."""
+    for kind in ("missing_keys", "unexpected_keys", "mismatched_keys"):
+        keys = sorted(map(str, info.get(kind) or ()))
+        if keys:
+            raise RuntimeError(f"transformers loaded {checkpoint_dir} with {len(keys)} {kind.replace('_', ' ')} "
+                               f"(first: {keys[0]}): the checkpoint's names are not the model's")
 
 
 def _model_class(checkpoint_dir: str):

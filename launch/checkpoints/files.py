@@ -2,7 +2,8 @@
 
 The files are what a Hugging Face checkpoint is: ``config.json``, ``model-0000k-of-0000n.safetensors`` shards and
 ``model.safetensors.index.json`` (``metadata.total_size`` + ``weight_map``), with the model's exact tensor names,
-shapes and dtypes from ``shardsim.core.tensors.checkpoint_tensors`` (experts saved one by one, as Qwen publishes them).
+shapes and dtypes (``checkpoints.layout``: experts one by one, or fused where Qwen publishes them fused: Qwen3.5 / 3.6
+MoE).
 ``--layers K`` keeps the full width and the first K decoder layers. Values: weights N(0, 0.02) as the configs'
 ``initializer_range``; norms 1 + N(0, 0.02); each tensor seeded from its name, so any subset is reproducible.
 A checkpoint is reused when its ``shardsim-checkpoint.json`` stamp matches.
@@ -16,8 +17,9 @@ from pathlib import Path
 
 from shardsim.core.config import NESTED_TEXT
 from shardsim.core.model import ModelSpec
-from shardsim.core.tensors import inventory, numel_of
+from shardsim.core.tensors import numel_of
 from shardsim.errors import ShardsimError
+from shardsim.launch.checkpoints.layout import FUSED_EXPERTS, stored_entries
 
 STAMP = "shardsim-checkpoint.json"
 SHARD_BYTES = 2 * 1024**3
@@ -61,9 +63,8 @@ def _hybrid_config(spec: ModelSpec, source: dict) -> dict:
 
 
 def checkpoint_entries(spec: ModelSpec) -> list[tuple[str, tuple[int, ...], str]]:
-    """Every tensor of the checkpoint as it is stored: name, shape and dtype (experts one by one; the tensors
-    the published checkpoint keeps in fp32, ``TensorSpec.checkpoint_dtype``, in fp32)."""
-    return [(name, shape, t.checkpoint_dtype or "bf16") for t in inventory(spec) for name, shape in t.expand()]
+    """Every tensor of the checkpoint as it is stored: name, shape and dtype (``layout.stored_entries``)."""
+    return stored_entries(spec)
 
 
 def tensor_values(name: str, shape: tuple[int, ...], seed: int, dtype: str = "bf16"):
@@ -112,8 +113,10 @@ def _write_checkpoint(spec: ModelSpec, out_dir: Path, seed: int, source_config: 
                       notify) -> Path:
     from safetensors.torch import save_file
 
-    # format 2: hybrids' own config.json and fp32 tensors (format 1 checkpoints of plain Qwen3 stay valid)
-    stamp = {"model": spec.model_dump(mode="json"), "seed": seed, "format": 2 if spec.linear is not None else 1}
+    # format 2: hybrids' own config.json and fp32 tensors (format 1 checkpoints of plain Qwen3 stay valid);
+    # format 3: Qwen3.5 / 3.6 MoE experts fused as published
+    fmt = 3 if spec.architecture in FUSED_EXPERTS else 2 if spec.linear is not None else 1
+    stamp = {"model": spec.model_dump(mode="json"), "seed": seed, "format": fmt}
     stamp_path = out_dir / STAMP
     if stamp_path.exists() and _reusable(spec, out_dir, stamp, notify):
         return out_dir

@@ -19,9 +19,9 @@ from pathlib import Path
 from shardsim.constants import MAX_CONFIG_BYTES
 from shardsim.core.config import spec_from_config
 from shardsim.core.model import ModelSpec
-from shardsim.core.tensors import inventory as tensor_inventory
 from shardsim.errors import ShardsimError
 from shardsim.files import read_json, show
+from shardsim.launch.checkpoints.layout import stored_entries
 
 INDEX = "model.safetensors.index.json"
 SINGLE = "model.safetensors"
@@ -113,7 +113,9 @@ def check_checkpoint(spec: ModelSpec, directory: Path | str) -> None:
     if theirs.num_layers < spec.num_layers:
         raise ShardsimError(f"checkpoint {show(directory)} has {theirs.num_layers} layers; {spec.name} needs {spec.num_layers}")
     held = inventory(directory)
-    stored = [(name, shape, t.checkpoint_dtype or "bf16") for t in tensor_inventory(spec) for name, shape in t.expand()]
+    # the MTP head's experts: per expert (Qwen3.5-35B-A3B) or fused (Qwen3.6-35B-A3B); transformers skips mtp.*
+    fused_mtp = any(n.startswith("mtp.") and n.endswith("experts.gate_up_proj") for n in held)
+    stored = stored_entries(spec, fused_mtp=fused_mtp)
     for name, shape, dtype in stored:
         entry = held.get(name)
         if entry is None:

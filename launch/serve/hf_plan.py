@@ -7,8 +7,9 @@ Gated-DeltaNet projections (``in_proj_*`` and ``out_proj`` as ``colwise_gather_o
 gathered); every module it does not list stays whole on every rank:
 
 - the Gated-DeltaNet ``conv1d.weight``, ``dt_bias`` and ``A_log`` (vLLM splits them with the key heads);
-- the routed experts of Qwen3-Next (``mlp.experts.gate_up_proj`` / ``down_proj`` are in ``base_model_ep_plan``
-  only): replicated unless ``--ep`` shards them by expert;
+- the routed experts of Qwen3-Next and Qwen3.5 / 3.6 MoE (``mlp.experts.gate_up_proj`` / ``down_proj`` are in
+  ``base_model_ep_plan`` only; ``qwen3_5_moe/configuration_qwen3_5_moe.py`` L58-83): replicated unless ``--ep``
+  shards them by expert, so the fused [E, 2·Im, H] / [E, H, Im] tensors weigh what the per-expert inventory does;
 - the vision tower (its blocks are not ``layers.*``).
 
 The ``out_proj`` split on dim 0 (its output rows) holds as many bytes as vLLM's row split, so it needs no rule here.

@@ -95,9 +95,6 @@ def validate_request(o: ValidateOptions):
     layout = validate_layout(spec, Layout(tp=lo.tp, pp=lo.pp, dp=lo.dp, ep=lo.ep, zero=lo.zero))
     context = common.resolve_context(o.context, common.VALIDATE_CONTEXT)
     check_backend(o.backend, layout, o.device, spec.num_kv_heads, spec.is_moe, spec.linear is not None)
-    if spec.architecture == "Qwen3_5MoeForConditionalGeneration":  # conversion_mapping.py@v5.25.0: no qwen2_moe merge
-        raise ShardsimError("validating Qwen3.5 / 3.6 MoE needs its experts written fused (gate_up_proj [E, 2I, H]), "
-                            "which shardsim's checkpoint writer does not do yet")
     request.check_run(layout, context, o.decode_steps, o.batch, o.timeout)
     fault = request.parse_fault(o.inject_fault)
     source_config = read_config(o.config) if o.config else preset_config(o.model)

@@ -47,3 +47,27 @@ def test_qwen35_nests_its_language_model_and_keeps_two_tensors_in_fp32():
     assert spec.vision is not None and spec.vision.depth == 27 and spec.mtp_layers == 1
     # Qwen3.6-27B has the same tensors, all bf16: 48 linear layers × (48 A_log + 128 norm) × 2 B less
     assert FACTS["Qwen3.5-27B"]["total_size"] - FACTS["Qwen3.6-27B"]["total_size"] == 48 * (48 + 128) * 2
+
+
+# Tensor counts of the downloaded tables (github.com/gogongxt/python scripts/models/*.md @ec99626; research notes
+# gogongxt_reports.md): Qwen3.5 / 3.6 MoE store the decoder layers' experts fused, Qwen3.5's MTP experts per expert.
+STORED_TENSORS = {"next-80b-a3b": 75_944, "3.5-35b-a3b": 1_811, "3.6-35b-a3b": 1_045, "3.5-0.8b": 488, "3.5-4b": 738,
+                  "3.6-27b": 1_199}
+
+
+@pytest.mark.parametrize("name", sorted(STORED_TENSORS))
+def test_stored_tensors_match_the_downloaded_tensor_table(name):
+    from shardsim.launch.checkpoints.layout import stored_entries
+
+    assert len(stored_entries(get_preset(name))) == STORED_TENSORS[name]
+
+
+def test_qwen35_moe_experts_stored_fused():
+    from shardsim.launch.checkpoints.layout import stored_entries
+
+    shapes = {n: s for n, s, _ in stored_entries(get_preset("3.5-35b-a3b"))}
+    p = "model.language_model.layers.0.mlp.experts."
+    assert shapes[p + "gate_up_proj"] == (256, 2 * 512, 2048) and shapes[p + "down_proj"] == (256, 2048, 512)
+    assert shapes["mtp.layers.0.mlp.experts.255.down_proj.weight"] == (2048, 512)
+    fused_mtp = {n: s for n, s, _ in stored_entries(get_preset("3.6-35b-a3b"))}
+    assert fused_mtp["mtp.layers.0.mlp.experts.gate_up_proj"] == (256, 1024, 2048)
