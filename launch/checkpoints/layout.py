@@ -21,14 +21,14 @@ from shardsim.core.tensor_spec import Part, TensorSpec
 from shardsim.core.tensors import inventory
 
 FUSED_EXPERTS = ("Qwen3_5MoeForConditionalGeneration",)
-FUSED_MTP_RELEASES = ("Qwen3.6",)  # checkpoint names whose MTP experts are fused too (the tables above)
 
 Entry = tuple[str, tuple[int, ...], str]
 
 
 def fused_mtp_experts(spec: ModelSpec) -> bool:
-    """Whether the published checkpoint of ``spec`` fuses its MTP head's experts (Qwen3.6 MoE; Qwen3.5 does not)."""
-    return spec.architecture in FUSED_EXPERTS and spec.name.startswith(FUSED_MTP_RELEASES)
+    """Whether the published checkpoint of ``spec`` fuses its MTP head's experts (a fact of its tensor table,
+    ``ModelSpec.mtp_experts_fused``, from ``presets/checkpoint_facts.json``: Qwen3.6-35B-A3B yes, Qwen3.5 no)."""
+    return spec.architecture in FUSED_EXPERTS and spec.mtp_experts_fused
 
 
 def _fused(t: TensorSpec, dtype: str) -> list[Entry]:

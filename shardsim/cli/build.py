@@ -139,6 +139,6 @@ def engine_knob_options(**given: Any) -> dict:
     out["max_model_len"] = None if auto_len else given.get("max_model_len")
     if out.get("kv_cache_memory_bytes") is not None:
         out["kv_cache_memory_bytes"] = parse_size(out["kv_cache_memory_bytes"])
-    for flag in ("enforce_eager", "allow_offload"):
+    for flag in ("enforce_eager", "allow_offload", "disable_radix_cache"):
         out[flag] = out.get(flag) or None
     return out

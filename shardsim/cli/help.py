@@ -52,6 +52,15 @@ class GroupedCommand(TyperCommand):
             # options without a heading (--help) join the last group
             panel = getattr(param, "rich_help_panel", None) or (list(groups)[-1] if groups else OTHER)
             groups.setdefault(panel, []).append(record)
+        if self.context_settings.get("allow_extra_args"):  # each engine's own knobs (cli.engine_flags)
+            from shardsim.cli.engine_flags import help_records
+
+            for record in help_records():
+                owner = _engine_of(record[1])
+                if owner != asked:
+                    hidden[owner] = hidden.get(owner, 0) + 1
+                else:
+                    groups.setdefault(f"{ENGINE_PREFIXES[owner].rstrip(':')} knobs (--engine {owner})", []).append(record)
         for panel, records in groups.items():
             with formatter.section(panel):
                 formatter.write_dl(records, col_max=30, col_spacing=2)

@@ -164,6 +164,24 @@ CapacityOpt = Annotated[Optional[float], typer.Option("--capacity-factor", metav
 EagerAttnOpt = Annotated[bool, typer.Option("--eager-attention", show_default=False, help="eager attention (s² scores) instead of flash")]
 
 
+ENGINE_KNOBS = {
+    "gpu_memory_utilization": GpuUtilOpt, "max_model_len": MaxModelLenOpt, "max_num_seqs": MaxSeqsOpt,
+    "enforce_eager": EagerOpt, "sampler": SamplerOpt, "version": VllmVersionOpt, "kv_cache_memory_bytes": KvCacheMemOpt,
+    "install": InstallOpt, "entrypoint": EntrypointOpt, "mamba_cache_dtype": MambaCacheDtypeOpt,
+    "mamba_ssm_cache_dtype": MambaSsmCacheDtypeOpt, "mamba_cache_mode": MambaCacheModeOpt,
+    "enable_prefix_caching": PrefixCachingOpt,
+    "mem_fraction_static": MemFracOpt, "context_length": ContextLengthOpt, "max_total_tokens": MaxTotalTokensOpt,
+    "mamba_full_memory_ratio": MambaRatioOpt, "mamba_ssm_dtype": MambaSsmDtypeOpt,
+    "max_mamba_cache_size": MaxMambaCacheOpt, "max_running_requests": MaxRunningOpt, "disable_radix_cache": NoRadixOpt,
+    "mamba_scheduler_strategy": MambaSchedOpt, "mamba_radix_cache_strategy": MambaRadixOpt,
+    "prompt_tokens": PromptTokensOpt, "generate_tokens": GenerateTokensOpt, "load_dtype": LoadDtypeOpt,
+    "device_map": DeviceMapOpt, "max_memory": MaxMemoryOpt, "allow_offload": AllowOffloadOpt,
+}
+"""Each engine's own knobs by their field name in the engine's knobs model (``engines.registry``): ``plan`` reads
+them from its extra arguments (``cli.engine_flags``) instead of declaring each, and ``plan --engine NAME --help``
+lists the named engine's."""
+
+
 # ---------------------------------------------------------------- help headings (cli.help.GroupedCommand)
 PANELS = {
     "Model and layout": (ModelArg, ConfigOpt, SpecTokensOpt, TextOnlyOpt, TpOpt, PpOpt, DpOpt, EpOpt, ZeroOpt, PpSplitOpt, CpOpt, EtpOpt),

@@ -3,63 +3,37 @@ figures (``--engine``). Training is ``shardsim train`` (``plan --train`` is its 
 
 from __future__ import annotations
 
+import typer
+
 from shardsim.cli import build, common
+from shardsim.cli.engine_flags import parse_engine_flags
 from shardsim.cli.options import (
-    AllowOffloadOpt,
-    BatchedTokensOpt,
     BatchOpt,
+    BatchedTokensOpt,
     BlockOpt,
     ChunkedPrefillOpt,
     ClusterOpt,
     ConfigOpt,
-    ContextLengthOpt,
     ContextOpt,
-    DeviceMapOpt,
     DpOpt,
     DtypeOpt,
-    EagerOpt,
     EngineOpt,
     EngineVersionOpt,
-    EntrypointOpt,
     EpOpt,
-    GenerateTokensOpt,
     GpuMemOpt,
     GpuOpt,
-    GpuUtilOpt,
     GroupOpt,
-    InstallOpt,
     InterconnectOpt,
     JsonOpt,
     KvCacheDtypeOpt,
-    KvCacheMemOpt,
     KvDtypeOpt,
-    MambaCacheDtypeOpt,
-    MambaCacheModeOpt,
-    MambaRadixOpt,
-    MambaRatioOpt,
-    MambaSchedOpt,
-    MambaSsmCacheDtypeOpt,
-    MambaSsmDtypeOpt,
-    MaxMambaCacheOpt,
-    MaxRunningOpt,
-    LoadDtypeOpt,
-    MaxMemoryOpt,
-    MaxModelLenOpt,
-    MaxSeqsOpt,
-    MaxTotalTokensOpt,
-    MemFracOpt,
     ModelArg,
-    NoRadixOpt,
     PpOpt,
-    PrefixCachingOpt,
     PpSplitOpt,
-    PromptTokensOpt,
     QuantOpt,
-    SamplerOpt,
     SpecTokensOpt,
     TextOnlyOpt,
     TpOpt,
-    VllmVersionOpt,
     ZeroOpt,
 )
 
@@ -76,29 +50,17 @@ Training: shardsim train MODEL … (plan --train is the same)."""
 
 
 def plan(
+    ctx: typer.Context,
     model: ModelArg = None, config: ConfigOpt = None, speculative_tokens: SpecTokensOpt = 0,
     language_model_only: TextOnlyOpt = False,
     tp: TpOpt = 1, pp: PpOpt = 1, dp: DpOpt = 1, ep: EpOpt = 1, zero: ZeroOpt = 0, pp_split: PpSplitOpt = None,
     context: ContextOpt = None, batch: BatchOpt = 1,
     dtype: DtypeOpt = "bf16", quant: QuantOpt = None, group_size: GroupOpt = None, kv_dtype: KvDtypeOpt = None,
-    block_size: BlockOpt = None,
+    block_size: BlockOpt = None, max_num_batched_tokens: BatchedTokensOpt = None,
+    chunked_prefill_size: ChunkedPrefillOpt = None,
     cluster: ClusterOpt = None, gpu: GpuOpt = None, gpu_memory: GpuMemOpt = None, interconnect: InterconnectOpt = None,
     as_json: JsonOpt = False,
-    engine: EngineOpt = None, gpu_memory_utilization: GpuUtilOpt = None, max_model_len: MaxModelLenOpt = None,
-    max_num_batched_tokens: BatchedTokensOpt = None, max_num_seqs: MaxSeqsOpt = None, enforce_eager: EagerOpt = False,
-    kv_cache_dtype: KvCacheDtypeOpt = None, sampler: SamplerOpt = None, vllm_version: VllmVersionOpt = None,
-    mem_fraction_static: MemFracOpt = None, context_length: ContextLengthOpt = None,
-    max_total_tokens: MaxTotalTokensOpt = None, chunked_prefill_size: ChunkedPrefillOpt = None,
-    prompt_tokens: PromptTokensOpt = None, generate_tokens: GenerateTokensOpt = None,
-    engine_version: EngineVersionOpt = None, kv_cache_memory_bytes: KvCacheMemOpt = None,
-    vllm_install: InstallOpt = None, vllm_entrypoint: EntrypointOpt = None, load_dtype: LoadDtypeOpt = None,
-    device_map: DeviceMapOpt = None, max_memory: MaxMemoryOpt = None, allow_offload: AllowOffloadOpt = False,
-    mamba_full_memory_ratio: MambaRatioOpt = None, mamba_ssm_dtype: MambaSsmDtypeOpt = None,
-    max_mamba_cache_size: MaxMambaCacheOpt = None, max_running_requests: MaxRunningOpt = None,
-    disable_radix_cache: NoRadixOpt = False, mamba_scheduler_strategy: MambaSchedOpt = None,
-    mamba_radix_cache_strategy: MambaRadixOpt = None, mamba_cache_dtype: MambaCacheDtypeOpt = None,
-    mamba_ssm_cache_dtype: MambaSsmCacheDtypeOpt = None, mamba_cache_mode: MambaCacheModeOpt = None,
-    enable_prefix_caching: PrefixCachingOpt = None,
+    engine: EngineOpt = None, engine_version: EngineVersionOpt = None, kv_cache_dtype: KvCacheDtypeOpt = None,
 ) -> None:
     request = build.serve_request(
         build.ModelOptions(model, config, speculative_tokens, language_model_only),
@@ -106,22 +68,11 @@ def plan(
         build.WorkloadOptions(context, batch, max_num_batched_tokens, chunked_prefill_size, dtype, quant, group_size,
                               kv_dtype, block_size),
         build.HardwareOptions(cluster, gpu, gpu_memory, interconnect),
+        # each engine's own knobs come from the extra arguments (cli.engine_flags, options.ENGINE_KNOBS)
         build.EngineOptions(engine, build.engine_knob_options(
-            engine_version=engine_version, max_model_len=max_model_len,
-            kv_cache_memory_bytes=kv_cache_memory_bytes, gpu_memory_utilization=gpu_memory_utilization,
-            max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs, enforce_eager=enforce_eager,
-            kv_cache_dtype=kv_cache_dtype, block_size=block_size, sampler=sampler, version=vllm_version,
-            mem_fraction_static=mem_fraction_static, context_length=context_length,
-            max_total_tokens=max_total_tokens, chunked_prefill_size=chunked_prefill_size,
-            prompt_tokens=prompt_tokens, generate_tokens=generate_tokens, batch=batch, install=vllm_install,
-            entrypoint=vllm_entrypoint, load_dtype=load_dtype, device_map=device_map, max_memory=max_memory,
-            allow_offload=allow_offload, mamba_full_memory_ratio=mamba_full_memory_ratio,
-            mamba_ssm_dtype=mamba_ssm_dtype, max_mamba_cache_size=max_mamba_cache_size,
-            max_running_requests=max_running_requests, disable_radix_cache=disable_radix_cache or None,
-            mamba_scheduler_strategy=mamba_scheduler_strategy,
-            mamba_radix_cache_strategy=mamba_radix_cache_strategy, mamba_cache_dtype=mamba_cache_dtype,
-            mamba_ssm_cache_dtype=mamba_ssm_cache_dtype, mamba_cache_mode=mamba_cache_mode,
-            enable_prefix_caching=enable_prefix_caching)),
+            engine_version=engine_version, max_num_batched_tokens=max_num_batched_tokens,
+            kv_cache_dtype=kv_cache_dtype, block_size=block_size, chunked_prefill_size=chunked_prefill_size,
+            batch=batch, **parse_engine_flags(ctx.args))),
     )
     run_plan(request, as_json, build.ModelOptions(model, config).checkpoint())
 
@@ -161,4 +112,5 @@ def run_plan(request, as_json: bool, checkpoint=None) -> None:
 def register(app) -> None:
     from shardsim.cli.help import GroupedCommand
 
-    app.command(help=EXAMPLES, cls=GroupedCommand)(plan)
+    app.command(help=EXAMPLES, cls=GroupedCommand,
+                context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(plan)

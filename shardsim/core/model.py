@@ -130,6 +130,7 @@ class ModelSpec(BaseModel):
     state_dtype: str | None = None  # the recurrent state's dtype the config asks for (``mamba_ssm_dtype``)
     text_prefix: str = "model."  # where the language model's tensors live in the checkpoint
     fp32_tensors: tuple[str, ...] = ()  # name suffixes the checkpoint stores in fp32 (read from its tensor table)
+    mtp_experts_fused: bool = False  # the checkpoint stores the MTP head's experts fused (read from its tensor table)
     speculative_tokens: int = 0  # served with MTP speculative decoding: draft tokens per step (0: MTP not loaded)
 
     def served(self, speculative_tokens: int = 0, language_model_only: bool = False) -> "ModelSpec":

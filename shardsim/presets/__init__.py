@@ -100,8 +100,10 @@ def get_preset(name: str) -> ModelSpec:
     """A preset by alias (``235b``, ``8b``, ``30b-a3b``) or full name (``Qwen3-235B-A22B``), case-insensitive."""
     full = _preset_file(name)
     spec = spec_from_config(preset_config(full), name=full, source=f"preset {full}")
-    fp32 = checkpoint_facts().get(full, {}).get("fp32_tensors")
-    return spec.model_copy(update={"fp32_tensors": tuple(fp32)}) if fp32 else spec
+    facts = checkpoint_facts().get(full, {})
+    update = {"fp32_tensors": tuple(facts.get("fp32_tensors") or ()),
+              "mtp_experts_fused": bool(facts.get("mtp_experts_fused", False))}
+    return spec.model_copy(update=update) if any(update.values()) else spec
 
 
 @lru_cache(maxsize=None)
