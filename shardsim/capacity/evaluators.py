@@ -145,7 +145,13 @@ class VllmEval:
         need_blocks = per_replica * self.request_blocks
         worst, headroom = 0, None
         for r in report.ranks:
-            h = r.available_kv_cache_bytes - need_blocks * page * r.layers
+            if v.spec.is_hybrid:
+                # one pool of attention and state pages (engines.vllm_hybrid): it holds max_concurrency sequences
+                # of max_model_len (= the context); what the requests leave of it, in proportion
+                held = report.max_concurrency or 0.0
+                h = int(r.available_kv_cache_bytes * (1 - per_replica / held)) if held else -1
+            else:
+                h = r.available_kv_cache_bytes - need_blocks * page * r.layers
             if headroom is None or h < headroom:
                 worst, headroom = r.rank, h
         if one is not layout:  # the same rank of replica 0 in the full layout
@@ -166,6 +172,8 @@ class VllmEval:
         opt.kv_cache_tokens = report.kv_cache_tokens
         opt.max_concurrency = blocks // note.request_blocks * lay.dp if report.starts else 0
         opt.max_context = min(blocks // note.per_replica * self.block, v.spec.max_position_embeddings) if report.starts else 0
+        if v.spec.is_hybrid and report.starts:  # the shared pool's own count (engines.vllm_hybrid)
+            opt.max_concurrency = int(report.max_concurrency or 0) * lay.dp
         if opt.fits:
             return
         if note.refusal:

@@ -116,3 +116,20 @@ def test_hf_generate_keeps_kv_on_attention_layers_and_transformers_state():
     kv = 16 * 2 * 4 * 256 * 2 * 1024 * 2
     state = 48 * (4 * (2 * 2048 + 6144) * 2 + 48 * 128 * 128 * 4) * 2
     assert rank.kv_cache_bytes == kv + state
+
+
+def test_review_scores_a_hybrid_by_its_shared_pool():
+    from shardsim.capacity.evaluators import VllmEval
+    from shardsim.capacity.records import Variant
+    from shardsim.hardware import load_cluster
+
+    spec = get_preset("3.5-35b-a3b")
+    h100 = load_cluster("h100-1x8")
+    layout = validate_layout(spec, Layout(tp=2))
+    few, many = (VllmEval(Variant(spec, 32768, n, "checkpoint", spec.quant, "bf16"), 0.9) for n in (4, 4000))
+    pool = few.score(h100, layout).note.report.max_concurrency        # sequences of 32,768 tokens the pool holds
+    assert 4 < pool < 4000
+    assert few.score(h100, layout).fits and not many.score(h100, layout).fits
+    # the headroom is what the requests leave of the pool, in proportion
+    rank = few.score(h100, layout).note.report.ranks[0]
+    assert few.score(h100, layout).headroom_bytes == int(rank.available_kv_cache_bytes * (1 - 4 / pool))
