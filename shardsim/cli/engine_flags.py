@@ -64,6 +64,10 @@ def parse_engine_flags(args: list[str]) -> dict[str, Any]:
         name, eq, value = token.partition("=")
         flag = table.get(name)
         if flag is None:
+            from shardsim.cli.flags import command_flags
+
+            if name in command_flags("train"):
+                raise ShardsimError(f"{name} does nothing without --train; it is a training option")
             raise ShardsimError(f"No such option: {name}")
         if flag.kind is bool:
             if eq:

@@ -19,8 +19,8 @@ def command_flags(command: str) -> frozenset[str]:
             # typer.Option("--tp", …) keeps its first name in ``default`` and any further ones in ``param_decls``
             decls = [getattr(meta, "default", None), *(getattr(meta, "param_decls", None) or ())]
             flags.update(d for d in decls if isinstance(d, str) and d.startswith("--"))
-    if command == "plan":  # each engine's own knobs, read from plan's extra arguments (cli.engine_flags)
-        from shardsim.cli.engine_flags import flag_table
+    if command == "plan":  # each engine's own knobs, read from plan's extra arguments (options.ENGINE_KNOBS)
+        from shardsim.cli.options import ENGINE_KNOBS
 
-        flags.update(flag_table())
+        flags.update(d for option in ENGINE_KNOBS.values() for d in str(option.__metadata__[0].default).split("/"))
     return frozenset(flags)
