@@ -186,3 +186,13 @@ SAFETENSORS_DTYPE_BITS: dict[str, int] = {
 # vLLM runs fused MoE over at most this many tokens at a time (envs.VLLM_FUSED_MOE_CHUNK_SIZE, vllm/envs.py),
 # so the MoE transient of a long prefill stops growing here.
 MOE_CHUNK_TOKENS = 32768
+# The vision processors' pixel budgets as published with the checkpoints: preprocessor_config.json
+# "size": {"longest_edge": 16777216, "shortest_edge": 65536} (4096² pixels; Qwen/Qwen3-VL-8B-Instruct,
+# Qwen/Qwen3.5-2B-Base, Qwen/Qwen3.6-35B-A3B-FP8) and video_preprocessor_config.json "longest_edge": 25165824
+# (it includes the temporal patch of 2 frames). vLLM reads them as the largest item it profiles
+# (models/qwen2_vl.py@v0.33.0 ``_get_vision_size``); ``--mm-max-pixels`` overrides the image's.
+QWEN_VL_IMAGE_MAX_PIXELS = 16_777_216
+QWEN_VL_VIDEO_MAX_PIXELS = 25_165_824
+# vLLM's items per prompt for a modality --limit-mm-per-prompt does not name (config/multimodal.py@v0.33.0
+# ``get_limit_per_prompt``: "Unspecified modality is set to 999 by default").
+VLLM_MM_DEFAULT_LIMIT = 999

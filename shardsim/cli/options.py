@@ -99,6 +99,10 @@ MambaCacheDtypeOpt = Annotated[Optional[str], typer.Option("--mamba-cache-dtype"
 MambaSsmCacheDtypeOpt = Annotated[Optional[str], typer.Option("--mamba-ssm-cache-dtype", metavar="auto|bf16|fp16|fp32", show_default=False, help="vLLM hybrids 0.17+: delta-rule state [auto; Qwen3.5: config's]")]
 MambaCacheModeOpt = Annotated[Optional[str], typer.Option("--mamba-cache-mode", metavar="none|align|all", show_default=False, help="vLLM hybrids 0.15+: state blocks with prefix caching [none]")]
 PrefixCachingOpt = Annotated[Optional[bool], typer.Option("--enable-prefix-caching/--no-enable-prefix-caching", show_default=False, help="vLLM hybrids: prefix caching [release's: on from 0.26]")]
+LimitMmOpt = Annotated[Optional[str], typer.Option("--limit-mm-per-prompt", metavar="image=N,video=N", show_default=False, help="vLLM vision models: items per prompt [999 each]; both 0: no vision tower")]
+MmEncoderTpOpt = Annotated[Optional[str], typer.Option("--mm-encoder-tp-mode", metavar="weights|data", show_default=False, help="vLLM vision models: shard the encoder or replicate it per TP rank [weights]")]
+SkipMmProfilingOpt = Annotated[bool, typer.Option("--skip-mm-profiling", show_default=False, help="vLLM vision models: the profile skips the encoder run")]
+MmMaxPixelsOpt = Annotated[Optional[int], typer.Option("--mm-max-pixels", parser=whole_number, metavar="N", show_default=False, help="vLLM vision models: largest image in pixels [16,777,216 = 4096²]")]
 PromptTokensOpt = Annotated[Optional[int], typer.Option("--prompt-tokens", parser=whole_number, metavar="N", show_default=False, help="hf: generate() prompt length [1]")]
 GenerateTokensOpt = Annotated[Optional[int], typer.Option("--generate-tokens", parser=whole_number, metavar="N", show_default=False, help="hf: generate() new tokens [2048]")]
 
@@ -169,7 +173,8 @@ ENGINE_KNOBS = {
     "enforce_eager": EagerOpt, "sampler": SamplerOpt, "version": VllmVersionOpt, "kv_cache_memory_bytes": KvCacheMemOpt,
     "install": InstallOpt, "entrypoint": EntrypointOpt, "mamba_cache_dtype": MambaCacheDtypeOpt,
     "mamba_ssm_cache_dtype": MambaSsmCacheDtypeOpt, "mamba_cache_mode": MambaCacheModeOpt,
-    "enable_prefix_caching": PrefixCachingOpt,
+    "enable_prefix_caching": PrefixCachingOpt, "limit_mm_per_prompt": LimitMmOpt, "mm_encoder_tp_mode": MmEncoderTpOpt,
+    "skip_mm_profiling": SkipMmProfilingOpt, "mm_max_pixels": MmMaxPixelsOpt,
     "mem_fraction_static": MemFracOpt, "context_length": ContextLengthOpt, "max_total_tokens": MaxTotalTokensOpt,
     "mamba_full_memory_ratio": MambaRatioOpt, "mamba_ssm_dtype": MambaSsmDtypeOpt,
     "max_mamba_cache_size": MaxMambaCacheOpt, "max_running_requests": MaxRunningOpt, "disable_radix_cache": NoRadixOpt,
@@ -191,8 +196,8 @@ PANELS = {
     "Engine: --engine vllm | sglang | hf | accelerate, and its knobs": (
         EngineOpt, EngineVersionOpt, KvCacheDtypeOpt, GpuUtilOpt, MaxModelLenOpt, MaxSeqsOpt, EagerOpt, SamplerOpt,
         VllmVersionOpt, KvCacheMemOpt, InstallOpt, EntrypointOpt, MemFracOpt, ContextLengthOpt, MaxTotalTokensOpt,
-        MambaCacheDtypeOpt, MambaSsmCacheDtypeOpt, MambaCacheModeOpt, PrefixCachingOpt,
-        MambaRatioOpt, MambaSsmDtypeOpt, MaxMambaCacheOpt, MaxRunningOpt, NoRadixOpt, MambaSchedOpt, MambaRadixOpt,
+        MambaCacheDtypeOpt, MambaSsmCacheDtypeOpt, MambaCacheModeOpt, PrefixCachingOpt, LimitMmOpt, MmEncoderTpOpt,
+        SkipMmProfilingOpt, MmMaxPixelsOpt, MambaRatioOpt, MambaSsmDtypeOpt, MaxMambaCacheOpt, MaxRunningOpt, NoRadixOpt, MambaSchedOpt, MambaRadixOpt,
         PromptTokensOpt, GenerateTokensOpt, LoadDtypeOpt, DeviceMapOpt, MaxMemoryOpt, AllowOffloadOpt),
     "Strategy": (FrameworkOpt, FsdpOpt, SeqParOpt, DistOptOpt, ScheduleOpt, VirtualOpt, CapacityOpt),
     "Batch and memory savers": (MicroBatchOpt, SeqLenOpt, GradAccumOpt, RecomputeOpt, OptimizerOpt, EagerAttnOpt,

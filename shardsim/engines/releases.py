@@ -134,14 +134,25 @@ class VllmRules(RuleRow):
     # block per state group (v1/attention/backends/gdn_attn.py@v0.33.0 FLASHINFER_GDN_CHECKPOINT_ALIGNMENT,
     # platforms/interface.py@v0.33.0, mamba/gdn/qwen_gdn_linear_attn.py@v0.33.0 get_kv_cache_spec); 0: none.
     gdn_checkpoint_alignment: int = 0
+    # Which pipeline stages build the vision tower (and Qwen3-VL's deepstack buffers): "all" (every stage,
+    # models/qwen3_vl.py@v0.11.0 ``__init__``; interfaces.py@v0.32.0 ``_mark_tower_model`` skips it only when
+    # --limit-mm-per-prompt is 0 for images and videos); "first-v2" (interfaces.py@v0.33.0: also skipped on stages
+    # after the first under Model Runner V2). vllm@v0.34.0 skips it on every stage after the first.
+    vision_tower_stages: str = "all"
 
     HYBRID_FIELDS = ("hybrid_archs", "state_dtypes", "sm100_head256_alignment", "align_to_block_size",
                      "mamba_cache_mode", "hybrid_prefix_caching_default", "state_blocks_check", "hybrid_tokens",
                      "gdn_checkpoint_alignment")
+    VISION_FIELDS = ("vision_tower_stages",)
 
-    def to_dict(self, hybrid: bool = False) -> dict:
-        """The rule set; the hybrid fields only for a hybrid model."""
-        return self.fields(() if hybrid else self.HYBRID_FIELDS)
+    def to_dict(self, hybrid: bool = False, vision: bool = False) -> dict:
+        """The rule set; the hybrid fields only for a hybrid model, the vision fields only with a vision tower."""
+        return self.fields((() if hybrid else self.HYBRID_FIELDS) + (() if vision else self.VISION_FIELDS))
+
+    def vision_on_stage(self, pp_rank: int, model_runner_v2: bool) -> bool:
+        """Whether a rank of stage ``pp_rank`` builds the vision tower (``vision_tower_stages``)."""
+        return pp_rank == 0 or self.vision_tower_stages == "all" or (
+            self.vision_tower_stages == "first-v2" and not model_runner_v2)
 
     def uses_v2(self, is_moe: bool, is_quantized: bool) -> bool:
         """Whether this release runs the model on Model Runner V2."""
@@ -167,12 +178,13 @@ _VLLM_HYBRID_CHANGES: dict[Version, dict] = {  # from this release on (each fiel
     (0, 20, 0): {"align_to_block_size": True, "state_blocks_check": "error"},
     (0, 20, 1): {"hybrid_tokens": "concurrency"},
     (0, 26, 0): {"hybrid_prefix_caching_default": True},
-    (0, 33, 0): {"gdn_checkpoint_alignment": 64},
+    (0, 33, 0): {"gdn_checkpoint_alignment": 64, "vision_tower_stages": "first-v2"},
 }
 
 
 def _vllm_rows() -> tuple[VllmRules, ...]:
-    """vLLM's rows: the dense rule sets, split where the hybrid rules change (a split row keeps the dense label)."""
+    """vLLM's rows: the dense rule sets, split where the hybrid (and vision) rules change (a split row keeps the dense
+    label)."""
     dense = (
         VllmRules((0, 8, 5), "vLLM 0.8.5 rules", "absolute", False, False, False, "native", False, False, False,
                   flashinfer_when_installed=True),

@@ -50,7 +50,7 @@ from shardsim.core.memory.runtime import DEFAULT_FABRIC, Fabric, nccl_communicat
 from shardsim.core.memory.weights import weight_model
 from shardsim.core.model import ModelSpec, QuantConfig
 from shardsim.engines.bands import error_bands
-from shardsim.engines import vllm_hybrid
+from shardsim.engines import vllm_hybrid, vllm_multimodal
 from shardsim.engines.common import EngineRankReport, EngineReport, cublas_workspace_bytes, rank_weights
 from shardsim.engines.refusals import kv_cache_refusal, loading_refusal, vllm_layout_refusal
 from shardsim.engines.registry import Engine, SuggestKnobs
@@ -84,6 +84,11 @@ class VllmKnobs(BaseModel):
     mamba_ssm_cache_dtype: str | None = None  # temporal state, 0.17+: auto = the conv's (Qwen3.5: config's)
     mamba_cache_mode: str | None = None  # none | align | all (0.15+)
     enable_prefix_caching: bool | None = None  # None: the release's default (on for hybrids from 0.26)
+    # A vision tower only (Qwen3-VL, Qwen3.5 / 3.6; engines/vllm_multimodal.py): image=N,video=N (unnamed: 999);
+    limit_mm_per_prompt: str | None = None  # weights | data; the profile's encoder run skipped; longest image edge²
+    mm_encoder_tp_mode: str = "weights"
+    skip_mm_profiling: bool = False
+    mm_max_pixels: int | None = None
 
     def checked(self) -> "VllmKnobs":
         if not 0 < self.gpu_memory_utilization <= 1:
@@ -107,6 +112,7 @@ class VllmKnobs(BaseModel):
         if self.kv_cache_memory_bytes is not None and not 1 <= self.kv_cache_memory_bytes <= 1 << 50:
             raise ShardsimError(f"--kv-cache-memory-bytes {self.kv_cache_memory_bytes} is out of range; accepted: "
                                 "1 B … 1 PiB")
+        vllm_multimodal.check_knobs(self)
         vllm_hybrid.check_knobs(self)
         return self
 
@@ -237,6 +243,8 @@ def predict_vllm(spec: ModelSpec, layout: Layout, capacity_bytes: int, gpu_name:
                  dtype: str, quant: QuantConfig, knobs: VllmKnobs, fabric: Fabric = DEFAULT_FABRIC) -> EngineReport:
     knobs = knobs.checked()
     vllm_hybrid.dense_knob_check(spec, knobs)
+    vision_model, limits = spec.vision is not None, vllm_multimodal.parse_limits(knobs.limit_mm_per_prompt)
+    spec = vllm_multimodal.served_spec(spec, knobs, limits)
     release = resolve("vllm", knobs.engine_version)
     rules = release.rules
     seqs, batched, max_len = _shape(spec, capacity_bytes, gpu_name, knobs, rules)
@@ -255,14 +263,20 @@ def predict_vllm(spec: ModelSpec, layout: Layout, capacity_bytes: int, gpu_name:
     subtract_graphs = not knobs.enforce_eager and rules.graphs_subtracted(v2)
     attention_workspace = (VLLM_FLASHINFER_WORKSPACE_BYTES
                            if rules.flashinfer_attention_sm100 and str(compute_capability).startswith("10.") else 0)
+    encoder = vllm_multimodal.profile_for(spec, layout.tp, dtype, limits, knobs, seqs, batched)
     for held in rank_weights(spec, layout, dtype, vllm_quant(quant)):
         moe = moe_prefix[held.last_layer + 1] - moe_prefix[held.first_layer]
         forward = _forward_peak(spec, layout, batched, seqs, moe > 0, moe < held.layers, skip_attention=v2)
         is_last = held.pp_rank == layout.pp - 1
         logit_bytes = (VLLM_V2_SAMPLER_BYTES_PER_LOGIT * (1 + (1 / layout.tp if layout.tp > 1 else 0))) if v2 else per_logit
         sampler = int(logit_bytes * seqs * spec.vocab_size) + 2 * spec.hidden_size * (batched + 2 * seqs) if is_last else 0
-        activation = max(forward, sampler) + cublas + attention_workspace
-        loading = _loading_bytes(spec, layout, dtype, quant, held.weight_bytes, moe)
+        vision_here = spec.vision is not None and rules.vision_on_stage(held.pp_rank, v2)
+        activation = max(forward, sampler)
+        if encoder and vision_here:   # the encoder's run, then its outputs held through the language model's
+            activation = max(encoder.forward_peak_bytes, encoder.output_bytes + activation)
+        activation += cublas + attention_workspace
+        loading = _loading_bytes(spec, layout, dtype, quant, held.weight_bytes, moe) + vllm_multimodal.extra_weight_bytes(
+            spec, layout, dtype, vllm_quant(quant), held.rank, vision_here, knobs.mm_encoder_tp_mode, batched)
         non_torch = _non_torch_bytes(knobs, rules, layout, held.rank, fabric)
         if v2 and rules.profiler == "consumed":  # persistent torch buffers since the snapshot are charged (0.27+)
             non_torch += v2_sampler_state_bytes(spec, seqs)
@@ -284,12 +298,13 @@ def predict_vllm(spec: ModelSpec, layout: Layout, capacity_bytes: int, gpu_name:
     cache = (_hybrid_cache(spec, knobs, rules, hybrid, pools, ranks, seqs, max_len) if hybrid
              else _dense_cache(spec, knobs, rules, ranks, page_per_layer, max_len))
     refusal = refusal or vllm_layout_refusal(spec, layout, quant, cache.max_len) or cache.refusal
-    knob_values = {k: v for k, v in knobs.model_dump().items() if hybrid or k not in vllm_hybrid.HYBRID_KNOBS}
+    knob_values = {k: v for k, v in knobs.model_dump().items()
+                   if (hybrid or k not in vllm_hybrid.HYBRID_KNOBS) and (vision_model or k not in vllm_multimodal.VISION_KNOBS)}
     if hybrid and rules.mamba_cache_mode:  # what vLLM runs with
         knob_values |= {"mamba_cache_mode": hybrid.mode, "enable_prefix_caching": hybrid.mode == "align"}
     return EngineReport(
         engine="vllm", version=release.version,
-        rules=rules.to_dict(hybrid=hybrid is not None) | {
+        rules=rules.to_dict(hybrid=hybrid is not None, vision=vision_model) | {
             "engine_core": knobs.version, "model_runner": "v2" if v2 else "v1",
             "sampler": "v2" if v2 else _sampler(knobs, rules), "cuda_graphs_subtracted": subtract_graphs},
         knobs={**knob_values, "sampler": _sampler(knobs, rules), "max_num_seqs": seqs,
@@ -297,7 +312,7 @@ def predict_vllm(spec: ModelSpec, layout: Layout, capacity_bytes: int, gpu_name:
         ranks=ranks, starts=refusal is None, refusal=refusal, kv_cache_tokens=cache.tokens,
         max_concurrency=cache.concurrency, error_bands=error_bands("vllm", rules.label),
         notes=([release.warning] if release.warning else []) + [_sampler_note(knobs, rules, seqs, spec.vocab_size, v2)]
-        + list(cache.notes), **cache.fields,
+        + list(cache.notes) + ([encoder.describe()] if encoder else []), **cache.fields,
     )
 
 
