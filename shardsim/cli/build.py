@@ -110,6 +110,37 @@ class EngineOptions:
         return choose(name, given)
 
 
+KV_CACHE_DTYPE_AS_KV_DTYPE = {"auto": None, "bf16": "bf16", "fp16": "fp16", "fp8": "fp8", "fp8_e4m3": "fp8",
+                              "fp8_e5m2": "fp8"}
+"""The engines' ``--kv-cache-dtype`` values as the planner's ``--kv-dtype`` (auto: the model's dtype)."""
+
+
+def one_kv_dtype(workload: WorkloadOptions, engine: EngineOptions) -> tuple[WorkloadOptions, EngineOptions]:
+    """One KV dtype per plan: ``--kv-cache-dtype`` (the engines' spelling) and ``--kv-dtype`` set the planner's table
+    and the engine's figures alike; given both, they must agree."""
+    from dataclasses import replace
+
+    from shardsim.engines.registry import engine_names, get_engine
+
+    planner = common.single(workload.kv_dtype, "--kv-dtype") if workload.kv_dtype else None
+    engine_kv = engine.knobs.get("kv_cache_dtype")
+    if engine_kv is not None and engine_kv not in KV_CACHE_DTYPE_AS_KV_DTYPE:
+        raise ShardsimError(f"--kv-cache-dtype {engine_kv!r:.40} is not known; accepted: "
+                            + ", ".join(KV_CACHE_DTYPE_AS_KV_DTYPE))
+    as_planner = KV_CACHE_DTYPE_AS_KV_DTYPE.get(engine_kv) if engine_kv is not None else None
+    if planner and engine_kv is not None and as_planner != planner:
+        raise ShardsimError(f"--kv-dtype {planner} and --kv-cache-dtype {engine_kv} differ; one KV dtype per plan: give "
+                            "one (--kv-cache-dtype is the engines' spelling of --kv-dtype)")
+    knobs = dict(engine.knobs)
+    if engine.engine not in engine_names() or "kv_cache_dtype" not in get_engine(engine.engine).knob_names():
+        knobs.pop("kv_cache_dtype", None)
+    elif planner and engine_kv is None:
+        knobs["kv_cache_dtype"] = planner
+    if as_planner and not planner:
+        workload = replace(workload, kv_dtype=[as_planner])
+    return workload, replace(engine, knobs=knobs)
+
+
 def serve_request(model: ModelOptions, layout: LayoutOptions, workload: WorkloadOptions, hardware: HardwareOptions,
                   engine: EngineOptions):
     """The ``ServeRequest`` of a serving command: engine and knobs, model, layout, workload, then hardware (with the
@@ -117,6 +148,7 @@ def serve_request(model: ModelOptions, layout: LayoutOptions, workload: Workload
     from shardsim.engines.refusals import fp8_block_refusal
     from shardsim.core.requests import ServeRequest
 
+    workload, engine = one_kv_dtype(workload, engine)
     choice = engine.choice()
     spec = model.spec()
     lay = layout.layout(spec)

@@ -125,9 +125,19 @@ GpuCountsOpt = Annotated[Optional[str], typer.Option("--gpus", help="sweep every
 CsvOpt = Annotated[Optional[str], typer.Option("--csv", help="write the rows as CSV to this file ('-': stdout)")]
 ChartOpt = Annotated[Optional[str], typer.Option("--chart", help="write PNG charts into this directory (needs matplotlib)")]
 
+# ---------------------------------------------------------------- speed
+InputTokensOpt = Annotated[int, typer.Option("--input-tokens", parser=whole_number, metavar="N", show_default=False, help="prompt tokens per request [1024]")]
+OutputTokensOpt = Annotated[int, typer.Option("--output-tokens", parser=whole_number, metavar="N", show_default=False, help="output tokens per request [256]")]
+RequestRateOpt = Annotated[Optional[float], typer.Option("--request-rate", metavar="R", show_default=False, help="requests per second, open loop (instead of --concurrency)")]
+TtftTargetOpt = Annotated[Optional[float], typer.Option("--ttft-ms", metavar="X", show_default=False, help="TTFT target: the largest concurrency within it")]
+TpotTargetOpt = Annotated[Optional[float], typer.Option("--tpot-ms", metavar="Y", show_default=False, help="TPOT target: the largest concurrency within it")]
+ExplainOpt = Annotated[bool, typer.Option("--explain", show_default=False, help="the arithmetic behind every figure")]
+SpeedOpt = Annotated[bool, typer.Option("--speed", help="serving speed: TTFT, TPOT, throughput per row (default file: the shipped serving benchmarks)")]
+
 # ---------------------------------------------------------------- calibrate
 MeasurementsArg = Annotated[str, typer.Argument(help="measurements, one JSON object per line (see ../shared/calibration)")]
 CheckOpt = Annotated[bool, typer.Option("--check", help="exit 1 when a row falls outside its bounds (for CI)")]
+PlanCheckOpt = Annotated[bool, typer.Option("--check", help="exit 0 FITS, 1 DOES NOT FIT / WILL NOT START, 3 BORDERLINE (2: bad input)")]
 
 # ---------------------------------------------------------------- validate
 BackendOpt = Annotated[str, typer.Option("--backend", help="torch | deepspeed | transformers; --train: deepspeed | fsdp")]
@@ -192,13 +202,15 @@ PANELS = {
     "Model and layout": (ModelArg, ConfigOpt, SpecTokensOpt, TextOnlyOpt, TpOpt, PpOpt, DpOpt, EpOpt, ZeroOpt, PpSplitOpt, CpOpt, EtpOpt),
     "Workload and formats": (ContextOpt, BatchOpt, DtypeOpt, QuantOpt, GroupOpt, KvDtypeOpt, BlockOpt,
                              BatchedTokensOpt, ChunkedPrefillOpt),
-    "Hardware and output": (ClusterOpt, GpuOpt, GpuMemOpt, InterconnectOpt, JsonOpt),
+    "Hardware and output": (ClusterOpt, GpuOpt, GpuMemOpt, InterconnectOpt, JsonOpt, PlanCheckOpt),
     "Engine: --engine vllm | sglang | hf | accelerate, and its knobs": (
         EngineOpt, EngineVersionOpt, KvCacheDtypeOpt, GpuUtilOpt, MaxModelLenOpt, MaxSeqsOpt, EagerOpt, SamplerOpt,
         VllmVersionOpt, KvCacheMemOpt, InstallOpt, EntrypointOpt, MemFracOpt, ContextLengthOpt, MaxTotalTokensOpt,
         MambaCacheDtypeOpt, MambaSsmCacheDtypeOpt, MambaCacheModeOpt, PrefixCachingOpt, LimitMmOpt, MmEncoderTpOpt,
         SkipMmProfilingOpt, MmMaxPixelsOpt, MambaRatioOpt, MambaSsmDtypeOpt, MaxMambaCacheOpt, MaxRunningOpt, NoRadixOpt, MambaSchedOpt, MambaRadixOpt,
         PromptTokensOpt, GenerateTokensOpt, LoadDtypeOpt, DeviceMapOpt, MaxMemoryOpt, AllowOffloadOpt),
+    "Speed: workload and targets": (InputTokensOpt, OutputTokensOpt, RequestRateOpt, TtftTargetOpt, TpotTargetOpt,
+                                    ExplainOpt),
     "Strategy": (FrameworkOpt, FsdpOpt, SeqParOpt, DistOptOpt, ScheduleOpt, VirtualOpt, CapacityOpt),
     "Batch and memory savers": (MicroBatchOpt, SeqLenOpt, GradAccumOpt, RecomputeOpt, OptimizerOpt, EagerAttnOpt,
                                 LoraRankOpt, QloraOpt, OffloadOptOpt, OffloadParamsOpt, HostMemOpt),

@@ -28,6 +28,7 @@ from shardsim.cli.options import (
     KvCacheDtypeOpt,
     KvDtypeOpt,
     ModelArg,
+    PlanCheckOpt,
     PpOpt,
     PpSplitOpt,
     QuantOpt,
@@ -46,7 +47,13 @@ Examples:
   shardsim plan 32b --tp 2 --context 32768 --batch 8 --gpu a100-80gb
   shardsim plan 32b --engine vllm --gpu h100 --max-model-len 32768
   shardsim plan 30b-a3b --engine sglang --tp 2 --ep 2 --json
-Training: shardsim train MODEL … (plan --train is the same)."""
+  shardsim plan 32b --engine vllm --gpu h100 --check     # for scripts: the exit code is the verdict
+Training: shardsim train MODEL … (plan --train is the same).
+
+\b
+Verdict: FITS, BORDERLINE (the margin is inside the band of the estimated terms), DOES NOT FIT or WILL NOT START,
+with the reason and the fix. Exit codes: 0, or with --check 0 FITS · 1 DOES NOT FIT / WILL NOT START ·
+3 BORDERLINE; 2 bad input."""
 
 
 def plan(
@@ -59,7 +66,7 @@ def plan(
     block_size: BlockOpt = None, max_num_batched_tokens: BatchedTokensOpt = None,
     chunked_prefill_size: ChunkedPrefillOpt = None,
     cluster: ClusterOpt = None, gpu: GpuOpt = None, gpu_memory: GpuMemOpt = None, interconnect: InterconnectOpt = None,
-    as_json: JsonOpt = False,
+    as_json: JsonOpt = False, check: PlanCheckOpt = False,
     engine: EngineOpt = None, engine_version: EngineVersionOpt = None, kv_cache_dtype: KvCacheDtypeOpt = None,
 ) -> None:
     request = build.serve_request(
@@ -74,16 +81,20 @@ def plan(
             kv_cache_dtype=kv_cache_dtype, block_size=block_size, chunked_prefill_size=chunked_prefill_size,
             batch=batch, **parse_engine_flags(ctx.args))),
     )
-    run_plan(request, as_json, build.ModelOptions(model, config).checkpoint())
+    verdict = run_plan(request, as_json, build.ModelOptions(model, config).checkpoint())
+    if check and verdict.exit_code:
+        raise typer.Exit(verdict.exit_code)
 
 
 plan.__doc__ = EXAMPLES
 
 
-def run_plan(request, as_json: bool, checkpoint=None) -> None:
-    """Plan a ServeRequest and print it (tables, or one JSON object); ``checkpoint`` (``CheckpointFacts`` of a
-    checkpoint folder) is held against the planned weight total."""
+def run_plan(request, as_json: bool, checkpoint=None):
+    """Plan a ServeRequest and print it (tables, or one JSON object) with its one verdict (``core.verdict``), which
+    it returns; ``checkpoint`` (``CheckpointFacts`` of a checkpoint folder) is held against the planned weight
+    total."""
     from shardsim.core.plan import plan_request
+    from shardsim.core.verdict import plan_verdict
     from shardsim.presets.checkpoints import CheckpointCheck
 
     report = plan_request(request)
@@ -93,20 +104,46 @@ def run_plan(request, as_json: bool, checkpoint=None) -> None:
         from shardsim.engines.run import engine_report
 
         engine_rep = engine_report(request)
+    verdict = plan_verdict(report, engine_rep, lambda tp: _fits_at(request, tp))
     if as_json:
         out = report.to_dict()
         if check is not None:
             out["checkpoint"] = check.to_dict()
             out["warnings"] = out.get("warnings", []) + ([check.warning()] if check.warning() else [])
         if engine_rep is not None:
-            out["engine"] = engine_rep.to_dict()
-        return common.print_json(out)
-    from shardsim.render.plan_text import render_engine, render_plan
+            from shardsim.engines.bands import band_details
+
+            label = (engine_rep.rules or {}).get("label")
+            out["engine"] = engine_rep.to_dict() | {"error_band_sources": {
+                figure: {"rules": b.rules, "held_out_rows": b.rows, "worst_row": b.worst, "worst_error": b.worst_error}
+                for figure, b in (band_details(engine_rep.engine, label) if label else {}).items()}}
+        common.print_json(out | {"verdict": verdict.to_dict()})
+        return verdict
+    from shardsim.render.plan_text import render_engine, render_plan, render_verdict
 
     out_console = common.console()
     render_plan(report, out_console, check)
     if engine_rep is not None:
         render_engine(engine_rep, out_console)
+    render_verdict(verdict, out_console)
+    return verdict
+
+
+def _fits_at(request, tp: int) -> bool:
+    """Whether the same request fits at TP ``tp`` (the fix a plan that does not fit is offered)."""
+    from dataclasses import replace
+
+    from shardsim.core.layout import validate_layout
+    from shardsim.core.plan import plan_request
+    from shardsim.errors import ShardsimError
+
+    try:
+        layout = validate_layout(request.model, request.layout.with_degrees(tp=tp))
+        if layout.world_size > 8 * max(1, request.layout.world_size // request.layout.tp):
+            return False
+        return plan_request(replace(request, layout=layout)).fits
+    except ShardsimError:
+        return False
 
 
 def register(app) -> None:

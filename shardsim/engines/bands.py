@@ -1,35 +1,162 @@
-"""The error bands an engine report prints: the held-out error of ``shardsim calibrate`` on the measurement database.
+"""The error bands an engine report prints: the held-out error of ``shardsim calibrate`` on the measurement database,
+per rule set.
 
-``HELD_OUT`` is written from ``engines.calibration.held_out_bands`` over ``tests/data/measurements.jsonl`` (rows no
-constant was fitted to); ``tests/golden/test_calibration_db.py`` recomputes it and fails when the table and the
-database disagree. Per engine and rule set, per figure: the largest relative error over the held-out rows (the
-band a user should expect), or the engine's figure over all its releases when a rule set has no held-out row.
+``HELD_OUT`` is written from ``engines.calibration_report.held_out_bands`` over ``tests/data/measurements.jsonl``
+(rows no constant was fitted to, and that name their release); ``tests/golden/test_calibration_db.py`` recomputes
+it and fails when the table and the database disagree. Per engine, rule set and figure: the p90 of the held-out
+errors with 10 rows or more, else the largest, with the worst row named. A rule set without held-out rows of a
+figure takes the nearest rule set's (by release order; the newer on a tie), named; an engine without any row
+takes ``FALLBACK``, the accuracy goals, labelled so.
 """
 
 from __future__ import annotations
 
-HELD_OUT: dict[str, dict[str, dict[str, float]]] = {'sglang': {'*': {'kv_cache_tokens': 0.082, 'model_loading_bytes': 0.06},
-            'SGLang 0.5.10–0.5.19 rules': {'model_loading_bytes': 0.06}},
- 'vllm': {'*': {'available_kv_cache_bytes': 0.733, 'kv_cache_tokens': 0.753, 'model_loading_bytes': 0.008},
-          'vLLM 0.10.2–0.10.x rules': {'available_kv_cache_bytes': 0.058,
-                                       'kv_cache_tokens': 0.058,
-                                       'model_loading_bytes': 0.008},
-          'vLLM 0.17–0.19 rules': {'available_kv_cache_bytes': 0.135,
-                                   'kv_cache_tokens': 0.135,
-                                   'model_loading_bytes': 0.001},
-          'vLLM 0.27–0.28 rules': {'model_loading_bytes': 0.003}}}
-"""engine → rule-set label (or "*": all releases) → figure → largest held-out relative error."""
+from dataclasses import dataclass
+
+HELD_OUT: dict[str, dict[str, dict[str, dict]]] = {'sglang': {'SGLang 0.5.10–0.5.19 rules': {'kv_cache_tokens': {'band': 0.002,
+                                                               'rows': 2,
+                                                               'worst': 'Qwen/Qwen3-Reranker-0.6B · SGLang · '
+                                                                        'NVIDIA H100 80GB HBM3 · TP1',
+                                                               'worst_error': 0.0016},
+                                           'model_loading_bytes': {'band': 0.06,
+                                                                   'rows': 3,
+                                                                   'worst': 'Qwen/Qwen3-Reranker-0.6B · SGLang · '
+                                                                            'NVIDIA H100 80GB HBM3 · TP1',
+                                                                   'worst_error': 0.0592}}},
+ 'vllm': {'vLLM 0.10.2–0.10.x rules': {'available_kv_cache_bytes': {'band': 0.058,
+                                                                    'rows': 8,
+                                                                    'worst': 'Qwen/Qwen3-0.6B · vLLM · NVIDIA L4 '
+                                                                             "(22.03 GiB per vLLM 'Free memory on "
+                                                                             'device (2',
+                                                                    'worst_error': 0.0577},
+                                       'kv_cache_tokens': {'band': 0.058,
+                                                           'rows': 8,
+                                                           'worst': 'Qwen/Qwen3-0.6B · vLLM · NVIDIA L4 (22.03 GiB '
+                                                                    "per vLLM 'Free memory on device (2",
+                                                           'worst_error': 0.0579},
+                                       'model_loading_bytes': {'band': 0.008,
+                                                               'rows': 9,
+                                                               'worst': 'Qwen/Qwen3-8B (self-quantized AWQ W4A16 '
+                                                                        'g128 asym, llm-compressor) · vLLM · NVID',
+                                                               'worst_error': 0.0078}},
+          'vLLM 0.17–0.19 rules': {'available_kv_cache_bytes': {'band': 0.135,
+                                                                'rows': 3,
+                                                                'worst': 'Qwen/Qwen3-0.6B · vLLM · NVIDIA GeForce '
+                                                                         'RTX 3060 12GB (11.63 GiB total per vLLM ',
+                                                                'worst_error': 0.1343},
+                                   'kv_cache_tokens': {'band': 0.135,
+                                                       'rows': 4,
+                                                       'worst': 'Qwen/Qwen3-0.6B · vLLM · NVIDIA GeForce RTX 3060 '
+                                                                '12GB (11.63 GiB total per vLLM ',
+                                                       'worst_error': 0.1341},
+                                   'model_loading_bytes': {'band': 0.001,
+                                                           'rows': 3,
+                                                           'worst': 'Qwen/Qwen3-8B · vLLM · NVIDIA A100-SXM4-40GB '
+                                                                    '(40960MiB) · TP1',
+                                                           'worst_error': 0.0002}},
+          'vLLM 0.24–0.26 rules': {'kv_cache_tokens': {'band': 0.119,
+                                                       'rows': 1,
+                                                       'worst': 'Qwen/Qwen3-8B · vLLM · NVIDIA GeForce RTX 5090 '
+                                                                '32607MiB · TP1',
+                                                       'worst_error': 0.1186},
+                                   'model_loading_bytes': {'band': 0.001,
+                                                           'rows': 2,
+                                                           'worst': 'Qwen/Qwen3-8B · vLLM · NVIDIA GeForce RTX '
+                                                                    '5090 32607MiB · TP1',
+                                                           'worst_error': 0.0002}},
+          'vLLM 0.27–0.28 rules': {'available_kv_cache_bytes': {'band': 0.083,
+                                                                'rows': 2,
+                                                                'worst': 'Qwen/Qwen3-32B · vLLM · NVIDIA RTX PRO '
+                                                                         '6000 Blackwell Server Edition 95.01 GiB '
+                                                                         '(',
+                                                                'worst_error': 0.0821},
+                                   'kv_cache_tokens': {'band': 0.084,
+                                                       'rows': 2,
+                                                       'worst': 'Qwen/Qwen3-32B · vLLM · NVIDIA RTX PRO 6000 '
+                                                                'Blackwell Server Edition 95.01 GiB (',
+                                                       'worst_error': 0.0831},
+                                   'model_loading_bytes': {'band': 0.003,
+                                                           'rows': 3,
+                                                           'worst': 'Qwen/Qwen3-32B · vLLM · NVIDIA RTX PRO 6000 '
+                                                                    'Blackwell Server Edition 95.01 GiB (',
+                                                           'worst_error': 0.0022}},
+          'vLLM 0.8.5 rules': {'kv_cache_tokens': {'band': 0.067,
+                                                   'rows': 1,
+                                                   'worst': 'Qwen/Qwen3-30B-A3B · vLLM · NVIDIA A10 24GB (4x A10, '
+                                                            '96GB total as stated) · TP4',
+                                                   'worst_error': 0.0668},
+                               'model_loading_bytes': {'band': 0.001,
+                                                       'rows': 1,
+                                                       'worst': 'Qwen/Qwen3-30B-A3B · vLLM · NVIDIA A10 24GB (4x '
+                                                                'A10, 96GB total as stated) · TP4',
+                                                       'worst_error': 0.0001}},
+          'vLLM 0.9.1–0.10.1 rules': {'available_kv_cache_bytes': {'band': 0.002,
+                                                                   'rows': 1,
+                                                                   'worst': 'Qwen/Qwen3-8B · vLLM · NVIDIA '
+                                                                            'A100-SXM4-40GB (40960MiB) · TP1',
+                                                                   'worst_error': 0.002},
+                                      'kv_cache_tokens': {'band': 0.002,
+                                                          'rows': 1,
+                                                          'worst': 'Qwen/Qwen3-8B · vLLM · NVIDIA A100-SXM4-40GB '
+                                                                   '(40960MiB) · TP1',
+                                                          'worst_error': 0.0019},
+                                      'model_loading_bytes': {'band': 0.001,
+                                                              'rows': 1,
+                                                              'worst': 'Qwen/Qwen3-8B · vLLM · NVIDIA '
+                                                                       'A100-SXM4-40GB (40960MiB) · TP1',
+                                                              'worst_error': 0.0001}}}}
+"""engine → rule-set label → figure → {band, rows, worst (its row), worst_error}."""
 
 FALLBACK = {"vllm": {"model_loading_bytes": 0.005, "kv_cache_tokens": 0.03},
             "sglang": {"model_loading_bytes": 0.05, "kv_cache_tokens": 0.03}}
 """Used only for an engine with no held-out row at all: the issue's accuracy goals, not a measured band."""
 
 
+@dataclass(frozen=True, slots=True)
+class Band:
+    """One figure's band and where it comes from."""
+
+    figure: str
+    band: float
+    rules: str            # the rule set whose held-out rows set it ("goal" for FALLBACK)
+    rows: int = 0
+    worst: str = ""
+    worst_error: float = 0.0
+
+    def describe(self) -> str:
+        if self.rules == "goal":
+            return f"{self.figure} ±{100 * self.band:g} % (accuracy goal: no held-out row yet)"
+        kind = "p90" if self.rows >= 10 else ("largest" if self.rows > 1 else "one row")
+        return (f"{self.figure} ±{100 * self.band:g} % ({kind} of {self.rows} held-out row(s) of {self.rules}; worst "
+                f"{100 * self.worst_error:.1f} %: {self.worst})")
+
+
+def _labels(engine: str) -> list[str]:
+    from shardsim.engines.releases import RELEASE_TABLES
+
+    table = RELEASE_TABLES.get(engine)
+    return list(dict.fromkeys(row.label for row in table.rows)) if table else []
+
+
+def band_details(engine: str, rules_label: str | None = None) -> dict[str, Band]:
+    """Per figure, the band for ``engine`` at the rule set ``rules_label`` and its source (module docstring)."""
+    table = HELD_OUT.get(engine, {})
+    labels = _labels(engine)
+    here = labels.index(rules_label) if rules_label in labels else len(labels) - 1
+    out: dict[str, Band] = {}
+    figures = sorted({f for rows in table.values() for f in rows} | set(FALLBACK.get(engine, {})))
+    for figure in figures:
+        having = [label for label in labels if figure in table.get(label, {})]
+        if not having:
+            if figure in FALLBACK.get(engine, {}):
+                out[figure] = Band(figure, FALLBACK[engine][figure], "goal")
+            continue
+        nearest = min(having, key=lambda label: (abs(labels.index(label) - here), -labels.index(label)))
+        row = table[nearest][figure]
+        out[figure] = Band(figure, row["band"], nearest, row["rows"], row["worst"], row["worst_error"])
+    return out
+
+
 def error_bands(engine: str, rules_label: str | None = None) -> dict[str, float]:
     """Per figure, the band to print for ``engine`` at the rule set ``rules_label``."""
-    table = HELD_OUT.get(engine, {})
-    merged = dict(FALLBACK.get(engine, {}))
-    merged.update(table.get("*", {}))
-    if rules_label is not None:
-        merged.update(table.get(rules_label, {}))
-    return merged
+    return {figure: b.band for figure, b in band_details(engine, rules_label).items()}

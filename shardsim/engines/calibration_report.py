@@ -48,28 +48,35 @@ BAND_NAMES = {"weights (model loading)": "model_loading_bytes", "weight mem usag
               "available KV cache memory": "available_kv_cache_bytes", "peak allocated": "peak_allocated_bytes"}
 
 
-MIN_BAND_ROWS = 3
-"""A rule set's own band needs this many held-out rows of the figure; with fewer, the engine's band over all its
-releases applies (one or two rows say little about the spread)."""
+P90_MIN_ROWS = 10
+"""A figure's band is the 90th percentile of its held-out errors when the rule set has this many rows of it, else
+the largest error (a percentile of a handful of rows says little)."""
 
 
-def held_out_bands(results: list) -> dict[str, dict[str, dict[str, float]]]:
-    """engine → rule set ("*": all releases) → figure → the largest relative error over held-out rows, rounded up
-    to 0.1 %: the table ``engines/bands.py`` holds. Rows that do not name their release count for "*" only."""
-    errors: dict[tuple[str, str, str], list[float]] = {}
+def _band(errs: list[float]) -> float:
+    """p90 (nearest rank) with P90_MIN_ROWS rows or more, else the largest; rounded up to 0.1 %."""
+    ordered = sorted(errs)
+    value = ordered[-(-9 * len(ordered) // 10) - 1] if len(ordered) >= P90_MIN_ROWS else ordered[-1]
+    return -(-round(value * 1000, 6) // 1) / 1000
+
+
+def held_out_bands(results: list) -> dict[str, dict[str, dict[str, dict]]]:
+    """engine → rule set → figure → {band, rows, worst (the row's label), worst_error}: the held-out error of each
+    rule set, from rows that name their release (an unversioned row cannot say which rules it tests, so it sets no
+    band); the table ``engines/bands.py`` holds."""
+    errors: dict[tuple[str, str, str], list[tuple[float, str]]] = {}
     for r in results:
-        if r.set != "held_out" or not r.rules:
+        if r.set != "held_out" or not r.rules or not r.release:
             continue
         engine = r.rules.split(" ")[0].lower()
         for f in r.figures:
             name = BAND_NAMES.get(f.name)
-            if name is None:
-                continue
-            for key in ("*", r.rules) if r.release else ("*",):
-                errors.setdefault((engine, key, name), []).append(abs(f.error))
-    out: dict[str, dict[str, dict[str, float]]] = {}
-    for (engine, key, name), errs in sorted(errors.items()):
-        if key != "*" and len(errs) < MIN_BAND_ROWS:
-            continue
-        out.setdefault(engine, {}).setdefault(key, {})[name] = -(-round(max(errs) * 1000, 6) // 1) / 1000
+            if name is not None:
+                errors.setdefault((engine, r.rules, name), []).append((abs(f.error), r.label))
+    out: dict[str, dict[str, dict[str, dict]]] = {}
+    for (engine, rules, name), errs in sorted(errors.items()):
+        worst = max(errs)
+        out.setdefault(engine, {}).setdefault(rules, {})[name] = {
+            "band": _band([e for e, _ in errs]), "rows": len(errs), "worst": worst[1][:80],
+            "worst_error": round(worst[0], 4)}
     return out

@@ -70,7 +70,7 @@ def render_plan(report: PlanReport, console, checkpoint=None) -> None:
                       f"{spec.num_layers - spec.attention_layers} Gated-DeltaNet layers hold a fixed state per sequence "
                       "(conv + delta-rule memory), whatever its length")
     peak = report.peak
-    verdict = "[bold green]FITS[/]" if report.fits else "[bold red]DOES NOT FIT[/]"
+    verdict = "memory fits" if report.fits else "[red]memory does not fit[/]"
     console.print(f"most loaded: rank {peak.rank} (stage {peak.coords.pp_rank}, node {peak.node} gpu {peak.local_gpu}): "
                   f"{format_bytes(peak.bytes.total)} used of {format_bytes(report.capacity_bytes)} · "
                   f"allocated {format_bytes(peak.bytes.allocated)}, reserved {format_bytes(peak.bytes.reserved)}")
@@ -126,8 +126,7 @@ def render_engine(rep, console) -> None:
                           f"{rep.max_running_requests:,}", markup=False)
     elif rep.peak_allocated_bytes is not None:
         console.print(f"peak torch.cuda.max_memory_allocated summed over GPUs: {rep.peak_allocated_bytes / 2**20:,.0f} MiB")
-    bands = ", ".join(f"{k.replace('_bytes', '')} ±{100 * v:g} %" for k, v in rep.error_bands.items())
-    console.print(f"GiB unless noted · error bands: {bands}")
+    console.print(f"GiB unless noted · error bands: {band_text(rep)}")
     for note in rep.notes:
         console.print(f"note: {note}")
     if rep.starts:
@@ -151,3 +150,28 @@ def _vllm_hybrid_lines(rep, console) -> None:
                   f"{rep.kv_bytes_per_token:,} B per token · state {rep.state_bytes_per_sequence:,} B per sequence "
                   f"(mamba page {rep.state_page_bytes:,} B per layer) · {rep.max_concurrency:.2f} sequences of "
                   f"{rep.knobs['max_model_len']:,} tokens", markup=False)
+
+
+VERDICT_STYLE = {"FITS": "bold green", "BORDERLINE": "bold yellow", "DOES NOT FIT": "bold red",
+                 "WILL NOT START": "bold red"}
+
+
+def render_verdict(verdict, console) -> None:
+    """The plan's one verdict (``core.verdict``): status, reason, and the change that fixes it."""
+    console.print(f"\n[{VERDICT_STYLE[verdict.status]}]{verdict.status}[/] · {verdict.reason}", soft_wrap=False)
+    if verdict.fix:
+        console.print(f"fix: {verdict.fix}")
+
+
+def band_text(rep) -> str:
+    """The engine's bands, each with the rule set whose held-out rows set it when that is not the one in use."""
+    from shardsim.engines.bands import band_details
+
+    label = (rep.rules or {}).get("label")
+    details = band_details(rep.engine, label) if label else {}
+    parts = []
+    for figure, value in rep.error_bands.items():
+        b = details.get(figure)
+        source = "" if b is None or b.rules == label else (" (goal)" if b.rules == "goal" else f" ({b.rules})")
+        parts.append(f"{figure.replace('_bytes', '')} ±{100 * value:g} %{source}")
+    return ", ".join(parts)
