@@ -45,6 +45,23 @@ _SIZE_UNITS = {
 _SIZE_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*$")
 
 
+COUNT_SUFFIXES = {"": 1, "k": 1024, "K": 1024, "Ki": 1024, "m": 1024 ** 2, "M": 1024 ** 2, "Mi": 1024 ** 2}
+"""Token counts as people write them: 8k = 8K = 8Ki = 8,192 (the convention of context lengths: Qwen3's "32K"
+context is 32,768 tokens, config.json max_position_embeddings), 1M = 1,048,576."""
+_COUNT_RE = re.compile(r"-?(0|[1-9][0-9]{0,17})(k|K|Ki|m|M|Mi)?")
+
+
+def parse_count(text: str | int) -> int | None:
+    """A whole number, optionally with a k/K/Ki or m/M/Mi suffix (``COUNT_SUFFIXES``); None when it is not one (no
+    '1_000', '+8', ' 8', '08' or '1.5k')."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        return text
+    m = _COUNT_RE.fullmatch(str(text))
+    if not m:
+        return None
+    return int(str(text)[: m.end(1)]) * COUNT_SUFFIXES[m.group(2) or ""]
+
+
 def canonical_dtype(name: str, accepted: tuple[str, ...] = ("bf16", "fp16", "fp32")) -> str:
     """Map a dtype spelling (``bfloat16``, ``bf16`` ...) to its canonical name, or refuse it."""
     canon = DTYPE_ALIASES.get(str(name).strip().lower())

@@ -69,17 +69,18 @@ class SweepRequest:
 
 
 def parse_int_list(text: str, option: str, low: int = 1, high: int | None = None) -> list[int]:
-    """``4096,8192,32768`` (also ``8k``/``32K`` = × 1024) → sorted unique ints, each in [low, high]."""
+    """``4096,8192,32768`` (also ``8k``/``32K`` = × 1024, ``units.parse_count``) → sorted unique ints, each in
+    [low, high]."""
+    from shardsim.units import parse_count
+
     out = []
     for raw in str(text).split(","):
-        item = raw.strip().lower()
+        item = raw.strip()
         if not item:
             continue
-        mult = 1024 if item.endswith("k") else 1
-        try:
-            value = int(item[:-1] if mult > 1 else item) * mult
-        except ValueError:
-            raise ShardsimError(f"{option} {text!r} must be comma-separated whole numbers, e.g. 4096,8192,32768") from None
+        value = parse_count(item)
+        if value is None:
+            raise ShardsimError(f"{option} {text!r:.60} must be comma-separated whole numbers, e.g. 4096,8k,32k")
         if value < low or (high is not None and value > high):
             rng = f"{low:,} … {high:,}" if high is not None else f"≥ {low}"
             raise ShardsimError(f"{option}: {value:,} is out of range; accepted: {rng}")

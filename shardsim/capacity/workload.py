@@ -57,6 +57,16 @@ class ModelLoad(BaseModel):
     quant: tuple[str, ...] | None = None
     kv_dtype: tuple[str, ...] = ("bf16",)
 
+    @field_validator("context", "concurrency", mode="before")
+    @classmethod
+    def _count(cls, value: Any) -> Any:
+        """``8k`` / ``32K`` as on the command line (``units.parse_count``); anything else to the int check."""
+        from shardsim.units import parse_count
+
+        if isinstance(value, str) and parse_count(value.strip()) is not None:
+            return parse_count(value.strip())
+        return value
+
     @field_validator("quant", mode="before")
     @classmethod
     def _quant(cls, value: Any) -> Any:

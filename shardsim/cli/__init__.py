@@ -46,8 +46,10 @@ COMMAND_MODULES = {
 def build_app(command: str | None = None) -> typer.Typer:
     """The Typer app with the command group of ``command`` registered (every group for --help or an unknown
     name, so that help lists them all and typos get suggestions)."""
-    app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
-                      help="Per-GPU memory of Qwen3 models sharded over TP × PP × DP × EP, exact where bytes are knowable.")
+    app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
+                      context_settings={"help_option_names": ["-h", "--help"]},
+                      help="Per-GPU memory of Qwen3 models sharded over TP × PP × DP × EP, exact where bytes are knowable. "
+                           "shardsim --version; shardsim --install-completion adds tab completion to your shell.")
     app.callback()(_group)  # keeps the app a command group even when one command is registered
     wanted = [COMMAND_MODULES[command]] if command in COMMAND_MODULES else dict.fromkeys(COMMAND_MODULES.values())
     for name in wanted:
@@ -112,6 +114,11 @@ def _one_line(message: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the app, turn every input error into one line on stderr and exit code 2."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if args in (["--version"], ["-V"]):
+        from shardsim import __version__
+
+        sys.stdout.write(f"shardsim {__version__}\n")
+        return 0
     try:
         check_args(args)
     except ShardsimError as exc:

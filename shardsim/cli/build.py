@@ -14,12 +14,40 @@ from shardsim.cli import common
 from shardsim.errors import ShardsimError
 
 
+def with_rope_scaling(spec, text: Optional[str]):
+    """``--rope-scaling yarn:FACTOR[:ORIGINAL]``: the window the engines allow with YaRN, ORIGINAL × FACTOR (vLLM
+    config/model.py ``_get_and_verify_max_len``: the rope_scaling's original_max_position_embeddings × factor;
+    Qwen3's model cards: factor 4 over 32,768 → 131,072). ORIGINAL defaults to max_position_embeddings."""
+    if text is None:
+        return spec
+    parts = str(text).split(":")
+    try:
+        if parts[0] != "yarn" or len(parts) not in (2, 3):
+            raise ValueError
+        factor = float(parts[1])
+        original = int(parts[2]) if len(parts) == 3 else spec.max_position_embeddings
+        if not (1 < factor <= 64 and 1 <= original <= 1 << 24):
+            raise ValueError
+    except ValueError:
+        raise ShardsimError(f"--rope-scaling {str(text)[:40]!r} is not understood; accepted: yarn:FACTOR[:ORIGINAL] "
+                            "(factor 1–64, e.g. yarn:4:32768 for Qwen3's 131,072 tokens)") from None
+    return spec.model_copy(update={"max_position_embeddings": int(original * factor)})
+
+
+def check_context(spec, context: int) -> None:
+    """A context beyond the model's window is refused, as the engines refuse a --max-model-len beyond it."""
+    if context > spec.max_position_embeddings:
+        raise ShardsimError(f"--context {context:,} is beyond {spec.name}'s window of {spec.max_position_embeddings:,} "
+                            "tokens (max_position_embeddings); with YaRN, add --rope-scaling yarn:4 (as the engines do)")
+
+
 @dataclass(frozen=True)
 class ModelOptions:
     model: Optional[str] = None
     config: Optional[str] = None
     speculative_tokens: int = 0  # serving: MTP draft tokens per step (0: no MTP head)
     language_model_only: bool = False  # serving: no vision tower
+    rope_scaling: Optional[str] = None  # yarn:FACTOR[:ORIGINAL]: a window beyond max_position_embeddings
 
     def spec(self):
         """The ModelSpec as served (``ModelSpec.served``); a checkpoint folder given as MODEL has its safetensors
@@ -30,7 +58,7 @@ class ModelOptions:
             raise ShardsimError(f"--speculative-tokens {self.speculative_tokens} is out of range; accepted: 0 … 64")
         spec = resolve_model(self.model, self.config)
         self.checkpoint()
-        return spec.served(self.speculative_tokens, self.language_model_only)
+        return with_rope_scaling(spec.served(self.speculative_tokens, self.language_model_only), self.rope_scaling)
 
     def checkpoint(self):
         """The ``CheckpointFacts`` of a checkpoint folder given as MODEL (its safetensors headers), else None."""
@@ -153,6 +181,7 @@ def serve_request(model: ModelOptions, layout: LayoutOptions, workload: Workload
     spec = model.spec()
     lay = layout.layout(spec)
     wl = workload.workload()
+    check_context(spec, wl.context)
     hw = hardware.hardware(lay.world_size, lay)
     quant = wl.quant if wl.quant is not None else spec.quant
     refusal = fp8_block_refusal(spec, lay, quant)

@@ -8,20 +8,20 @@ differ by command are ``None`` here and resolved in one place (``common.resolve_
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Optional
 
 import typer
 
 
 def whole_number(text: str | int) -> int:
-    """An integer option as people write them: digits, an optional minus; no '1_000', '+8', ' 8' or '08'
-    (Python's int() would take them)."""
-    if isinstance(text, int) and not isinstance(text, bool):
-        return text
-    if not re.fullmatch(r"-?(0|[1-9][0-9]{0,17})", str(text)):
-        raise typer.BadParameter(f"{str(text)[:40]!r} is not a whole number (digits only, e.g. 8)")
-    return int(text)
+    """An integer option as people write them: digits, an optional minus, an optional k/K/Ki or m/M/Mi suffix
+    (8k = 8,192; ``units.parse_count``); no '1_000', '+8', ' 8' or '08' (Python's int() would take them)."""
+    from shardsim.units import parse_count
+
+    value = parse_count(text)
+    if value is None:
+        raise typer.BadParameter(f"{str(text)[:40]!r} is not a whole number (digits, optionally k or M: 8, 8k = 8192)")
+    return value
 
 def length_or_auto(text: str | int) -> int:
     """--max-model-len: a whole number, or ``auto`` / -1 (vLLM 0.14+: the longest that fits), returned as -1."""
@@ -41,6 +41,7 @@ SpecTokensOpt = Annotated[int, typer.Option(
     help="MTP drafting: tokens per step, loads the MTP head [0]")]
 TextOnlyOpt = Annotated[bool, typer.Option("--language-model-only", show_default=False,
                                            help="text only: the vision tower is not loaded")]
+RopeScalingOpt = Annotated[Optional[str], typer.Option("--rope-scaling", metavar="yarn:F[:ORIG]", show_default=False, help="YaRN: a window of ORIG (max_position_embeddings) × F tokens")]
 TpOpt = Annotated[int, typer.Option("--tp", parser=whole_number, metavar="N", show_default=False, help="tensor-parallel degree [1]")]
 PpOpt = Annotated[int, typer.Option("--pp", parser=whole_number, metavar="N", show_default=False, help="pipeline-parallel degree [1]")]
 DpOpt = Annotated[int, typer.Option("--dp", parser=whole_number, metavar="N", show_default=False, help="data-parallel replicas [1]")]
@@ -135,7 +136,7 @@ ExplainOpt = Annotated[bool, typer.Option("--explain", show_default=False, help=
 SpeedOpt = Annotated[bool, typer.Option("--speed", help="serving speed: TTFT, TPOT, throughput per row (default file: the shipped serving benchmarks)")]
 
 # ---------------------------------------------------------------- calibrate
-MeasurementsArg = Annotated[str, typer.Argument(help="measurements, one JSON object per line (see ../shared/calibration)")]
+MeasurementsArg = Annotated[Optional[str], typer.Argument(help="measurements, one JSON object per line (see ../shared/calibration); with --speed: serving benchmarks, or a vllm bench serve result .json", show_default=False)]
 CheckOpt = Annotated[bool, typer.Option("--check", help="exit 1 when a row falls outside its bounds (for CI)")]
 PlanCheckOpt = Annotated[bool, typer.Option("--check", help="exit 0 FITS, 1 DOES NOT FIT / WILL NOT START, 3 BORDERLINE (2: bad input)")]
 
@@ -199,7 +200,7 @@ lists the named engine's."""
 
 # ---------------------------------------------------------------- help headings (cli.help.GroupedCommand)
 PANELS = {
-    "Model and layout": (ModelArg, ConfigOpt, SpecTokensOpt, TextOnlyOpt, TpOpt, PpOpt, DpOpt, EpOpt, ZeroOpt, PpSplitOpt, CpOpt, EtpOpt),
+    "Model and layout": (ModelArg, ConfigOpt, SpecTokensOpt, TextOnlyOpt, RopeScalingOpt, TpOpt, PpOpt, DpOpt, EpOpt, ZeroOpt, PpSplitOpt, CpOpt, EtpOpt),
     "Workload and formats": (ContextOpt, BatchOpt, DtypeOpt, QuantOpt, GroupOpt, KvDtypeOpt, BlockOpt,
                              BatchedTokensOpt, ChunkedPrefillOpt),
     "Hardware and output": (ClusterOpt, GpuOpt, GpuMemOpt, InterconnectOpt, JsonOpt, PlanCheckOpt),

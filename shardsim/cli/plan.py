@@ -32,6 +32,7 @@ from shardsim.cli.options import (
     PpOpt,
     PpSplitOpt,
     QuantOpt,
+    RopeScalingOpt,
     SpecTokensOpt,
     TextOnlyOpt,
     TpOpt,
@@ -59,7 +60,7 @@ with the reason and the fix. Exit codes: 0, or with --check 0 FITS · 1 DOES NOT
 def plan(
     ctx: typer.Context,
     model: ModelArg = None, config: ConfigOpt = None, speculative_tokens: SpecTokensOpt = 0,
-    language_model_only: TextOnlyOpt = False,
+    language_model_only: TextOnlyOpt = False, rope_scaling: RopeScalingOpt = None,
     tp: TpOpt = 1, pp: PpOpt = 1, dp: DpOpt = 1, ep: EpOpt = 1, zero: ZeroOpt = 0, pp_split: PpSplitOpt = None,
     context: ContextOpt = None, batch: BatchOpt = 1,
     dtype: DtypeOpt = "bf16", quant: QuantOpt = None, group_size: GroupOpt = None, kv_dtype: KvDtypeOpt = None,
@@ -70,7 +71,7 @@ def plan(
     engine: EngineOpt = None, engine_version: EngineVersionOpt = None, kv_cache_dtype: KvCacheDtypeOpt = None,
 ) -> None:
     request = build.serve_request(
-        build.ModelOptions(model, config, speculative_tokens, language_model_only),
+        build.ModelOptions(model, config, speculative_tokens, language_model_only, rope_scaling),
         build.LayoutOptions(tp, pp, dp, ep, zero, pp_split),
         build.WorkloadOptions(context, batch, max_num_batched_tokens, chunked_prefill_size, dtype, quant, group_size,
                               kv_dtype, block_size),
