@@ -6,6 +6,7 @@ from __future__ import annotations
 def calibration_rows_json(results: list, summ: dict) -> dict:
     """The JSON document of a calibration run."""
     rows = [{"line": r.line, "label": r.label, "ok": r.ok, "error": r.error, "starts_predicted": r.starts_predicted,
+             "starts_measured": r.starts_measured,
              "figures": [{"name": f.name, "predicted": f.predicted, "measured": f.measured, "unit": f.unit,
                           "error_pct": 100 * f.error, "bound_pct": None if f.bound is None else 100 * f.bound,
                           "ok": f.ok} for f in r.figures]} for r in results]
@@ -26,8 +27,8 @@ def render_calibration(results: list, summ: dict, console) -> None:
                           f"{f.predicted:,.4g} {f.unit}", f"{f.measured:,.6g} {f.unit}", f"{100 * f.error:+.2f} %",
                           "–" if f.bound is None else f"±{100 * f.bound:g} %", "[green]✓[/]" if f.ok else "[red]✗[/]")
         if r.starts_predicted is not None:
-            table.add_row("", "", "starts", "yes" if r.starts_predicted else "no", "yes", "", "",
-                          "[green]✓[/]" if r.starts_predicted else "[red]✗[/]")
+            table.add_row("", "", "starts", "yes" if r.starts_predicted else "no", "yes" if r.starts_measured else "no",
+                          "", "", "[green]✓[/]" if r.verdict_right else "[red]✗[/]")
     console.print(table)
     for title, group in (("fitted (in-sample)", summ["fitted"]), ("held-out", summ["held_out"]),
                          *((f"held-out · {k}", v) for k, v in summ.get("held_out_by_rules", {}).items())):

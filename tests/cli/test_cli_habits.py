@@ -52,3 +52,13 @@ def test_context_in_k_and_the_window():
     record = json.loads(run("plan", "8b", "--context", "128k", "--rope-scaling", "yarn:4:32768", "--json").stdout)
     assert record["workload"]["context"] == 131_072 and record["max_context"] == 131_072
     assert run("plan", "8b", "--rope-scaling", "linear:2").returncode == 2
+
+
+def test_calibrate_prints_the_measured_start_verdict():
+    db = Path(__file__).resolve().parent.parent / "data" / "measurements.jsonl"
+    rows = json.loads(run("calibrate", str(db), "--json").stdout)["rows"]
+    failed_starts = [r for r in rows if r["starts_predicted"] is not None and not r["starts_measured"]]
+    assert failed_starts   # the database holds OOM and refused starts
+    text = run("calibrate", str(db)).stdout
+    starts_lines = [line.split("│") for line in text.splitlines() if "│ starts " in line]
+    assert sum(cells[4].strip() == "no" for cells in starts_lines) == len(failed_starts)
