@@ -38,7 +38,7 @@ from shardsim.errors import ShardsimError  # noqa: E402
 
 COMMAND_MODULES = {
     "plan": "plan", "train": "train", "models": "catalog", "gpus": "catalog", "clusters": "catalog", "calibrate": "calibrate",
-    "validate": "validate", "review": "capacity", "sweep": "capacity", "report": "capacity",
+    "validate": "validate", "review": "capacity", "sweep": "capacity", "report": "capacity", "speed": "speed",
 }
 """Command → the module under shardsim.cli that defines it."""
 

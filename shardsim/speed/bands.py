@@ -1,0 +1,24 @@
+"""The error bands ``shardsim speed`` prints: the held-out error of ``shardsim calibrate --speed`` per engine.
+
+Per engine and figure (TTFT, TPOT, output tokens/s): the 90th percentile of the absolute relative error over the
+held-out rows of ``shardsim/speed/data/serving_benchmarks.jsonl`` when there are at least ``P90_ROWS`` of them, else
+the largest (its row named). Written from ``speed.calibration.held_out_bands`` (``benchmarks/fit_speed.py`` prints
+it); ``tests/unit/test_speed_fit.py`` recomputes it and fails when the table and the database disagree.
+"""
+
+from __future__ import annotations
+
+P90_ROWS = 5
+
+HELD_OUT: dict[str, dict[str, dict]] = {}
+"""engine → figure (``ttft``, ``tpot``, ``throughput``) → {"band": relative error, "rows": n, "how": "p90" or
+"worst", "row": the worst row's id}."""
+
+METRICS = ("ttft", "tpot", "throughput")
+
+
+def speed_bands(engine: str | None) -> dict[str, dict | None]:
+    """Per figure, the band of ``engine`` (None: the planner alone, banded like vLLM), or None without held-out
+    rows."""
+    table = HELD_OUT.get(engine or "vllm", {})
+    return {metric: table.get(metric) for metric in METRICS}

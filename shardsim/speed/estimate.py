@@ -1,0 +1,281 @@
+"""``estimate(SpeedRequest) → SpeedReport``: the serving figures of a workload on a layout, and the arithmetic.
+
+The request is the memory plan's ``ServeRequest`` (model, layout, workload of context I + O, hardware, engine) and
+the speed workload (I, O, concurrency or request rate, targets). The memory plan sets how many requests run at once
+(the engine's report — vLLM's ``GPU KV cache size`` and ``max_num_seqs``, SGLang's ``#tokens`` — or, without an
+engine, the planner's largest batch at context I + O) and the step budget; ``work`` and ``comm`` give each stage's
+FLOPs, bytes and collectives; ``roofline`` their time; ``serving`` the steady state.
+
+A step of a pipeline runs as m = min(pp, sequences) micro-batches (vLLM keeps pp batches in flight); one token
+of a request takes max(Σ stage times, m × the slowest stage) — the first when micro-batches are too few to fill the
+pipeline (the bubble), the second when they are enough (Huang et al. 2019, GPipe, arXiv:1811.06965, §2.2) — plus
+the per-step overhead.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from shardsim.core.layout import rank_groups, rank_of
+from shardsim.errors import ShardsimError
+from shardsim.speed import comm, roofline, serving, work
+from shardsim.speed.bands import speed_bands
+from shardsim.speed.fitted import speed_fit
+from shardsim.units import DTYPE_BYTES, round_up
+
+SERVING_ENGINES = ("vllm", "sglang")
+
+
+@dataclass(frozen=True, slots=True)
+class SpeedWorkload:
+    """What the users send: I prompt and O output tokens per request, and either C concurrent users (closed
+    loop) or R requests per second (open loop); optional TTFT / TPOT targets in ms."""
+
+    input_tokens: int
+    output_tokens: int
+    concurrency: int | None = None
+    request_rate: float | None = None
+    ttft_ms: float | None = None
+    tpot_ms: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SpeedRequest:
+    serve: object  # core.requests.ServeRequest, context I + O
+    workload: SpeedWorkload
+
+
+@dataclass
+class SpeedReport:
+    """The figures (estimates) and how they were reached."""
+
+    ttft_ms: float | None
+    tpot_ms: float
+    output_tokens_per_s: float
+    total_tokens_per_s: float
+    tokens_per_s_per_gpu: float
+    tokens_per_s_per_user: float | None
+    requests_per_s: float
+    e2e_ms: float | None
+    max_concurrency_at_slo: int | None
+    usd_per_mtok: float | None
+    band: dict
+    saturated: bool
+    concurrency: float  # users per replica (asked, or from the rate)
+    gpus: int
+    replicas: int
+    scheduler: serving.Scheduler
+    steady: serving.Steady
+    peaks: roofline.GpuPeaks
+    efficiency: roofline.Efficiency
+    fit_rows: tuple[str, ...]
+    stages: list
+    breakdown: dict = field(default_factory=dict)
+    price_per_gpu_hour: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "ttft_ms": self.ttft_ms, "tpot_ms": self.tpot_ms, "output_tokens_per_s": self.output_tokens_per_s,
+            "total_tokens_per_s": self.total_tokens_per_s, "tokens_per_s_per_gpu": self.tokens_per_s_per_gpu,
+            "tokens_per_s_per_user": self.tokens_per_s_per_user, "requests_per_s": self.requests_per_s,
+            "e2e_ms": self.e2e_ms, "max_concurrency_at_slo": self.max_concurrency_at_slo,
+            "usd_per_mtok": self.usd_per_mtok, "usd_per_mtok_tokens": "output",
+            "band": self.band, "saturated": self.saturated, "estimate": True,
+            "concurrency_per_replica": self.concurrency, "running_per_replica": self.steady.running,
+            "gpus": self.gpus, "replicas": self.replicas,
+            "scheduler": {"budget_tokens": self.scheduler.budget, "max_running": self.scheduler.max_seqs,
+                          "kv_sequences": self.scheduler.kv_seqs, "mixed_steps": self.scheduler.mixed,
+                          "source": self.scheduler.source},
+            "gpu": {"name": self.peaks.gpu, "peak_flops": self.peaks.flops, "dtype": self.peaks.dtype,
+                    "bandwidth_Bps": self.peaks.bandwidth, "source": self.peaks.source},
+            "fitted": {"compute_efficiency": self.efficiency.compute, "memory_efficiency": self.efficiency.memory,
+                       "step_overhead_ms": self.efficiency.step_overhead_s * 1e3,
+                       "ttft_overhead_ms": self.efficiency.ttft_overhead_s * 1e3, "rows": list(self.fit_rows)},
+            "breakdown": self.breakdown, "notes": self.notes,
+        }
+
+
+def _kv_dtype_bytes(request) -> int:
+    knobs = request.engine.given() if request.engine is not None else {}
+    if str(knobs.get("kv_cache_dtype") or "").startswith("fp8"):
+        return 1
+    return DTYPE_BYTES[request.workload.kv_dtype]
+
+
+def scheduler_of(request, inp: int, out: int) -> serving.Scheduler:
+    """The step budget, running cap and KV-bound sequences of one replica, from the memory plan."""
+    serve = request
+    length = inp + out
+    if serve.engine is None:
+        from shardsim.constants import MAX_BATCH
+        from shardsim.core.planner import Planner
+
+        planner = Planner(serve.model, serve.layout, serve.workload, fabric=serve.hardware.fabric)
+        seqs = planner.largest_fitting(serve.hardware.capacity_bytes, length, "batch", MAX_BATCH)
+        return serving.Scheduler(serve.workload.step_tokens or 8192, MAX_BATCH, seqs, True,
+                                 "planner: largest batch at context I + O; vLLM V1's scheduling")
+    if serve.engine.name not in SERVING_ENGINES:
+        raise ShardsimError(f"speed models continuous-batching servers: --engine {' or '.join(SERVING_ENGINES)} (or "
+                            f"none); {serve.engine.name} is available in 'shardsim plan'")
+    from shardsim.engines.run import engine_report
+
+    rep = engine_report(serve, suggest_fix=False)
+    if not rep.starts:
+        raise ShardsimError(f"{serve.engine.name} would not start: {rep.refusal} (see shardsim plan)")
+    knobs = rep.knobs
+    if serve.engine.name == "vllm":
+        if knobs.get("max_model_len") and knobs["max_model_len"] < length:
+            raise ShardsimError(f"I + O = {length:,} tokens exceeds vLLM's max_model_len {knobs['max_model_len']:,}")
+        seqs = (rep.kv_cache_tokens or 0) // round_up(length, knobs.get("block_size") or 16)
+        if rep.state_blocks:
+            seqs = min(seqs, rep.state_blocks)
+        return serving.Scheduler(knobs["max_num_batched_tokens"], knobs["max_num_seqs"], seqs, True,
+                                 "vLLM: max_num_batched_tokens, max_num_seqs and GPU KV cache size of the engine "
+                                 "report; decodes and prompt chunks share each step (V1 chunked prefill)")
+    return _sglang_scheduler(serve, rep, length)
+
+
+def _sglang_scheduler(serve, rep, length: int) -> serving.Scheduler:
+    from shardsim.constants import MAX_BATCH
+    from shardsim.engines.releases import resolve
+    from shardsim.engines.sglang import sglang_gpu_defaults
+
+    knobs = rep.knobs
+    chunk = knobs.get("chunked_prefill_size")
+    if not chunk:
+        mib = (serve.hardware.nvidia_smi_bytes or serve.hardware.capacity_bytes) / (1 << 20)
+        chunk = sglang_gpu_defaults(mib, serve.layout.tp, resolve("sglang", knobs.get("engine_version")).rules)[0]
+    seqs = (rep.kv_cache_tokens or 0) // length
+    cap = rep.max_running_requests or MAX_BATCH
+    return serving.Scheduler(chunk, cap, seqs, False,
+                             "SGLang: chunked_prefill_size (by GPU memory, server_args.py) and #tokens of the engine "
+                             "report; prefill batches run apart from decode batches (no --enable-mixed-chunk)")
+
+
+def _stage_links(serve, pp_rank: int) -> comm.StageLinks:
+    lay, cluster = serve.layout, serve.hardware.cluster
+    first = rank_of(lay, 0, 0, pp_rank)
+    groups = rank_groups(first, lay)
+    fabric = serve.hardware.fabric.intra
+    nxt = None
+    if groups.pp_next is not None:
+        nxt = comm.link_of(cluster, (first, groups.pp_next), fabric)
+    return comm.StageLinks(comm.link_of(cluster, tuple(groups.tp), fabric), comm.link_of(cluster, tuple(groups.ep),
+                           fabric), nxt)
+
+
+@dataclass(frozen=True, slots=True)
+class Pipeline:
+    """The stages of one replica, their links, the GPU and the fitted values: the cost of one step."""
+
+    stages: tuple
+    links: tuple
+    layout: object
+    vocab: int
+    peaks: roofline.GpuPeaks
+    eff: roofline.Efficiency
+
+    def micro_batches(self, shape: work.StepShape) -> int:
+        return max(1, min(self.layout.pp, math.ceil(shape.decode + shape.prefill_done)))
+
+    def stage_seconds(self, shape: work.StepShape) -> list[float]:
+        """Each stage's time for one micro-batch of ``shape`` (GPU roofline plus collectives)."""
+        m = self.micro_batches(shape)
+        sub = work.StepShape(shape.decode / m, shape.decode_keys, shape.prefill / m, shape.prefill_keys,
+                             shape.prefill_done / m, shape.prefill_kv_read / m)
+        out = []
+        for stage, links in zip(self.stages, self.links):
+            gpu = roofline.gpu_seconds(work.step_work(stage, sub), self.peaks, self.eff)
+            colls = comm.step_collectives(stage, self.layout, links, sub.tokens, sub.sequences, self.vocab,
+                                          stage.pp_rank == 0)
+            out.append(gpu + sum(c.seconds for c in colls))
+        return out
+
+    def __call__(self, shape: work.StepShape) -> float:
+        times = self.stage_seconds(shape)
+        m = self.micro_batches(shape)
+        return max(sum(times), m * max(times)) + self.eff.step_overhead_s
+
+
+def pipeline_of(serve, kv_dtype_bytes: int, engine: str | None) -> tuple[Pipeline, tuple[str, ...]]:
+    """The cost model of ``serve`` (a ``core.requests.ServeRequest``) and the rows its fitted values came from."""
+    spec, lay = serve.model, serve.layout
+    if spec.speculative_tokens:
+        raise ShardsimError("speed does not model speculative decoding (MTP acceptance rates are not measured); "
+                            "drop --speculative-tokens")
+    if lay.zero:
+        raise ShardsimError("speed models engines that keep whole weight shards; drop --zero")
+    quant = serve.quant
+    ssm = DTYPE_BYTES.get(serve.workload.state_dtype or spec.state_dtype or serve.workload.dtype, 2)
+    stages = tuple(work.stage_work(spec, lay, serve.workload.dtype, quant, kv_dtype_bytes, p, ssm)
+                   for p in range(lay.pp))
+    links = tuple(_stage_links(serve, p) for p in range(lay.pp))
+    peaks = roofline.gpu_peaks(serve.hardware.cluster.gpu, serve.workload.dtype, quant.method)
+    fit = speed_fit(engine)
+    eff = roofline.Efficiency(fit.compute_efficiency, fit.memory_efficiency, fit.step_overhead_ms / 1e3,
+                              fit.ttft_overhead_ms / 1e3)
+    return Pipeline(stages, links, lay, spec.vocab_size, peaks, eff), fit.rows
+
+
+def prepare(request: SpeedRequest) -> tuple[serving.Scheduler, Pipeline, tuple[str, ...]]:
+    """The scheduler and cost model of ``request`` and the rows its fitted values came from."""
+    serve, wl = request.serve, request.workload
+    engine = serve.engine.name if serve.engine is not None else None
+    sched = scheduler_of(serve, wl.input_tokens, wl.output_tokens)
+    if sched.limit < 1:
+        raise ShardsimError(f"the KV cache holds no request of {wl.input_tokens + wl.output_tokens:,} tokens on this "
+                            "layout (see shardsim plan)")
+    pipe, rows = pipeline_of(serve, _kv_dtype_bytes(serve), engine)
+    return sched, pipe, rows
+
+
+def steady_of(request: SpeedRequest, sched: serving.Scheduler, pipe: Pipeline) -> tuple[serving.Steady, bool]:
+    """One replica's steady state under the request's load, and whether a request rate saturates it."""
+    wl, dp = request.workload, request.serve.layout.dp
+    inp, out, overhead = wl.input_tokens, wl.output_tokens, pipe.eff.ttft_overhead_s
+    if wl.request_rate is not None:
+        return serving.at_rate(wl.request_rate / dp, inp, out, sched, pipe, overhead)
+    return serving.steady_state(wl.concurrency / dp, inp, out, sched, pipe, overhead), False
+
+
+def estimate(request: SpeedRequest) -> SpeedReport:
+    """The serving figures of ``request`` (formulas in ``serving`` and this module's docstring)."""
+    sched, pipe, rows = prepare(request)
+    steady, saturated = steady_of(request, sched, pipe)
+    return _report(request, sched, pipe, rows, steady, saturated)
+
+
+def _report(request: SpeedRequest, sched, pipe: Pipeline, rows, steady: serving.Steady, saturated: bool) -> SpeedReport:
+    from shardsim.speed.explain import breakdown
+
+    serve, wl = request.serve, request.workload
+    inp, out, dp, gpus = wl.input_tokens, wl.output_tokens, serve.layout.dp, serve.layout.world_size
+    rate = steady.rate * dp
+    output = rate * out
+    slo = None
+    if wl.ttft_ms is not None or wl.tpot_ms is not None:
+        slo = serving.max_concurrency_at_slo(None if wl.ttft_ms is None else wl.ttft_ms / 1e3,
+                                             None if wl.tpot_ms is None else wl.tpot_ms / 1e3, dp, inp, out, sched,
+                                             pipe, pipe.eff.ttft_overhead_s)
+    cluster = serve.hardware.cluster
+    price = cluster.price_per_gpu_hour_usd if cluster.price_per_gpu_hour_usd is not None else \
+        cluster.gpu.price_per_gpu_hour_usd
+    usd = price * gpus / (output * 3600 / 1e6) if price is not None and output > 0 else None
+    notes = []
+    if saturated:
+        notes.append(f"{wl.request_rate:g} requests/s exceeds what {sched.limit * dp:,} running requests complete "
+                     f"({rate:.3g}/s): queues grow without bound; figures at saturation, TTFT unbounded")
+    if serve.model.vision is not None:
+        notes.append("text-only requests: the vision tower does not run")
+    return SpeedReport(
+        ttft_ms=None if saturated else steady.ttft * 1e3, tpot_ms=steady.tpot * 1e3, output_tokens_per_s=output,
+        total_tokens_per_s=rate * (inp + out), tokens_per_s_per_gpu=output / gpus,
+        tokens_per_s_per_user=1 / steady.tpot if steady.tpot > 0 else None, requests_per_s=rate,
+        e2e_ms=None if saturated else steady.e2e * 1e3, max_concurrency_at_slo=slo, usd_per_mtok=usd,
+        band=speed_bands(serve.engine.name if serve.engine else None), saturated=saturated,
+        concurrency=steady.users, gpus=gpus, replicas=dp, scheduler=sched, steady=steady, peaks=pipe.peaks,
+        efficiency=pipe.eff, fit_rows=rows, stages=list(pipe.stages), breakdown=breakdown(pipe, steady),
+        price_per_gpu_hour=price, notes=notes,
+    )

@@ -1,0 +1,88 @@
+"""The time of one step on one GPU: a roofline per op group, with the fitted efficiencies and overheads.
+
+Roofline (Williams, Waterman, Patterson 2009, "Roofline: an insightful visual performance model", CACM 52(4)): an
+op group takes max(FLOPs / achieved FLOP/s, bytes / achieved bandwidth). Taken per group — the matmuls (weights
+read), attention (KV and state read and written), the rest (activations, embedding rows, logits: bytes only) —
+and summed, since the groups run one after the other. Achieved = peak × efficiency; the efficiencies and the
+per-step overhead are the only fitted values (``speed.fitted``). Peaks are the GPU catalog's datasheet figures
+(``cluster_specs/gpus.yaml``: ``bf16_tflops`` / ``fp16_tflops`` dense, ``memory_bandwidth_GBps``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shardsim.errors import ShardsimError
+
+FP8_DENSE_OVER_BF16 = 2.0
+"""fp8 tensor-core peak over bf16, dense, on the GPUs with fp8 (NVIDIA H100 datasheet: FP8 3,958 vs BF16 1,979
+TFLOPS with sparsity, SXM; L40S datasheet: 1,466 vs 733; Ada whitepaper, RTX 4090: 660.6 vs 330.3): fp8
+block-quantized checkpoints run their matmuls in fp8 (vLLM ``Fp8LinearMethod`` with block scales: W8A8,
+activations quantized per token group)."""
+
+
+@dataclass(frozen=True, slots=True)
+class GpuPeaks:
+    """One GPU's dense peak for the step's matmul dtype and its memory bandwidth, with where they come from."""
+
+    gpu: str
+    flops: float  # FLOP/s
+    dtype: str
+    bandwidth: float  # bytes/s
+    source: str
+
+
+def gpu_peaks(gpu, dtype: str, quant_method: str) -> GpuPeaks:
+    """The peaks of ``gpu`` (a ``hardware.specs.GPUSpec``) for weights of ``dtype`` stored as ``quant_method``:
+    fp8 checkpoints on fp8 GPUs compute in fp8; GPTQ / AWQ (W4A16, W8A16) and bf16 / fp16 in 16 bits; a GPU
+    without bf16 (V100, T4) computes in fp16. Refused for a GPU whose figures the catalog does not hold."""
+    half = gpu.fp16_tflops if dtype == "fp16" or gpu.bf16_tflops == 0 else gpu.bf16_tflops
+    half_name = "fp16" if dtype == "fp16" or gpu.bf16_tflops == 0 else "bf16"
+    if half <= 0 or gpu.memory_bandwidth_GBps <= 0:
+        raise ShardsimError(f"speed needs the GPU's FLOP/s and memory bandwidth, which the catalog does not hold for "
+                            f"{gpu.name}; give --gpu NAME or a cluster of a catalog GPU (shardsim gpus)")
+    tflops, name, why = half, half_name, f"catalog {half_name}_tflops {half:g} (dense)"
+    if quant_method == "fp8" and gpu.fp8:
+        tflops, name, why = half * FP8_DENSE_OVER_BF16, "fp8", f"2 × catalog {half_name}_tflops {half:g} (fp8 dense)"
+    return GpuPeaks(gpu.name, tflops * 1e12, name, gpu.memory_bandwidth_GBps * 1e9,
+                    f"{why}; catalog memory_bandwidth_GBps {gpu.memory_bandwidth_GBps:g}")
+
+
+@dataclass(frozen=True, slots=True)
+class Efficiency:
+    """The fitted values one engine's step times use (``speed.fitted``)."""
+
+    compute: float  # achieved / peak FLOP/s in compute-bound groups
+    memory: float  # achieved / peak bandwidth in memory-bound groups
+    step_overhead_s: float  # per engine step: scheduling, sampling, launches, host sync
+    ttft_overhead_s: float  # per request: the API server's tokenization, queueing into the engine, first detokenize
+
+
+@dataclass(frozen=True, slots=True)
+class GroupTime:
+    name: str
+    flops: float
+    nbytes: float
+    compute_s: float
+    memory_s: float
+
+    @property
+    def seconds(self) -> float:
+        return max(self.compute_s, self.memory_s)
+
+    @property
+    def bound(self) -> str:
+        return "compute" if self.compute_s > self.memory_s else "memory"
+
+
+def group_times(work, peaks: GpuPeaks, eff: Efficiency) -> list[GroupTime]:
+    """The roofline of each op group of a ``work.StepWork``."""
+    flops_rate, byte_rate = peaks.flops * eff.compute, peaks.bandwidth * eff.memory
+    groups = (("matmul", work.matmul_flops, work.matmul_bytes), ("attention", work.attention_flops,
+              work.attention_bytes), ("other", 0.0, work.other_bytes))
+    return [GroupTime(name, f, b, f / flops_rate, b / byte_rate) for name, f, b in groups]
+
+
+def gpu_seconds(work, peaks: GpuPeaks, eff: Efficiency) -> float:
+    """One rank's GPU time for a step: the sum of its op groups' rooflines."""
+    return sum(g.seconds for g in group_times(work, peaks, eff))

@@ -1,0 +1,178 @@
+"""Serving figures of a workload in steady state: TTFT, TPOT, throughput, and the largest concurrency within targets.
+
+The model, per data-parallel replica (replicas share the users evenly and do not interact):
+
+**Closed loop of C users** (``vllm bench serve --max-concurrency C --request-rate inf``): each user sends a request
+of I prompt tokens for O output tokens and sends the next as soon as it ends. The engine runs at most
+N = min(C, the engine's request cap, the sequences of I + O tokens its KV cache holds) at once (the KV figure is the
+memory plan's: ``engines`` report or ``core.planner``); the other C − N wait, and by Little's law (Little 1961,
+Operations Research 9(3)) each request then spends C / λ in the system, λ = N / E2E being the completions per
+second, so the wait C/λ − E2E is added to TTFT. A request lives n_p prefill steps and O − 1 decode steps (its first
+token comes out of its last prefill step; TPOT = (E2E − TTFT)/(O − 1), the definition of ``vllm bench serve``,
+``vllm/benchmarks/serve.py`` ``calculate_metrics``).
+
+- *Mixed steps* (vLLM V1: each step schedules every running request's next token, then prompt chunks FIFO in the
+  token budget B left, ``v1/core/sched/scheduler.py`` ``schedule``): with d decoding requests a prompt takes
+  n_p = ⌈I / (B − d)⌉ steps. A request lives L = max(n_p + O − 1, N(I + O − 1)/B) steps (the second term: the budget
+  must carry every token, N(I + O − 1) per lifetime; when it binds, prompts wait for budget); then d = N(O − 1)/L,
+  and N/L requests arrive per step, their N·I/L prompt tokens spread over a fraction f = min(1, max(N·n_p/L,
+  N·I/(L(B − d)))) of the steps. TPOT = f·t_mixed + (1 − f)·t_decode, TTFT = o_request + n_p·t_mixed +
+  (L − O + 1 − n_p)·TPOT. d, n_p and L are solved by iteration.
+- *Separate prefill batches* (SGLang by default: a prefill batch of waiting requests, up to the chunked prefill
+  size per step, runs between decode batches; mixing is ``--enable-mixed-chunk``, off by default,
+  ``srt/server_args.py``): N/(O − 1) requests arrive per decode step; when at most one does, each prompt is its own
+  batch, else they batch per gap; a batch of q tokens takes ⌈q/B⌉ steps. TPOT = t_decode + the prefill time of one
+  lifetime spread over its O − 1 decode steps; TTFT = o_request + the request's batch + half a decode step.
+
+Step times t come from the caller (``estimate``: roofline, collectives, pipeline stages, per-step overhead). Decode
+tokens attend I + O/2 keys on average, prompt tokens (I + 1)/2 (``work.prefill_keys_per_token``).
+
+**Open loop at a request rate R** (``--request-rate R``): the concurrency C at which the closed loop completes R
+requests per second (Little's law, C = R·E2E), found by bisection; Poisson arrivals queue more than this mean-field
+figure says, so TTFT is a lower bound there. A rate above what N running requests complete is reported as
+saturated (queues grow without bound).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Callable
+
+from shardsim.speed.work import StepShape, prefill_keys_per_token
+
+ITERATIONS = 40
+"""Fixed-point iterations for d, n_p and L (each moves L monotonically; 40 is far past convergence)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Scheduler:
+    """How the engine batches: its step budget, its running-request cap, the sequences of I + O tokens its KV cache
+    holds, and whether decodes and prompt chunks share a step."""
+
+    budget: int
+    max_seqs: int
+    kv_seqs: int
+    mixed: bool
+    source: str = ""
+
+    @property
+    def limit(self) -> int:
+        return min(self.max_seqs, self.kv_seqs)
+
+
+@dataclass(frozen=True, slots=True)
+class Steady:
+    """One replica in steady state (times in seconds)."""
+
+    users: float  # concurrency asked (per replica)
+    running: float  # requests the engine runs at once
+    ttft: float
+    tpot: float
+    e2e: float
+    rate: float  # completed requests per second
+    wait: float  # queueing before the engine takes a request
+    decode_batch: float
+    prefill_steps: float  # n_p (mixed) or steps of the request's prefill batch
+    mixed_fraction: float  # steps that carry prompt tokens
+    prefill_per_step: float  # prompt tokens in such a step
+    t_mixed: float
+    t_decode: float
+    lifetime_steps: float
+    decode_shape: StepShape = StepShape()
+    prefill_shape: StepShape = StepShape()
+
+
+StepCost = Callable[[StepShape], float]
+
+
+def _mixed(n: float, inp: int, out: int, sched: Scheduler, cost: StepCost, overhead: float) -> Steady:
+    budget, d = sched.budget, n * (out - 1) / max(out, 1)
+    for _ in range(ITERATIONS):
+        room = max(1.0, budget - d)
+        n_p = math.ceil(inp / room)
+        life = max(n_p + out - 1, n * (inp + out - 1) / budget)
+        d = n * (out - 1) / life
+    room = max(1.0, budget - d)
+    arrivals = n / life
+    frac = min(1.0, max(arrivals * n_p, arrivals * inp / room))
+    per_step = arrivals * inp / frac if frac else 0.0
+    keys = inp + out / 2
+    mixed = StepShape(decode=d, decode_keys=keys, prefill=per_step, prefill_keys=prefill_keys_per_token(inp),
+                      prefill_done=arrivals / frac if frac else 0.0, prefill_kv_read=per_step * (n_p - 1) / 2)
+    decode = StepShape(decode=d, decode_keys=keys)
+    t_mix = cost(mixed)
+    t_dec = cost(decode) if d > 0 else t_mix
+    tpot = frac * t_mix + (1 - frac) * t_dec
+    ttft = overhead + n_p * t_mix + (life - (out - 1) - n_p) * tpot
+    e2e = ttft + (out - 1) * tpot
+    return Steady(n, n, ttft, tpot if out > 1 else 0.0, e2e, n / e2e, 0.0, d, n_p, frac, per_step, t_mix, t_dec, life,
+                  decode, mixed)
+
+
+def _separate(n: float, inp: int, out: int, sched: Scheduler, cost: StepCost, overhead: float) -> Steady:
+    gaps = max(out - 1, 1)
+    arrivals = n / gaps
+    batches = n if arrivals <= 1 else gaps
+    tokens = n * inp / batches
+    steps = math.ceil(tokens / sched.budget)
+    per_step = tokens / steps
+    prefill = StepShape(prefill=per_step, prefill_keys=prefill_keys_per_token(inp), prefill_done=per_step / inp,
+                        prefill_kv_read=per_step * (steps - 1) / 2)
+    decode = StepShape(decode=n, decode_keys=inp + out / 2)
+    t_pre = cost(prefill)
+    t_dec = cost(decode) if out > 1 else 0.0
+    tpot = t_dec + batches * steps * t_pre / gaps if out > 1 else 0.0
+    ttft = overhead + steps * t_pre + t_dec / 2
+    e2e = ttft + (out - 1) * tpot
+    frac = batches * steps / (batches * steps + gaps)
+    return Steady(n, n, ttft, tpot, e2e, n / e2e, 0.0, n, steps, frac, per_step, t_pre, t_dec, gaps + batches * steps,
+                  decode, prefill)
+
+
+def steady_state(users: float, inp: int, out: int, sched: Scheduler, cost: StepCost, overhead: float) -> Steady:
+    """One replica with ``users`` concurrent users (``overhead``: the per-request TTFT overhead, seconds)."""
+    n = min(users, sched.limit)
+    run = (_mixed if sched.mixed else _separate)(n, inp, out, sched, cost, overhead)
+    if users <= n:
+        return run
+    in_system = users / run.rate  # Little: every user's request spends users / λ in the system
+    wait = in_system - run.e2e
+    return replace(run, users=users, ttft=run.ttft + wait, e2e=in_system, wait=wait)
+
+
+def at_rate(rate: float, inp: int, out: int, sched: Scheduler, cost: StepCost, overhead: float) -> tuple[Steady, bool]:
+    """The steady state at ``rate`` requests per second (one replica): the concurrency whose closed loop completes
+    that many (bisection), and whether the rate is beyond what the running cap completes (saturated)."""
+    top = steady_state(sched.limit, inp, out, sched, cost, overhead)
+    if rate >= top.rate:
+        return top, True
+    lo, hi = 0.0, float(sched.limit)
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if mid > 0 and steady_state(mid, inp, out, sched, cost, overhead).rate < rate:
+            lo = mid
+        else:
+            hi = mid
+    return steady_state(max(hi, 1e-9), inp, out, sched, cost, overhead), False
+
+
+def max_concurrency_at_slo(ttft_s: float | None, tpot_s: float | None, replicas: int, inp: int, out: int,
+                           sched: Scheduler, cost: StepCost, overhead: float) -> int:
+    """The largest number of users (all replicas together, shared evenly) whose TTFT and TPOT stay within the
+    targets (None: no target), searched up to the engines' running caps; 0 when even one user misses."""
+
+    def meets(users: int) -> bool:
+        per = math.ceil(users / replicas)
+        s = steady_state(per, inp, out, sched, cost, overhead)
+        return (ttft_s is None or s.ttft <= ttft_s) and (tpot_s is None or s.tpot <= tpot_s)
+
+    if not meets(1):
+        return 0
+    lo, hi = 1, replicas * sched.limit
+    if meets(hi):
+        return hi
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if meets(mid) else (lo, mid)
+    return lo

@@ -1,0 +1,60 @@
+"""The speed model's fitted table and bands against the serving benchmarks, and the fit's machinery on the test
+fixture (``tests/data/serving_benchmarks_test.jsonl``: made-up rows, clearly marked, not measurements)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shardsim.speed import bands, calibration, fit, fitted
+
+FIXTURE = Path(__file__).resolve().parents[1] / "data" / "serving_benchmarks_test.jsonl"
+DATABASE = calibration.DATABASE
+
+
+def test_fixture_rows_say_they_are_test_data():
+    for row in calibration.read_rows(FIXTURE):
+        assert row.source.startswith("TEST DATA")
+
+
+def test_fit_is_deterministic_and_lowers_the_loss():
+    rows = [r for r in calibration.read_rows(FIXTURE) if r.split == "fitted"]
+    ready, skipped = fit.prepare_rows(rows)
+    assert not skipped and len(ready) == 2
+    prior = fit.Efficiency(fitted.PRIOR.compute_efficiency, fitted.PRIOR.memory_efficiency,
+                           fitted.PRIOR.step_overhead_ms / 1e3, fitted.PRIOR.ttft_overhead_ms / 1e3)
+    first, value = fit.fit(ready)
+    again, _ = fit.fit(ready)
+    assert first == again
+    assert value <= fit.loss(ready, prior)
+    for name, grid in fit.GRIDS.items():  # every value on its grid
+        assert getattr(first, name) in grid
+
+
+def test_held_out_bands_p90_with_five_rows_else_the_worst_named():
+    def result(i, err):
+        r = calibration.RowResult(f"r{i}", "held_out", "vllm", "H100-SXM-80GB", "")
+        r.figures = [calibration.Figure("tpot", 1 + err, 1.0, "tpot_ms_median")]
+        return r
+
+    four = [result(i, e) for i, e in enumerate((0.1, -0.2, 0.05, 0.3))]
+    assert calibration.held_out_bands(four)["vllm"]["tpot"] == {"band": 0.3, "rows": 4, "how": "worst", "row": "r3"}
+    ten = [result(i, e) for i, e in enumerate((0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.09, 0.5))]
+    # p90 of |error| sorted: between the 9th (0.09) and the 10th (0.5) value at 0.1 of the way: 0.09 + 0.041
+    assert calibration.held_out_bands(ten)["vllm"]["tpot"]["band"] == pytest.approx(0.131)
+
+
+@pytest.mark.skipif(not DATABASE.exists(), reason="the serving benchmarks database is not written yet")
+def test_fitted_table_names_fitted_rows_of_the_database():
+    rows = {r.id: r for r in calibration.read_rows(DATABASE)}
+    for entry in fitted.FITTED:
+        for row_id in entry.rows:
+            assert row_id in rows, f"{entry.engine}: {row_id} is not in the database"
+            assert rows[row_id].split == "fitted", f"{row_id} fed a fitted value but is not split 'fitted'"
+
+
+@pytest.mark.skipif(not DATABASE.exists(), reason="the serving benchmarks database is not written yet")
+def test_bands_table_equals_the_held_out_errors():
+    results = calibration.calibrate(DATABASE)
+    assert bands.HELD_OUT == calibration.held_out_bands(results, bands.P90_ROWS)
