@@ -234,10 +234,31 @@ def _hybrid_fields(text: dict, source: str, layers: int, projection: str, arch: 
                             f"\"{FULL_ATTENTION}\" or \"{LINEAR_ATTENTION}\"")
     state = text.get("mamba_ssm_dtype")
     mtp_default = QWEN3_NEXT_MTP_LAYERS if arch == "Qwen3NextForCausalLM" else 0
-    return dict(linear=linear, layer_types=tuple(kinds),
+    return dict(linear=linear, layer_types=tuple(kinds), **_rotary(text, source),
                 attn_output_gate=_bool(text, "attn_output_gate", source, True),
                 mtp_layers=_int(text, "mtp_num_hidden_layers", source, 16, default=mtp_default, low=0),
                 state_dtype=None if state is None else _dtype(state, source))
+
+
+HYBRID_PARTIAL_ROTARY_FACTOR = 0.25
+"""transformers v5.25.0 ``configuration_qwen3_next.py`` / ``configuration_qwen3_5.py`` / ``configuration_qwen3_5_moe.py``:
+``kwargs.setdefault("partial_rotary_factor", 0.25)`` when a hybrid's config does not give it."""
+
+
+def _rotary(text: dict, source: str) -> dict:
+    """The rotary dims a hybrid's attention uses: ``partial_rotary_factor`` (under ``rope_parameters``, else at the
+    top, else transformers' default) and the multimodal rope's ``mrope_section`` (Qwen3.5 / 3.6)."""
+    rope = text.get("rope_parameters") or text.get("rope_scaling") or {}
+    if not isinstance(rope, dict):
+        raise ShardsimError(f"{source}: field 'rope_parameters' must be an object")
+    factor = rope.get("partial_rotary_factor", text.get("partial_rotary_factor", HYBRID_PARTIAL_ROTARY_FACTOR))
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 < factor <= 1:
+        raise ShardsimError(f"{source}: field 'partial_rotary_factor' must be a number in (0, 1], got {_shown(factor)}")
+    section = rope.get("mrope_section") or []
+    if not isinstance(section, list) or not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i <= 1024
+                                                for i in section):
+        raise ShardsimError(f"{source}: field 'mrope_section' must be a list of whole numbers")
+    return dict(partial_rotary_factor=float(factor), mrope_section=tuple(section))
 
 
 def _vision(vision: object, source: str) -> VisionSpec:

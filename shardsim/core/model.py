@@ -132,6 +132,8 @@ class ModelSpec(BaseModel):
     fp32_tensors: tuple[str, ...] = ()  # name suffixes the checkpoint stores in fp32 (read from its tensor table)
     mtp_experts_fused: bool = False  # the checkpoint stores the MTP head's experts fused (read from its tensor table)
     speculative_tokens: int = 0  # served with MTP speculative decoding: draft tokens per step (0: MTP not loaded)
+    partial_rotary_factor: float = 1.0  # the share of head_dim rotary embeddings turn (hybrids: 0.25)
+    mrope_section: tuple[int, ...] = ()  # multimodal rope (Qwen3.5 / 3.6): position ids per sequence
 
     def served(self, speculative_tokens: int = 0, language_model_only: bool = False) -> "ModelSpec":
         """The model as an engine serves it: with its MTP head for ``speculative_tokens`` draft tokens (vLLM
@@ -144,6 +146,12 @@ class ModelSpec(BaseModel):
             raise ShardsimError(f"{self.name} has no vision tower; --language-model-only changes nothing")
         update = {"speculative_tokens": speculative_tokens} | ({"vision": None} if language_model_only else {})
         return self.model_copy(update=update) if speculative_tokens or language_model_only else self
+
+    @property
+    def rotary_dim(self) -> int:
+        """Dims of a head the rotary embedding turns: ``int(head_dim × partial_rotary_factor)`` (transformers v5.25.0
+        ``Qwen3NextRotaryEmbedding.compute_default_rope_parameters``)."""
+        return int(self.head_dim * self.partial_rotary_factor)
 
     @property
     def is_moe(self) -> bool:
