@@ -46,8 +46,8 @@ def predict_train(spec, layout, setup) -> dict[int, dict]:
         c = rank_coords(rank, planner.layout)
         p = planner.params(rank)
         moe = planner.moe_prefix[p.last_layer + 1] - planner.moe_prefix[p.first_layer]
-        act = train_activations(spec, planner.setup, layout.tp, layout.ep, layout.pp, c.pp_rank, p.layers, moe,
-                                c.pp_rank == layout.pp - 1, layout.cp)
+        act = train_activations(planner.spec, planner.setup, layout.tp, layout.ep, layout.pp, c.pp_rank, p.layers,
+                                moe, c.pp_rank == layout.pp - 1, layout.cp, p.first_layer)
         out[rank] = {"weights": rb.weights, "master_weights": rb.master_weights, "grads": rb.grads,
                      "optimizer": rb.optimizer, "activations": rb.activations,
                      "activations_saved": act.saved_in_flight, "in_flight": act.in_flight}

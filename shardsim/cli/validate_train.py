@@ -44,6 +44,10 @@ def _check_backend(spec, layout, run: TrainRun) -> None:
     if backend != "torch" and (layout.tp > 1 or layout.pp > 1 or layout.ep > 1):
         raise ShardsimError("validate --train shards over data parallel ranks (--dp); --tp/--pp/--ep are not run "
                             "(--backend torch runs --tp and --pp)")
+    if backend == "torch" and spec.linear is not None:
+        raise ShardsimError(f"{spec.name} is a hybrid: --backend torch runs Qwen3's decoder layers by hand "
+                            "(Qwen3Model.forward, the Megatron TP split); validate --train a hybrid with --backend "
+                            "deepspeed or fsdp")
     if backend == "torch" and spec.tie_word_embeddings:
         raise ShardsimError(f"{spec.name} ties its embeddings; --backend torch splits embed_tokens and lm_head "
                             "apart (TP: different placements, PP: different stages): use an untied model (8b, 14b, "

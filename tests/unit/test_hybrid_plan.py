@@ -69,14 +69,6 @@ def test_text_only_serving_drops_the_vision_tower():
         get_preset("next-80b-a3b").served(language_model_only=True)
 
 
-def test_training_a_hybrid_is_refused_rather_than_guessed():
-    from shardsim.core.train.plan import plan_train
-    from shardsim.core.train.setup import TrainSetup
-
-    with pytest.raises(ShardsimError, match="training memory is not modelled yet"):
-        plan_train(get_preset("3.5-27b"), Layout(dp=8), TrainSetup(framework="fsdp"), BIG)
-
-
 def test_the_cli_serves_mtp_drafting_and_text_only(capsys):
     import json
 

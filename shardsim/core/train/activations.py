@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from shardsim.core.model import ModelSpec
 from shardsim.core.tensors import kv_heads_per_rank
 from shardsim.core.train.choices import TrainSetup
+from shardsim.core.train.deltanet_activations import hybrid_layer_bytes, hybrid_tail_bytes
 from shardsim.core.train.frameworks import FRAMEWORKS
 from shardsim.core.tensors import numel_of
 from shardsim.core.train.frameworks.deepspeed import (DS_MAX_LIVE_ELEMENTS, DS_MAX_REUSE_ELEMENTS,
@@ -177,8 +178,11 @@ def in_flight(s: TrainSetup, pp: int, stage: int) -> int:
 
 
 def train_activations(spec: ModelSpec, s: TrainSetup, tp: int, ep: int, pp: int, stage: int, layers: int,
-                      moe_layers: int, is_last: bool, cp: int = 1) -> TrainActivations:
-    """The activation peak of one rank of ``stage`` holding ``layers`` decoder layers (``moe_layers`` of them MoE)."""
+                      moe_layers: int, is_last: bool, cp: int = 1, first_layer: int = 0) -> TrainActivations:
+    """The activation peak of one rank of ``stage`` holding ``layers`` decoder layers from ``first_layer`` on
+    (``moe_layers`` of them MoE); a hybrid's layers each by their kind (``deltanet_activations``)."""
+    if spec.linear is not None:
+        return _hybrid_activations(spec, s, pp, stage, first_layer, layers, is_last)
     dense = layers - moe_layers
     framework = FRAMEWORKS[s.framework]
     hf = framework.runs_transformers_model
@@ -201,3 +205,18 @@ def train_activations(spec: ModelSpec, s: TrainSetup, tp: int, ep: int, pp: int,
         return TrainActivations(kept_input * layers, flights, max(per_dense, per_moe), logits, tail)
     retained = zero3_retained_expert_bytes(spec, s, layers) if hf else 0
     return TrainActivations(per_dense * dense + per_moe * moe_layers, flights, 0, logits, tail, retained)
+
+
+def _hybrid_activations(spec: ModelSpec, s: TrainSetup, pp: int, stage: int, first: int, layers: int,
+                        is_last: bool) -> TrainActivations:
+    """A hybrid trained as the transformers model (tp = cp = 1: ``setup.check_setup``): every layer by its kind, the
+    stage's tail (``deltanet_activations.hybrid_tail_bytes``), the loss's peak as Qwen3's, ZeRO-3's retained experts."""
+    last = first + layers - 1
+    per_layer = [hybrid_layer_bytes(spec, s, layer) for layer in range(first, last + 1)]
+    logits = s.tokens() * spec.vocab_size * HF_LOGIT_PEAK_BYTES if is_last else 0
+    tail = hybrid_tail_bytes(spec, s, first, last, stage == 0, is_last)
+    if s.recompute == "full":
+        return TrainActivations(s.tokens() * spec.hidden_size * A * layers, in_flight(s, pp, stage),
+                                max(per_layer, default=0), logits, tail)
+    retained = zero3_retained_expert_bytes(spec, s, layers)
+    return TrainActivations(sum(per_layer), in_flight(s, pp, stage), 0, logits, tail, retained)

@@ -22,7 +22,7 @@ from shardsim.core.search import largest_that_fits
 from shardsim.core.train.activations import train_activations
 from shardsim.core.train.frameworks import FRAMEWORKS
 from shardsim.core.train.frameworks.base import Alternative
-from shardsim.core.train.params import RankParams, rank_params
+from shardsim.core.train.params import RankParams, rank_params, trained_model
 from shardsim.core.train.setup import TrainSetup, check_setup
 from shardsim.core.train.states import StateBytes, state_bytes
 from shardsim.units import round_up
@@ -101,7 +101,7 @@ class TrainPlanner:
     """One model × layout × setup on one fabric: any rank's bytes, cheaply re-evaluated for other batch shapes."""
 
     def __init__(self, spec: ModelSpec, layout: Layout, setup: TrainSetup, fabric: Fabric = DEFAULT_FABRIC):
-        self.spec = spec
+        self.spec = spec = trained_model(spec)   # the language model: no vision tower, no MTP head
         self.layout = validate_layout(spec, layout)
         self.setup = check_setup(spec, self.layout, setup)
         self.fabric = fabric
@@ -154,7 +154,7 @@ class TrainPlanner:
             states = self._states[key] = state_bytes(p, s, lay.dp, degree, c.dp_rank % degree, expert_dp)
         moe_layers = self.moe_prefix[p.last_layer + 1] - self.moe_prefix[p.first_layer]
         act = train_activations(self.spec, s, lay.tp, lay.ep, lay.pp, c.pp_rank, p.layers, moe_layers,
-                                c.pp_rank == lay.pp - 1, lay.cp).peak
+                                c.pp_rank == lay.pp - 1, lay.cp, p.first_layer).peak
         peak = states.total + max(act, states.step)   # the step runs after backward has freed the activations
         reserved = sum(round_up(x, ALLOC_ROUND_LARGE) for x in (states.weights, states.master_weights, states.grads,
                                                                  states.optimizer, states.buffers,

@@ -24,11 +24,6 @@ SCHEDULES = ("1f1b", "interleaved")
 def check_setup(spec: ModelSpec, layout: Layout, setup: TrainSetup) -> TrainSetup:
     """Every refusal of a training setup, with what is accepted."""
     s = setup
-    if spec.is_hybrid:
-        # The states would be exact (every tensor has its rule), but what a Gated-DeltaNet layer keeps for backward
-        # (chunked delta-rule intermediates in fp32) is not measured yet, so no verdict is given rather than a guess.
-        raise ShardsimError(f"{spec.name} is a hybrid (Gated-DeltaNet layers): training memory is not modelled yet — "
-                            "its linear-attention activations are unmeasured; serving plans (shardsim plan) are")
     for name, value, accepted in (("--framework", s.framework, tuple(REGISTRY)), ("--fsdp", s.fsdp, FSDP_MODES),
                                   ("--recompute", s.recompute, RECOMPUTE), ("--optimizer", s.optimizer, OPTIMIZERS),
                                   ("--schedule", s.schedule, SCHEDULES)):
@@ -38,6 +33,8 @@ def check_setup(spec: ModelSpec, layout: Layout, setup: TrainSetup) -> TrainSetu
         raise ShardsimError(f"--zero {s.zero} is not a ZeRO stage; accepted: 0, 1, 2, 3")
     framework = REGISTRY[s.framework]
     framework.check(spec, layout, s)   # its degrees, and the options of other frameworks
+    if spec.linear is not None:
+        _check_hybrid(spec, layout, s)
     if layout.ep > 1 and not spec.is_moe:
         raise ShardsimError(f"--ep {layout.ep} needs experts; {spec.name} is a dense model (accepted: --ep 1)")
     if s.sequence_parallel and layout.tp == 1:
@@ -50,6 +47,21 @@ def check_setup(spec: ModelSpec, layout: Layout, setup: TrainSetup) -> TrainSetu
     _check_sizes(spec, layout, s)
     _check_adapters(spec, s)
     return s
+
+
+def _check_hybrid(spec: ModelSpec, layout: Layout, s: TrainSetup) -> None:
+    """A hybrid (Gated-DeltaNet layers) is priced as the transformers model trains it, whole on each rank
+    (``core.train.deltanet_activations``): not Megatron's own layers, not transformers' tensor-parallel plan, not
+    a selective recompute of an attention core it does not have."""
+    if not REGISTRY[s.framework].runs_transformers_model:
+        raise ShardsimError(f"{spec.name} is a hybrid (Gated-DeltaNet layers): --framework {s.framework} is not "
+                            "modelled for it; accepted: deepspeed, fsdp, ddp, torch (--pp only)")
+    if layout.tp > 1:
+        raise ShardsimError(f"{spec.name} is a hybrid: transformers' tensor-parallel plan of its Gated-DeltaNet "
+                            f"layers is not modelled for training; accepted: --tp 1 (got --tp {layout.tp})")
+    if s.recompute == "selective":
+        raise ShardsimError("--recompute selective drops the attention core (Korthikanti et al. 2022, §5); a "
+                            "Gated-DeltaNet layer's is not modelled: use --recompute none or full")
 
 
 def _check_sizes(spec: ModelSpec, layout: Layout, s: TrainSetup) -> None:
