@@ -87,8 +87,21 @@ def _accelerator(reshard_after_forward: bool, reduce_dtype: str | None):
 
 def _held(model, optimizer) -> dict[str, list]:
     params = list(model.parameters())
-    return {"weights": [p.to_local() if hasattr(p, "to_local") else p for p in params],
+    return {"weights": [p.to_local() if hasattr(p, "to_local") else p for p in params] + _padded_shards(model),
             "optimizer": optimizer_state_tensors(getattr(optimizer, "optimizer", optimizer).state)}
+
+
+def _padded_shards(model) -> list:
+    """Every parameter's padded shard (``FSDPParam._sharded_param_data``, _fsdp_param.py@2.13.0
+    ``_init_sharded_param`` / ``reset_sharded_param``): a rank whose dim-0 chunk is empty — a [1, H] parameter such
+    as a hybrid's ``shared_expert_gate`` over 2 ranks — still allocates the padded chunk, which its empty
+    ``to_local()`` does not show (the other ranks' ``to_local()`` are views of theirs: counted once)."""
+    out = []
+    for module in model.modules():
+        state = module._get_fsdp_state() if hasattr(module, "_get_fsdp_state") else None
+        group = state._fsdp_param_group if state is not None else None
+        out += [fp._sharded_param_data for fp in (group.fsdp_params if group is not None else ())]
+    return out
 
 
 def _grads(model) -> list:
