@@ -22,10 +22,13 @@ VALIDATE_CONTEXT = 128
 
 
 def console():
-    """A rich console: the terminal's width, or 160 columns when piped so tables stay on one line."""
+    """A rich console: the terminal's width (or COLUMNS when set), else 160 columns when piped so tables stay on one
+    line for scripts; NO_COLOR and pipes get no colour (rich's own rules)."""
+    import os
+
     from rich.console import Console
 
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+    return Console(highlight=False, width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160)
 
 
 def print_json(document: Any) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from shardsim.render.tables import new_table
+
 
 def calibration_rows_json(results: list, summ: dict) -> dict:
     """The JSON document of a calibration run."""
@@ -14,11 +16,8 @@ def calibration_rows_json(results: list, summ: dict) -> dict:
 
 
 def render_calibration(results: list, summ: dict, console) -> None:
-    from rich.table import Table
-
-    table = Table(show_edge=False, header_style="bold")
-    for col in ("line", "measurement", "figure", "predicted", "measured", "error", "bound", ""):
-        table.add_column(col, justify="right" if col in ("line", "predicted", "measured", "error", "bound") else "left")
+    table = new_table(("line", "measurement", "figure", "predicted", "measured", "error", "bound", ""),
+                      left=("measurement", "figure", ""))
     for r in results:
         if r.error:
             table.add_row(str(r.line), r.label, "[red]" + r.error + "[/]", "", "", "", "", "[red]✗[/]")
@@ -47,11 +46,7 @@ def render_calibration(results: list, summ: dict, console) -> None:
 
 
 def _summary_table(console, title: str, group: dict) -> None:
-    from rich.table import Table
-
-    table = Table(show_edge=False, header_style="bold", title=title)
-    for col in ("figure", "rows", "within goal", "max |error|", "mean |error|"):
-        table.add_column(col, justify="left" if col == "figure" else "right")
+    table = new_table(("figure", "rows", "within goal", "max |error|", "mean |error|"), left=("figure",), title=title)
     for name, f in group["figures"].items():
         table.add_row(name, str(f["n"]), str(f.get("within_bound", "")), f"{f['max_abs_error_pct']:.2f} %",
                       f"{f['mean_abs_error_pct']:.2f} %")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from shardsim.core.records import PlanReport, RankReport
-from shardsim.render.tables import group_runs
+from shardsim.render.tables import group_runs, new_table
 from shardsim.units import format_bytes, gib_text
 
 
@@ -24,8 +24,6 @@ def step_text(wl) -> str:
 def render_plan(report: PlanReport, console, checkpoint=None) -> None:
     """The plan's tables; ``checkpoint`` (a ``presets.checkpoints.CheckpointCheck``, only for a checkpoint folder)
     adds one line after the header, and a warning line when its headers' bytes differ from the planned weights."""
-    from rich.table import Table
-
     spec, lay, wl = report.model, report.layout, report.workload
     quant = report.quant.method if report.quant.method != "none" else wl.dtype
     if report.quant.method in ("gptq", "awq"):
@@ -44,12 +42,10 @@ def render_plan(report: PlanReport, console, checkpoint=None) -> None:
     console.print(f"cluster {report.cluster_name} · {report.gpu_name} · {format_bytes(report.capacity_bytes)} per GPU"
                   + (f" · {report.interconnect}" if report.interconnect else "")
                   + f" · context {wl.context:,} × batch {wl.batch} · step {step_text(wl)}")
-    table = Table(show_edge=False, header_style="bold")
     hybrid = spec.is_hybrid
     cols = ("ranks", "node:gpu", "layers", "weights", "kv cache") + (("state",) if hybrid else ()) + (
         "activations", "runtime", "total", "free")
-    for col in cols:
-        table.add_column(col, justify="left" if col in ("ranks", "node:gpu", "layers") else "right")
+    table = new_table(cols, left=("ranks", "node:gpu", "layers"))
     for group, label in rank_groups(report):
         r = group[0]
         where = f"{r.node}:{r.local_gpu}" if len(group) == 1 else f"{r.node}:{r.local_gpu}–{group[-1].local_gpu}"
@@ -85,12 +81,9 @@ def render_plan(report: PlanReport, console, checkpoint=None) -> None:
 
 def render_engine(rep, console) -> None:
     """The engine's own figures per rank (grouped when equal) and its start verdict."""
-    from rich.table import Table
-
     knobs = ", ".join(f"{k}={v}" for k, v in rep.knobs.items() if v not in (None, False))
     rules = f" ({rep.rules['label']})" if rep.rules else ""
     console.print(f"\n[bold]{rep.engine}[/] {rep.version}{rules} · {knobs}")
-    table = Table(show_edge=False, header_style="bold")
     if rep.engine == "vllm":
         cols = ("ranks", "model loading", "activation peak", "non-torch", "CUDA graphs", "available KV", "KV tokens")
         fields = ("model_loading_bytes", "activation_peak_bytes", "non_torch_bytes", "cuda_graph_bytes",
@@ -104,8 +97,7 @@ def render_engine(rep, console) -> None:
     else:
         cols = ("ranks", "weights", "KV cache", "peak allocated", "prefill peak (code path)")
         fields = ("model_loading_bytes", "kv_cache_bytes", "peak_allocated_bytes", "used_bytes")
-    for col in cols:
-        table.add_column(col, justify="left" if col == "ranks" else "right")
+    table = new_table(cols, left=("ranks", "GPU"))
     for run, label in group_runs(rep.ranks, lambda r: tuple(getattr(r, f) for f in fields)):
         values = [getattr(run[0], f) for f in fields]
         table.add_row(label, *[f"{v:,}" if f in ("kv_cache_tokens", "layers") else gib_text(v)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from shardsim.render.tables import new_table
+
 from shardsim.capacity.records import layout_text
 from shardsim.capacity.review import Review
 from shardsim.units import gib_text as _gib
 
 
 def render_review(rv: Review, console, top: int = 10, misses: int = 3) -> None:
-    from rich.table import Table
-
     rv.finish(top, misses)
     money = "purchase $" if rv.by == "purchase" else "$/hour"
     fmt_cost = (lambda c: "–" if c is None else f"{c:,.0f}") if rv.by == "purchase" else \
@@ -29,11 +29,9 @@ def render_review(rv: Review, console, top: int = 10, misses: int = 3) -> None:
         console.print(f"[bold]{spec.name}[/] · context {m.context:,} × {m.concurrency:,} concurrent · weights {weights}"
                       f" · KV {kvs} · {m.evaluated:,} layouts evaluated · {len(m.fitting):,} distinct options fit")
         if m.fitting:
-            table = Table(show_edge=False, header_style="bold")
             cols = ["#", "cluster", "layout", "GPUs"] + (["weights", "KV"] if len(m.variants) > 1 else []) + \
                 [money, "needs GiB", "of GiB", "headroom", "max context", "max conc.", "KV tokens/replica"]
-            for col in cols:
-                table.add_column(col, justify="left" if col in ("cluster", "layout", "weights", "KV") else "right", no_wrap=True)
+            table = new_table(cols, left=("cluster", "layout", "weights", "KV"))
             for i, o in enumerate(m.fitting[: top if top > 0 else None], 1):
                 cluster = o.cluster.name + (f" (+{len(o.also_on)})" if o.also_on else "")
                 row = [str(i), cluster, layout_text(o.layout), str(o.layout.world_size)]

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
+from shardsim.render.tables import new_table
+
 from shardsim.units import gib_text
 
 
 def render_sweep(spec, layout, gpu_name, capacity, points, ctxs, bats, written, console) -> None:
     """The sweep's rows (peak rank per point) and, for a grid, the fit map."""
-    from rich.table import Table
 
     g = gib_text
     where = layout.describe() if layout is not None else "every layout per GPU count"
     console.print(f"[bold]{spec.name}[/] · {where} · {gpu_name} {g(capacity)} GiB per GPU · peak rank per point, GiB")
-    table = Table(show_edge=False, header_style="bold")
     cols = (["GPUs", "layout"] if layout is None else []) + ["context", "batch", "peak rank", "weights", "kv cache",
                                                              "activations", "runtime", "total", "headroom", "fits"]
-    for col in cols:
-        table.add_column(col, justify="left" if col in ("layout", "fits") else "right", no_wrap=True)
+    table = new_table(cols, left=("layout", "fits"))
     for p in points:
         row = ([str(p.gpus), p.layout_text] if layout is None else [])
         row += [f"{p.context:,}", f"{p.batch:,}", str(p.peak_rank), g(p.weights_bytes), g(p.kv_cache_bytes),
@@ -26,10 +25,8 @@ def render_sweep(spec, layout, gpu_name, capacity, points, ctxs, bats, written, 
         table.add_row(*row)
     console.print(table)
     if layout is not None and len(ctxs) * len(bats) > 1:
-        fit = Table(show_edge=False, header_style="bold", title="fit map · peak rank GiB (✓ fits, ✗ does not)")
-        fit.add_column("context \\ batch", justify="right")
-        for b in bats:
-            fit.add_column(f"{b:,}", justify="right")
+        fit = new_table(("context \\ batch", *(f"{b:,}" for b in bats)),
+                        title="fit map · peak rank GiB (✓ fits, ✗ does not)")
         at = {(p.context, p.batch): p for p in points}
         for c in ctxs:
             fit.add_row(f"{c:,}", *((f"[green]✓ {g(at[c, b].peak_bytes)}[/]" if at[c, b].fits

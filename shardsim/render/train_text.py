@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from shardsim.core.train.frameworks import FRAMEWORKS
 from shardsim.core.train.plan import TrainReport
-from shardsim.render.tables import group_runs
+from shardsim.render.tables import group_runs, new_table
 from shardsim.units import gib_text
 
 
@@ -28,8 +28,6 @@ def verdict(report: TrainReport) -> str:
 
 
 def render_train(report: TrainReport, console, gpu_name: str = "") -> None:
-    from rich.table import Table
-
     s, lay = report.setup, report.layout
     console.print(f"[bold]{report.model.name}[/] · train · {strategy_text(report)} · {s.optimizer} · "
                   f"recompute {s.recompute}")
@@ -37,11 +35,9 @@ def render_train(report: TrainReport, console, gpu_name: str = "") -> None:
                   + (f" · EP={lay.ep}" if lay.ep > 1 else "")
                   + f" · micro-batch {s.micro_batch} × seq {s.seq_len:,} · {gpu_name} "
                   f"{gib_text(report.capacity_bytes)} GiB per GPU")
-    table = Table(show_edge=False, header_style="bold")
     cols = ("ranks", "layers", "weights", "master", "grads", "optimizer", "buffers", "activations", "runtime",
             "total", "free")
-    for col in cols:
-        table.add_column(col, justify="left" if col in ("ranks", "layers") else "right")
+    table = new_table(cols, left=("ranks", "layers"))
     for run, label in group_runs(report.ranks, lambda r: (r.pp_rank, r.bytes.to_dict())):
         r, b = run[0], run[0].bytes
         free = r.free_bytes
@@ -65,15 +61,11 @@ def render_train(report: TrainReport, console, gpu_name: str = "") -> None:
 
 def render_train_review(rows: list[dict], console, by: str, top: int) -> None:
     """Per model, the cheapest (strategy, cluster, GPUs) that fit."""
-    from rich.table import Table
-
     if not rows:
         console.print("[bold red]no strategy fits on any cluster reviewed[/]")
         return
     for model in dict.fromkeys(r["model"] for r in rows):
-        table = Table(show_edge=False, header_style="bold", title=f"{model} · train · by {by}")
-        for col in ("#", "strategy", "cluster", "GPUs", "layout", "peak GiB", "cost $"):
-            table.add_column(col, justify="left" if col in ("strategy", "cluster", "layout") else "right")
+        table = new_table(("#", "strategy", "cluster", "GPUs", "layout", "peak GiB", "cost $"), left=("strategy", "cluster", "layout"), title=f"{model} · train · by {by}")
         mine = [r for r in rows if r["model"] == model][: top or None]
         for i, r in enumerate(mine, 1):
             cost = "—" if r["cost_usd"] is None else f"{r['cost_usd']:,.0f}" if by == "purchase" else f"{r['cost_usd']:,.2f}/h"
@@ -84,8 +76,6 @@ def render_train_review(rows: list[dict], console, by: str, top: int) -> None:
 
 def render_train_validation(record: dict, console) -> None:
     """Per rank, predicted vs measured training states (bytes), and the verdict."""
-    from rich.table import Table
-
     setup = record["setup"]
     lay = record["layout"]
     torch_name = " + ".join(part for part, on in (("TP (DTensor)", lay["tp"] > 1),
@@ -97,9 +87,7 @@ def render_train_validation(record: dict, console) -> None:
         steps += f", {setup['grad_accum']} micro-batches each"
     console.print(f"[bold]{record['model']}[/] · validate --train · {name} · TP={lay['tp']} × PP={lay['pp']} × "
                   f"DP={lay['dp']} · {steps}")
-    table = Table(show_edge=False, header_style="bold")
-    for col in ("rank", "term", "predicted B", "measured B", "diff", ""):
-        table.add_column(col, justify="left" if col in ("term", "") else "right")
+    table = new_table(("rank", "term", "predicted B", "measured B", "diff", ""), left=("term", ""))
     for r in record["ranks"]:
         for term, row in r["comparison"].items():
             measured = "—" if row["measured"] is None else f"{row['measured']:,}"

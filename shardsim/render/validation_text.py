@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import json
 
-from shardsim.render.tables import group_runs
+from shardsim.render.tables import group_runs, new_table
 
 
 def render_validation(record: dict, console) -> None:
-    from rich.table import Table
-
     lay = record["layout"]
     console.print(f"[bold]validate[/] {record['model']} · TP={lay['tp']} PP={lay['pp']} DP={lay['dp']} EP={lay['ep']} "
                   f"· {record['backend']} on {record['device']} · context {record['context']} "
                   f"({record['prompt_tokens']} prompt + {record['decode_steps']} decode) × batch {record['batch']}")
-    table = Table(show_edge=False, header_style="bold")
-    for col in ("rank", "term", "predicted B", "measured B", "diff B", "diff %", "verdict"):
-        table.add_column(col, justify="left" if col in ("rank", "term", "verdict") else "right")
+    table = new_table(("rank", "term", "predicted B", "measured B", "diff B", "diff %", "verdict"), left=("rank", "term", "verdict"))
 
     same = lambda r: json.dumps([r.get("error"), r["comparison"]], sort_keys=True, default=str)  # noqa: E731
     for run, label in group_runs(record["ranks"], same):
