@@ -1,0 +1,111 @@
+"""``shardsim speed 8b --gpu h100 --engine vllm --input-tokens 1024 --output-tokens 256`` at concurrency 1 and 64,
+and at TP 2, derived by hand from Qwen3-8B's shapes, the H100's datasheet figures, NCCL's cost model and the fitted
+values of the table — then held against the model's figures (and their ratios)."""
+
+from __future__ import annotations
+
+import pytest
+
+from shardsim.cli import build
+from shardsim.speed.estimate import SpeedRequest, SpeedWorkload, estimate
+from shardsim.speed.fitted import speed_fit
+
+FIT = speed_fit("vllm")
+ETA_C, ETA_M = FIT.compute_efficiency, FIT.memory_efficiency
+STEP, REQUEST = FIT.step_overhead_ms / 1e3, FIT.ttft_overhead_ms / 1e3
+PEAK, BW = 989.4e12, 3350e9  # H100 SXM: bf16 dense FLOP/s and HBM B/s (cluster_specs/gpus.yaml)
+I, O = 1024, 256
+
+# Qwen3-8B: 36 layers, hidden 4,096, MLP 12,288, 32 query / 8 KV heads of 128, vocabulary 151,936, untied.
+# One layer's matrices: q 4096², k and v 1024·4096, o 4096², gate/up/down 12288·4096 → 192,937,984 elements;
+# its norms 2·4096 + 2·128. Bytes read per step at TP 1: (36·(192,937,984 + 8,448) + 4,096 + 151,936·4,096)·2.
+TP1 = dict(
+    weights=(36 * (192_937_984 + 8_448) + 4_096 + 151_936 * 4_096) * 2,  # 15,136,811,008 B
+    flops_token=2 * 36 * 192_937_984,  # 13,891,534,848
+    lm_head=2 * 4_096 * 151_936,
+    act_token=36 * 2 * (8192 + 5120 + 5120 + 8192 + 3 * 16384),  # each matmul's input + output, bf16
+    flops_key=4 * 32 * 128 * 36,  # QKᵀ and PV per key, all layers
+    kv_token=36 * 2 * 8 * 128 * 2,  # K + V, bf16
+    logits_seq=151_936 * 4, embed_token=4_096 * 2, tp=1,
+)
+# TP 2: every matrix halves (KV heads 4 per rank, vocabulary 75,968 per rank); norms stay whole.
+TP2 = dict(
+    weights=(36 * (192_937_984 // 2 + 8_448) + 4_096 + 75_968 * 4_096) * 2,  # 7,568,713,728 B
+    flops_token=36 * 192_937_984, lm_head=2 * 4_096 * 75_968,
+    act_token=36 * 2 * (6144 + 4608 + 4608 + 6144 + 3 * 10240), flops_key=4 * 16 * 128 * 36,
+    kv_token=36 * 2 * 4 * 128 * 2, logits_seq=75_968 * 4, embed_token=4_096 * 2, tp=2,
+)
+
+
+def nccl(steps: int, ratio: float, nbytes: float, ll_share: float) -> float:
+    """NCCL's ring time on NVLink 450 GB/s (900 both ways / 2): the faster of LL (3.6 µs + 0.47 µs a step, a share
+    of the bandwidth) and Simple (8.4 µs + 3.4 µs a step)."""
+    ll = (3.6 + steps * 0.47) * 1e-6 + nbytes / (450e9 * ll_share * ratio)
+    simple = (8.4 + steps * 3.4) * 1e-6 + nbytes / (450e9 * ratio)
+    return min(ll, simple)
+
+
+def step(m: dict, d: float, prompt: float, done: float) -> float:
+    """One step: d decodes attending I + O/2 = 1,152 keys, ``prompt`` prompt tokens attending (I + 1)/2 keys,
+    ``done`` prompts sampled; the roofline of each op group, the collectives, the per-step overhead."""
+    tokens, sampled = d + prompt, d + done
+    matmul = max((tokens * m["flops_token"] + sampled * m["lm_head"]) / (PEAK * ETA_C),
+                 (m["weights"] + tokens * m["act_token"]) / (BW * ETA_M))
+    keys = d * 1152 + prompt * (I + 1) / 2
+    attention = max(keys * m["flops_key"] / (PEAK * ETA_C), (d * 1152 + tokens) * m["kv_token"] / (BW * ETA_M))
+    other = (tokens * m["embed_token"] + sampled * m["logits_seq"]) / (BW * ETA_M)
+    comm = 0.0
+    if m["tp"] == 2:  # 2 all-reduces a layer + the embedding's; the sampled logits gathered
+        comm = 73 * nccl(2, 1.0, tokens * 4_096 * 2, 1 / 4) + nccl(1, 2.0, sampled * 151_936 * 2, 1 / 3)
+    return matmul + attention + other + comm + STEP
+
+
+def by_hand(m: dict, users: int) -> tuple[float, float, float]:
+    """TPOT, TTFT, output tokens/s of ``users`` closed-loop users: every prompt fits a step (n_p = 1), a request
+    lives 256 steps, d = users · 255/256 decode, users/256 prompts arrive per step, so a fraction f = users/256 of
+    the steps carries one prompt (1,024 tokens)."""
+    d, f = users * 255 / 256, users / 256
+    t_mixed, t_decode = step(m, d, I, 1), step(m, d, 0, 0)
+    tpot = f * t_mixed + (1 - f) * t_decode
+    ttft = REQUEST + t_mixed
+    return tpot, ttft, users / (ttft + 255 * tpot) * O
+
+
+def model(users: int, tp: int = 1):
+    serve = build.serve_request(build.ModelOptions("8b"), build.LayoutOptions(tp=tp),
+                                build.WorkloadOptions(I + O, users), build.HardwareOptions(gpu="h100"),
+                                build.EngineOptions("vllm", build.engine_knob_options()))
+    return estimate(SpeedRequest(serve, SpeedWorkload(I, O, users)))
+
+
+def test_hand_weights_equal_the_shard_rules():
+    assert TP1["weights"] == 15_136_811_008 and TP2["weights"] == 7_568_713_728
+    r1, r2 = model(1), model(1, tp=2)
+    assert r1.stages[0].dense_weight_bytes == TP1["weights"]
+    assert r2.stages[0].dense_weight_bytes == TP2["weights"]
+
+
+@pytest.mark.parametrize("users, tp", [(1, 1), (64, 1), (1, 2), (64, 2)])
+def test_figures_equal_the_hand_derivation(users, tp):
+    report = model(users, tp)
+    tpot, ttft, output = by_hand(TP1 if tp == 1 else TP2, users)
+    assert report.tpot_ms == pytest.approx(tpot * 1e3, rel=1e-9)
+    assert report.ttft_ms == pytest.approx(ttft * 1e3, rel=1e-9)
+    assert report.output_tokens_per_s == pytest.approx(output, rel=1e-9)
+
+
+def test_ratios_concurrency_and_tensor_parallel():
+    """At one user a decode step is weight-bound: TPOT falls by about the weight bytes' ratio with TP 2, less the
+    fixed overhead and the all-reduces; 64 users share one read of the weights, so output tokens/s grows ~50×."""
+    c1, c64, t2 = model(1), model(64), model(1, tp=2)
+    hand1, hand64, hand_t2 = by_hand(TP1, 1), by_hand(TP1, 64), by_hand(TP2, 1)
+    assert c64.output_tokens_per_s / c1.output_tokens_per_s == pytest.approx(hand64[2] / hand1[2], rel=1e-9)
+    assert c1.tpot_ms / t2.tpot_ms == pytest.approx(hand1[0] / hand_t2[0], rel=1e-9)
+    assert 1.2 < c1.tpot_ms / t2.tpot_ms < 2.0
+    assert c64.output_tokens_per_s / c1.output_tokens_per_s > 20
+
+
+def test_price_per_million_output_tokens():
+    """3.00 $ per H100-hour (catalog) for one GPU over output tokens/s × 3,600 / 10⁶."""
+    r = model(64)
+    assert r.usd_per_mtok == pytest.approx(3.00 / (r.output_tokens_per_s * 3600 / 1e6))

@@ -1,0 +1,90 @@
+"""The steady-state serving model (``shardsim.speed.serving``) with step costs written by hand, so every figure can
+be derived on paper: a step costs 10 ms plus 1 µs per token it carries."""
+
+from __future__ import annotations
+
+import pytest
+
+from shardsim.speed.serving import Scheduler, at_rate, max_concurrency_at_slo, steady_state
+
+BASE, PER_TOKEN, OVERHEAD = 0.010, 1e-6, 0.020
+
+
+def cost(shape) -> float:
+    return BASE + PER_TOKEN * shape.tokens
+
+
+VLLM = Scheduler(budget=8192, max_seqs=1024, kv_seqs=300, mixed=True)
+SGLANG = Scheduler(budget=8192, max_seqs=1024, kv_seqs=300, mixed=False)
+
+
+def test_one_user_mixed_steps():
+    """C = 1, I = 1024, O = 256: the prompt fits one step (n_p = 1), a request lives L = 1 + 255 = 256 steps, the
+    decode batch is d = 255/256 and one step in 256 carries the 1,024 prompt tokens.
+    t_mixed = 10 ms + (255/256 + 1024) µs, t_decode = 10 ms + 255/256 µs,
+    TPOT = t_mixed/256 + 255·t_decode/256, TTFT = 20 ms + t_mixed, E2E = TTFT + 255·TPOT."""
+    s = steady_state(1, 1024, 256, VLLM, cost, OVERHEAD)
+    d = 255 / 256
+    t_mixed, t_decode = BASE + PER_TOKEN * (d + 1024), BASE + PER_TOKEN * d
+    tpot = t_mixed / 256 + 255 * t_decode / 256
+    assert s.decode_batch == pytest.approx(d)
+    assert (s.prefill_steps, s.lifetime_steps, s.mixed_fraction) == (1, 256, pytest.approx(1 / 256))
+    assert s.tpot == pytest.approx(tpot, rel=1e-12)
+    assert s.ttft == pytest.approx(OVERHEAD + t_mixed, rel=1e-12)
+    assert s.e2e == pytest.approx(OVERHEAD + t_mixed + 255 * tpot, rel=1e-12)
+    assert s.rate == pytest.approx(1 / s.e2e)
+
+
+def test_budget_binds_and_prompts_wait():
+    """100 users of I = 8,000, O = 2 under an 8,192-token budget: every lifetime must carry 100 × 8,001 tokens,
+    so L = 100 · 8,001 / 8,192 = 97.668… steps (more than n_p + O − 1), d = 100/L; every step carries prompt
+    tokens (f = 1) and a request waits L − 1 − n_p steps for budget before its own."""
+    s = steady_state(100, 8000, 2, VLLM, cost, OVERHEAD)
+    life = 100 * 8001 / 8192
+    assert s.lifetime_steps == pytest.approx(life)
+    assert s.decode_batch == pytest.approx(100 / life)
+    assert s.mixed_fraction == 1
+    assert s.prefill_steps == 1  # 8,000 ≤ 8,192 − d
+    assert s.ttft == pytest.approx(OVERHEAD + s.t_mixed + (life - 1 - 1) * s.tpot)
+
+
+def test_users_beyond_the_cap_queue_by_littles_law():
+    """600 users, 300 run (the KV cache's limit): λ = 300 / E2E₃₀₀, each request spends 600/λ in the system, the
+    difference waits before the engine takes it."""
+    run = steady_state(300, 1024, 256, VLLM, cost, OVERHEAD)
+    s = steady_state(600, 1024, 256, VLLM, cost, OVERHEAD)
+    assert s.running == 300 and s.rate == pytest.approx(run.rate)
+    assert s.e2e == pytest.approx(600 / run.rate)
+    assert s.wait == pytest.approx(600 / run.rate - run.e2e)
+    assert s.ttft == pytest.approx(run.ttft + s.wait)
+    assert s.tpot == pytest.approx(run.tpot)
+
+
+def test_separate_prefill_batches():
+    """SGLang's default: 10 users, I = 1,024, O = 256. 10/255 requests arrive per decode step (< 1), so each prompt
+    is its own batch of one step: t_pre = 10 ms + 1,024 µs, t_decode = 10 ms + 10 µs;
+    TPOT = t_decode + 10 · t_pre / 255; TTFT = 20 ms + t_pre + t_decode / 2."""
+    s = steady_state(10, 1024, 256, SGLANG, cost, OVERHEAD)
+    t_pre, t_dec = BASE + PER_TOKEN * 1024, BASE + PER_TOKEN * 10
+    assert s.tpot == pytest.approx(t_dec + 10 * t_pre / 255)
+    assert s.ttft == pytest.approx(OVERHEAD + t_pre + t_dec / 2)
+
+
+def test_request_rate_is_the_closed_loop_at_littles_concurrency():
+    s, saturated = at_rate(5.0, 1024, 256, VLLM, cost, OVERHEAD)
+    assert not saturated
+    assert s.rate == pytest.approx(5.0, rel=1e-6)
+    assert s.users == pytest.approx(5.0 * s.e2e, rel=1e-6)  # C = λ · E2E
+    top = steady_state(300, 1024, 256, VLLM, cost, OVERHEAD).rate
+    s, saturated = at_rate(top * 1.5, 1024, 256, VLLM, cost, OVERHEAD)
+    assert saturated and s.running == 300
+
+
+def test_largest_concurrency_within_targets():
+    """TPOT grows with the decode batch; the search returns the last count that meets it (checked both sides)."""
+    target = 0.0105
+    best = max_concurrency_at_slo(None, target, 1, 1024, 256, VLLM, cost, OVERHEAD)
+    assert steady_state(best, 1024, 256, VLLM, cost, OVERHEAD).tpot <= target
+    assert steady_state(best + 1, 1024, 256, VLLM, cost, OVERHEAD).tpot > target
+    assert max_concurrency_at_slo(None, 0.001, 1, 1024, 256, VLLM, cost, OVERHEAD) == 0
+    assert max_concurrency_at_slo(10.0, None, 2, 1024, 256, VLLM, cost, OVERHEAD) == 600  # every running slot
