@@ -25,6 +25,12 @@ from shardsim.speed.fitted import speed_fit
 from shardsim.units import DTYPE_BYTES, round_up
 
 SERVING_ENGINES = ("vllm", "sglang")
+SGLANG_CHUNK_BEFORE_053 = ((35 * 1024, 2048), (160 * 1024, 8192), (float("inf"), 16384))
+"""SGLang's default ``chunked_prefill_size`` by GPU memory (MiB) before the 0.5.3 rework: 2,048 below 35 GiB,
+8,192 below 160 GiB, else 16,384 (``python/sglang/srt/server_args.py`` ``ServerArgs.__post_init__``, "Set chunked
+prefill size, which depends on the gpu memory capacity", read in the code without its release tag; an older form
+gives 2,048 below 25,000 MB, else 8,192 — the same for every GPU of the catalog but the 24 GB cards). From 0.5.3:
+``engines.sglang.sglang_gpu_defaults``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +152,11 @@ def _sglang_scheduler(serve, rep, length: int) -> serving.Scheduler:
     chunk = knobs.get("chunked_prefill_size")
     if not chunk:
         mib = (serve.hardware.nvidia_smi_bytes or serve.hardware.capacity_bytes) / (1 << 20)
-        chunk = sglang_gpu_defaults(mib, serve.layout.tp, resolve("sglang", knobs.get("engine_version")).rules)[0]
+        rules = resolve("sglang", knobs.get("engine_version")).rules
+        if rules.reserve == "reserve-formula":  # 0.5.3+: the engine module's table, cited there
+            chunk = sglang_gpu_defaults(mib, serve.layout.tp, rules)[0]
+        else:
+            chunk = next(size for limit, size in SGLANG_CHUNK_BEFORE_053 if mib < limit)
     seqs = (rep.kv_cache_tokens or 0) // length
     cap = rep.max_running_requests or MAX_BATCH
     return serving.Scheduler(chunk, cap, seqs, False,
@@ -263,7 +273,7 @@ def _report(request: SpeedRequest, sched, pipe: Pipeline, rows, steady: serving.
     price = cluster.price_per_gpu_hour_usd if cluster.price_per_gpu_hour_usd is not None else \
         cluster.gpu.price_per_gpu_hour_usd
     usd = price * gpus / (output * 3600 / 1e6) if price is not None and output > 0 else None
-    notes = []
+    notes = list(serve.hardware.warnings)
     if saturated:
         notes.append(f"{wl.request_rate:g} requests/s exceeds what {sched.limit * dp:,} running requests complete "
                      f"({rate:.3g}/s): queues grow without bound; figures at saturation, TTFT unbounded")
