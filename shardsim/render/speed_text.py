@@ -39,8 +39,9 @@ def figure_lines(request, report) -> list[str]:
     throughputs follow output tokens/s)."""
     band = report.band
     rows = [
-        ("TTFT", f"{_num(report.ttft_ms)} ms", _band(band.get("ttft"))),
-        ("TPOT", f"{_num(report.tpot_ms, 2)} ms", _band(band.get("tpot"))),
+        ("TTFT", f"{_num(report.ttft_ms)} ms" if report.ttft_ms is not None else "unbounded", _band(band.get("ttft"))),
+        ("TPOT", f"{_num(report.tpot_ms, 2)} ms" if report.tpot_ms is not None else "— (1 token)",
+         _band(band.get("tpot"))),
         ("output tokens/s", _num(report.output_tokens_per_s, 0), _band(band.get("throughput"))),
         ("total tokens/s", _num(report.total_tokens_per_s, 0), "as output tokens/s"),
         ("output tokens/s per GPU", _num(report.tokens_per_s_per_gpu, 0), "as output tokens/s"),

@@ -57,7 +57,7 @@ class SpeedReport:
     """The figures (estimates) and how they were reached."""
 
     ttft_ms: float | None
-    tpot_ms: float
+    tpot_ms: float | None  # None with one output token (TPOT is (E2E − TTFT)/(O − 1))
     output_tokens_per_s: float
     total_tokens_per_s: float
     tokens_per_s_per_gpu: float
@@ -277,10 +277,13 @@ def _report(request: SpeedRequest, sched, pipe: Pipeline, rows, steady: serving.
     if saturated:
         notes.append(f"{wl.request_rate:g} requests/s exceeds what {sched.limit * dp:,} running requests complete "
                      f"({rate:.3g}/s): queues grow without bound; figures at saturation, TTFT unbounded")
+    if pipe.peaks.dtype == "fp16" and serve.workload.dtype != "fp16":
+        notes.append(f"{pipe.peaks.gpu} has no bf16 tensor cores: timed at its fp16 peak (serve with --dtype half)")
     if serve.model.vision is not None:
         notes.append("text-only requests: the vision tower does not run")
     return SpeedReport(
-        ttft_ms=None if saturated else steady.ttft * 1e3, tpot_ms=steady.tpot * 1e3, output_tokens_per_s=output,
+        ttft_ms=None if saturated else steady.ttft * 1e3, tpot_ms=steady.tpot * 1e3 if out > 1 else None,
+        output_tokens_per_s=output,
         total_tokens_per_s=rate * (inp + out), tokens_per_s_per_gpu=output / gpus,
         tokens_per_s_per_user=1 / steady.tpot if steady.tpot > 0 else None, requests_per_s=rate,
         e2e_ms=None if saturated else steady.e2e * 1e3, max_concurrency_at_slo=slo, usd_per_mtok=usd,
