@@ -39,6 +39,9 @@ and the int64 token ids and targets 8·T each; in backward its fp32 gradient and
 more:
 12 B per logit at the peak (transformers loss/loss_utils.py ``ForCausalLMLoss``: logits.float(); torch
 ``cross_entropy`` = log_softmax + nll_loss).
+
+A hybrid (Qwen3-Next, Qwen3.5 / 3.6) is priced layer by layer by its kind, with its own stage tail
+(``deltanet_activations``: Gated-DeltaNet and gated attention layers, zero-centred norms, the shared expert).
 """
 
 from __future__ import annotations
