@@ -53,6 +53,7 @@ Examples:
       --sequence-parallel --distributed-optimizer
   shardsim train 8b --framework fsdp --dp 4 --recompute full --lora-rank 16
   shardsim train 30b-a3b --framework megatron --tp 2 --ep 4 --dp 4 --cp 2 --json
+  shardsim train next-80b-a3b --zero 3 --dp 8 --gpu h100 --seq-len 2048
 (plan MODEL --train … is the same command.)"""
 
 
