@@ -11,11 +11,15 @@ save the same tensors as the fused ``in_proj_qkvz`` / ``in_proj_ba``), then meas
 SavedTensorBytes``) on real transformers models, CPU, bf16, sdpa and eager, at (batch, seq) = (1, 64), (2, 150),
 (3, 37), (1, 200) and at Qwen3-Next's and Qwen3.5-0.8B's own widths (``tests/validation/test_train_hybrid.py``).
 
-This is the torch fallback transformers runs without flash-linear-attention and causal-conv1d (CPU, or a GPU without
-them). With ``fla`` installed the delta rule is fla's ``chunk_gated_delta_rule`` (fla/ops/gated_delta_rule/chunk.py,
-``ChunkGatedDeltaRuleFunction``), an autograd Function that saves q, k, v, the chunk-cumulated g, beta, the
-WY-representation A and the initial state and recomputes the rest in backward: far less than the fallback's fp32
-chunk intermediates. That GPU figure is not modelled here: every delta-rule term below is the fallback's.
+Every delta-rule and conv term below is the torch fallback's, what transformers runs without flash-linear-attention
+and causal-conv1d (CPU, or a GPU without them): the planner prices that figure. With ``fla`` installed the delta rule
+is fla's ``ChunkGatedDeltaRuleFunction`` (github.com/fla-org/flash-linear-attention fla/ops/gated_delta_rule/chunk.py
+@0315a70), an autograd Function that keeps only ``ctx.save_for_backward(q, q_rstd, k, k_rstd, v, g, beta, A,
+initial_state, cu_seqlens)`` — the l2-normed bf16 q and k (2·T·KEY each), their fp32 rstd (4·T·nk each), v and beta
+(views of storages kept anyway), the chunk-cumulated fp32 g (4·T·nv) and the bf16 WY matrix A (2·T·nv·64) — and
+recomputes the rest in backward: about 51 MB a layer for Qwen3-Next at 4,096 tokens, where the fallback's delta
+rule and l2norm keep about 1.04 GB. That GPU figure (and causal-conv1d's fused conv) is neither selectable nor
+measured here.
 
 Notation: B micro-batch, S sequence, T = B·S tokens, h hidden; a linear layer's nk key heads and nv value heads of
 dk and dv, KEY = nk·dk, VAL = nv·dv, CONV = 2·KEY + VAL, K the conv kernel; C = 64 the delta rule's chunk
