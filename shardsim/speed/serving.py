@@ -11,24 +11,31 @@ second, so the wait C/λ − E2E is added to TTFT. A request lives n_p prefill s
 token comes out of its last prefill step; TPOT = (E2E − TTFT)/(O − 1), the definition of ``vllm bench serve``,
 ``vllm/benchmarks/serve.py`` ``calculate_metrics``).
 
+Arrivals. In a closed loop of equal requests (``--dataset-name random``: every prompt I tokens, every answer O) all
+C prompts arrive at once at the start and are prefilled as the budget allows; the requests prefilled in one step
+finish together O − 1 steps later and their users send the next ones together, so the steady state keeps the
+first wave's *bursts*: prompts fill whole steps (the budget left after the decodes). Under a request rate arrivals
+are random and *spread*: one prompt to a step at a time.
+
 - *Mixed steps* (vLLM V1: each step schedules every running request's next token, then prompt chunks FIFO in the
   token budget B left, ``v1/core/sched/scheduler.py`` ``schedule``): with d decoding requests a prompt takes
   n_p = ⌈I / (B − d)⌉ steps. A request lives L = max(n_p + O − 1, N(I + O − 1)/B) steps (the second term: the budget
-  must carry every token, N(I + O − 1) per lifetime; when it binds, prompts wait for budget); then d = N(O − 1)/L,
-  and N/L requests arrive per step, their N·I/L prompt tokens spread over a fraction f = min(1, max(N·n_p/L,
-  N·I/(L(B − d)))) of the steps. TPOT = f·t_mixed + (1 − f)·t_decode, TTFT = o_request + n_p·t_mixed +
-  (L − O + 1 − n_p)·TPOT. d, n_p and L are solved by iteration.
+  must carry every token, N(I + O − 1) per lifetime; when it binds, prompts wait for budget); then d = N(O − 1)/L.
+  A lifetime's N·I prompt tokens ride in a fraction f of the steps: bursts fill min(B − d, N·I) tokens a step,
+  f = max(1, N·I/(B − d))/L; spread arrivals take f = min(1, max(N·n_p/L, N·I/(L(B − d)))). TPOT = f·t_mixed +
+  (1 − f)·t_decode, TTFT = o_request + n_p·t_mixed + (L − O + 1 − n_p)·TPOT. d, n_p and L are solved by iteration.
 - *Separate prefill batches* (SGLang by default: a prefill batch of waiting requests, up to the chunked prefill
-  size per step, runs between decode batches; mixing is ``--enable-mixed-chunk``, off by default,
-  ``srt/server_args.py``): N/(O − 1) requests arrive per decode step; when at most one does, each prompt is its own
-  batch, else they batch per gap; a batch of q tokens takes ⌈q/B⌉ steps. TPOT = t_decode + the prefill time of one
-  lifetime spread over its O − 1 decode steps; TTFT = o_request + the request's batch + half a decode step.
+  size B per step, runs between decode batches; mixing is ``--enable-mixed-chunk``, off by default,
+  ``srt/server_args.py``): bursts prefill a lifetime's N·I tokens in ⌈N·I/B⌉ full steps; spread arrivals
+  (N/(O − 1) per decode step) are batches of one prompt when at most one arrives per gap, else one batch per gap.
+  TPOT = t_decode + the prefill steps of one lifetime over its O − 1 decode steps; TTFT = o_request + the
+  request's prefill steps + half a decode step.
 
 Step times t come from the caller (``estimate``: roofline, collectives, pipeline stages, per-step overhead). Decode
 tokens attend I + O/2 keys on average, prompt tokens (I + 1)/2 (``work.prefill_keys_per_token``).
 
 **Open loop at a request rate R** (``--request-rate R``): the concurrency C at which the closed loop completes R
-requests per second (Little's law, C = R·E2E), found by bisection; Poisson arrivals queue more than this mean-field
+requests per second (Little's law, C = R·E2E) with spread arrivals, found by bisection; Poisson arrivals queue more than this mean-field
 figure says, so TTFT is a lower bound there. A rate above what N running requests complete is reported as
 saturated (queues grow without bound).
 """
@@ -86,7 +93,7 @@ class Steady:
 StepCost = Callable[[StepShape], float]
 
 
-def _mixed(n: float, inp: int, out: int, sched: Scheduler, cost: StepCost, overhead: float) -> Steady:
+def _mixed(n: float, inp: int, out: int, sched: Scheduler, cost: StepCost, overhead: float, burst: bool) -> Steady:
     budget, d = sched.budget, n * (out - 1) / max(out, 1)
     for _ in range(ITERATIONS):
         room = max(1.0, budget - d)
@@ -95,11 +102,14 @@ def _mixed(n: float, inp: int, out: int, sched: Scheduler, cost: StepCost, overh
         d = n * (out - 1) / life
     room = max(1.0, budget - d)
     arrivals = n / life
-    frac = min(1.0, max(arrivals * n_p, arrivals * inp / room))
-    per_step = arrivals * inp / frac if frac else 0.0
+    if burst:
+        frac = min(1.0, max(1.0, n * inp / room) / life)
+    else:
+        frac = min(1.0, max(arrivals * n_p, arrivals * inp / room))
+    per_step = arrivals * inp / frac
     keys = inp + out / 2
     mixed = StepShape(decode=d, decode_keys=keys, prefill=per_step, prefill_keys=prefill_keys_per_token(inp),
-                      prefill_done=arrivals / frac if frac else 0.0, prefill_kv_read=per_step * (n_p - 1) / 2)
+                      prefill_done=per_step / inp, prefill_kv_read=per_step * (n_p - 1) / 2)
     decode = StepShape(decode=d, decode_keys=keys)
     t_mix = cost(mixed)
     t_dec = cost(decode) if d > 0 else t_mix
@@ -110,30 +120,33 @@ def _mixed(n: float, inp: int, out: int, sched: Scheduler, cost: StepCost, overh
                   decode, mixed)
 
 
-def _separate(n: float, inp: int, out: int, sched: Scheduler, cost: StepCost, overhead: float) -> Steady:
+def _separate(n: float, inp: int, out: int, sched: Scheduler, cost: StepCost, overhead: float, burst: bool) -> Steady:
     gaps = max(out - 1, 1)
     arrivals = n / gaps
-    batches = n if arrivals <= 1 else gaps
+    batches = 1 if burst else (n if arrivals <= 1 else gaps)
     tokens = n * inp / batches
     steps = math.ceil(tokens / sched.budget)
     per_step = tokens / steps
     prefill = StepShape(prefill=per_step, prefill_keys=prefill_keys_per_token(inp), prefill_done=per_step / inp,
-                        prefill_kv_read=per_step * (steps - 1) / 2)
+                        prefill_kv_read=per_step * (math.ceil(inp / sched.budget) - 1) / 2)
     decode = StepShape(decode=n, decode_keys=inp + out / 2)
     t_pre = cost(prefill)
     t_dec = cost(decode) if out > 1 else 0.0
     tpot = t_dec + batches * steps * t_pre / gaps if out > 1 else 0.0
-    ttft = overhead + steps * t_pre + t_dec / 2
+    own = math.ceil(inp / sched.budget) if burst else steps  # a burst's requests get their tokens step by step
+    ttft = overhead + own * t_pre + t_dec / 2
     e2e = ttft + (out - 1) * tpot
     frac = batches * steps / (batches * steps + gaps)
-    return Steady(n, n, ttft, tpot, e2e, n / e2e, 0.0, n, steps, frac, per_step, t_pre, t_dec, gaps + batches * steps,
+    return Steady(n, n, ttft, tpot, e2e, n / e2e, 0.0, n, own, frac, per_step, t_pre, t_dec, gaps + batches * steps,
                   decode, prefill)
 
 
-def steady_state(users: float, inp: int, out: int, sched: Scheduler, cost: StepCost, overhead: float) -> Steady:
-    """One replica with ``users`` concurrent users (``overhead``: the per-request TTFT overhead, seconds)."""
+def steady_state(users: float, inp: int, out: int, sched: Scheduler, cost: StepCost, overhead: float,
+                 burst: bool = True) -> Steady:
+    """One replica with ``users`` concurrent users (``overhead``: the per-request TTFT overhead, seconds; ``burst``:
+    the closed loop's bursts, else spread arrivals)."""
     n = min(users, sched.limit)
-    run = (_mixed if sched.mixed else _separate)(n, inp, out, sched, cost, overhead)
+    run = (_mixed if sched.mixed else _separate)(n, inp, out, sched, cost, overhead, burst)
     if users <= n:
         return run
     in_system = users / run.rate  # Little: every user's request spends users / λ in the system
@@ -144,17 +157,17 @@ def steady_state(users: float, inp: int, out: int, sched: Scheduler, cost: StepC
 def at_rate(rate: float, inp: int, out: int, sched: Scheduler, cost: StepCost, overhead: float) -> tuple[Steady, bool]:
     """The steady state at ``rate`` requests per second (one replica): the concurrency whose closed loop completes
     that many (bisection), and whether the rate is beyond what the running cap completes (saturated)."""
-    top = steady_state(sched.limit, inp, out, sched, cost, overhead)
+    top = steady_state(sched.limit, inp, out, sched, cost, overhead, False)
     if rate >= top.rate:
         return top, True
     lo, hi = 0.0, float(sched.limit)
     for _ in range(60):
         mid = (lo + hi) / 2
-        if mid > 0 and steady_state(mid, inp, out, sched, cost, overhead).rate < rate:
+        if mid > 0 and steady_state(mid, inp, out, sched, cost, overhead, False).rate < rate:
             lo = mid
         else:
             hi = mid
-    return steady_state(max(hi, 1e-9), inp, out, sched, cost, overhead), False
+    return steady_state(max(hi, 1e-9), inp, out, sched, cost, overhead, False), False
 
 
 def max_concurrency_at_slo(ttft_s: float | None, tpot_s: float | None, replicas: int, inp: int, out: int,

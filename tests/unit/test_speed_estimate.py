@@ -62,10 +62,13 @@ def step(m: dict, d: float, prompt: float, done: float) -> float:
 
 def by_hand(m: dict, users: int) -> tuple[float, float, float]:
     """TPOT, TTFT, output tokens/s of ``users`` closed-loop users: every prompt fits a step (n_p = 1), a request
-    lives 256 steps, d = users · 255/256 decode, users/256 prompts arrive per step, so a fraction f = users/256 of
-    the steps carries one prompt (1,024 tokens)."""
-    d, f = users * 255 / 256, users / 256
-    t_mixed, t_decode = step(m, d, I, 1), step(m, d, 0, 0)
+    lives 256 steps, d = users · 255/256 decode; the lifetime's users · 1,024 prompt tokens come in bursts that fill
+    the budget left, 8,192 − d, so W = max(1, users · 1,024 / (8,192 − d)) of the 256 steps carry users · 1,024 / W
+    prompt tokens each (one prompt at 1 user; 8,128.25 tokens in 8.06 steps at 64)."""
+    d = users * 255 / 256
+    bursts = max(1.0, users * I / (8192 - d))
+    f, per_step = bursts / 256, users * I / bursts
+    t_mixed, t_decode = step(m, d, per_step, per_step / I), step(m, d, 0, 0)
     tpot = f * t_mixed + (1 - f) * t_decode
     ttft = REQUEST + t_mixed
     return tpot, ttft, users / (ttft + 255 * tpot) * O

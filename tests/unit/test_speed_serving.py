@@ -61,13 +61,28 @@ def test_users_beyond_the_cap_queue_by_littles_law():
 
 
 def test_separate_prefill_batches():
-    """SGLang's default: 10 users, I = 1,024, O = 256. 10/255 requests arrive per decode step (< 1), so each prompt
-    is its own batch of one step: t_pre = 10 ms + 1,024 µs, t_decode = 10 ms + 10 µs;
-    TPOT = t_decode + 10 · t_pre / 255; TTFT = 20 ms + t_pre + t_decode / 2."""
+    """SGLang's default, 10 users, I = 1,024, O = 256. Bursts: the 10 prompts (10,240 tokens) in ⌈10,240/8,192⌉ = 2
+    steps of 5,120 tokens, t_pre = 10 ms + 5,120 µs, t_decode = 10 ms + 10 µs; TPOT = t_decode + 2·t_pre/255, TTFT =
+    20 ms + t_pre + t_decode/2. Spread (10/255 arrivals per decode step, < 1): each prompt its own one-step batch,
+    t_pre = 10 ms + 1,024 µs, TPOT = t_decode + 10·t_pre/255."""
     s = steady_state(10, 1024, 256, SGLANG, cost, OVERHEAD)
-    t_pre, t_dec = BASE + PER_TOKEN * 1024, BASE + PER_TOKEN * 10
+    t_pre, t_dec = BASE + PER_TOKEN * 5120, BASE + PER_TOKEN * 10
+    assert s.tpot == pytest.approx(t_dec + 2 * t_pre / 255)
+    assert s.ttft == pytest.approx(OVERHEAD + t_pre + t_dec / 2)
+    s = steady_state(10, 1024, 256, SGLANG, cost, OVERHEAD, burst=False)
+    t_pre = BASE + PER_TOKEN * 1024
     assert s.tpot == pytest.approx(t_dec + 10 * t_pre / 255)
     assert s.ttft == pytest.approx(OVERHEAD + t_pre + t_dec / 2)
+
+
+def test_bursts_fill_the_budget_spread_arrivals_do_not():
+    """64 users, I = 1,024: d = 63.75; bursts carry 8,192 − 63.75 = 8,128.25 prompt tokens in 65,536 / 8,128.25 of
+    the 256 steps; spread arrivals one prompt in each of 64 steps."""
+    burst = steady_state(64, 1024, 256, VLLM, cost, OVERHEAD)
+    spread = steady_state(64, 1024, 256, VLLM, cost, OVERHEAD, burst=False)
+    assert burst.prefill_per_step == pytest.approx(8128.25) and burst.mixed_fraction == pytest.approx(65536 / 8128.25 / 256)
+    assert spread.prefill_per_step == pytest.approx(1024) and spread.mixed_fraction == pytest.approx(64 / 256)
+    assert burst.ttft > spread.ttft
 
 
 def test_request_rate_is_the_closed_loop_at_littles_concurrency():
