@@ -45,6 +45,8 @@ COMMANDS = [
     "clusters",
     "calibrate tests/data/measurements.jsonl",
     "calibrate tests/data/train_measurements.jsonl --json",
+    "speed 8b --gpu h100 --engine vllm --input-tokens 1024 --output-tokens 256 --concurrency 64",
+    "speed 235b --tp 8 --pp 2 --engine vllm --concurrency 32 --tpot-ms 50 --json",
     "plan 235b --tp 3",
     "plan 8b --train --context 4096",
     "plan 8b --engine vllm --mem-fraction-static 0.8",
