@@ -134,6 +134,12 @@ class VllmRules(RuleRow):
     # block per state group (v1/attention/backends/gdn_attn.py@v0.33.0 FLASHINFER_GDN_CHECKPOINT_ALIGNMENT,
     # platforms/interface.py@v0.33.0, mamba/gdn/qwen_gdn_linear_attn.py@v0.33.0 get_kv_cache_spec); 0: none.
     gdn_checkpoint_alignment: int = 0
+    # What a GDN layer allocates in the profile's dummy forward, which has no attention metadata
+    # (core/memory/deltanet_activations.py): "skipped" (models/qwen3_next.py@v0.10.2 … @v0.11.0: the layer is one
+    # custom op that returns before its projections; the decoder's output buffer only); "buffered" (@v0.11.1: the
+    # projections, gated norm and out_proj run around ``gdn_attention_core``, which returns; the decoder layer passes
+    # an output buffer up to 0.25); "projections" (models/qwen3_next.py@v0.26.0: the layer returns its output).
+    gdn_profile: str = "skipped"
     # Which pipeline stages build the vision tower (and Qwen3-VL's deepstack buffers): "all" (every stage,
     # models/qwen3_vl.py@v0.11.0 ``__init__``; interfaces.py@v0.32.0 ``_mark_tower_model`` skips it only when
     # --limit-mm-per-prompt is 0 for images and videos); "first-v2" (interfaces.py@v0.33.0: also skipped on stages
@@ -142,7 +148,7 @@ class VllmRules(RuleRow):
 
     HYBRID_FIELDS = ("hybrid_archs", "state_dtypes", "sm100_head256_alignment", "align_to_block_size",
                      "mamba_cache_mode", "hybrid_prefix_caching_default", "state_blocks_check", "hybrid_tokens",
-                     "gdn_checkpoint_alignment")
+                     "gdn_checkpoint_alignment", "gdn_profile")
     VISION_FIELDS = ("vision_tower_stages",)
 
     def to_dict(self, hybrid: bool = False, vision: bool = False) -> dict:
@@ -171,13 +177,14 @@ _NEXT = ("Qwen3NextForCausalLM",)
 _QWEN35 = _NEXT + ("Qwen3_5ForConditionalGeneration", "Qwen3_5MoeForConditionalGeneration")
 _VLLM_HYBRID_CHANGES: dict[Version, dict] = {  # from this release on (each field cited in VllmRules)
     (0, 10, 2): {"hybrid_archs": _NEXT},
+    (0, 11, 1): {"gdn_profile": "buffered"},
     (0, 12, 0): {"sm100_head256_alignment": 32},
     (0, 15, 0): {"mamba_cache_mode": True},
     (0, 17, 0): {"hybrid_archs": _QWEN35, "state_dtypes": "split"},
     (0, 18, 0): {"sm100_head256_alignment": 16, "state_blocks_check": "cap"},
     (0, 20, 0): {"align_to_block_size": True, "state_blocks_check": "error"},
     (0, 20, 1): {"hybrid_tokens": "concurrency"},
-    (0, 26, 0): {"hybrid_prefix_caching_default": True},
+    (0, 26, 0): {"hybrid_prefix_caching_default": True, "gdn_profile": "projections"},
     (0, 33, 0): {"gdn_checkpoint_alignment": 64, "vision_tower_stages": "first-v2"},
 }
 

@@ -183,13 +183,13 @@ def _non_torch_bytes(knobs: VllmKnobs, rules: VllmRules, layout: Layout, rank: i
 
 
 def _forward_peak(spec: ModelSpec, layout: Layout, tokens: int, seqs: int, has_moe: bool, has_dense: bool,
-                  skip_attention: bool) -> int:
-    """The profile's dummy forward (``memory.activations``); Model Runner V2 profiles with ``skip_attn=True``
-    (v1/worker/gpu/model_runner.py@v0.22.0 profile_run), so its attention transient is not seen."""
+                  skip_attention: bool, gdn: str | None = None) -> int:
+    """The profile's dummy forward (``memory.activations``; ``gdn``: ``vllm_hybrid.gdn_profile``); Model Runner V2
+    profiles with ``skip_attn=True`` (v1/worker/gpu/model_runner.py@v0.22.0 profile_run): no attention transient."""
     if not skip_attention:
-        return activation_peak_bytes(spec, layout.tp, layout.etp, tokens, seqs, has_moe, has_dense, False)
-    peak = activation_peak(spec, layout.tp, layout.etp, tokens, seqs, has_moe, has_dense, False)
-    return peak.resident + peak.mlp
+        return activation_peak_bytes(spec, layout.tp, layout.etp, tokens, seqs, has_moe, has_dense, False, gdn=gdn)
+    peak = activation_peak(spec, layout.tp, layout.etp, tokens, seqs, has_moe, has_dense, False, gdn=gdn)
+    return peak.resident + max(peak.mlp, peak.linear_attention)
 
 
 def _sampler(knobs: VllmKnobs, rules: VllmRules) -> str:
@@ -266,7 +266,8 @@ def predict_vllm(spec: ModelSpec, layout: Layout, capacity_bytes: int, gpu_name:
     encoder = vllm_multimodal.profile_for(spec, layout.tp, dtype, limits, knobs, seqs, batched)
     for held in rank_weights(spec, layout, dtype, vllm_quant(quant)):
         moe = moe_prefix[held.last_layer + 1] - moe_prefix[held.first_layer]
-        forward = _forward_peak(spec, layout, batched, seqs, moe > 0, moe < held.layers, skip_attention=v2)
+        forward = _forward_peak(spec, layout, batched, seqs, moe > 0, moe < held.layers, v2,
+                                vllm_hybrid.gdn_profile(spec, rules, held.first_layer, held.last_layer))
         is_last = held.pp_rank == layout.pp - 1
         logit_bytes = (VLLM_V2_SAMPLER_BYTES_PER_LOGIT * (1 + (1 / layout.tp if layout.tp > 1 else 0))) if v2 else per_logit
         sampler = int(logit_bytes * seqs * spec.vocab_size) + 2 * spec.hidden_size * (batched + 2 * seqs) if is_last else 0

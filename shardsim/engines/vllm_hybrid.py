@@ -17,8 +17,9 @@ One shared block pool holds both the full-attention layers' K/V and the linear-a
    caching and 2 in align mode (v1/kv_cache_interface.py@v0.15.0 ``MambaSpec.max_memory_usage_bytes``), + 1 prefill
    checkpoint block with FlashInfer's GDN prefill (@v0.33.0); max concurrency = num_blocks / blocks per request
    (kv_cache_utils.py ``get_max_concurrency_for_kv_cache_config``); the logged tokens by ``VllmRules.hybrid_tokens``.
-The available memory is predict_vllm's (the profile does not allocate the state; the GDN layers' activations are
-``core.memory.activations``').
+The available memory is predict_vllm's (the profile does not allocate the state). The GDN layers' activations in
+the profile: ``gdn_profile`` here, priced by ``core.memory.deltanet_activations`` (the profile's dummy forward has
+no attention metadata, so the chunked delta rule never runs in it; only the projections, gated norm and out_proj).
 """
 
 from __future__ import annotations
@@ -137,6 +138,12 @@ def _alignment(spec: ModelSpec, rules: VllmRules, mode: str, user_block: int, cc
     if rules.gdn_checkpoint_alignment and mode == "align" and str(cc) == "9.0":
         align, checkpoint = lcm(align, rules.gdn_checkpoint_alignment), 1
     return align, checkpoint
+
+
+def gdn_profile(spec: ModelSpec, rules: VllmRules, first_layer: int, last_layer: int) -> str | None:
+    """The release's GDN profile form (``VllmRules.gdn_profile``) for a stage holding linear-attention layers,
+    None for a stage without any (``activations.activation_peak``'s ``gdn``)."""
+    return rules.gdn_profile if spec.linear is not None and linear_layers_in(spec, first_layer, last_layer) else None
 
 
 def attention_block_size(state_page: int, attn_bytes_per_token: int, alignment: int, user_block: int) -> int:

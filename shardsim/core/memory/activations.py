@@ -15,7 +15,10 @@ split over tp, Korthikanti et al. 2022, arXiv:2205.05198, §4.2; hidden states b
   T'·k·(2·Im/etp + Im/etp + H)·a (vLLM ``fused_moe.py`` intermediate_cache1/2/3). All top-k copies are counted
   on every rank — the worst case where routing sends every token to local experts;
 - logits (last stage only): only the sampled position of each sequence: batch·(V/tp)·(a + 4) for the bf16
-  logits and their fp32 copy, plus batch·V·4 for the all-gathered fp32 logits when tp > 1.
+  logits and their fp32 copy, plus batch·V·4 for the all-gathered fp32 logits when tp > 1;
+- linear attention (stages holding Gated-DeltaNet layers, only when asked with ``gdn``): the layer's transient in
+  vLLM's profile run, ``core.memory.deltanet_activations.gdn_profile_bytes`` (the profile skips the chunked delta
+  rule; its real-prefill transient, ``gdn_prefill_bytes``, is not counted here).
 The peak is resident + the largest of the transients.
 """
 
@@ -24,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from shardsim.constants import ACTIVATION_BYTES, LOGITS_BYTES, MOE_CHUNK_TOKENS, ROUTER_LOGITS_BYTES
+from shardsim.core.memory.deltanet_activations import gdn_profile_bytes
 from shardsim.core.model import ModelSpec
 from shardsim.core.tensors import kv_heads_per_rank
 
@@ -34,21 +38,24 @@ class ActivationPeak:
     attention: int
     mlp: int
     logits: int
+    linear_attention: int = 0
 
     @property
     def peak(self) -> int:
-        return self.resident + max(self.attention, self.mlp, self.logits)
+        return self.resident + max(self.attention, self.mlp, self.logits, self.linear_attention)
 
 
 def activation_peak_bytes(spec: ModelSpec, tp: int, etp: int, tokens: int, batch: int, has_moe: bool,
-                          has_dense: bool, is_last_stage: bool, act_bytes: int = ACTIVATION_BYTES) -> int:
+                          has_dense: bool, is_last_stage: bool, act_bytes: int = ACTIVATION_BYTES,
+                          gdn: str | None = None) -> int:
     """The peak (resident + largest transient) as one number; see ``activation_peak`` for the terms."""
-    key = (id(spec), tp, etp, tokens, batch, has_moe, has_dense, is_last_stage, act_bytes)
+    key = (id(spec), tp, etp, tokens, batch, has_moe, has_dense, is_last_stage, act_bytes, gdn)
     hit = _PEAK_MEMO.get(key)
     if hit is None:
         if len(_PEAK_MEMO) > 100_000:
             _PEAK_MEMO.clear()
-        hit = _PEAK_MEMO[key] = (spec, activation_peak(spec, tp, etp, tokens, batch, has_moe, has_dense, is_last_stage, act_bytes).peak)
+        peak = activation_peak(spec, tp, etp, tokens, batch, has_moe, has_dense, is_last_stage, act_bytes, gdn).peak
+        hit = _PEAK_MEMO[key] = (spec, peak)
     return hit[1]
 
 
@@ -57,8 +64,10 @@ _PEAK_MEMO: dict[tuple, tuple] = {}
 
 
 def activation_peak(spec: ModelSpec, tp: int, etp: int, tokens: int, batch: int, has_moe: bool, has_dense: bool,
-                    is_last_stage: bool, act_bytes: int = ACTIVATION_BYTES) -> ActivationPeak:
-    """The transients of one prefill chunk of ``tokens`` tokens (all sequences together) on one rank."""
+                    is_last_stage: bool, act_bytes: int = ACTIVATION_BYTES, gdn: str | None = None) -> ActivationPeak:
+    """The transients of one prefill chunk of ``tokens`` tokens (all sequences together) on one rank; ``gdn``: the
+    vLLM release's GDN profile form (``deltanet_activations.GDN_PROFILE_FORMS``) for a stage holding linear-attention
+    layers, None for none."""
     h, hd, a = spec.hidden_size, spec.head_dim, act_bytes
     q = spec.num_heads // tp
     kv = kv_heads_per_rank(spec.num_kv_heads, tp)
@@ -77,7 +86,8 @@ def activation_peak(spec: ModelSpec, tp: int, etp: int, tokens: int, batch: int,
     if is_last_stage:
         v_local = -(-spec.vocab_size // tp)
         logits = batch * v_local * (a + LOGITS_BYTES) + (batch * spec.vocab_size * LOGITS_BYTES if tp > 1 else 0)
-    return ActivationPeak(resident, attention, mlp, logits)
+    linear = gdn_profile_bytes(spec, tp, t, gdn, a) if gdn and spec.linear is not None else 0
+    return ActivationPeak(resident, attention, mlp, logits, linear)
 
 
 def activation_peak_eager(spec: ModelSpec, tp: int, etp: int, tokens: int, batch: int, has_moe: bool,
