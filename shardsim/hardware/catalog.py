@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -47,18 +48,52 @@ def _catalog_at(path_str: str) -> dict[str, GPUSpec]:
             gpu = GPUSpec.model_validate(entry)
         except ValidationError as exc:
             raise invalid(path, exc, node, ("gpus", i), label) from None
-        for key in {k.lower() for k in (gpu.name, *gpu.aliases)}:
-            if key in seen:
-                raise ShardsimError(f"{show(path)}: {label}: name or alias {key!r} already used by {seen[key]!r}")
+        for text in (gpu.name, *gpu.aliases, *gpu.device_names):
+            key = _key(text)
+            if not key:
+                raise ShardsimError(f"{show(path)}: {label}: name or alias {text!r} has no letter or digit")
+            if seen.get(key, gpu.name) != gpu.name:
+                raise ShardsimError(f"{show(path)}: {label}: name or alias {text!r} already used by {seen[key]!r}")
             seen[key] = gpu.name
         catalog[gpu.name] = gpu
     return catalog
 
 
+def _catalog_path() -> str:
+    own = specs_dir() / CATALOG_FILE
+    return str(own if is_file(own) else BUILTIN_DIR / CATALOG_FILE)
+
+
 def _catalog() -> dict[str, GPUSpec]:
     """The catalog in specs_dir(), or the built-in one when that directory has none; parsed once, cached."""
-    own = specs_dir() / CATALOG_FILE
-    return _catalog_at(str(own if is_file(own) else BUILTIN_DIR / CATALOG_FILE))
+    return _catalog_at(_catalog_path())
+
+
+VENDOR_WORDS = frozenset({"nvidia", "tesla", "geforce", "amd", "instinct"})
+"""Words a driver puts before the model ("NVIDIA", "Tesla", "GeForce", "AMD Instinct"); a name is also looked up
+without them, so "NVIDIA H100" finds what "h100" finds."""
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", text.lower())
+
+
+def _key(text: str) -> str:
+    """A name as lookup compares it: lower case, letters and digits only ("NVIDIA A100-SXM4-80GB" and
+    "nvidia a100 sxm4 80gb" are one key)."""
+    return "".join(_words(text))
+
+
+@functools.lru_cache(maxsize=8)
+def _index_at(path_str: str) -> tuple[dict[str, GPUSpec], tuple[tuple[frozenset[str], GPUSpec], ...]]:
+    """Every key of every GPU (name, aliases, device names) → the GPU; and each GPU's words, for partial names."""
+    keys: dict[str, GPUSpec] = {}
+    words = []
+    for gpu in _catalog_at(path_str).values():
+        texts = (gpu.name, *gpu.aliases, *gpu.device_names)
+        keys.update((_key(t), gpu) for t in texts)
+        words.append((frozenset(w for t in texts for w in _words(t)), gpu))
+    return keys, tuple(words)
 
 
 def gpu_catalog() -> dict[str, GPUSpec]:
@@ -67,15 +102,30 @@ def gpu_catalog() -> dict[str, GPUSpec]:
 
 
 def resolve_gpu(name: str | GPUSpec) -> GPUSpec:
-    """A catalog GPU by name or alias, case-insensitively; a GPUSpec is returned as is."""
+    """A catalog GPU by name, alias or the name the driver reports (nvidia-smi, torch.cuda.get_device_name,
+    rocm-smi: ``device_names``), ignoring case, spaces, hyphens and underscores; then the same without a vendor word
+    ("NVIDIA", "Tesla", "AMD Instinct" …); then the one GPU whose names hold every word of ``name`` (one word with a
+    digit at least: "L4 24GB"). A name that fits several GPUs is refused, naming them. A GPUSpec is returned as is."""
     if isinstance(name, GPUSpec):
         return name
-    key, catalog = str(name).strip().lower(), _catalog()
-    for gpu in catalog.values():
-        if key == gpu.name.lower() or key in (a.lower() for a in gpu.aliases):
-            return gpu
-    known = ", ".join(g.aliases[0] if g.aliases else g.name for g in catalog.values())
-    raise ShardsimError(f"unknown GPU {str(name)!r}; known: {known} (or a full name such as H100-SXM-80GB)")
+    path = _catalog_path()
+    keys, words_of = _index_at(path)
+    text = str(name).strip()
+    words = _words(text)
+    bare = [w for w in words if w not in VENDOR_WORDS]
+    for key in ("".join(words), "".join(bare)):
+        if key in keys:
+            return keys[key]
+    if any(re.search(r"[0-9]", w) for w in bare):
+        fits = list(dict.fromkeys(gpu.name for names, gpu in words_of if set(bare) <= names))
+        if len(fits) == 1:
+            return _catalog_at(path)[fits[0]]
+        if fits:
+            raise ShardsimError(f"GPU {text!r} is ambiguous: it fits {', '.join(fits[:-1])} and {fits[-1]}; "
+                                f"give one of these names")
+    known = ", ".join(g.aliases[0] if g.aliases else g.name for g in _catalog_at(path).values())
+    raise ShardsimError(f"unknown GPU {text!r}; known: {known} (or a full name such as H100-SXM-80GB, or the name "
+                        f"nvidia-smi prints, such as 'NVIDIA H100 80GB HBM3')")
 
 
 def _cluster_files() -> list[Path]:

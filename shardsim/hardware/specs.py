@@ -36,6 +36,10 @@ class GPUSpec(_Frozen):
 
     name: str = Field(min_length=1)
     aliases: tuple[str, ...] = ()
+    # what the driver calls the card: nvidia-smi --query-gpu=name, torch.cuda.get_device_name(), rocm-smi's
+    # market name ("NVIDIA H100 80GB HBM3", "AMD Instinct MI300X"); looked up like aliases, kept apart so the
+    # catalog table lists the short aliases
+    device_names: tuple[str, ...] = ()
     nominal: str | None = None
     nominal_bytes: StrictInt | None = Field(default=None, ge=MIN_GPU_BYTES, le=MAX_GPU_BYTES)
     capacity_bytes: StrictInt = Field(ge=MIN_GPU_BYTES, le=MAX_GPU_BYTES)
