@@ -23,6 +23,7 @@ class ReviewRequest:
     gpu_memory_utilization: float = 0.9
     max_gpus: int | None = None
     engine_version: str | None = None
+    min_headroom: float = 0.05   # an option is ranked only with this share of its budget left on the worst GPU
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +89,8 @@ class Option:
     max_concurrency: int | None = None
     kv_cache_tokens: int | None = None  # per DP replica
     finished: bool = False
+    speed: Any = None               # capacity.speed_rank.OptionSpeed when the load names its tokens
+    held_back: str | None = None    # why an option that fits is not ranked (headroom under the minimum, a target)
 
     def to_dict(self) -> dict:
         lay, v = self.layout, self.variant
@@ -99,7 +102,9 @@ class Option:
             "peak_rank": self.peak_rank, "peak_bytes": self.peak_bytes, "budget_bytes": self.budget_bytes,
             "capacity_bytes": self.cluster.gpu.capacity_bytes, "headroom_bytes": self.headroom_bytes,
             "max_context": self.max_context, "max_concurrency": self.max_concurrency,
-            "kv_cache_tokens": self.kv_cache_tokens, "replicas": lay.dp, "reason": self.reason,
+            "kv_cache_tokens": self.kv_cache_tokens, "replicas": lay.dp, "gpus_per_replica": lay.tp * lay.pp,
+            "reason": self.reason, "ranked": self.fits and self.held_back is None, "held_back": self.held_back,
+            "speed": self.speed.to_dict() if self.speed is not None else None,
         }
 
 

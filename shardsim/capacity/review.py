@@ -34,6 +34,7 @@ from typing import Callable, Iterable
 
 from shardsim.capacity.evaluators import EVALUATORS
 from shardsim.capacity.records import Option, ReviewRequest, Variant
+from shardsim.capacity.speed_rank import has_speed_load, rank_by_speed
 from shardsim.capacity.workload import COST_BASES, cluster_cost
 from shardsim.constants import MAX_REVIEW_LAYOUTS
 from shardsim.core.layout import Layout, enumerate_layouts
@@ -52,6 +53,8 @@ class ModelReview:
     fitting: list[Option]  # ranked, one per distinct (GPU, price, layout, variant)
     misses: list[Option]   # nearest first
     evaluators: dict = field(default_factory=dict)
+    held_back: list[Option] = field(default_factory=list)  # fit, but under the minimum headroom or missing a target
+    speed: bool = False    # whether the options carry speed figures (the load names its tokens)
 
     @property
     def cheapest(self) -> Option | None:
@@ -103,7 +106,7 @@ class Review:
     def finish(self, top: int, misses: int) -> None:
         """Largest context / concurrency, KV tokens and the reason of every option that will be shown."""
         for m in self.models:
-            for opt in m.fitting[: top if top > 0 else None] + m.misses[:misses]:
+            for opt in m.fitting[: top if top > 0 else None] + m.held_back[:misses] + m.misses[:misses]:
                 if not opt.finished:
                     m.evaluators[id(opt.variant)].finish(opt)
                     opt.finished = True
@@ -112,13 +115,13 @@ class Review:
         self.finish(top, misses)
         options, models = [], []
         for m in self.models:
-            shown = m.fitting[: top if top > 0 else None] + m.misses[:misses]
+            shown = m.fitting[: top if top > 0 else None] + m.held_back[:misses] + m.misses[:misses]
             options += [o.to_dict() for o in shown]
             models.append({
                 "model": m.spec.name, "context": m.context, "concurrency": m.concurrency,
                 "quant": list(dict.fromkeys(v.weights_label for v in m.variants)),
                 "kv_dtype": list(dict.fromkeys(v.kv_dtype for v in m.variants)),
-                "evaluated": m.evaluated, "fitting": len(m.fitting),
+                "evaluated": m.evaluated, "fitting": len(m.fitting), "held_back": len(m.held_back),
                 "cheapest": m.cheapest.to_dict() if m.cheapest else None,
             })
         return {
@@ -129,6 +132,22 @@ class Review:
             "clusters": [c.name for c in self.clusters], "evaluated": self.evaluated,
             "models": models, "options": options, "all_models": self.all_at_once(),
         }
+
+
+def hold_back_tight(fitting: list[Option], min_headroom: float) -> tuple[list[Option], list[Option]]:
+    """(options with at least ``min_headroom`` of their budget left, the rest with the reason): an estimate with a few
+    hundred MiB to spare is not a recommendation."""
+    from shardsim.units import gib_text
+
+    ranked, tight = [], []
+    for o in fitting:
+        if o.headroom_bytes < min_headroom * o.budget_bytes:
+            o.held_back = (f"headroom {gib_text(o.headroom_bytes)} GiB is under --min-headroom "
+                           f"{100 * min_headroom:g} % of {gib_text(o.budget_bytes)} GiB")
+            tight.append(o)
+        else:
+            ranked.append(o)
+    return ranked, tight
 
 
 def variants_for(spec: ModelSpec, context: int, concurrency: int, quants: Iterable[str] | None,
@@ -192,10 +211,18 @@ def review(request: ReviewRequest, progress: Callable[[int, int], None] | None =
         options = list(seen.values())
         fitting = sorted((o for o in options if o.fits), key=lambda o: (
             o.cost is None, o.cost or 0.0, -o.headroom_bytes, o.layout.world_size, o.cluster.world_size, o.cluster.name))
+        fitting, held_back = hold_back_tight(fitting, request.min_headroom)
+        if has_speed_load(load):
+            fitting, slow = rank_by_speed(fitting, spec, load, engine, gpu_memory_utilization, engine_version)
+            for o in slow:
+                o.held_back = o.speed.missed if o.speed is not None else f"no speed estimate: {o.held_back}"
+            # (the minimum-headroom ones stay behind the slow ones: they may not even start)
+            held_back = slow + held_back
         # Memory misses first, smallest deficit first; refusals with memory to spare (e.g. FP8 on an old GPU) last.
         misses = sorted((o for o in options if not o.fits), key=lambda o: (
             o.headroom_bytes >= 0, -o.headroom_bytes, o.cost is None, o.cost or 0.0, o.cluster.name))
-        models.append(ModelReview(spec, load.context, load.concurrency, variants, evaluated, fitting, misses, evaluators))
+        models.append(ModelReview(spec, load.context, load.concurrency, variants, evaluated, fitting, misses, evaluators,
+                                  held_back, has_speed_load(load)))
     return Review(engine, by, clusters, models, gpu_memory_utilization)
 
 

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError, field_validator
+from pydantic import (BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError, field_validator,
+                      model_validator)
 
 import shardsim.workloads
 from shardsim.constants import MAX_BATCH, MAX_CONTEXT_TOKENS, MAX_YAML_BYTES
@@ -56,6 +57,41 @@ class ModelLoad(BaseModel):
     concurrency: StrictInt = Field(default=1, ge=1, le=MAX_BATCH)
     quant: tuple[str, ...] | None = None
     kv_dtype: tuple[str, ...] = ("bf16",)
+    # speed and cost (capacity.speed_rank): tokens in and out per request (context = their sum), the load as a
+    # request rate instead of concurrent users, and the latency targets (the estimates are medians)
+    input_tokens: StrictInt | None = Field(default=None, ge=1, le=MAX_CONTEXT_TOKENS)
+    output_tokens: StrictInt | None = Field(default=None, ge=1, le=MAX_CONTEXT_TOKENS)
+    request_rate: StrictFloat | StrictInt | None = Field(default=None, gt=0, le=1_000_000)
+    ttft_ms: StrictFloat | StrictInt | None = Field(default=None, gt=0, le=3_600_000)
+    tpot_ms: StrictFloat | StrictInt | None = Field(default=None, gt=0, le=3_600_000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tokens(cls, data: Any) -> Any:
+        """input_tokens and output_tokens come together and set the context (their sum); targets and a request
+        rate need them."""
+        if not isinstance(data, dict):
+            return data
+        from shardsim.units import parse_count
+
+        data = {k: (parse_count(v.strip()) if isinstance(v, str) and k in ("input_tokens", "output_tokens")
+                    and parse_count(v.strip()) is not None else v) for k, v in data.items()}
+        given = [k for k in ("input_tokens", "output_tokens") if data.get(k) is not None]
+        if len(given) == 1:
+            raise ValueError("give input_tokens and output_tokens together (the context is their sum)")
+        if not given:
+            speed_only = [k for k in ("request_rate", "ttft_ms", "tpot_ms") if data.get(k) is not None]
+            if speed_only:
+                raise ValueError(f"{speed_only[0]} needs input_tokens and output_tokens (the speed of what)")
+            return data
+        i, o = data["input_tokens"], data["output_tokens"]
+        if isinstance(i, int) and isinstance(o, int):
+            context = data.get("context")
+            if context is None:
+                data["context"] = i + o
+            elif isinstance(context, int) and context != i + o:
+                raise ValueError(f"context {context:,} is not input_tokens + output_tokens = {i + o:,}; give one")
+        return data
 
     @field_validator("context", "concurrency", mode="before")
     @classmethod

@@ -37,26 +37,33 @@ from shardsim.cli.options import (
     MaxGpusOpt,
     MissesOpt,
     ModelArg,
+    InputTokensOpt,
+    MinHeadroomOpt,
     ModelsOpt,
+    OutputTokensOpt,
     PpOpt,
     PpSplitOpt,
     QuantOpt,
+    RequestRateOpt,
     TopOpt,
+    TpotTargetOpt,
     TpOpt,
+    TtftTargetOpt,
     WorkloadOpt,
     ZeroOpt,
 )
 from shardsim.errors import ShardsimError
 
 
-def _flag_load(model: str, context, concurrency, quant, kv_dtype):
+def _flag_load(model: str, context, concurrency, quant, kv_dtype, speed: dict | None = None):
     """One served model from the review's flags, with pydantic's reason on a bad value as a one-line error."""
     from pydantic import ValidationError
 
     from shardsim.capacity.workload import ModelLoad
 
     fields = {"model": model}
-    for name, value in (("context", context), ("concurrency", concurrency), ("quant", quant), ("kv_dtype", kv_dtype)):
+    for name, value in (("context", context), ("concurrency", concurrency), ("quant", quant), ("kv_dtype", kv_dtype),
+                        *(speed or {}).items()):
         if value is not None and value != []:
             fields[name] = value
     try:
@@ -88,6 +95,17 @@ class ReviewOptions:
     max_gpus: Optional[int] = None
     gpu_memory_utilization: Optional[float] = None
     engine_version: Optional[str] = None
+    input_tokens: Optional[int] = None
+    output_tokens: Optional[int] = None
+    request_rate: Optional[float] = None
+    ttft_ms: Optional[float] = None
+    tpot_ms: Optional[float] = None
+    min_headroom: Optional[float] = None
+
+    def speed(self) -> dict:
+        """The speed fields given as flags (a workload file carries its own)."""
+        return {k: v for k in ("input_tokens", "output_tokens", "request_rate", "ttft_ms", "tpot_ms")
+                if (v := getattr(self, k)) is not None}
 
 
 def review_request(o: ReviewOptions):
@@ -96,8 +114,12 @@ def review_request(o: ReviewOptions):
     from shardsim.capacity.records import ReviewRequest, TrainReviewRequest
     from shardsim.capacity.workload import BASE_PRESETS, load_catalog, load_workload, resolve_served_model
 
-    if o.workload and (o.model or o.context is not None or o.concurrency is not None or o.quant or o.kv_dtype):
-        raise ShardsimError("give either --workload FILE or --model/--context/--concurrency/--quant/--kv-dtype, not both")
+    if o.workload and (o.model or o.context is not None or o.concurrency is not None or o.quant or o.kv_dtype
+                       or o.speed()):
+        raise ShardsimError("give either --workload FILE or --model/--context/--concurrency/--quant/--kv-dtype and the "
+                            "speed flags (--input-tokens …), not both")
+    if o.min_headroom is not None and not 0 <= o.min_headroom < 1:
+        raise ShardsimError(f"--min-headroom {o.min_headroom} is out of range; accepted: 0 … 0.99 (0.05 = 5 %)")
     engine = o.engine
     if o.workload:
         loaded = load_workload(o.workload)
@@ -114,7 +136,7 @@ def review_request(o: ReviewOptions):
         if not o.model:
             raise ShardsimError("no workload given; use --model 32b --context 32768 --concurrency 64, or --workload FILE")
         names = [n for m in o.model for n in (BASE_PRESETS if m.strip().lower() == "all" else (m,))]
-        loads = [(resolve_served_model(name), _flag_load(name, o.context, o.concurrency, o.quant, o.kv_dtype))
+        loads = [(resolve_served_model(name), _flag_load(name, o.context, o.concurrency, o.quant, o.kv_dtype, o.speed()))
                  for name in dict.fromkeys(names)]
         util = 0.9 if o.gpu_memory_utilization is None else o.gpu_memory_utilization
     engine = common.check_engine(engine, ("vllm",), "review") or "none"
@@ -131,7 +153,8 @@ def review_request(o: ReviewOptions):
     if o.max_gpus is not None and o.max_gpus < 1:
         raise ShardsimError(f"--max-gpus {o.max_gpus} must be ≥ 1")
     clusters = load_catalog(o.cluster or (), o.catalog, o.gpu)
-    return ReviewRequest(tuple(loads), tuple(clusters), engine, o.by, util, o.max_gpus, o.engine_version)
+    return ReviewRequest(tuple(loads), tuple(clusters), engine, o.by, util, o.max_gpus, o.engine_version,
+                         0.05 if o.min_headroom is None else o.min_headroom)
 
 
 def review(
@@ -140,11 +163,16 @@ def review(
     quant: QuantOpt = None, kv_dtype: KvDtypeOpt = None, by: ByOpt = "purchase",
     cluster: ClusterOpt = None, gpu: GpuOpt = None, catalog: CatalogOpt = None, max_gpus: MaxGpusOpt = None,
     gpu_memory_utilization: GpuUtilOpt = None, top: TopOpt = 10, misses: MissesOpt = 3, as_json: JsonOpt = False,
-    engine_version: EngineVersionOpt = None,
+    engine_version: EngineVersionOpt = None, input_tokens: InputTokensOpt = None, output_tokens: OutputTokensOpt = None,
+    request_rate: RequestRateOpt = None, ttft_ms: TtftTargetOpt = None, tpot_ms: TpotTargetOpt = None,
+    min_headroom: MinHeadroomOpt = None,
 ) -> None:
-    """Which cluster and layout serve a workload most cheaply: every layout of every priced cluster, ranked by cost."""
+    """Which cluster and layout serve a workload most cheaply: every layout of every priced cluster, ranked by cost;
+    with the tokens in and out of a request (--input-tokens/--output-tokens, or a workload file's), by $ per
+    million output tokens among the layouts that meet the latency targets (--ttft-ms, --tpot-ms)."""
     request = review_request(ReviewOptions(model, workload, context, concurrency, engine, quant, kv_dtype, by,
-                                           cluster, gpu, catalog, max_gpus, gpu_memory_utilization, engine_version))
+                                           cluster, gpu, catalog, max_gpus, gpu_memory_utilization, engine_version,
+                                           input_tokens, output_tokens, request_rate, ttft_ms, tpot_ms, min_headroom))
     if top < 0 or misses < 0:
         raise ShardsimError("--top and --misses must be ≥ 0")
     from shardsim.capacity.records import TrainReviewRequest

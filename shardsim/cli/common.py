@@ -22,13 +22,12 @@ VALIDATE_CONTEXT = 128
 
 
 def console():
-    """A rich console: the terminal's width (or COLUMNS when set), else 160 columns when piped so tables stay on one
-    line for scripts; NO_COLOR and pipes get no colour (rich's own rules)."""
-    import os
-
+    """A rich console: the terminal's width on a terminal (tables fold their cells to fit 80 columns,
+    ``render.tables.new_table``), else 160 columns so piped tables stay one line per row for scripts; NO_COLOR and
+    pipes get no colour (rich's own rules)."""
     from rich.console import Console
 
-    return Console(highlight=False, width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160)
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
 def print_json(document: Any) -> None:

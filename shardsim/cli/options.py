@@ -132,6 +132,7 @@ OutputTokensOpt = Annotated[int, typer.Option("--output-tokens", parser=whole_nu
 RequestRateOpt = Annotated[Optional[float], typer.Option("--request-rate", metavar="R", show_default=False, help="requests per second, open loop (instead of --concurrency)")]
 TtftTargetOpt = Annotated[Optional[float], typer.Option("--ttft-ms", metavar="X", show_default=False, help="TTFT target: the largest concurrency within it")]
 TpotTargetOpt = Annotated[Optional[float], typer.Option("--tpot-ms", metavar="Y", show_default=False, help="TPOT target: the largest concurrency within it")]
+MinHeadroomOpt = Annotated[Optional[float], typer.Option("--min-headroom", metavar="FRACTION", show_default=False, help="review: rank only options with this share of the GPU's budget free [0.05]")]
 ExplainOpt = Annotated[bool, typer.Option("--explain", show_default=False, help="the arithmetic behind every figure")]
 SpeedOpt = Annotated[bool, typer.Option("--speed", help="serving speed: TTFT, TPOT, throughput per row (default file: the shipped serving benchmarks)")]
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 from shardsim.constants import QWEN_VL_IMAGE_MAX_PIXELS, QWEN_VL_VIDEO_MAX_PIXELS, VLLM_MM_DEFAULT_LIMIT
 from shardsim.core.arch.vision import vision_tensors
@@ -141,9 +142,10 @@ def encoder_forward_peak_bytes(spec: ModelSpec, merged_tokens: int, tp: int, a: 
     return (pixels + 2 * patches * d + patches * block + deepstack) * a
 
 
+@lru_cache(maxsize=512)
 def vision_bytes(spec: ModelSpec, dtype: str, quant: QuantConfig, shard: Shard) -> int:
     """The vision tower's weights on a rank holding ``shard`` (``core.arch.vision`` shard rules, stored as the
-    weight format stores them)."""
+    weight format stores them); memoised (a review asks for the same few shards thousands of times)."""
     from shardsim.core.memory.weights import stored_tensors
 
     return sum(st.bytes() for t in vision_tensors(spec) for st in stored_tensors(t, shard, spec, dtype, quant))

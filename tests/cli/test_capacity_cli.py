@@ -66,7 +66,10 @@ def test_review_json_keys_and_example_workload():
     assert d["engine"] == "vllm" and d["evaluated"] == sum(m["evaluated"] for m in d["models"]) > 1000
     assert [m["model"] for m in d["models"]] == ["Qwen3-32B", "Qwen3-235B-A22B"]
     assert [(m["context"], m["concurrency"]) for m in d["models"]] == [(32768, 64), (8192, 64)]
-    assert len(d["options"]) == 2 * (3 + 2)
+    # per model: the top 3 ranked, then up to 2 that fit but are held back (a latency target missed, or headroom under
+    # --min-headroom), then the 2 nearest misses
+    assert len(d["options"]) == sum(3 + min(2, m["held_back"]) + 2 for m in d["models"])
+    assert all(o["ranked"] == (o["fits"] and o["held_back"] is None) for o in d["options"])
     for o in d["options"]:
         assert {"cluster", "layout", "fits", "cost", "peak_bytes", "headroom_bytes", "reason"} <= set(o)
         assert {"tp", "pp", "dp", "ep", "world_size"} <= set(o["layout"])
