@@ -111,7 +111,11 @@ def _kv_dtype_bytes(request) -> int:
 
 
 def scheduler_of(request, inp: int, out: int) -> serving.Scheduler:
-    """The step budget, running cap and KV-bound sequences of one replica, from the memory plan."""
+    """The step budget, running cap and KV-bound sequences of one replica, from the memory plan. vLLM's are its
+    report's resolved knobs: ``max_num_batched_tokens`` and ``max_num_seqs`` by release and GPU (8,192 / 1,024 on
+    GPUs of 70 GiB or more, A100s excepted from 0.9.0, else 2,048 / 256; clamped by ``max_model_len`` from 0.12:
+    ``engines.vllm.vllm_defaults``, sources in ``shardsim.constants``) and ``GPU KV cache size`` in whole blocks per
+    request; SGLang's, its ``chunked_prefill_size`` by GPU memory and ``#tokens``."""
     serve = request
     length = inp + out
     if serve.engine is None:
