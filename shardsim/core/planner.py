@@ -101,6 +101,9 @@ class Planner:
             expert_tokens = workload.expert_tokens
             fn = activation_peak_eager if workload.kernels == "eager" else activation_peak_hf
             self.activation_fn = lambda *args: fn(*args, expert_tokens=expert_tokens)
+        elif spec.linear is not None:  # a hybrid: its Gated-DeltaNet prefill transient too (every stage holds some)
+            gdn = f"prefill:{self.state_bytes[2]}"
+            self.activation_fn = lambda *args: activation_peak_bytes(*args, gdn=gdn)
         else:
             self.activation_fn = activation_peak_bytes
         self.wm = weight_model(spec, self.dtype, self.quant)

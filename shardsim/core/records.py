@@ -114,9 +114,8 @@ class PlanReport:
             "max_context": self.max_context,
             "max_context_limited_by": self.max_context_limited_by,
             "max_batch": self.max_batch,
-            # a hybrid's Gated-DeltaNet step transients are priced by the attention layers' rule, unmeasured: no band
-            "uncertainty": {"weights": 0.0, "kv_cache": 0.0,
-                            "activations": None if self.model.is_hybrid else ACTIVATION_UNCERTAINTY,
+            # a hybrid's activations include the Gated-DeltaNet prefill transient (memory/deltanet_activations.py)
+            "uncertainty": {"weights": 0.0, "kv_cache": 0.0, "activations": ACTIVATION_UNCERTAINTY,
                             "runtime": RUNTIME_UNCERTAINTY} | ({"state": 0.0} if self.model.is_hybrid else {}),
             "warnings": list(self.warnings),
         }

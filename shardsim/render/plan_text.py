@@ -57,8 +57,9 @@ def render_plan(report: PlanReport, console, checkpoint=None) -> None:
                       f"[green]{gib_text(free)}[/]" if free >= 0 else f"[red]{gib_text(free)}[/]")
     console.print(table)
     if hybrid:
-        console.print("GiB per GPU · weights, KV and recurrent state exact to the byte; runtime ±50 %; activations by "
-                      "the attention layers' rule, no band: the Gated-DeltaNet step transients are not measured yet")
+        console.print("GiB per GPU · weights, KV and recurrent state exact to the byte; activations ±25 % (with the "
+                      "Gated-DeltaNet prefill transient of vLLM's FLA kernels, read from the source, not yet measured "
+                      "on a GPU), runtime ±50 % (estimates)")
     else:
         console.print("GiB per GPU · weights and KV exact to the byte; activations ±25 %, runtime ±50 % (estimates)")
     if hybrid:

@@ -125,3 +125,17 @@ def test_review_scores_a_hybrid_by_its_shared_pool():
     # the headroom is what the requests leave of the pool, in proportion
     rank = few.score(h100, layout).note.report.ranks[0]
     assert few.score(h100, layout).headroom_bytes == int(rank.available_kv_cache_bytes * (1 - 4 / pool))
+
+
+def test_plan_prices_the_gated_deltanet_prefill_transient():
+    from shardsim.core.memory.activations import activation_peak
+    from shardsim.core.memory.deltanet_activations import gdn_prefill_bytes
+
+    spec = get_preset("Qwen3.5-35B-A3B")
+    lay = validate_layout(spec, Layout(tp=2))
+    report = plan(spec, lay, Workload(context=8192, batch=1).checked(), 80 * 2**30)
+    # Qwen3.5's config asks for an fp32 delta-rule state (mamba_ssm_dtype), so the gathered initial state is 4 B
+    without = activation_peak(spec, 2, lay.etp, 8192, 1, True, False, True)
+    gdn = gdn_prefill_bytes(spec, 2, 8192, 1, 2, 4)
+    assert gdn > max(without.attention, without.mlp, without.logits)   # one 8k prefill: the GDN layer sets the peak
+    assert report.ranks[0].bytes.activations == without.resident + gdn

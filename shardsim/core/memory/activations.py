@@ -18,7 +18,8 @@ split over tp, Korthikanti et al. 2022, arXiv:2205.05198, §4.2; hidden states b
   logits and their fp32 copy, plus batch·V·4 for the all-gathered fp32 logits when tp > 1;
 - linear attention (stages holding Gated-DeltaNet layers, only when asked with ``gdn``): the layer's transient in
   vLLM's profile run, ``core.memory.deltanet_activations.gdn_profile_bytes`` (the profile skips the chunked delta
-  rule; its real-prefill transient, ``gdn_prefill_bytes``, is not counted here).
+  rule), or with ``gdn="prefill:B"`` (shardsim's own plan of a hybrid) the real chunked prefill's,
+  ``gdn_prefill_bytes``, the temporal state in B-byte elements.
 The peak is resident + the largest of the transients.
 """
 
@@ -27,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from shardsim.constants import ACTIVATION_BYTES, LOGITS_BYTES, MOE_CHUNK_TOKENS, ROUTER_LOGITS_BYTES
-from shardsim.core.memory.deltanet_activations import gdn_profile_bytes
+from shardsim.core.memory.deltanet_activations import gdn_prefill_bytes, gdn_profile_bytes
 from shardsim.core.model import ModelSpec
 from shardsim.core.tensors import kv_heads_per_rank
 
@@ -86,7 +87,12 @@ def activation_peak(spec: ModelSpec, tp: int, etp: int, tokens: int, batch: int,
     if is_last_stage:
         v_local = -(-spec.vocab_size // tp)
         logits = batch * v_local * (a + LOGITS_BYTES) + (batch * spec.vocab_size * LOGITS_BYTES if tp > 1 else 0)
-    linear = gdn_profile_bytes(spec, tp, t, gdn, a) if gdn and spec.linear is not None else 0
+    linear = 0
+    if gdn and spec.linear is not None:
+        if gdn.startswith("prefill"):   # "prefill:B": a real chunked prefill, the temporal state in B-byte elements
+            linear = gdn_prefill_bytes(spec, tp, t, batch, a, int(gdn.partition(":")[2] or a))
+        else:
+            linear = gdn_profile_bytes(spec, tp, t, gdn, a)
     return ActivationPeak(resident, attention, mlp, logits, linear)
 
 
