@@ -88,6 +88,11 @@ class SetupOptions:
         from shardsim.core.train.setup import TrainSetup
         from shardsim.units import parse_size
 
+        if self.lora_rank is not None and self.lora_rank < 1:   # 0 would silently plan full fine-tuning
+            from shardsim.errors import ShardsimError
+
+            raise ShardsimError(f"--lora-rank {self.lora_rank} trains no adapter; give a rank ≥ 1 (e.g. 16), or leave "
+                                "--lora-rank out for full fine-tuning")
         values = {k: v for k, v in asdict(self).items() if v is not None and v is not False
                   and k not in ("host_memory", "eager_attention")}
         if self.grad_accum is None and layout.pp > 1:
@@ -112,7 +117,11 @@ def train_request(model: build.ModelOptions, layout: build.LayoutOptions, setup:
     if layout.etp is not None and layout.etp != lay.etp:
         raise ShardsimError(f"--etp {layout.etp} is not what the layout gives: experts split over tp / ep = {lay.etp} "
                             "ranks here (accepted: that value, or leave --etp out)")
-    return TrainRequest(spec, lay, train_setup, hardware.hardware(lay.world_size, lay))
+    hw = hardware.hardware(lay.world_size, lay)
+    cluster_host = getattr(hw.cluster, "host_memory_bytes", None)
+    if train_setup.host_memory_bytes is None and cluster_host:   # the cluster spec's host memory per node
+        train_setup = train_setup.model_copy(update={"host_memory_bytes": cluster_host})
+    return TrainRequest(spec, lay, train_setup, hw)
 
 
 def train(

@@ -8,9 +8,9 @@ collective's bus bandwidth is bounded by; ``GPUSpec.nvlink_GBps`` keeps the data
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, field_validator, model_validator
 
 from shardsim.constants import MAX_BANDWIDTH_GBPS, MAX_GPU_BYTES, MAX_PRICE_USD, MAX_WORLD_SIZE, MIN_GPU_BYTES
 from shardsim.units import GiB
@@ -101,7 +101,23 @@ class ClusterSpec(_Frozen):
     inter_node_link: LinkSpec | None = None
     price_per_gpu_hour_usd: StrictFloat | None = Field(default=None, ge=0, le=MAX_PRICE_USD)
     purchase_price_override_usd: StrictFloat | None = Field(default=None, ge=0, le=MAX_PRICE_USD, alias="purchase_price_usd")
+    # CPU memory of one node (``host_memory: 2TiB``): the default budget of optimizer / parameter offload in
+    # ``shardsim train`` (--host-memory overrides it); needs a source like the prices
+    host_memory_bytes: StrictInt | None = Field(default=None, ge=0, le=1 << 50, alias="host_memory")
     source: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("host_memory_bytes", mode="before")
+    @classmethod
+    def _host_memory(cls, value: Any) -> Any:
+        """``2TiB`` / ``1.5 TB`` as ``units.parse_size`` reads sizes; a whole number of bytes as is."""
+        if isinstance(value, str):
+            from shardsim.units import parse_size
+
+            try:
+                return parse_size(value)
+            except Exception:
+                raise ValueError(f"host_memory {value!r:.40} is not a size; accepted e.g. 2TiB, 512GiB") from None
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> ClusterSpec:
@@ -111,7 +127,7 @@ class ClusterSpec(_Frozen):
         if self.nodes > 1 and self.inter_node_link is None:
             raise ValueError(f"field 'inter_node_link' is required when nodes > 1 (nodes: {self.nodes})")
         overrides = {"price_per_gpu_hour_usd": self.price_per_gpu_hour_usd,
-                     "purchase_price_usd": self.purchase_price_override_usd}
+                     "purchase_price_usd": self.purchase_price_override_usd, "host_memory": self.host_memory_bytes}
         if set(self.source) - set(overrides):
             raise ValueError(f"source may only name {', '.join(overrides)}, got {sorted(self.source)}")
         for key, value in overrides.items():

@@ -114,3 +114,19 @@ def test_megatron_optimizer_offload_moves_master_and_adam_to_the_host():
     assert o["master_weights"] == o["optimizer"] == 0 and o["weights"] == b["weights"] and o["grads"] == b["grads"]
     # a node of 8 GPUs holds 8 ranks' shards of master (4 B) and Adam (8 B): 12 B × the local parameters / dp each
     assert off["host_bytes_per_node"] == 8 * (b["master_weights"] + b["optimizer"])
+
+
+def test_cluster_host_memory_is_the_default_offload_budget():
+    # DGX H100: 2 TB of system memory per node (cluster_specs/h100-1x8.yaml host_memory: 2TiB)
+    args = ["train", "235b", "--framework", "deepspeed", "--zero", "3", "--dp", "8", "--offload-optimizer",
+            "--offload-params", "--cluster", "h100-1x8", "--json"]
+    d = json.loads(run(*args).stdout)
+    assert d["host_bytes_per_node"] > 2 * 2**40
+    assert any("the node has 2048.00 GiB" in w for w in d["warnings"])
+    d = json.loads(run(*args, "--host-memory", "4TiB").stdout)   # the flag overrides the spec
+    assert d["host_bytes_per_node"] <= 4 * 2**40 and not any("host memory" in w for w in d["warnings"])
+
+
+def test_lora_rank_zero_is_refused_not_full_fine_tuning():
+    p = run("train", "8b", "--lora-rank", "0")
+    assert p.returncode == 2 and "trains no adapter" in p.stderr and p.stderr.count("\n") == 1

@@ -218,7 +218,8 @@ def plan_train(spec: ModelSpec, layout: Layout, setup: TrainSetup, capacity_byte
                          host_per_node)
     if s.host_memory_bytes is not None and host_per_node > s.host_memory_bytes:
         report.warnings.append(f"offloaded states need {host_per_node / 2**30:.2f} GiB of host memory per node; "
-                               f"--host-memory gives {s.host_memory_bytes / 2**30:.2f} GiB")
+                               f"the node has {s.host_memory_bytes / 2**30:.2f} GiB (--host-memory, else the cluster "
+                               "spec's host_memory)")
     if not report.fits:
         report.alternative = cheapest_alternative(planner, capacity_bytes)
     return report
