@@ -64,6 +64,7 @@ GpuOpt = Annotated[Optional[str], typer.Option("--gpu", metavar="NAME", show_def
 GpuMemOpt = Annotated[Optional[str], typer.Option("--gpu-memory", metavar="SIZE", show_default=False, help="a card of this capacity, e.g. 95.01GiB")]
 InterconnectOpt = Annotated[Optional[str], typer.Option("--interconnect", metavar="KIND", show_default=False, help="nvswitch | nvlink | pcie [the cluster's]")]
 JsonOpt = Annotated[bool, typer.Option("--json", show_default=False, help="one JSON object instead of tables")]
+HtmlOpt = Annotated[Optional[str], typer.Option("--html", metavar="FILE", show_default=False, help="also write a one-file HTML report (offline, printable)")]
 
 # ---------------------------------------------------------------- engines
 EngineOpt = Annotated[Optional[str], typer.Option("--engine", metavar="NAME", show_default=False, help="the engine's own figures and start verdict")]
@@ -204,7 +205,7 @@ PANELS = {
     "Model and layout": (ModelArg, ConfigOpt, SpecTokensOpt, TextOnlyOpt, RopeScalingOpt, TpOpt, PpOpt, DpOpt, EpOpt, ZeroOpt, PpSplitOpt, CpOpt, EtpOpt),
     "Workload and formats": (ContextOpt, BatchOpt, DtypeOpt, QuantOpt, GroupOpt, KvDtypeOpt, BlockOpt,
                              BatchedTokensOpt, ChunkedPrefillOpt),
-    "Hardware and output": (ClusterOpt, GpuOpt, GpuMemOpt, InterconnectOpt, JsonOpt, PlanCheckOpt),
+    "Hardware and output": (ClusterOpt, GpuOpt, GpuMemOpt, InterconnectOpt, JsonOpt, HtmlOpt, PlanCheckOpt),
     "Engine: --engine vllm | sglang | hf | accelerate, and its knobs": (
         EngineOpt, EngineVersionOpt, KvCacheDtypeOpt, GpuUtilOpt, MaxModelLenOpt, MaxSeqsOpt, EagerOpt, SamplerOpt,
         VllmVersionOpt, KvCacheMemOpt, InstallOpt, EntrypointOpt, MemFracOpt, ContextLengthOpt, MaxTotalTokensOpt,

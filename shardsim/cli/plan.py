@@ -23,6 +23,7 @@ from shardsim.cli.options import (
     GpuMemOpt,
     GpuOpt,
     GroupOpt,
+    HtmlOpt,
     InterconnectOpt,
     JsonOpt,
     KvCacheDtypeOpt,
@@ -67,7 +68,7 @@ def plan(
     block_size: BlockOpt = None, max_num_batched_tokens: BatchedTokensOpt = None,
     chunked_prefill_size: ChunkedPrefillOpt = None,
     cluster: ClusterOpt = None, gpu: GpuOpt = None, gpu_memory: GpuMemOpt = None, interconnect: InterconnectOpt = None,
-    as_json: JsonOpt = False, check: PlanCheckOpt = False,
+    as_json: JsonOpt = False, check: PlanCheckOpt = False, html: HtmlOpt = None,
     engine: EngineOpt = None, engine_version: EngineVersionOpt = None, kv_cache_dtype: KvCacheDtypeOpt = None,
 ) -> None:
     request = build.serve_request(
@@ -82,7 +83,11 @@ def plan(
             kv_cache_dtype=kv_cache_dtype, block_size=block_size, chunked_prefill_size=chunked_prefill_size,
             batch=batch, **parse_engine_flags(ctx.args))),
     )
-    verdict = run_plan(request, as_json, build.ModelOptions(model, config).checkpoint())
+    if html is not None:
+        from shardsim.render.html.write import check_destination
+
+        check_destination(html)
+    verdict = run_plan(request, as_json, build.ModelOptions(model, config).checkpoint(), html)
     if check and verdict.exit_code:
         raise typer.Exit(verdict.exit_code)
 
@@ -90,10 +95,10 @@ def plan(
 plan.__doc__ = EXAMPLES
 
 
-def run_plan(request, as_json: bool, checkpoint=None):
+def run_plan(request, as_json: bool, checkpoint=None, html: str | None = None):
     """Plan a ServeRequest and print it (tables, or one JSON object) with its one verdict (``core.verdict``), which
     it returns; ``checkpoint`` (``CheckpointFacts`` of a checkpoint folder) is held against the planned weight
-    total."""
+    total; ``html``: also write the report there (``write_report``)."""
     from shardsim.core.plan import plan_request
     from shardsim.core.verdict import plan_verdict
     from shardsim.presets.checkpoints import CheckpointCheck
@@ -119,15 +124,34 @@ def run_plan(request, as_json: bool, checkpoint=None):
                 figure: {"rules": b.rules, "held_out_rows": b.rows, "worst_row": b.worst, "worst_error": b.worst_error}
                 for figure, b in (band_details(engine_rep.engine, label) if label else {}).items()}}
         common.print_json(out | {"verdict": verdict.to_dict()})
-        return verdict
-    from shardsim.render.plan_text import render_engine, render_plan, render_verdict
+    else:
+        from shardsim.render.plan_text import render_engine, render_plan, render_verdict
 
-    out_console = common.console()
-    render_plan(report, out_console, check)
-    if engine_rep is not None:
-        render_engine(engine_rep, out_console)
-    render_verdict(verdict, out_console)
+        out_console = common.console()
+        render_plan(report, out_console, check)
+        if engine_rep is not None:
+            render_engine(engine_rep, out_console)
+        render_verdict(verdict, out_console)
+    if html is not None:
+        write_report(request, report, engine_rep, verdict, html, to_stderr=as_json)
     return verdict
+
+
+def write_report(request, report, engine_rep, verdict, path: str, to_stderr: bool) -> None:
+    """Write the plan's HTML report (``render.html.plan``) from the records just printed, with the fit grid, and say
+    where in one line ("report: FILE"; on stderr under --json, so stdout stays one JSON object)."""
+    import shlex
+    import sys
+
+    from shardsim.cli.help import ARGV
+    from shardsim.files import show
+    from shardsim.render.html.grid import fit_grid
+    from shardsim.render.html.plan import PlanPage, write_plan_html
+
+    command = shlex.join(["shardsim", *(ARGV or sys.argv[1:])])
+    written = write_plan_html(PlanPage(request, report, verdict, engine_rep, fit_grid(request), command_line=command),
+                              path)
+    (sys.stderr if to_stderr else sys.stdout).write(f"report: {show(written)}\n")
 
 
 def _fits_at(request, tp: int) -> bool:
