@@ -31,6 +31,7 @@ from shardsim.cli.options import (
     GpuOpt,
     GpuUtilOpt,
     GroupOpt,
+    HtmlOpt,
     InterconnectOpt,
     JsonOpt,
     KvDtypeOpt,
@@ -165,7 +166,7 @@ def review(
     gpu_memory_utilization: GpuUtilOpt = None, top: TopOpt = 10, misses: MissesOpt = 3, as_json: JsonOpt = False,
     engine_version: EngineVersionOpt = None, input_tokens: InputTokensOpt = None, output_tokens: OutputTokensOpt = None,
     request_rate: RequestRateOpt = None, ttft_ms: TtftTargetOpt = None, tpot_ms: TpotTargetOpt = None,
-    min_headroom: MinHeadroomOpt = None,
+    min_headroom: MinHeadroomOpt = None, html: HtmlOpt = None,
 ) -> None:
     """Which cluster and layout serve a workload most cheaply: every layout of every priced cluster, ranked by cost;
     with the tokens in and out of a request (--input-tokens/--output-tokens, or a workload file's), by $ per
@@ -178,17 +179,39 @@ def review(
     from shardsim.capacity.records import TrainReviewRequest
 
     if isinstance(request, TrainReviewRequest):
+        if html is not None:
+            raise ShardsimError("--html reports a serving review; this workload is task: train")
         return _review_training(request, top, as_json)
+    if html is not None:   # a path that cannot be written is refused before the work
+        from shardsim.render.html.write import check_destination
+
+        check_destination(html)
     from shardsim.capacity.review import review as run_review
 
     with common.Progress("reviewing") as bar:
         rv = run_review(request, progress=bar)
         doc = rv.to_dict(top, misses) if as_json else None
     if as_json:
-        return common.print_json(doc)
-    from shardsim.render.review_text import render_review
+        common.print_json(doc)
+    else:
+        from shardsim.render.review_text import render_review
 
-    render_review(rv, common.console(), top=top, misses=misses)
+        render_review(rv, common.console(), top=top, misses=misses)
+    if html is not None:
+        _write_review_html(rv, html, top, misses, to_stderr=as_json)
+
+
+def _write_review_html(rv, path: str, top: int, misses: int, to_stderr: bool) -> None:
+    """The review as one self-contained HTML file (``render.html.review``), and one line saying where."""
+    import shlex
+    import sys
+
+    from shardsim.cli.help import ARGV
+    from shardsim.files import show
+    from shardsim.render.html.review import write_review_html
+
+    written = write_review_html(rv, path, shlex.join(["shardsim", *(ARGV or sys.argv[1:])]), top, misses)
+    (sys.stderr if to_stderr else sys.stdout).write(f"report: {show(written)}\n")
 
 
 def _charts(spec, layout, base, hw, points, counts, chart: str) -> list:

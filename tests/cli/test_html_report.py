@@ -95,17 +95,19 @@ def plan_run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def review_file(tmp_path_factory):
     """A review of the example workload (32B and 235B, vLLM, speed targets) on clusters of up to 8 GPUs, ranked by
-    the hourly price, written by ``write_review_html`` (the CLI's --html is wired by the review's owner)."""
+    the hourly price: ``shardsim review … --html review.html``, and the same review in this process (the records
+    the page's figures are held against)."""
     from shardsim.capacity.records import ReviewRequest
     from shardsim.capacity.review import review
     from shardsim.capacity.workload import load_catalog, load_workload
-    from shardsim.render.html import write_review_html
 
     loaded = load_workload("example")
     rv = review(ReviewRequest(tuple(loaded.loads), tuple(load_catalog((), None, None)), "vllm", "hourly", 0.9, 8))
-    path = tmp_path_factory.mktemp("review-html") / "review.html"
-    write_review_html(rv, path, "shardsim review --workload example --by hourly --max-gpus 8")
-    return path, rv
+    folder = tmp_path_factory.mktemp("review-html")
+    p = subprocess.run([str(SHARDSIM), "review", "--workload", "example", "--by", "hourly", "--max-gpus", "8",
+                        "--html", "review.html"], capture_output=True, text=True, timeout=300, cwd=folder)
+    assert p.returncode == 0 and p.stdout.endswith("report: review.html\n"), p.stderr[-500:]
+    return folder / "review.html", rv
 
 
 def assert_air_gapped(text: str, page: Page) -> None:
