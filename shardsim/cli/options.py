@@ -131,6 +131,7 @@ ChartOpt = Annotated[Optional[str], typer.Option("--chart", help="write PNG char
 InputTokensOpt = Annotated[int, typer.Option("--input-tokens", parser=whole_number, metavar="N", show_default=False, help="prompt tokens per request [1024]")]
 OutputTokensOpt = Annotated[int, typer.Option("--output-tokens", parser=whole_number, metavar="N", show_default=False, help="output tokens per request [256]")]
 RequestRateOpt = Annotated[Optional[float], typer.Option("--request-rate", metavar="R", show_default=False, help="requests per second, open loop (instead of --concurrency)")]
+NumPromptsOpt = Annotated[Optional[int], typer.Option("--num-prompts", parser=whole_number, metavar="N", show_default=False, help="N requests sent at once, an offline batch (instead of --concurrency)")]
 TtftTargetOpt = Annotated[Optional[float], typer.Option("--ttft-ms", metavar="X", show_default=False, help="TTFT target: the largest concurrency within it")]
 TpotTargetOpt = Annotated[Optional[float], typer.Option("--tpot-ms", metavar="Y", show_default=False, help="TPOT target: the largest concurrency within it")]
 MinHeadroomOpt = Annotated[Optional[float], typer.Option("--min-headroom", metavar="FRACTION", show_default=False, help="review: rank only options with this share of the GPU's budget free [0.05]")]
@@ -212,7 +213,8 @@ PANELS = {
         MambaCacheDtypeOpt, MambaSsmCacheDtypeOpt, MambaCacheModeOpt, PrefixCachingOpt, LimitMmOpt, MmEncoderTpOpt,
         SkipMmProfilingOpt, MmMaxPixelsOpt, MambaRatioOpt, MambaSsmDtypeOpt, MaxMambaCacheOpt, MaxRunningOpt, NoRadixOpt, MambaSchedOpt, MambaRadixOpt,
         PromptTokensOpt, GenerateTokensOpt, LoadDtypeOpt, DeviceMapOpt, MaxMemoryOpt, AllowOffloadOpt),
-    "Speed: workload and targets": (InputTokensOpt, OutputTokensOpt, RequestRateOpt, TtftTargetOpt, TpotTargetOpt,
+    "Speed: workload and targets": (InputTokensOpt, OutputTokensOpt, RequestRateOpt, NumPromptsOpt, TtftTargetOpt,
+                                    TpotTargetOpt,
                                     ExplainOpt),
     "Strategy": (FrameworkOpt, FsdpOpt, SeqParOpt, DistOptOpt, ScheduleOpt, VirtualOpt, CapacityOpt),
     "Batch and memory savers": (MicroBatchOpt, SeqLenOpt, GradAccumOpt, RecomputeOpt, OptimizerOpt, EagerAttnOpt,
