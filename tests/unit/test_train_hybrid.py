@@ -1,6 +1,6 @@
 """Training plans of the hybrids (Qwen3-Next, Qwen3.5 / 3.6): the trained module's parameters in transformers'
 registration order, what a Gated-DeltaNet and a gated attention layer keep for backward with the arithmetic
-written out (measured to the byte in tests/validation/test_train_hybrid.py), the stage's tail, the refusals, and
+written out (measured to the byte in tests/validation/test_validate_train_hybrid.py), the stage's tail, the refusals, and
 the CLI."""
 
 from __future__ import annotations

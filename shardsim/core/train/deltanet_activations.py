@@ -9,7 +9,7 @@ Derived from transformers@v5.25.0 ``models/qwen3_next/modeling_qwen3_next.py`` (
 save the same tensors as the fused ``in_proj_qkvz`` / ``in_proj_ba``), then measured to the byte with
 ``torch.autograd.graph.saved_tensors_hooks`` (distinct storages, parameters left out: ``launch.train.states.
 SavedTensorBytes``) on real transformers models, CPU, bf16, sdpa and eager, at (batch, seq) = (1, 64), (2, 150),
-(3, 37), (1, 200) and at Qwen3-Next's and Qwen3.5-0.8B's own widths (``tests/validation/test_train_hybrid.py``).
+(3, 37), (1, 200) and at Qwen3-Next's and Qwen3.5-0.8B's own widths (``tests/validation/test_validate_train_hybrid.py``).
 
 Every delta-rule and conv term below is the torch fallback's, what transformers runs without flash-linear-attention
 and causal-conv1d (CPU, or a GPU without them): the planner prices that figure. With ``fla`` installed the delta rule
