@@ -34,6 +34,7 @@ from shardsim.cli.options import (
     KvCacheDtypeOpt,
     KvDtypeOpt,
     ModelArg,
+    NumPromptsOpt,
     OutputTokensOpt,
     PpOpt,
     PpSplitOpt,
@@ -71,6 +72,7 @@ class SpeedOptions:
     request_rate: Optional[float] = None
     ttft_ms: Optional[float] = None
     tpot_ms: Optional[float] = None
+    num_prompts: Optional[int] = None
 
     def workload(self):
         """The checked ``speed.estimate.SpeedWorkload`` (one closed-loop user when neither load is given)."""
@@ -80,18 +82,22 @@ class SpeedOptions:
         for flag, value in (("--input-tokens", self.input_tokens), ("--output-tokens", self.output_tokens)):
             if not 1 <= value <= MAX_CONTEXT_TOKENS:
                 raise ShardsimError(f"{flag} {value} is out of range; accepted: 1 … {MAX_CONTEXT_TOKENS:,} tokens")
-        if self.concurrency is not None and self.request_rate is not None:
-            raise ShardsimError("give either --concurrency (closed loop) or --request-rate (open loop), not both")
-        if self.concurrency is not None and not 1 <= self.concurrency <= MAX_BATCH:
-            raise ShardsimError(f"--concurrency {self.concurrency} is out of range; accepted: 1 … {MAX_BATCH:,}")
+        loads = [flag for flag, value in (("--concurrency", self.concurrency), ("--request-rate", self.request_rate),
+                                          ("--num-prompts", self.num_prompts)) if value is not None]
+        if len(loads) > 1:
+            raise ShardsimError(f"give one of --concurrency (closed loop), --request-rate (open loop) or --num-prompts "
+                                f"(a batch at once), not {' and '.join(loads)}")
+        for flag, value in (("--concurrency", self.concurrency), ("--num-prompts", self.num_prompts)):
+            if value is not None and not 1 <= value <= MAX_BATCH:
+                raise ShardsimError(f"{flag} {value} is out of range; accepted: 1 … {MAX_BATCH:,}")
         checks = (("--request-rate", self.request_rate, MAX_RATE), ("--ttft-ms", self.ttft_ms, 1e9),
                   ("--tpot-ms", self.tpot_ms, 1e9))
         for flag, value, top in checks:
             if value is not None and not (math.isfinite(value) and 0 < value <= top):
                 raise ShardsimError(f"{flag} {value:g} is out of range; accepted: more than 0, at most {top:g}")
-        concurrency = 1 if self.concurrency is None and self.request_rate is None else self.concurrency
+        concurrency = 1 if not loads else self.concurrency
         return SpeedWorkload(self.input_tokens, self.output_tokens, concurrency, self.request_rate, self.ttft_ms,
-                             self.tpot_ms)
+                             self.tpot_ms, self.num_prompts)
 
 
 def speed_request(model: build.ModelOptions, layout: build.LayoutOptions, load: SpeedOptions,
@@ -103,7 +109,7 @@ def speed_request(model: build.ModelOptions, layout: build.LayoutOptions, load: 
     from shardsim.speed.estimate import SpeedRequest
 
     wl = load.workload()
-    per_replica = math.ceil((wl.concurrency or 1) / max(1, layout.dp))
+    per_replica = math.ceil((wl.concurrency or wl.num_prompts or 1) / max(1, layout.dp))
     formats = replace(formats, context=wl.input_tokens + wl.output_tokens, batch=per_replica)
     return SpeedRequest(build.serve_request(model, layout, formats, hardware, engine), wl)
 
@@ -114,7 +120,8 @@ def speed(
     language_model_only: TextOnlyOpt = False, rope_scaling: RopeScalingOpt = None,
     tp: TpOpt = 1, pp: PpOpt = 1, dp: DpOpt = 1, ep: EpOpt = 1, pp_split: PpSplitOpt = None,
     input_tokens: InputTokensOpt = 1024, output_tokens: OutputTokensOpt = 256, concurrency: ConcurrencyOpt = None,
-    request_rate: RequestRateOpt = None, ttft_ms: TtftTargetOpt = None, tpot_ms: TpotTargetOpt = None,
+    request_rate: RequestRateOpt = None, num_prompts: NumPromptsOpt = None, ttft_ms: TtftTargetOpt = None,
+    tpot_ms: TpotTargetOpt = None,
     dtype: DtypeOpt = "bf16", quant: QuantOpt = None, group_size: GroupOpt = None, kv_dtype: KvDtypeOpt = None,
     block_size: BlockOpt = None, max_num_batched_tokens: BatchedTokensOpt = None,
     chunked_prefill_size: ChunkedPrefillOpt = None,
@@ -125,7 +132,7 @@ def speed(
     request = speed_request(
         build.ModelOptions(model, config, speculative_tokens, language_model_only, rope_scaling),
         build.LayoutOptions(tp, pp, dp, ep, 0, pp_split),
-        SpeedOptions(input_tokens, output_tokens, concurrency, request_rate, ttft_ms, tpot_ms),
+        SpeedOptions(input_tokens, output_tokens, concurrency, request_rate, ttft_ms, tpot_ms, num_prompts),
         build.WorkloadOptions(None, 1, max_num_batched_tokens, chunked_prefill_size, dtype, quant, group_size,
                               kv_dtype, block_size),
         build.HardwareOptions(cluster, gpu, gpu_memory, interconnect),

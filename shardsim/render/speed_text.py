@@ -24,7 +24,8 @@ def header_lines(request, report) -> list[str]:
     serve, wl = request.serve, request.workload
     engine = serve.engine.name if serve.engine is not None else "none (planner; vLLM V1 scheduling)"
     load = (f"{wl.request_rate:g} requests/s (open loop, Little's law)" if wl.request_rate is not None
-            else f"{wl.concurrency:,} concurrent users (closed loop)")
+            else f"{wl.concurrency:,} concurrent users (closed loop)" if wl.concurrency is not None
+            else f"{wl.num_prompts:,} requests at once (median request)")
     sched = report.scheduler
     return [
         f"{serve.model.name} · {serve.layout.short()} = {report.gpus} GPUs · {report.peaks.gpu}",

@@ -37,8 +37,8 @@ class ServingRow(BaseModel):
 
     id: str = Field(min_length=1, max_length=100)
     source: str = Field(default="", max_length=2000)
-    engine: str = Field(min_length=1, max_length=40)
-    release: str | None = Field(default=None, max_length=60)
+    engine: str = Field(min_length=1, max_length=100)
+    release: str | None = Field(default=None, max_length=300)
     model: str = Field(min_length=1, max_length=300)
     quant: str | None = Field(default=None, max_length=40)
     kv_cache_dtype: str | None = Field(default=None, max_length=40)
@@ -48,8 +48,9 @@ class ServingRow(BaseModel):
     pp: StrictInt | None = Field(default=None, ge=1, le=MAX_WORLD_SIZE)
     dp: StrictInt | None = Field(default=None, ge=1, le=MAX_WORLD_SIZE)
     ep: StrictInt | None = Field(default=None, ge=1, le=MAX_WORLD_SIZE)
-    input_tokens: StrictInt = Field(ge=1, le=MAX_CONTEXT_TOKENS)
-    output_tokens: StrictInt = Field(ge=1, le=MAX_CONTEXT_TOKENS)
+    input_tokens: Number | None = Field(default=None, ge=1, le=MAX_CONTEXT_TOKENS)  # a mean per request
+    output_tokens: Number | None = Field(default=None, ge=1, le=MAX_CONTEXT_TOKENS)
+    dataset: str | None = Field(default=None, max_length=60)
     concurrency: StrictInt | None = Field(default=None, ge=1, le=MAX_BATCH)
     request_rate: Number | str | None = None
     num_prompts: StrictInt | None = Field(default=None, ge=1, le=10_000_000)
@@ -146,7 +147,6 @@ def speed_request_of(row: ServingRow):
     from shardsim.core.workload import Workload
     from shardsim.engines.registry import choose
     from shardsim.hardware import resolve_gpu, topology
-    from shardsim.presets import resolve_model
     from shardsim.speed.estimate import SpeedRequest, SpeedWorkload
 
     engine = row.engine.lower()
@@ -155,23 +155,59 @@ def speed_request_of(row: ServingRow):
     quant_text = (row.quant or "none").lower()
     if quant_text not in QUANTS:
         raise ShardsimError(f"quant {row.quant!r} is not known; accepted: {', '.join(QUANTS)}")
-    spec = resolve_model(row.model)
-    quant = QUANTS[quant_text]
+    if row.input_tokens is None or row.output_tokens is None:
+        raise ShardsimError("the source does not state the tokens per request")
+    if row.tp is None:
+        raise ShardsimError("the source does not state the tensor-parallel degree")
+    spec, quant = _row_model(row.model, QUANTS[quant_text])
+    inp, out = round(row.input_tokens), round(row.output_tokens)
     rate = _rate(row.request_rate)
-    load = SpeedWorkload(row.input_tokens, row.output_tokens, None if rate is not None else (row.concurrency or 1),
-                         rate)
+    load = SpeedWorkload(inp, out, row.concurrency, rate, num_prompts=row.num_prompts,
+                         varied_lengths=str(row.dataset or "random").lower() not in FIXED_LENGTHS)
     layout = validate_layout(spec, Layout(tp=row.tp or 1, pp=row.pp or 1, dp=row.dp or 1, ep=row.ep or 1))
-    per_replica = -(-(load.concurrency or 1) // layout.dp)
-    workload = Workload(context=row.input_tokens + row.output_tokens, batch=min(per_replica, MAX_BATCH),
-                        quant=quant_from_choice(quant) if quant and spec.quant.method == "none" else None).checked()
+    per_replica = -(-(load.concurrency or load.num_prompts or 1) // layout.dp)
+    workload = Workload(context=inp + out, batch=min(per_replica, MAX_BATCH),
+                        quant=quant_from_choice(quant) if quant else None).checked()
     cluster = topology.cluster_for_gpu(resolve_gpu(row_gpu(row.gpu)), layout.world_size)
     card = cluster.gpu
     hardware = Hardware(card.name, card.capacity_bytes, card.compute_capability, card.nvidia_smi_total_bytes,
                         topology.fabric_of(cluster), cluster)
     knobs = {"engine_version": _release(row.release)}
+    if engine == "vllm":  # the server started, so its max_model_len fit: as the notes give it, else the row's length
+        stated = re.search(r"max-model-len[= ]([0-9]{1,9})", str(getattr(row, "notes", "") or ""))
+        knobs["max_model_len"] = int(stated.group(1)) if stated else inp + out
     if str(row.kv_cache_dtype or "").lower().startswith("fp8"):
         knobs["kv_cache_dtype"] = "fp8" if engine == "vllm" else "fp8_e4m3"
     return SpeedRequest(ServeRequest(spec, layout, workload, hardware, choose(engine, knobs)), load)
+
+
+FIXED_LENGTHS = ("random", "synthetic-fixed")
+"""Datasets whose requests all have the stated lengths (``vllm bench serve --dataset-name random``'s default range
+ratio 0); others (ShareGPT) vary, and their closed loop spreads arrivals (``serving``)."""
+SAME_ARCHITECTURE = ("-Instruct-2507", "-Thinking-2507")
+"""Checkpoint names whose config.json has the base preset's architecture (Qwen's 2507 updates differ only in
+max_position_embeddings, 262,144; their model cards), read as the base preset."""
+QUANT_SUFFIXES = {"-AWQ": "awq", "-GPTQ-Int4": "int4", "-GPTQ-Int8": "int8", "-FP8": "fp8"}
+"""Quantized checkpoints not shipped as presets: the base preset in that format (group 128, Qwen's published
+quantization_config; -FP8: Qwen's block-scaled e4m3, ``--quant fp8`` on the base preset)."""
+
+
+def _row_model(model: str, quant: str | None):
+    """The ModelSpec a row's Hugging Face id names, and the ``--quant`` to apply to it (None: its own format)."""
+    from shardsim.presets import resolve_model
+
+    try:
+        spec = resolve_model(model)
+        return spec, quant if spec.quant.method == "none" else None
+    except ShardsimError:
+        name = model.split("/")[-1]
+    for suffix in SAME_ARCHITECTURE:
+        name = name.replace(suffix, "")
+    for suffix, fmt in QUANT_SUFFIXES.items():
+        if name.upper().endswith(suffix.upper()):
+            name, quant = name[: -len(suffix)], fmt
+    spec = resolve_model(name)
+    return spec, quant if spec.quant.method == "none" else None
 
 
 def _rate(value) -> float | None:
@@ -199,16 +235,16 @@ def measured(row: ServingRow) -> dict[str, tuple[float, str]]:
     if row.output_tokens_per_s:
         out["throughput"] = (float(row.output_tokens_per_s), "output_tokens_per_s")
     elif row.total_tokens_per_s:
-        share = row.output_tokens / (row.input_tokens + row.output_tokens)
+        share = (row.output_tokens or 0) / ((row.input_tokens or 0) + (row.output_tokens or 0) or 1)
         out["throughput"] = (float(row.total_tokens_per_s) * share, "total_tokens_per_s × O/(I + O)")
     elif row.request_throughput:
-        out["throughput"] = (float(row.request_throughput) * row.output_tokens, "request_throughput × O")
+        out["throughput"] = (float(row.request_throughput) * (row.output_tokens or 0), "request_throughput × O")
     return out
 
 
 def score(row: ServingRow, report) -> list[Figure]:
     """Predicted vs measured for every figure the row has (``report``: a ``speed.estimate.SpeedReport``)."""
-    predicted = {"ttft": report.ttft_ms, "tpot": report.tpot_ms if row.output_tokens > 1 else None,
+    predicted = {"ttft": report.ttft_ms, "tpot": report.tpot_ms,
                  "throughput": report.output_tokens_per_s}
     return [Figure(metric, predicted[metric], value, basis) for metric, (value, basis) in measured(row).items()
             if predicted.get(metric)]

@@ -15,7 +15,7 @@ the per-step overhead.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from shardsim.core.layout import rank_groups, rank_of
 from shardsim.errors import ShardsimError
@@ -25,6 +25,9 @@ from shardsim.speed.fitted import speed_fit
 from shardsim.units import DTYPE_BYTES, round_up
 
 SERVING_ENGINES = ("vllm", "sglang")
+AT_ONCE = 0.1
+"""A rate that sends all of a run's N prompts within this share of the time the batch takes to serve sends them,
+in effect, at once (``speed.batch``)."""
 SGLANG_CHUNK_BEFORE_053 = ((35 * 1024, 2048), (160 * 1024, 8192), (float("inf"), 16384))
 """SGLang's default ``chunked_prefill_size`` by GPU memory (MiB) before the 0.5.3 rework: 2,048 below 35 GiB,
 8,192 below 160 GiB, else 16,384 (``python/sglang/srt/server_args.py`` ``ServerArgs.__post_init__``, "Set chunked
@@ -36,7 +39,9 @@ gives 2,048 below 25,000 MB, else 8,192 — the same for every GPU of the catalo
 @dataclass(frozen=True, slots=True)
 class SpeedWorkload:
     """What the users send: I prompt and O output tokens per request, and either C concurrent users (closed
-    loop) or R requests per second (open loop); optional TTFT / TPOT targets in ms."""
+    loop), R requests per second (open loop; with C too, at most C in flight) or N requests at once
+    (``num_prompts``, ``speed.batch``); optional TTFT / TPOT targets in ms. ``varied_lengths``: requests of
+    different lengths (a ShareGPT-like dataset), whose closed loop spreads arrivals instead of keeping bursts."""
 
     input_tokens: int
     output_tokens: int
@@ -44,6 +49,8 @@ class SpeedWorkload:
     request_rate: float | None = None
     ttft_ms: float | None = None
     tpot_ms: float | None = None
+    num_prompts: int | None = None
+    varied_lengths: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +105,8 @@ class SpeedReport:
                     "bandwidth_Bps": self.peaks.bandwidth, "source": self.peaks.source},
             "fitted": {"compute_efficiency": self.efficiency.compute, "memory_efficiency": self.efficiency.memory,
                        "step_overhead_ms": self.efficiency.step_overhead_s * 1e3,
-                       "ttft_overhead_ms": self.efficiency.ttft_overhead_s * 1e3, "rows": list(self.fit_rows)},
+                       "ttft_overhead_ms": self.efficiency.ttft_overhead_s * 1e3,
+                       "seq_overhead_us": self.efficiency.seq_overhead_s * 1e6, "rows": list(self.fit_rows)},
             "breakdown": self.breakdown, "notes": self.notes,
         }
 
@@ -210,7 +218,7 @@ class Pipeline:
     def __call__(self, shape: work.StepShape) -> float:
         times = self.stage_seconds(shape)
         m = self.micro_batches(shape)
-        return max(sum(times), m * max(times)) + self.eff.step_overhead_s
+        return max(sum(times), m * max(times)) + self.eff.step_overhead_s + shape.sequences * self.eff.seq_overhead_s
 
 
 def pipeline_of(serve, kv_dtype_bytes: int, engine: str | None) -> tuple[Pipeline, tuple[str, ...]]:
@@ -229,7 +237,7 @@ def pipeline_of(serve, kv_dtype_bytes: int, engine: str | None) -> tuple[Pipelin
     peaks = roofline.gpu_peaks(serve.hardware.cluster.gpu, serve.workload.dtype, quant.method)
     fit = speed_fit(engine)
     eff = roofline.Efficiency(fit.compute_efficiency, fit.memory_efficiency, fit.step_overhead_ms / 1e3,
-                              fit.ttft_overhead_ms / 1e3)
+                              fit.ttft_overhead_ms / 1e3, fit.seq_overhead_us / 1e6)
     return Pipeline(stages, links, lay, spec.vocab_size, peaks, eff), fit.rows
 
 
@@ -246,12 +254,28 @@ def prepare(request: SpeedRequest) -> tuple[serving.Scheduler, Pipeline, tuple[s
 
 
 def steady_of(request: SpeedRequest, sched: serving.Scheduler, pipe: Pipeline) -> tuple[serving.Steady, bool]:
-    """One replica's steady state under the request's load, and whether a request rate saturates it."""
+    """One replica's steady state under the request's load, and whether a request rate saturates it. A client cap
+    (``concurrency`` with a rate or a batch) caps the running requests; a rate that sends a run's ``num_prompts``
+    within ``AT_ONCE`` of the time they take is a batch (``speed.batch``)."""
+    from shardsim.speed.batch import batch
+
     wl, dp = request.workload, request.serve.layout.dp
     inp, out, overhead = wl.input_tokens, wl.output_tokens, pipe.eff.ttft_overhead_s
-    if wl.request_rate is not None:
-        return serving.at_rate(wl.request_rate / dp, inp, out, sched, pipe, overhead)
-    return serving.steady_state(wl.concurrency / dp, inp, out, sched, pipe, overhead), False
+    capped = sched if wl.concurrency is None else replace(sched, max_seqs=min(sched.max_seqs,
+                                                                              math.ceil(wl.concurrency / dp)))
+    if wl.request_rate is None and wl.concurrency is None and wl.num_prompts is not None:
+        return batch(wl.num_prompts / dp, inp, out, sched, pipe, overhead), False
+    if wl.request_rate is None:
+        users = (wl.concurrency or 1) / dp
+        return serving.steady_state(users, inp, out, sched, pipe, overhead, not wl.varied_lengths), False
+    if wl.num_prompts is not None:
+        whole = batch(wl.num_prompts / dp, inp, out, capped, pipe, overhead)
+        if wl.num_prompts / wl.request_rate < AT_ONCE * wl.num_prompts / dp / whole.rate:
+            return whole, False
+    steady, saturated = serving.at_rate(wl.request_rate / dp, inp, out, capped, pipe, overhead)
+    if saturated and wl.concurrency is not None:  # the client holds the rest back: a closed loop of C
+        return serving.steady_state(wl.concurrency / dp, inp, out, sched, pipe, overhead, False), False
+    return steady, saturated
 
 
 def estimate(request: SpeedRequest) -> SpeedReport:

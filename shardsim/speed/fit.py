@@ -22,6 +22,7 @@ GRIDS = {
     "memory": [round(0.05 + 0.01 * i, 2) for i in range(96)],
     "step_overhead_s": [round(0.0001 * i, 4) for i in range(301)],
     "ttft_overhead_s": [round(0.001 * i, 3) for i in range(301)],
+    "seq_overhead_s": [round(1e-6 * i, 6) for i in range(301)],
 }
 SATURATED_PENALTY = math.log(10) ** 2
 """A rate the model cannot serve, for a row that was served: the loss of a factor-10 error."""
@@ -74,7 +75,7 @@ def loss(prepared: list[Prepared], eff: Efficiency) -> float:
 def fit(prepared: list[Prepared], start: Efficiency | None = None) -> tuple[Efficiency, float]:
     """The coordinate search (module docstring); returns the values and their loss."""
     eff = start or Efficiency(PRIOR.compute_efficiency, PRIOR.memory_efficiency, PRIOR.step_overhead_ms / 1e3,
-                              PRIOR.ttft_overhead_ms / 1e3)
+                              PRIOR.ttft_overhead_ms / 1e3, PRIOR.seq_overhead_us / 1e6)
     eff = replace(eff, **{name: min(grid, key=lambda g: abs(g - getattr(eff, name))) for name, grid in GRIDS.items()})
     best = loss(prepared, eff)
     for _ in range(MAX_SWEEPS):

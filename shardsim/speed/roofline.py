@@ -54,8 +54,9 @@ class Efficiency:
 
     compute: float  # achieved / peak FLOP/s in compute-bound groups
     memory: float  # achieved / peak bandwidth in memory-bound groups
-    step_overhead_s: float  # per engine step: scheduling, sampling, launches, host sync
+    step_overhead_s: float  # per engine step: scheduling, launches, host sync
     ttft_overhead_s: float  # per request: the API server's tokenization, queueing into the engine, first detokenize
+    seq_overhead_s: float = 0.0  # per sequence sampled in a step: sampler, detokenizer, streaming to the client
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,7 +56,8 @@ def test_request_rate_and_sglang_and_tp():
 
 
 @pytest.mark.parametrize("args, words", [
-    (["--concurrency", "4", "--request-rate", "2"], "not both"),
+    (["--concurrency", "4", "--request-rate", "2"], "not --concurrency and --request-rate"),
+    (["--num-prompts", "4", "--request-rate", "2"], "not --request-rate and --num-prompts"),
     (["--concurrency", "0"], "out of range"),
     (["--request-rate", "-1"], "out of range"),
     (["--tpot-ms", "nan"], "out of range"),

@@ -12,7 +12,7 @@ from shardsim.speed.fitted import speed_fit
 
 FIT = speed_fit("vllm")
 ETA_C, ETA_M = FIT.compute_efficiency, FIT.memory_efficiency
-STEP, REQUEST = FIT.step_overhead_ms / 1e3, FIT.ttft_overhead_ms / 1e3
+STEP, REQUEST, SEQ = FIT.step_overhead_ms / 1e3, FIT.ttft_overhead_ms / 1e3, FIT.seq_overhead_us / 1e6
 PEAK, BW = 989.4e12, 3350e9  # H100 SXM: bf16 dense FLOP/s and HBM B/s (cluster_specs/gpus.yaml)
 I, O = 1024, 256
 
@@ -47,7 +47,8 @@ def nccl(steps: int, ratio: float, nbytes: float, ll_share: float) -> float:
 
 def step(m: dict, d: float, prompt: float, done: float) -> float:
     """One step: d decodes attending I + O/2 = 1,152 keys, ``prompt`` prompt tokens attending (I + 1)/2 keys,
-    ``done`` prompts sampled; the roofline of each op group, the collectives, the per-step overhead."""
+    ``done`` prompts sampled; the roofline of each op group, the collectives, the overheads per step and per
+    sampled sequence."""
     tokens, sampled = d + prompt, d + done
     matmul = max((tokens * m["flops_token"] + sampled * m["lm_head"]) / (PEAK * ETA_C),
                  (m["weights"] + tokens * m["act_token"]) / (BW * ETA_M))
@@ -57,7 +58,7 @@ def step(m: dict, d: float, prompt: float, done: float) -> float:
     comm = 0.0
     if m["tp"] == 2:  # 2 all-reduces a layer + the embedding's; the sampled logits gathered
         comm = 73 * nccl(2, 1.0, tokens * 4_096 * 2, 1 / 4) + nccl(1, 2.0, sampled * 151_936 * 2, 1 / 3)
-    return matmul + attention + other + comm + STEP
+    return matmul + attention + other + comm + STEP + sampled * SEQ
 
 
 def by_hand(m: dict, users: int) -> tuple[float, float, float]:

@@ -103,3 +103,31 @@ def test_largest_concurrency_within_targets():
     assert steady_state(best + 1, 1024, 256, VLLM, cost, OVERHEAD).tpot > target
     assert max_concurrency_at_slo(None, 0.001, 1, 1024, 256, VLLM, cost, OVERHEAD) == 0
     assert max_concurrency_at_slo(10.0, None, 2, 1024, 256, VLLM, cost, OVERHEAD) == 600  # every running slot
+
+
+def test_a_batch_sent_at_once():
+    """10 requests at once (I = 1,024, O = 256): W₀ = 10,240/8,192 = 1.25 steps, so the prefill phase decodes
+    d̄ = 10/2 = 5 and carries 8,192 − 5 = 8,187 prompt tokens a step for W = 10,240/8,187 steps. The median request
+    (j = 5) is in the first step: TTFT = 20 ms + t_W, t_W = 10 ms + (5 + 8,187) µs; its decode rides the rest of
+    the phase, W − 1 steps of t_W, then decode steps of all 10 (10 ms + 10 µs); the batch lasts W·t_W + 255·t_decode."""
+    from shardsim.speed.batch import batch
+
+    s = batch(10, 1024, 256, VLLM, cost, OVERHEAD)
+    steps = 10240 / 8187
+    t_w, t_dec = BASE + PER_TOKEN * (5 + 8187), BASE + PER_TOKEN * 10
+    assert s.ttft == pytest.approx(OVERHEAD + t_w)
+    during = steps - 1
+    assert s.tpot == pytest.approx((during * t_w + (255 - during) * t_dec) / 255)
+    assert s.rate == pytest.approx(10 / (steps * t_w + 255 * t_dec))
+
+
+def test_a_batch_beyond_the_cap_waits_for_slots():
+    """1,000 at once, 300 run: the median request (j = 500) is admitted at the 200th completion after the wave's
+    first one, at the closed loop's rate λ₃₀₀, then served as its requests are."""
+    from shardsim.speed.batch import batch
+
+    s = batch(1000, 1024, 256, VLLM, cost, OVERHEAD)
+    run = steady_state(300, 1024, 256, VLLM, cost, OVERHEAD)
+    assert s.tpot == pytest.approx(run.tpot)
+    assert s.ttft > run.ttft + 200 / run.rate
+    assert s.rate < run.rate
