@@ -61,7 +61,14 @@ def calibrate(path: MeasurementsArg = None, as_json: JsonOpt = False, check: Che
               engine_version: EngineVersionOpt = None) -> None:
     """Run published (or your own) engine measurements through shardsim: predicted vs measured, per figure.
     Exit 0 with the verdicts printed; with --check, exit 1 when a row falls outside its bounds (--speed: when a
-    held-out median error exceeds its goal)."""
+    held-out median error exceeds its goal).
+
+    \b
+    Examples:
+      shardsim calibrate tests/data/measurements.jsonl --check
+      shardsim calibrate --speed
+      shardsim calibrate --speed result.json --gpu h100 --tp 2
+    """
     request = _request(path, speed, model, gpu, (tp, pp, dp, ep), quant, kv_cache_dtype, engine_version)
     if request.speed:
         return _speed(request, as_json, check)

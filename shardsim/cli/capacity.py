@@ -170,7 +170,14 @@ def review(
 ) -> None:
     """Which cluster and layout serve a workload most cheaply: every layout of every priced cluster, ranked by cost;
     with the tokens in and out of a request (--input-tokens/--output-tokens, or a workload file's), by $ per
-    million output tokens among the layouts that meet the latency targets (--ttft-ms, --tpot-ms)."""
+    million output tokens among the layouts that meet the latency targets (--ttft-ms, --tpot-ms).
+
+    \b
+    Examples:
+      shardsim review --workload example --html review.html
+      shardsim review --model 32b --input-tokens 2k --output-tokens 512
+      shardsim review --model 235b --context 8k --concurrency 64 --by hourly
+    """
     request = review_request(ReviewOptions(model, workload, context, concurrency, engine, quant, kv_dtype, by,
                                            cluster, gpu, catalog, max_gpus, gpu_memory_utilization, engine_version,
                                            input_tokens, output_tokens, request_rate, ttft_ms, tpot_ms, min_headroom))
@@ -285,7 +292,13 @@ def sweep(
     cluster: ClusterOpt = None, gpu: GpuOpt = None, gpu_memory: GpuMemOpt = None, interconnect: InterconnectOpt = None,
     csv_file: CsvOpt = None, as_json: JsonOpt = False, chart: ChartOpt = None,
 ) -> None:
-    """A grid for one model: context × batch on one layout, or every layout over GPU counts (--gpus)."""
+    """A grid for one model: context × batch on one layout, or every layout over GPU counts (--gpus).
+
+    \b
+    Examples:
+      shardsim sweep 235b --tp 4 --pp 4 --contexts 8k,32k --batches 1,16,64
+      shardsim sweep 32b --gpus 1,2,4,8 --context 32k --batch 8 --csv out.csv
+    """
     request = sweep_request(
         build.ModelOptions(model, config), build.LayoutOptions(tp, pp, dp, ep, zero, pp_split),
         build.WorkloadOptions(max_num_batched_tokens=max_num_batched_tokens, dtype=dtype, quant=quant,
@@ -335,7 +348,13 @@ def _write_csv(points, csv_file: Optional[str], to_csv) -> None:
 
 def report(as_json: JsonOpt = False) -> None:
     """The Qwen3 family: parameters, bytes in bf16 / fp8 / int4, KV per token and at 8K / 32K, and the smallest
-    layout that fits on each catalog GPU."""
+    layout that fits on each catalog GPU.
+
+    \b
+    Examples:
+      shardsim report
+      shardsim report --json
+    """
     from shardsim.capacity.family import family_json, family_rows
 
     with common.Progress("sizing") as bar:

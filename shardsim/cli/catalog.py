@@ -7,7 +7,11 @@ from shardsim.cli.options import JsonOpt
 
 
 def models(as_json: JsonOpt = False) -> None:
-    """The Qwen3 presets: parameters, active parameters, bf16 bytes, KV bytes per token."""
+    """The Qwen3 presets: parameters, active parameters, bf16 bytes, KV bytes per token.
+
+    \b
+    Example: shardsim models --json
+    """
     from shardsim.core.memory.kv_cache import kv_bytes_per_token
     from shardsim.core.memory.weights import total_weight_bytes
     from shardsim.core.tensors import active_parameter_count, parameter_count
@@ -33,7 +37,11 @@ def models(as_json: JsonOpt = False) -> None:
 
 
 def gpus(as_json: JsonOpt = False) -> None:
-    """The GPU catalog: capacity as the CUDA runtime reports it, beside the nominal size."""
+    """The GPU catalog: capacity as the CUDA runtime reports it, beside the nominal size.
+
+    \b
+    Example: shardsim gpus   (then e.g. --gpu h200, --gpu "NVIDIA H100 80GB HBM3")
+    """
     from shardsim.hardware import gpu_catalog
 
     cat = gpu_catalog()
@@ -45,7 +53,11 @@ def gpus(as_json: JsonOpt = False) -> None:
 
 
 def clusters(as_json: JsonOpt = False) -> None:
-    """The cluster specs in cluster_specs/."""
+    """The cluster specs in cluster_specs/.
+
+    \b
+    Example: shardsim clusters   (then --cluster NAME or --cluster FILE.yaml)
+    """
     from shardsim.hardware import list_clusters
 
     specs = list_clusters()
