@@ -20,6 +20,7 @@ from shardsim.cli.options import (
     EngineOpt,
     EngineVersionOpt,
     EpOpt,
+    ExplainOpt,
     GpuMemOpt,
     GpuOpt,
     GroupOpt,
@@ -68,7 +69,7 @@ def plan(
     block_size: BlockOpt = None, max_num_batched_tokens: BatchedTokensOpt = None,
     chunked_prefill_size: ChunkedPrefillOpt = None,
     cluster: ClusterOpt = None, gpu: GpuOpt = None, gpu_memory: GpuMemOpt = None, interconnect: InterconnectOpt = None,
-    as_json: JsonOpt = False, check: PlanCheckOpt = False, html: HtmlOpt = None,
+    as_json: JsonOpt = False, check: PlanCheckOpt = False, html: HtmlOpt = None, explain: ExplainOpt = False,
     engine: EngineOpt = None, engine_version: EngineVersionOpt = None, kv_cache_dtype: KvCacheDtypeOpt = None,
 ) -> None:
     request = build.serve_request(
@@ -87,7 +88,7 @@ def plan(
         from shardsim.render.html.write import check_destination
 
         check_destination(html)
-    verdict = run_plan(request, as_json, build.ModelOptions(model, config).checkpoint(), html)
+    verdict = run_plan(request, as_json, build.ModelOptions(model, config).checkpoint(), html, explain)
     if check and verdict.exit_code:
         raise typer.Exit(verdict.exit_code)
 
@@ -95,7 +96,7 @@ def plan(
 plan.__doc__ = EXAMPLES
 
 
-def run_plan(request, as_json: bool, checkpoint=None, html: str | None = None):
+def run_plan(request, as_json: bool, checkpoint=None, html: str | None = None, explain: bool = False):
     """Plan a ServeRequest and print it (tables, or one JSON object) with its one verdict (``core.verdict``), which
     it returns; ``checkpoint`` (``CheckpointFacts`` of a checkpoint folder) is held against the planned weight
     total; ``html``: also write the report there (``write_report``)."""
@@ -132,6 +133,10 @@ def run_plan(request, as_json: bool, checkpoint=None, html: str | None = None):
         if engine_rep is not None:
             render_engine(engine_rep, out_console)
         render_verdict(verdict, out_console)
+        if explain:
+            from shardsim.render.plan_text import render_explain
+
+            render_explain(report, engine_rep, verdict, out_console)
     if html is not None:
         write_report(request, report, engine_rep, verdict, html, to_stderr=as_json)
     return verdict

@@ -168,3 +168,25 @@ def band_text(rep) -> str:
         source = "" if b is None or b.rules == label else (" (goal)" if b.rules == "goal" else f" ({b.rules})")
         parts.append(f"{figure.replace('_bytes', '')} ±{100 * value:g} %{source}")
     return ", ".join(parts)
+
+
+def render_explain(report, engine, verdict, console) -> None:
+    """``--explain``: how the verdict was reached — the most loaded GPU's sum, the band of its estimated terms, and
+    each engine figure's band with the rule set and the worst held-out row it comes from."""
+    from shardsim.core.verdict import ACTIVATION_UNCERTAINTY, RUNTIME_UNCERTAINTY   # the bands the verdict uses
+
+    b = report.peak.bytes
+    console.print("\n[bold]explain[/]")
+    console.print(f"rank {report.peak.rank}: weights {gib_text(b.weights)} + KV {gib_text(b.kv_cache)}"
+                  + (f" + state {gib_text(b.state)}" if getattr(b, "state", 0) else "")
+                  + f" + activations {gib_text(b.activations)} + runtime {gib_text(b.runtime)} = {gib_text(b.total)} "
+                  f"GiB of {gib_text(report.capacity_bytes)} GiB")
+    console.print(f"band of the estimated terms: activations {gib_text(b.activations)} × "
+                  f"{100 * ACTIVATION_UNCERTAINTY:g} % + runtime {gib_text(b.runtime)} × {100 * RUNTIME_UNCERTAINTY:g} % = "
+                  f"{gib_text(verdict.band_bytes)} GiB; headroom {gib_text(report.headroom_bytes)} GiB → "
+                  f"{verdict.status}")
+    if engine is not None and engine.rules:
+        from shardsim.engines.bands import band_details
+
+        for band in band_details(engine.engine, engine.rules.get("label")).values():
+            console.print(f"{engine.engine} band: {band.describe()}", markup=False)

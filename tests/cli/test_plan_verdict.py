@@ -65,3 +65,13 @@ def test_bands_come_from_the_rule_set_in_use_or_the_nearest_named():
         "kv_cache_tokens"]["band"]
     out = plan("32b", "--engine", "vllm", "--gpu", "h100").stdout
     assert "(vLLM 0.27–0.28 rules)" in out and "75.3" not in out
+
+
+def test_explain_shows_the_verdicts_arithmetic_and_each_bands_worst_row():
+    out = plan("32b", "--engine", "vllm", "--gpu", "h100", "--explain").stdout
+    record = json.loads(plan("32b", "--engine", "vllm", "--gpu", "h100", "--json").stdout)
+    peak = record["ranks"][record["peak_rank"]]["bytes"]
+    # 61.02 + 2.00 + 1.41 + 0.64 = 65.07 GiB: the most loaded GPU's sum as the table prints it
+    assert f"= {peak['total'] / 2**30:.2f} GiB of 79.18 GiB" in out
+    for figure, source in record["engine"]["error_band_sources"].items():
+        assert f"vllm band: {figure} ±" in out and source["worst_row"][:40] in out.replace("\n", "")
