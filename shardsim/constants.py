@@ -152,6 +152,12 @@ MAX_EXPERTS = 4_096
 MAX_WORLD_SIZE = 16_384          # GPUs in one layout or cluster (every rank is reported one by one)
 MAX_REVIEW_LAYOUTS = 200_000     # layouts one review or sweep may enumerate (per model and cluster)
 MAX_SWEEP_POINTS = 10_000        # points of one sweep (contexts × batches × layouts)
+# Entries (models) of one workload file. Each entry is a review of its own (every layout × quant × KV dtype on
+# every cluster, and with speed targets every fitting option through the speed model): measured on 2 cores, 32
+# entries of 235B with three quants × two KV dtypes take 31 s and 0.6 GB, with targets about 10 s an entry; 5,000
+# rows (250 KB) ran for minutes and died of MemoryError. A deployment serving more models at once is reviewed in
+# several files.
+MAX_WORKLOAD_MODELS = 32
 MIN_GPU_BYTES = 1 * GiB          # a GPU's memory: at least 1 GiB …
 MAX_GPU_BYTES = 16 * 1024 * GiB  # … and at most 16 TiB (the largest card sold, B300, has 288 GB)
 MAX_BANDWIDTH_GBPS = 1_000_000.0  # a link's GB/s per direction (NVLink 5: 900 both ways)

@@ -122,6 +122,11 @@ def _refuse_constant(name: str) -> float:
     raise ValueError(f"{name} is not a number shardsim accepts (give a finite number)")
 
 
+def _limit_of(limit: int) -> str:
+    """The reason a depth limit names: the general one of input files, or none (a format's own, e.g. 3 levels)."""
+    return " (the limit for input files)" if limit == MAX_INPUT_DEPTH else ""
+
+
 def check_depth(value: Any, source: str, limit: int = MAX_INPUT_DEPTH) -> None:
     """Refuse containers nested deeper than ``limit`` (checked without recursion)."""
     stack = [(value, 1)]
@@ -129,7 +134,7 @@ def check_depth(value: Any, source: str, limit: int = MAX_INPUT_DEPTH) -> None:
         item, depth = stack.pop()
         if isinstance(item, (dict, list)):
             if depth > limit:
-                raise ShardsimError(f"{source}: nested deeper than {limit} levels (the limit for input files)")
+                raise ShardsimError(f"{source}: nested deeper than {limit} levels{_limit_of(limit)}")
             children = item.values() if isinstance(item, dict) else item
             stack.extend((child, depth + 1) for child in children)
 
@@ -142,19 +147,19 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
     return dict(pairs)
 
 
-def parse_json(text: str, source: str) -> Any:
-    """JSON with bounded integers, finite numbers only, unique keys and bounded nesting; one error line naming
-    ``source``."""
+def parse_json(text: str, source: str, depth: int = MAX_INPUT_DEPTH) -> Any:
+    """JSON with bounded integers, finite numbers only, unique keys and nesting bounded by ``depth`` (a format's
+    own, e.g. a safetensors header's 3 levels); one error line naming ``source``, never a RecursionError."""
     try:
         value = json.loads(text, parse_int=_bounded_int, parse_float=_finite_float, parse_constant=_refuse_constant,
                            object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
         raise ShardsimError(f"{source}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
     except RecursionError:
-        raise ShardsimError(f"{source}: nested deeper than {MAX_INPUT_DEPTH} levels (the limit for input files)") from None
+        raise ShardsimError(f"{source}: nested deeper than {depth} levels{_limit_of(depth)}") from None
     except ValueError as exc:
         raise ShardsimError(f"{source}: {exc}") from None
-    check_depth(value, source)
+    check_depth(value, source, depth)
     return value
 
 

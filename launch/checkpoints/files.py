@@ -6,12 +6,17 @@ shapes and dtypes (``checkpoints.layout``: experts one by one, or fused where Qw
 MoE).
 ``--layers K`` keeps the full width and the first K decoder layers. Values: weights N(0, 0.02) as the configs'
 ``initializer_range``; norms 1 + N(0, 0.02); each tensor seeded from its name, so any subset is reproducible.
-A checkpoint is reused when its ``shardsim-checkpoint.json`` stamp matches.
+A checkpoint is reused when its ``shardsim-checkpoint.json`` stamp matches. Every file is written under a temp
+name and renamed, one writer at a time (``temps``): a signal or a full disk mid-write leaves no partial shard and
+no temp file, and the stamp, written last, is missing until the checkpoint is whole.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import re
 import zlib
 from pathlib import Path
 
@@ -20,6 +25,7 @@ from shardsim.core.model import ModelSpec
 from shardsim.core.tensors import numel_of
 from shardsim.errors import ShardsimError
 from shardsim.launch.checkpoints.layout import FUSED_EXPERTS, stored_entries
+from shardsim.launch.checkpoints.temps import locked, write_whole, written
 
 STAMP = "shardsim-checkpoint.json"
 SHARD_BYTES = 2 * 1024**3
@@ -99,14 +105,51 @@ def _reusable(spec: ModelSpec, out_dir: Path, stamp: dict, notify) -> bool:
     return True
 
 
+REFUSED_FOLDER = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST, errno.ENAMETOOLONG)
+"""Errors that mean the cache folder itself is unusable (the user points SHARDSIM_CACHE elsewhere: exit 2); any
+other (a full disk, an I/O error) fails the run (``session.lifecycle``: exit 1)."""
+
+
 def write_checkpoint(spec: ModelSpec, out_dir: Path, seed: int = 0, source_config: dict | None = None,
                      progress=None, notify=lambda message: None) -> Path:
-    """Write (or reuse, once verified) the checkpoint of ``spec`` under ``out_dir``; returns the directory."""
+    """Write (or reuse, once verified) the checkpoint of ``spec`` under ``out_dir``; returns the directory. One
+    writer at a time (``temps.locked``), each file whole or not at all (``temps.written``)."""
+    out_dir = Path(out_dir)
     try:
-        return _write_checkpoint(spec, Path(out_dir), seed, source_config, progress, notify)
+        with locked(out_dir):
+            return _write_checkpoint(spec, out_dir, seed, source_config, progress, notify)
     except OSError as exc:
+        if exc.errno not in REFUSED_FOLDER:
+            raise
         raise ShardsimError(f"cannot write the checkpoint under {out_dir}: {exc.strerror or exc}; set "
                             "SHARDSIM_CACHE to a writable folder") from None
+
+
+def _shard_plan(spec: ModelSpec) -> list[list[tuple[str, tuple[int, ...], str]]]:
+    """The tensors of each shard file, in order, each shard up to ``SHARD_BYTES``."""
+    shards: list[list[tuple[str, tuple[int, ...], str]]] = [[]]
+    size = 0
+    for name, shape, dtype in checkpoint_entries(spec):
+        nbytes = STORED_BYTES[dtype] * numel_of(shape)
+        if shards[-1] and size + nbytes > SHARD_BYTES:
+            shards.append([])
+            size = 0
+        shards[-1].append((name, shape, dtype))
+        size += nbytes
+    return shards
+
+
+def _save(save_file, data: dict, tmp: Path, final: Path) -> None:
+    """safetensors' ``save_file`` into ``tmp``; its I/O errors (a ``SafetensorError`` "… (os error 28)") raised as
+    the ``OSError`` they are, naming ``final``."""
+    try:
+        save_file(data, str(tmp), metadata={"format": "pt"})
+    except Exception as exc:  # noqa: BLE001 - only safetensors' own error type is translated
+        if type(exc).__name__ != "SafetensorError":
+            raise
+        code = re.search(r"os error (\d+)", str(exc))
+        number = int(code.group(1)) if code else errno.EIO
+        raise OSError(number, os.strerror(number), str(final)) from None
 
 
 def _write_checkpoint(spec: ModelSpec, out_dir: Path, seed: int, source_config: dict | None, progress,
@@ -120,19 +163,10 @@ def _write_checkpoint(spec: ModelSpec, out_dir: Path, seed: int, source_config: 
     stamp_path = out_dir / STAMP
     if stamp_path.exists() and _reusable(spec, out_dir, stamp, notify):
         return out_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
     stamp_path.unlink(missing_ok=True)
     for old in out_dir.glob("*.safetensors"):
         old.unlink()
-    shards: list[list[tuple[str, tuple[int, ...], str]]] = [[]]
-    size = 0
-    for name, shape, dtype in checkpoint_entries(spec):
-        nbytes = STORED_BYTES[dtype] * numel_of(shape)
-        if shards[-1] and size + nbytes > SHARD_BYTES:
-            shards.append([])
-            size = 0
-        shards[-1].append((name, shape, dtype))
-        size += nbytes
+    shards = _shard_plan(spec)
     weight_map, total = {}, 0
     for i, shard in enumerate(shards, 1):
         fname = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
@@ -141,16 +175,17 @@ def _write_checkpoint(spec: ModelSpec, out_dir: Path, seed: int, source_config: 
             data[name] = tensor_values(name, shape, seed, dtype)
             weight_map[name] = fname
             total += data[name].numel() * data[name].element_size()
-        save_file(data, str(out_dir / fname), metadata={"format": "pt"})
+        with written(out_dir / fname) as tmp:
+            _save(save_file, data, tmp, out_dir / fname)
         del data
         if progress:
             progress(i, len(shards))
-    (out_dir / "model.safetensors.index.json").write_text(
-        json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
-    (out_dir / "config.json").write_text(json.dumps(_config_dict(spec, source_config), indent=2))
+    write_whole(out_dir / "model.safetensors.index.json",
+                json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
+    write_whole(out_dir / "config.json", json.dumps(_config_dict(spec, source_config), indent=2))
     from shardsim.launch.checkpoints.verify import checksum
 
-    stamp_path.write_text(json.dumps({**stamp, "checksum": checksum(out_dir)}))
+    write_whole(stamp_path, json.dumps({**stamp, "checksum": checksum(out_dir)}))
     return out_dir
 
 

@@ -1,5 +1,6 @@
 """The checkpoint a validation run loads: the one given (checked before Ray starts), or a seeded one written, or
-reused, under the build folder; with the config values its math needs.
+reused, under the build folder (temp files that killed runs left there removed first); with the config values its
+math needs.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shardsim.launch.checkpoints.files import write_checkpoint
+from shardsim.launch.checkpoints.temps import remove_stale
 from shardsim.launch.checkpoints.verify import check_checkpoint
 
 
@@ -28,11 +30,12 @@ def prepare_checkpoint(req, spec, build: Path, quiet: bool, timings: dict) -> Ch
     """The given checkpoint (``req.checkpoint``), or a seeded one written (or reused) under the build folder;
     the seconds spent writing go to ``timings["checkpoint_s"]``."""
     if req.checkpoint:
-        ckpt = Path(req.checkpoint)
+        ckpt = Path(req.checkpoint).absolute()  # the workers' current folder is not the driver's
         check_checkpoint(spec, ckpt)  # the right model, every tensor, no truncated shard: before Ray starts
     else:
         ckpt = build / "checkpoints" / f"{spec.name.split(' ')[0]}-L{spec.num_layers}-seed{req.seed}"
         t0 = time.time()
+        remove_stale(ckpt.parent)  # temp files of writers killed before their cleanup ran
         if not quiet:
             sys.stderr.write(f"checkpoint: {ckpt} …\n")
         write_checkpoint(spec, ckpt, seed=req.seed, source_config=req.source_config,

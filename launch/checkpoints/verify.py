@@ -11,16 +11,15 @@ costs milliseconds; the checksum covers the headers and the first and last MiB o
 from __future__ import annotations
 
 import hashlib
-import json
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from shardsim.constants import MAX_CONFIG_BYTES
+from shardsim.constants import MAX_CONFIG_BYTES, MAX_SAFETENSORS_HEADER_DEPTH
 from shardsim.core.config import spec_from_config
 from shardsim.core.model import ModelSpec
 from shardsim.errors import ShardsimError
-from shardsim.files import read_json, show
+from shardsim.files import parse_json, read_json, show
 from shardsim.launch.checkpoints.layout import stored_entries
 
 INDEX = "model.safetensors.index.json"
@@ -51,11 +50,15 @@ def _header(path: Path) -> dict:
             if not 2 <= length <= min(MAX_HEADER_BYTES, size - 8):
                 raise ShardsimError(f"checkpoint shard {show(path)} is truncated or not safetensors "
                                     f"(header of {length:,} bytes in a file of {size:,})")
-            header = json.loads(handle.read(length))
+            raw = handle.read(length)
     except OSError as exc:
         raise ShardsimError(f"checkpoint shard {show(path)}: cannot read it: {exc.strerror or exc}") from None
-    except (ValueError, UnicodeDecodeError):
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
         raise ShardsimError(f"checkpoint shard {show(path)}: its header is not JSON (not a safetensors file)") from None
+    # bounded as the format allows (a deeply nested header would otherwise end in a RecursionError)
+    header = parse_json(text, f"checkpoint shard {show(path)} (safetensors header)", MAX_SAFETENSORS_HEADER_DEPTH)
     if not isinstance(header, dict):
         raise ShardsimError(f"checkpoint shard {show(path)}: its header is not a JSON object")
     ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)

@@ -23,6 +23,7 @@ class ServeWorker(RankWorker):
         from shardsim.launch.measure import rss_bytes
 
         self.inject_fault("load")
+        self.find_checkpoint(checkpoint.path)
         t0 = time.time()
         self.backend = backend
         self.runner = import_module(SERVE_BACKENDS[backend].runner)

@@ -3,7 +3,8 @@ or the phase timeout stopping the run with each rank's cause named.
 
 A phase is a name and a call (actor → Ray object ref); ``run_phases`` runs them in order. Any actor that dies or
 raises is reported with its rank and cause; a rank that does not answer within the timeout is named, a stopped
-worker process first (the others wait on it in a collective).
+worker process first (the others wait on it in a collective; only a worker on the driver's node can be seen
+stopped), and a setup that does not finish names the address the process group meets at.
 """
 
 from __future__ import annotations
@@ -32,8 +33,13 @@ class RunState:
     timings: dict = field(default_factory=dict)
     phase: str = "start"
     pids: dict = field(default_factory=dict)  # rank → worker process id (to tell a stopped worker)
-    interrupted: str | None = None  # the signal that stopped the run
-    port: int | None = None  # the process group's port (DeepSpeed's shared-memory buffers are named by it)
+    nodes: dict = field(default_factory=dict)  # rank → the address of the node its worker runs on
+    here: str | None = None  # the driver's node address (a stopped worker can be seen only there)
+    meeting: object = None  # the process group's ``worker.Rendezvous`` (DeepSpeed's buffers are named by it)
+
+    def local(self, rank: int) -> bool:
+        """Whether rank's worker runs on the driver's node (its process id means something here)."""
+        return self.here is None or self.nodes.get(rank, self.here) == self.here
 
 
 def failure_cause(exc: BaseException) -> str:
@@ -87,14 +93,16 @@ def run_phase(phase: str, call, actors: dict, req: ValidateRequest, state: RunSt
 
 def blame_timeout(phase: str, ranks: list[int], req: ValidateRequest, state: RunState) -> None:
     """Name the ranks that did not answer in time: a stopped worker process first; the others wait on it."""
-    stopped = [r for r in ranks if placement.frozen(state.pids.get(r))]
+    stopped = [r for r in ranks if state.local(r) and placement.frozen(state.pids.get(r))]
+    meets = f" (the process group meets at {state.meeting.where}, rank 0's node)" \
+        if phase == "setup" and state.meeting is not None else ""
     for r in ranks:
         if r in stopped:
             state.failed[r] = f"its worker process is stopped (SIGSTOP) in phase '{phase}'"
         elif stopped:
             state.failed[r] = f"no answer in phase '{phase}': waiting on stopped rank {stopped[0]}"
         else:
-            state.failed[r] = f"no answer within the {req.phase_timeout_s:.0f} s timeout of phase '{phase}'"
+            state.failed[r] = f"no answer within the {req.phase_timeout_s:.0f} s timeout of phase '{phase}'{meets}"
 
 
 def run_phases(calls: dict, actors: dict, req: ValidateRequest, state: RunState, progress: Progress,

@@ -11,7 +11,7 @@ answer and names those that did not, with what they asked for; ``frozen`` tells 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from shardsim.errors import ShardsimError
@@ -67,10 +67,12 @@ def check_fits(nodes: list[NodeResources], world: int, device: str) -> float:
 
 @dataclass(frozen=True, slots=True)
 class Readiness:
-    """The workers' process ids (rank → pid), and the ranks that did not answer, each with the reason."""
+    """The workers' process ids and node addresses (rank → pid, rank → address), and the ranks that did not answer,
+    each with the reason."""
 
     pids: dict[int, int]
     missing: dict[int, str]
+    nodes: dict[int, str] = field(default_factory=dict)
 
 
 def ready(actors: dict, timeout_s: float, request: str, between=lambda: None) -> Readiness:
@@ -87,16 +89,17 @@ def ready(actors: dict, timeout_s: float, request: str, between=lambda: None) ->
         now_done, pending = ray.wait(pending, num_returns=len(pending), timeout=min(1.0, deadline - time.time()))
         done += now_done
         between()
-    missing, pids = {}, {}
+    missing, pids, nodes = {}, {}, {}
     for ref in pending:
         missing[refs[ref]] = (f"its worker was not scheduled within {timeout_s:.0f} s: it asks for {request} and no "
                               "node has that free")
     for ref in done:
         try:
-            pids[refs[ref]] = ray.get(ref).get("pid")
+            answer = ray.get(ref)
+            pids[refs[ref]], nodes[refs[ref]] = answer.get("pid"), answer.get("node")
         except Exception as exc:  # noqa: BLE001 - reported per rank
             missing[refs[ref]] = f"its worker failed to start: {str(exc).splitlines()[0][:200]}"
-    return Readiness(pids, missing)
+    return Readiness(pids, missing, nodes)
 
 
 def frozen(pid: int | None) -> bool:

@@ -86,11 +86,15 @@ def check_run(layout: Layout, context: int, decode_steps: int, batch: int, timeo
         raise ShardsimError(f"validation runs up to {MAX_RANKS} ranks; this layout has {layout.world_size}")
 
 
-def parse_fault(text: str | None) -> Fault | None:
+def parse_fault(text: str | None, train: bool = False) -> Fault | None:
+    """``--inject-fault RANK:PHASE[:kill|stop]``: the phases of inference (setup, load, forward) or, with
+    ``train``, of training (setup, train)."""
     if not text:
         return None
+    phases = ("setup", "train") if train else ("setup", "load", "forward")
     parts = text.split(":")
-    if len(parts) not in (2, 3) or not parts[0].isdigit() or parts[1] not in ("setup", "load", "forward") \
+    if len(parts) not in (2, 3) or not parts[0].isdigit() or parts[1] not in phases \
             or (len(parts) == 3 and parts[2] not in ("kill", "stop")):
-        raise ShardsimError("--inject-fault takes RANK:PHASE[:kill|stop], e.g. 1:forward or 1:forward:stop")
+        raise ShardsimError(f"--inject-fault takes RANK:PHASE[:kill|stop] with PHASE one of {', '.join(phases)}, "
+                            f"e.g. 1:{phases[-1]} or 1:{phases[-1]}:stop")
     return Fault(int(parts[0]), parts[1], parts[2] if len(parts) == 3 else "kill")

@@ -13,19 +13,16 @@ gathered parameters and temporary full gradients, so it is reported beside the p
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from shardsim.launch.checkpoints.prepare import prepare_checkpoint
-from shardsim.launch.session import placement
-from shardsim.launch.session.actors import START_TIMEOUT_S, start_actors, start_ray, stop_actors
+from shardsim.launch.session import lifecycle, placement
+from shardsim.launch.session.actors import start_ray, start_workers, stop_actors
 from shardsim.launch.session.phases import RunState, run_phases
 from shardsim.launch.session.progress import Progress
 from shardsim.launch.session.request import ValidateRequest, cache_dir, runs_dir
-from shardsim.launch.session.results import KeptResults, free_port, versions
-from shardsim.launch.session.signals import catch_signals, check_signals, restore_signals
+from shardsim.launch.session.results import versions
+from shardsim.launch.session.signals import ray_waits
 from shardsim.launch.train.registry import TRAIN_BACKENDS, TrainJob
-
-from shardsim.errors import ShardsimError
 
 STATES = ("weights", "master_weights", "grads", "optimizer")
 ACTIVATION_BAND = 0.02
@@ -74,80 +71,80 @@ def _compare(predicted: dict, measured: dict) -> tuple[dict, bool]:
 
 
 def run_train(req: ValidateRequest, quiet: bool = False) -> dict:
-    """Real training steps on every rank; returns the result record (also appended to results.jsonl)."""
+    """Real training steps on every rank; returns the result record (also appended to results.jsonl). A signal,
+    a full disk or an error on the way ends it with an ``interrupted`` or ``failed`` record (``lifecycle``)."""
+    spec, layout, setup = req.model, req.layout, req.setup
+    predicted = predict_train(spec, layout, setup)
+    stem = f"{spec.name.split(' ')[0]}-train-{setup.framework}{setup.zero if setup.framework == 'deepspeed' else ''}"
+    results = lifecycle.open_results(req.run_dir, runs_dir(), f"{stem}-tp{layout.tp}-pp{layout.pp}-dp{layout.dp}", {
+        "event": "start", "mode": "train", "command": req.command, "versions": versions(), "model": spec.name,
+        "setup": setup.model_dump(mode="json"), "predicted": predicted, "time": time.time()})
+    state = RunState({r: {"rank": r, "predicted": predicted[r], "measured": {}, "status": "pending", "error": None}
+                      for r in range(layout.world_size)}, results)
+    with lifecycle.guarded(state):
+        return lifecycle.keep_result(state, _run_train(req, state, predicted, quiet))
+
+
+def _run_train(req: ValidateRequest, state: RunState, predicted: dict, quiet: bool) -> dict:
+    """The run inside ``lifecycle.guarded``: checkpoint, DeepSpeed's op, Ray and the phases, the comparison."""
     import ray
 
     spec, layout, setup, steps = req.model, req.layout, req.setup, req.steps
     world, build = layout.world_size, cache_dir()
-    predicted = predict_train(spec, layout, setup)
-    stem = f"{spec.name.split(' ')[0]}-train-{setup.framework}{setup.zero if setup.framework == 'deepspeed' else ''}"
-    shape = f"tp{layout.tp}-pp{layout.pp}-dp{layout.dp}"
-    run_dir = Path(req.run_dir or runs_dir() / time.strftime(f"%Y%m%d-%H%M%S-{stem}-{shape}"))
-    try:
-        results = KeptResults(run_dir / "results.jsonl")
-    except OSError as exc:
-        raise ShardsimError(f"cannot write the run folder {run_dir}: {exc.strerror or exc}") from None
-    state = RunState({r: {"rank": r, "predicted": predicted[r], "measured": {}, "status": "pending", "error": None}
-                      for r in range(world)}, results)
-    state.results.append({"event": "start", "mode": "train", "command": req.command, "versions": versions(),
-                          "model": spec.name, "setup": setup.model_dump(mode="json"), "predicted": predicted,
-                          "time": time.time()})
     t_start = time.time()
+    state.phase = "checkpoint"
     ckpt = prepare_checkpoint(req, spec, build, quiet, state.timings)
     if TRAIN_BACKENDS[setup.framework].deepspeed_op:
         from shardsim.launch.session.prebuild import prebuild_deepspeed_op
 
+        state.phase = "op build"
         state.timings["op_build_s"] = prebuild_deepspeed_op(build / "torch_extensions", req.phase_timeout_s, quiet)
-    started = start_ray(req)
-    previous = catch_signals()
-    try:
-        cpus = placement.check_fits(placement.alive_nodes(), world, req.device)
-        _train_phases(req, spec, layout, setup, steps, ckpt, state, Progress(world, quiet), build, cpus)
-    finally:
-        restore_signals(previous)
-        if started:
-            ray.shutdown()
+    state.phase = "start"
+    with ray_waits():
+        started = start_ray(req)
+        try:
+            cpus = placement.check_fits(placement.alive_nodes(), world, req.device)
+            _train_phases(req, ckpt, state, Progress(world, quiet), build, cpus)
+        finally:
+            if started:
+                ray.shutdown()
     ranks = []
-    measured = {e["rank"]: e["result"] for e in results.entries if e.get("event") == "train"}
+    measured = {e["rank"]: e["result"] for e in state.results.entries if e.get("event") == "train"}
     for r in range(world):
         meas = measured.get(r, {})
         rows, ok = _compare(predicted[r], meas) if meas else ({}, False)
-        ranks.append({"rank": r, "predicted": predicted[r],
+        ranks.append({"rank": r, "predicted": predicted[r], "node": state.nodes.get(r),
                       "measured": {k: meas.get(k) for k in STATES} | {"activations": meas.get("activations_saved"),
                                                                        "activation_peak": meas.get("activations_peak")},
                       "comparison": rows, "ok": ok, "error": state.failed.get(r),
                       "details": meas.get("details", {})})
     record = {"event": "result", "mode": "train", "command": req.command, "versions": versions(), "model": spec.name,
               "layout": {"tp": layout.tp, "pp": layout.pp, "dp": layout.dp, "world_size": world},
-              "setup": setup.model_dump(mode="json"), "steps": steps, "device": req.device, "run_dir": str(run_dir),
-              "ranks": ranks, "failed": {str(k): v for k, v in state.failed.items()}}
+              "setup": setup.model_dump(mode="json"), "steps": steps, "device": req.device,
+              "run_dir": str(state.results.path.parent), "ranks": ranks,
+              "failed": {str(k): v for k, v in state.failed.items()}}
     record["passed"] = not state.failed and all(r["ok"] for r in ranks)
     state.timings["total_s"] = time.time() - t_start
     record["timings"] = state.timings
-    state.results.append(record)
     return record
 
 
-def _train_phases(req, spec, layout, setup, steps, ckpt, state, progress, build, cpus) -> None:
+def _train_phases(req, ckpt, state, progress, build, cpus) -> None:
     """Start the actors and run setup and train; the actors are always killed afterwards."""
     from shardsim.launch.train.worker import TrainWorker
 
+    setup = req.setup
     actors: dict = {}
     try:
-        progress.phase("start", range(layout.world_size), "running")
-        actors = start_actors(TrainWorker, req, layout.world_size, build, cpus)
-        readiness = placement.ready(actors, min(START_TIMEOUT_S, req.phase_timeout_s), f"{cpus:g} CPU",
-                                    check_signals)
-        state.failed.update(readiness.missing)
-        if readiness.missing:
+        start_workers(TrainWorker, req, build, cpus, state, progress, actors)
+        if state.failed:
             return
-        port = state.port = free_port()
-        job = TrainJob(str(ckpt.path), setup.framework, setup.zero, setup.fsdp, setup.grad_accum, steps,
+        job = TrainJob(str(ckpt.path), setup.framework, setup.zero, setup.fsdp, setup.grad_accum, req.steps,
                        setup.micro_batch, setup.seq_len, req.seed)
         calls = {
-            "setup": lambda a: a.setup.remote(port, req),
+            "setup": lambda a: a.setup.remote(state.meeting, req),
             "train": lambda a: a.train.remote(job),
         }
         run_phases(calls, actors, req, state, progress)
     finally:
-        stop_actors(actors, progress, state.port)
+        stop_actors(actors, progress, state.meeting)

@@ -19,6 +19,7 @@ class TrainWorker(RankWorker):
         (``job.fsdp``) or torch-native TP / pipelining (``job.grad_accum`` micro-batches a step); what the framework
         holds afterwards (``shardsim.launch.train.states.TrainStates``)."""
         self.inject_fault("train")
+        self.find_checkpoint(job.checkpoint_dir)
         t0 = time.time()
         runner = import_module(TRAIN_BACKENDS[job.framework].runner_for(self.layout))
         states = runner.run_rank(job, self.layout, self.coords)

@@ -14,7 +14,7 @@ from pydantic import (BaseModel, ConfigDict, Field, StrictFloat, StrictInt, Vali
                       model_validator)
 
 import shardsim.workloads
-from shardsim.constants import MAX_BATCH, MAX_CONTEXT_TOKENS, MAX_YAML_BYTES
+from shardsim.constants import MAX_BATCH, MAX_CONTEXT_TOKENS, MAX_WORKLOAD_MODELS, MAX_YAML_BYTES
 from shardsim.core.model import ModelSpec
 from shardsim.errors import ShardsimError
 from shardsim.files import exists, is_dir, is_file, read_yaml, show
@@ -191,6 +191,7 @@ def load_workload(path: str | Path) -> LoadedWorkload:
     if not isinstance(data, dict):
         raise ShardsimError(f"{show(p)}: expected a mapping with 'models:' (a list of model, context, concurrency), "
                             f"got {type(data).__name__}")
+    _check_size(p, data, node)
     if data.get("task") == "train":
         return _load_train_workload(p, data, node)
     try:
@@ -198,6 +199,17 @@ def load_workload(path: str | Path) -> LoadedWorkload:
     except ValidationError as exc:
         raise _workload_error(p, exc, node) from None
     return LoadedWorkload(spec, _resolve_models(p, spec.models, node))
+
+
+def _check_size(p: Path, data: dict, node: Any) -> None:
+    """Refuse, before any entry is checked, a workload of more entries than a review runs (``MAX_WORKLOAD_MODELS``:
+    each entry is a review of its own)."""
+    models = data.get("models")
+    if isinstance(models, list) and len(models) > MAX_WORKLOAD_MODELS:
+        line = line_of(node, ("models",))
+        raise ShardsimError(f"{show(p)}:{f' line {line}:' if line else ''} field 'models': {len(models):,} entries; a "
+                            f"workload holds at most {MAX_WORKLOAD_MODELS} (each is a review of its own); split it "
+                            "into several files")
 
 
 def _load_train_workload(p: Path, data: dict, node: Any) -> LoadedWorkload:

@@ -80,13 +80,13 @@ def validate_request(o: ValidateOptions):
     where = {"address": o.address, "device": o.device, "layers": o.layers, "checkpoint": o.checkpoint,
              "phase_timeout_s": o.timeout, "run_dir": o.run_dir, "command": shlex.join(["shardsim"] + sys.argv[1:])}
     if o.train:
-        if o.context is not None or o.batch != 1 or o.decode_steps != 4 or o.inject_fault:
-            raise ShardsimError("--context, --batch, --decode-steps and --inject-fault are inference options; with "
-                                "--train use --seq-len, --micro-batch and --steps")
+        if o.context is not None or o.batch != 1 or o.decode_steps != 4:
+            raise ShardsimError("--context, --batch and --decode-steps are inference options; with --train use "
+                                "--seq-len, --micro-batch and --steps")
         from shardsim.cli.validate_train import train_request
 
         return train_request(spec, o.model, o.config, Layout(tp=lo.tp, pp=lo.pp, dp=lo.dp, ep=lo.ep),
-                             o.train_run, where)
+                             o.train_run, {**where, "fault": request.parse_fault(o.inject_fault, train=True)})
     r = o.train_run
     if r.micro_batch is not None or r.seq_len is not None or r.steps != 2 or r.grad_accum is not None \
             or r.fsdp is not None:
@@ -113,7 +113,8 @@ def validate(
     grad_accum: GradAccumOpt = None, fsdp: FsdpOpt = None,
 ) -> None:
     """Prove a plan: Ray starts one worker per rank, each loads its real shard, runs inference (or, with --train,
-    real training steps) and measures."""
+    real training steps) and measures. Exit codes: 0 passed, 1 did not pass or could not finish (a full disk), 2
+    bad input, 130 / 143 stopped by Ctrl-C / SIGTERM; a run that started ends with a record in its results.jsonl."""
     from shardsim.cli.validate_train import TrainRun
 
     request = validate_request(ValidateOptions(
@@ -138,19 +139,34 @@ def validate(
     _report(lambda: run(request, quiet=as_json), render_validation, as_json)
 
 
+EXIT_FAILED = 1
+"""The run did not pass, or could not finish for a reason of its machine (a full disk): one line, a record."""
+EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}
+"""128 + the signal's number, as a shell reports a command a signal stopped (bash(1), "EXIT STATUS")."""
+
+
 def _report(run_it, render, as_json: bool) -> None:
     """Run a validation with stdout pointed at stderr (Ray's raylet and DeepSpeed print to stdout; the report and
-    --json keep it), then print its record; exit 1 when it did not pass, 130/143 when a signal stopped it."""
+    --json keep it), then print its record. Exit codes: 0 passed; 1 did not pass, or failed (a full disk: one
+    line, a ``failed`` record); 2 bad input (``shardsim.cli.main``); 130 / 143 stopped by SIGINT / SIGTERM (one
+    line, an ``interrupted`` record)."""
+    from shardsim.launch.session.lifecycle import RunFailed
     from shardsim.launch.session.signals import RunInterrupted
 
     sys.stdout.flush()
     saved_stdout = os.dup(1)
     os.dup2(2, 1)
+    failed = None
     try:
         record = run_it()
     except RunInterrupted as exc:  # workers stopped, an 'interrupted' record appended: one line, 128 + signal
         sys.stderr.write(f"shardsim: {exc}\n")
-        raise typer.Exit(130 if exc.signal_name == "SIGINT" else 143) from None
+        raise typer.Exit(EXIT_SIGNAL.get(exc.signal_name, 143)) from None
+    except RunFailed as exc:  # a 'failed' record appended where the disk still took it
+        if exc.record is None:
+            sys.stderr.write(f"shardsim: error: {exc}\n")
+            raise typer.Exit(EXIT_FAILED) from None
+        record, failed = exc.record, str(exc)
     finally:
         sys.stdout.flush()
         os.dup2(saved_stdout, 1)
@@ -159,8 +175,10 @@ def _report(run_it, render, as_json: bool) -> None:
         common.print_json(record)
     else:
         render(record, common.console())
-    if not record["passed"]:
-        raise typer.Exit(1)
+    if failed:  # the run finished but its result record was not kept: the verdict above, then the one line
+        sys.stderr.write(f"shardsim: error: {failed}\n")
+    if failed or not record["passed"]:
+        raise typer.Exit(EXIT_FAILED)
 
 
 def register(app) -> None:

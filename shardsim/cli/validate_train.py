@@ -83,5 +83,8 @@ def train_request(spec, model, config, layout, run: TrainRun, where: dict):
     _check_backend(spec, layout, run)
     layout, setup = _setup(spec, layout, run)
     check_run(layout, 2, 0, 1, where["phase_timeout_s"])
+    if where.get("fault") is not None and where["fault"].rank >= layout.world_size:
+        raise ShardsimError(f"--inject-fault names rank {where['fault'].rank}; this layout has ranks 0 … "
+                            f"{layout.world_size - 1}")
     return ValidateRequest(model=spec, layout=layout, setup=setup, steps=run.steps, backend=run.backend,
                            source_config=read_config(config) if config else preset_config(model), **where)

@@ -25,7 +25,7 @@ from shardsim.constants import (
     SAFETENSORS_LENGTH_BYTES,
 )
 from shardsim.errors import ShardsimError
-from shardsim.files import check_depth, exists, is_dir, parse_json, read_bytes, read_json, regular_file_size, show
+from shardsim.files import exists, is_dir, parse_json, read_bytes, read_json, regular_file_size, show
 
 # The index file's name: transformers' SAFE_WEIGHTS_INDEX_NAME (transformers/utils/__init__.py).
 INDEX_NAME = "model.safetensors.index.json"
@@ -138,10 +138,9 @@ def read_header(path: Path) -> SafetensorsHeader:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ShardsimError(f"{source}: not UTF-8 text (byte {exc.start}); not a safetensors file") from None
-    header = parse_json(text, source)
+    header = parse_json(text, source, MAX_SAFETENSORS_HEADER_DEPTH)
     if not isinstance(header, dict):
         raise ShardsimError(f"{source}: expected a JSON object of tensors; not a safetensors file")
-    check_depth(header, source, MAX_SAFETENSORS_HEADER_DEPTH)
     return SafetensorsHeader(header, size - SAFETENSORS_LENGTH_BYTES - length)
 
 
