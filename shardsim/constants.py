@@ -115,9 +115,9 @@ VLLM_FLASHINFER_WORKSPACE_BYTES = 394 * MiB
 # llm-d benchmark's empirical-vllm-memory-results.md); V0 0.8.5 logs 0.06 GiB at TP1 (vllm#17327).
 VLLM_NON_TORCH_BYTES = fitted("VLLM_NON_TORCH_BYTES")
 VLLM_V0_NON_TORCH_BYTES = fitted("VLLM_V0_NON_TORCH_BYTES")
-# CUDA graphs: captured after the KV cache is allocated and not subtracted from it in v0.10–0.11; logs show
-# 0.10 GiB for 0.6B, and negative "CUDAGraph memory" for 32B (memory returned by the profiler): a rough figure.
-VLLM_CUDA_GRAPH_BYTES = fitted("VLLM_CUDA_GRAPH_BYTES")
+# CUDA graphs (engines/vllm_profile.py): the sizes, pieces and pool come from the model and the release; what the
+# driver keeps per captured graph does not, so it is fitted (one vLLM 0.26 log on H100, fitted.py names it).
+VLLM_CUDA_GRAPH_BYTES_PER_GRAPH = fitted("VLLM_CUDA_GRAPH_BYTES_PER_GRAPH")
 
 # --- SGLang (sglang ≤ 0.5.2, srt/server_args.py and srt/model_executor/model_runner.py) ---------------------
 # mem_fraction_static = round((gpu_mem − reserved) / gpu_mem, 3) with gpu_mem the nvidia-smi total in MiB and

@@ -78,6 +78,7 @@ ChunkedPrefillOpt = Annotated[Optional[int], typer.Option("--chunked-prefill-siz
     metavar="N", show_default=False, help="step budget, SGLang's name [8192]")]
 MaxSeqsOpt = Annotated[Optional[int], typer.Option("--max-num-seqs", parser=whole_number, metavar="N", show_default=False, help="vLLM: requests per step [by GPU]")]
 InstallOpt = Annotated[Optional[str], typer.Option("--vllm-install", metavar="pip|docker", show_default=False, help="vLLM: docker has FlashInfer [pip]")]
+CompileCacheOpt = Annotated[Optional[str], typer.Option("--compile-cache", metavar="cold|warm", show_default=False, help="vLLM: torch.compile cache, cold (first start) or warm (restart) [cold]")]
 EntrypointOpt = Annotated[Optional[str], typer.Option("--vllm-entrypoint", metavar="serve|llm", show_default=False, help="vLLM: llm = vllm.LLM's defaults [serve]")]
 LoadDtypeOpt = Annotated[Optional[str], typer.Option("--load-dtype", metavar="given|unset", show_default=False, help="hf: from_pretrained(dtype=…) or not [given]")]
 DeviceMapOpt = Annotated[Optional[str], typer.Option("--device-map", metavar="MODE", show_default=False, help="accelerate: auto balanced balanced_low_0 …")]
@@ -185,7 +186,7 @@ EagerAttnOpt = Annotated[bool, typer.Option("--eager-attention", show_default=Fa
 ENGINE_KNOBS = {
     "gpu_memory_utilization": GpuUtilOpt, "max_model_len": MaxModelLenOpt, "max_num_seqs": MaxSeqsOpt,
     "enforce_eager": EagerOpt, "sampler": SamplerOpt, "version": VllmVersionOpt, "kv_cache_memory_bytes": KvCacheMemOpt,
-    "install": InstallOpt, "entrypoint": EntrypointOpt, "mamba_cache_dtype": MambaCacheDtypeOpt,
+    "install": InstallOpt, "compile_cache": CompileCacheOpt, "entrypoint": EntrypointOpt, "mamba_cache_dtype": MambaCacheDtypeOpt,
     "mamba_ssm_cache_dtype": MambaSsmCacheDtypeOpt, "mamba_cache_mode": MambaCacheModeOpt,
     "enable_prefix_caching": PrefixCachingOpt, "limit_mm_per_prompt": LimitMmOpt, "mm_encoder_tp_mode": MmEncoderTpOpt,
     "skip_mm_profiling": SkipMmProfilingOpt, "mm_max_pixels": MmMaxPixelsOpt,
@@ -209,7 +210,7 @@ PANELS = {
     "Hardware and output": (ClusterOpt, GpuOpt, GpuMemOpt, InterconnectOpt, JsonOpt, HtmlOpt, PlanCheckOpt),
     "Engine: --engine vllm | sglang | hf | accelerate, and its knobs": (
         EngineOpt, EngineVersionOpt, KvCacheDtypeOpt, GpuUtilOpt, MaxModelLenOpt, MaxSeqsOpt, EagerOpt, SamplerOpt,
-        VllmVersionOpt, KvCacheMemOpt, InstallOpt, EntrypointOpt, MemFracOpt, ContextLengthOpt, MaxTotalTokensOpt,
+        VllmVersionOpt, KvCacheMemOpt, InstallOpt, CompileCacheOpt, EntrypointOpt, MemFracOpt, ContextLengthOpt, MaxTotalTokensOpt,
         MambaCacheDtypeOpt, MambaSsmCacheDtypeOpt, MambaCacheModeOpt, PrefixCachingOpt, LimitMmOpt, MmEncoderTpOpt,
         SkipMmProfilingOpt, MmMaxPixelsOpt, MambaRatioOpt, MambaSsmDtypeOpt, MaxMambaCacheOpt, MaxRunningOpt, NoRadixOpt, MambaSchedOpt, MambaRadixOpt,
         PromptTokensOpt, GenerateTokensOpt, LoadDtypeOpt, DeviceMapOpt, MaxMemoryOpt, AllowOffloadOpt),

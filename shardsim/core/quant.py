@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from shardsim.constants import FP8_SCALE_BYTES, GROUP_SCALE_BYTES, NVFP4_GROUP, PACKED_INT_BYTES
-from shardsim.core.model import QuantConfig
+from shardsim.core.model import ModelSpec, QuantConfig
 from shardsim.units import DTYPE_BYTES, ceil_div
 
 QUANT_CHOICES = ("none", "fp8", "int8", "int4", "awq", "nvfp4")
@@ -93,3 +93,24 @@ def stored_linear(out_features: int, in_features: int, quant: QuantConfig, dtype
 def is_skipped(module: str, quant: QuantConfig) -> bool:
     """A module kept in high precision: listed in ``modules_to_not_convert`` (exact path or a path suffix)."""
     return any(module == skip or module.endswith("." + skip) for skip in quant.skip_modules)
+
+
+def fp8_export_spec(spec: ModelSpec, quant: QuantConfig, loads_lm_head: bool) -> ModelSpec:
+    """The model as an engine holds Qwen's FP8 export of a bf16 preset (``--quant fp8``, or a ``-FP8`` checkpoint
+    of a tied model), one definition for the planner, the engines and ``calibrate``.
+
+    Qwen's FP8 exports keep lm_head out of quantization (``modules_to_not_convert`` lists ``lm_head``, e.g.
+    presets/Qwen3-30B-A3B-FP8.json) and store it as its own bf16 ``lm_head.weight``. Whether a tied model then
+    holds a second vocabulary table depends on the loader:
+    - transformers (``loads_lm_head``: ``--engine hf`` and ``accelerate``) keeps it beside ``embed_tokens``: the
+      published Qwen3-0.6B-FP8 peaks (QwenLM/Qwen3 speed_benchmark.md; rows fit-09, fit-12, fit-15, fit-18) exceed
+      the tied size by V·H·2 B (297 MiB) at every input length and match the untied size;
+    - vLLM and SGLang tie lm_head to embed_tokens whenever the config says so
+      (vllm/model_executor/models/qwen3.py@v0.11.0 ``Qwen3ForCausalLM.__init__``, its ``load_weights`` skipping
+      ``lm_head.``; sglang/srt/models/qwen3.py@v0.5.10, without pipeline stages), so the export stays tied there, as
+      in shardsim's own plan.
+    lm_head and the MoE router gates are not ``linear`` tensors in ``core.tensors`` (never quantized), so the
+    export's ``modules_to_not_convert`` needs no other change."""
+    if quant.method == "fp8" and spec.tie_word_embeddings and loads_lm_head:
+        return spec.model_copy(update={"tie_word_embeddings": False})
+    return spec

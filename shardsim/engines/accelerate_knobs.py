@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
+from shardsim.core.quant import fp8_export_spec
 from shardsim.engines.accelerate import MODES, predict_accelerate
 from shardsim.engines.common import EngineReport
 from shardsim.engines.registry import Engine
@@ -51,7 +52,8 @@ def predict(request) -> EngineReport:
     if knobs.device_map not in MODES:
         raise ShardsimError(f"--device-map {knobs.device_map!r:.40} is not known; accepted: {', '.join(MODES)}")
     max_memory = parse_max_memory(knobs.max_memory, layout.pp) if knobs.max_memory is not None else None
-    return predict_accelerate(request.model, layout.pp, request.hardware.capacity_bytes, request.workload.dtype,
+    spec = fp8_export_spec(request.model, request.quant, loads_lm_head=True)  # transformers loads the export's lm_head
+    return predict_accelerate(spec, layout.pp, request.hardware.capacity_bytes, request.workload.dtype,
                               request.quant, max_memory, knobs.device_map, allow_offload=knobs.allow_offload)
 
 

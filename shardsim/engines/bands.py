@@ -23,17 +23,17 @@ HELD_OUT: dict[str, dict[str, dict[str, dict]]] = {'sglang': {'SGLang 0.5.10–0
                                                                    'worst': 'Qwen/Qwen3-Reranker-0.6B · SGLang · '
                                                                             'NVIDIA H100 80GB HBM3 · TP1',
                                                                    'worst_error': 0.0592}}},
- 'vllm': {'vLLM 0.10.2–0.10.x rules': {'available_kv_cache_bytes': {'band': 0.058,
+ 'vllm': {'vLLM 0.10.2–0.10.x rules': {'available_kv_cache_bytes': {'band': 0.023,
                                                                     'rows': 8,
-                                                                    'worst': 'Qwen/Qwen3-0.6B · vLLM · NVIDIA L4 '
-                                                                             "(22.03 GiB per vLLM 'Free memory on "
-                                                                             'device (2',
-                                                                    'worst_error': 0.0577},
-                                       'kv_cache_tokens': {'band': 0.058,
+                                                                    'worst': 'Qwen/Qwen3-8B · vLLM · NVIDIA L40S '
+                                                                             "(44.39 GiB per vLLM 'Free memory on "
+                                                                             'device (4',
+                                                                    'worst_error': 0.023},
+                                       'kv_cache_tokens': {'band': 0.024,
                                                            'rows': 8,
-                                                           'worst': 'Qwen/Qwen3-0.6B · vLLM · NVIDIA L4 (22.03 GiB '
-                                                                    "per vLLM 'Free memory on device (2",
-                                                           'worst_error': 0.0579},
+                                                           'worst': 'Qwen/Qwen3-8B · vLLM · NVIDIA L40S (44.39 GiB '
+                                                                    "per vLLM 'Free memory on device (4",
+                                                           'worst_error': 0.0231},
                                        'model_loading_bytes': {'band': 0.008,
                                                                'rows': 9,
                                                                'worst': 'Qwen/Qwen3-8B (self-quantized AWQ W4A16 '
@@ -54,27 +54,27 @@ HELD_OUT: dict[str, dict[str, dict[str, dict]]] = {'sglang': {'SGLang 0.5.10–0
                                                            'worst': 'Qwen/Qwen3-8B · vLLM · NVIDIA A100-SXM4-40GB '
                                                                     '(40960MiB) · TP1',
                                                            'worst_error': 0.0002}},
-          'vLLM 0.24–0.26 rules': {'kv_cache_tokens': {'band': 0.119,
+          'vLLM 0.24–0.26 rules': {'kv_cache_tokens': {'band': 0.115,
                                                        'rows': 1,
                                                        'worst': 'Qwen/Qwen3-8B · vLLM · NVIDIA GeForce RTX 5090 '
                                                                 '32607MiB · TP1',
-                                                       'worst_error': 0.1186},
+                                                       'worst_error': 0.1146},
                                    'model_loading_bytes': {'band': 0.001,
-                                                           'rows': 2,
+                                                           'rows': 1,
                                                            'worst': 'Qwen/Qwen3-8B · vLLM · NVIDIA GeForce RTX '
                                                                     '5090 32607MiB · TP1',
                                                            'worst_error': 0.0002}},
-          'vLLM 0.27–0.28 rules': {'available_kv_cache_bytes': {'band': 0.083,
+          'vLLM 0.27–0.28 rules': {'available_kv_cache_bytes': {'band': 0.169,
                                                                 'rows': 2,
                                                                 'worst': 'Qwen/Qwen3-32B · vLLM · NVIDIA RTX PRO '
                                                                          '6000 Blackwell Server Edition 95.01 GiB '
                                                                          '(',
-                                                                'worst_error': 0.0821},
-                                   'kv_cache_tokens': {'band': 0.084,
+                                                                'worst_error': 0.1685},
+                                   'kv_cache_tokens': {'band': 0.061,
                                                        'rows': 2,
                                                        'worst': 'Qwen/Qwen3-32B · vLLM · NVIDIA RTX PRO 6000 '
                                                                 'Blackwell Server Edition 95.01 GiB (',
-                                                       'worst_error': 0.0831},
+                                                       'worst_error': 0.0605},
                                    'model_loading_bytes': {'band': 0.003,
                                                            'rows': 3,
                                                            'worst': 'Qwen/Qwen3-32B · vLLM · NVIDIA RTX PRO 6000 '

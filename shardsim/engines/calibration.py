@@ -11,20 +11,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, ValidationError, field_validator
-
-from shardsim.constants import (
-    MAX_CONTEXT_TOKENS,
-    MAX_GPU_BYTES,
-    MAX_JSONL_BYTES,
-    MAX_LAYERS,
-    MAX_WORLD_SIZE,
-    MIN_GPU_BYTES,
-)
+from shardsim.constants import MAX_GPU_BYTES, MIN_GPU_BYTES
+from shardsim.engines.calibration_release import row_release_of
 from shardsim.errors import ShardsimError
-from shardsim.files import parse_json, read_text, show
+from shardsim.files import show
 from shardsim.units import GiB, MiB
 
 BOUNDS = {"weights": 0.005, "kv_cache_tokens": 0.03, "sglang_tokens": 0.03, "hf_peak": 0.05,
@@ -59,6 +50,8 @@ class RowResult:
     starts_measured: bool = True
     release: str | None = None
     rules: str | None = None
+    versioned: bool = False          # scored at one known rule set (calibration_release.RowRelease.versioned)
+    release_note: str | None = None  # the release used, when the row does not name one exactly
     set: str = "held_out"
     source: str = ""
 
@@ -108,14 +101,8 @@ def _model_and_quant(row: dict):
             raise ShardsimError("config_overrides may only set max_position_embeddings (a whole number)")
         spec = spec.model_copy(update={**overrides, "name": name})
     q = quant_from_choice(quant) if quant else None
-    if quant == "fp8" and spec.tie_word_embeddings:
-        # Qwen's FP8 exports of tied models keep lm_head out of quantization as its own bf16 tensor, which
-        # transformers holds beside embed_tokens: the published HF peaks of Qwen3-0.6B-FP8 exceed the tied size
-        # by V·H·2 B (297 MiB) at every input length, and match the untied size to 0.0 % at 30,720 tokens.
-        spec = spec.model_copy(update={"tie_word_embeddings": False, "name": spec.name + "-FP8"})
-    if q is not None and q.method == "fp8" and spec.quant.method != "fp8":
-        skip = ("lm_head",) + tuple(f"model.layers.{i}.mlp.gate" for i in range(spec.num_layers))
-        q = q.model_copy(update={"skip_modules": skip})
+    # What an engine holds of a tied model's FP8 export (its own bf16 lm_head or not) is the engine's rule,
+    # core.quant.fp8_export_spec, applied by the engines as for any plan.
     return spec, (q if q is not None else spec.quant)
 
 
@@ -219,7 +206,35 @@ def _vllm_knobs(row: dict, joined: str, context: int, release: str | None) -> di
         knobs["install"] = "docker"  # the official image: flashinfer installed
     if re.search(r"offline LLM|LLM class|LLM\(", described):
         knobs["entrypoint"] = "llm"  # vllm.LLM: the offline defaults
+    if "Directly load the compiled graph" in f"{described} {joined}":
+        knobs["compile_cache"] = "warm"  # the torch.compile cache was hit: a restart (vllm_profile.compile_note)
     return knobs
+
+
+def _vllm_row(row: dict, request, joined: str, context: int, release: str | None, result: RowResult):
+    """A vLLM row: its report, and each logged figure shardsim predicts appended to ``result``."""
+    from shardsim.engines.registry import choose
+    from shardsim.engines.run import engine_report
+
+    knobs = _vllm_knobs(row, joined, context, release)
+    rep = engine_report(request.with_engine(choose("vllm", knobs)))
+    r0 = rep.ranks[0]
+    loading = _num(joined, r"Model loading took[^:]*: ([0-9.]+) GiB") or _num(joined, r"weights take ([0-9.]+)GiB")
+    if loading:
+        result.figures.append(Figure("weights (model loading)", r0.model_loading_bytes / GiB, loading, BOUNDS["weights"]))
+    avail = _num(joined, r"Available KV cache memory[^:]*: ([0-9.]+) GiB") or _num(joined, r"KV Cache is ([0-9.]+)GiB")
+    if avail:
+        result.figures.append(Figure("available KV cache memory", r0.available_kv_cache_bytes / GiB, avail, BOUNDS["available_kv"]))
+    act = _num(joined, r"Peak activation[^:]*: ([0-9.]+) GiB") or _num(joined, r"activation peak memory takes ([0-9.]+)GiB")
+    if act:
+        result.figures.append(Figure("activation peak", r0.activation_peak_bytes / GiB, act, None))
+    tokens = _num(joined, r"GPU KV cache size: ([0-9]+) tokens")
+    if tokens:
+        result.figures.append(Figure("KV cache tokens", rep.kv_cache_tokens, tokens, BOUNDS["kv_cache_tokens"], "tokens"))
+    conc = _num(joined, r"Maximum concurrency[^:]*: ([0-9.]+)x")
+    if conc:
+        result.figures.append(Figure("max concurrency", rep.max_concurrency, conc, BOUNDS["kv_cache_tokens"], "x"))
+    return rep
 
 
 def calibrate_row(row: dict, line: int) -> RowResult:
@@ -244,27 +259,11 @@ def calibrate_row(row: dict, line: int) -> RowResult:
         meas = {k: str(v) for k, v in row["measured"].items()}
         joined = " ".join(f"{k}: {v}" for k, v in meas.items())
         context = int(row.get("context") or spec.max_position_embeddings)
-        release = row_release(row)
-        result.release = release
+        scored = row_release_of(row, row_release(row))
+        release = result.release = scored.version
+        result.versioned = scored.versioned
         if "vllm" in engine:
-            knobs = _vllm_knobs(row, joined, context, release)
-            rep = engine_report(request.with_engine(choose("vllm", knobs)))
-            r0 = rep.ranks[0]
-            loading = _num(joined, r"Model loading took[^:]*: ([0-9.]+) GiB") or _num(joined, r"weights take ([0-9.]+)GiB")
-            if loading:
-                result.figures.append(Figure("weights (model loading)", r0.model_loading_bytes / GiB, loading, BOUNDS["weights"]))
-            avail = _num(joined, r"Available KV cache memory[^:]*: ([0-9.]+) GiB") or _num(joined, r"KV Cache is ([0-9.]+)GiB")
-            if avail:
-                result.figures.append(Figure("available KV cache memory", r0.available_kv_cache_bytes / GiB, avail, BOUNDS["available_kv"]))
-            act = _num(joined, r"Peak activation[^:]*: ([0-9.]+) GiB") or _num(joined, r"activation peak memory takes ([0-9.]+)GiB")
-            if act:
-                result.figures.append(Figure("activation peak", r0.activation_peak_bytes / GiB, act, None))
-            tokens = _num(joined, r"GPU KV cache size: ([0-9]+) tokens")
-            if tokens:
-                result.figures.append(Figure("KV cache tokens", rep.kv_cache_tokens, tokens, BOUNDS["kv_cache_tokens"], "tokens"))
-            conc = _num(joined, r"Maximum concurrency[^:]*: ([0-9.]+)x")
-            if conc:
-                result.figures.append(Figure("max concurrency", rep.max_concurrency, conc, BOUNDS["kv_cache_tokens"], "x"))
+            rep = _vllm_row(row, request, joined, context, release, result)
         elif "sglang" in engine:
             sg = {"context_length": context, "engine_version": release}
             if row.get("gpu_mem_util"):
@@ -296,6 +295,7 @@ def calibrate_row(row: dict, line: int) -> RowResult:
         result.starts_predicted = rep.starts
         result.starts_measured = str(row.get("outcome") or "started") == "started"
         result.rules = (rep.rules or {}).get("label", rep.version)
+        result.release_note = scored.note(result.rules)
         if not result.figures and row.get("outcome") in (None, "started"):
             result.error = "no logged figure shardsim predicts was found in 'measured'"
         _check_plausible(result.figures, gpu.capacity_bytes * layout.world_size)
@@ -316,67 +316,6 @@ def _check_plausible(figures: list[Figure], memory_bytes: int) -> None:
             raise ShardsimError(f"'{f.name}' of {f.measured:g} tokens is implausible")
 
 
-class MeasurementRow(BaseModel):
-    """One published measurement (a line of the JSONL file): strictly typed, bounded; other fields (source,
-    notes, n_gpus …) are kept as they are."""
-
-    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
-
-    model: str = Field(min_length=1, max_length=300)
-    dtype: str = Field(max_length=300)
-    engine: str = Field(min_length=1, max_length=100)
-    engine_version: str | None = Field(default=None, max_length=300)
-    gpu: str = Field(min_length=1, max_length=300)
-    tp: StrictInt | None = Field(default=None, ge=1, le=MAX_WORLD_SIZE)
-    pp: StrictInt | None = Field(default=None, ge=1, le=MAX_LAYERS)
-    dp: StrictInt | None = Field(default=None, ge=1, le=MAX_WORLD_SIZE)
-    ep: StrictInt | None = Field(default=None, ge=1, le=MAX_WORLD_SIZE)
-    context: StrictInt | None = Field(default=None, ge=1, le=MAX_CONTEXT_TOKENS)
-    gpu_mem_util: StrictFloat | None = Field(default=None, gt=0, le=1)
-    notes: str | None = Field(default=None, max_length=5000)
-    measured: dict[str, str | StrictInt | StrictFloat] = Field(min_length=1)
-    id: str | None = Field(default=None, max_length=100)
-    set: Literal["fitted", "held_out"] | None = None
-    outcome: Literal["started", "refused", "oom"] | None = None
-    evaluate: StrictBool = True
-    skip_reason: str | None = Field(default=None, max_length=500)
-    assumed_release: str | None = Field(default=None, max_length=40)
-    base_preset: str | None = Field(default=None, max_length=40)
-    config_overrides: dict[str, StrictInt] | None = None
-    settings: dict[str, str | StrictInt | StrictFloat | StrictBool | None] | None = None
-
-    @field_validator("measured")
-    @classmethod
-    def _short(cls, value: dict) -> dict:
-        if any(len(str(v)) > 2000 or len(k) > 300 for k, v in value.items()):
-            raise ValueError("logged lines of at most 2,000 characters")
-        return value
-
-
-def read_rows(path: str | Path) -> list[tuple[int, dict]]:
-    """The measurements of a JSONL file, each line validated (``MeasurementRow``); a bad line is refused with its
-    number and field."""
-    p = Path(path)
-    text = read_text(p, "measurements file", MAX_JSONL_BYTES)
-    rows = []
-    for i, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        row = parse_json(line, f"{show(p)}: line {i}")
-        if not isinstance(row, dict):
-            raise ShardsimError(f"{show(p)}: line {i}: expected a JSON object per line")
-        try:
-            checked = MeasurementRow.model_validate(row)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            field = ".".join(str(x) for x in err["loc"])
-            raise ShardsimError(f"{show(p)}: line {i}: field '{field}': {err['msg']}") from None
-        rows.append((i, {**row, **checked.model_dump(exclude_unset=True)}))
-    if not rows:
-        raise ShardsimError(f"{show(p)}: no measurements in the file")
-    return rows
-
-
 def calibrate(path: str | Path) -> list[RowResult]:
     """Every row through shardsim. A row marked ``"evaluate": false`` (with its ``skip_reason``: a GPU that is not
     CUDA, a model that is not a Qwen3 preset) is left out; any other row shardsim cannot read (unknown model or
@@ -394,5 +333,6 @@ def calibrate(path: str | Path) -> list[RowResult]:
 
 
 from shardsim.engines.calibration_report import held_out_bands, summary  # noqa: E402  (re-exported)
+from shardsim.engines.calibration_rows import MeasurementRow, read_rows  # noqa: E402  (re-exported)
 
-__all__ = ["calibrate", "held_out_bands", "read_rows", "summary"]
+__all__ = ["MeasurementRow", "calibrate", "held_out_bands", "read_rows", "summary"]

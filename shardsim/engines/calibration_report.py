@@ -36,7 +36,7 @@ def summary(results: list) -> dict:
     rules: dict[str, list] = {}
     sources: dict[str, list] = {}
     for r in held:
-        rules.setdefault(r.rules if r.release else f"{r.rules.split(' ')[0]} release not logged", []).append(r)
+        rules.setdefault(r.rules if r.versioned else f"{r.rules.split(' ')[0]} release not logged", []).append(r)
         sources.setdefault(r.source.split(" (")[0][:120], []).append(r)
     out["held_out_by_rules"] = {k: _group(v) for k, v in sorted(rules.items())}
     out["held_out_by_source"] = {k: _group(v) for k, v in sorted(sources.items())}
@@ -62,11 +62,12 @@ def _band(errs: list[float]) -> float:
 
 def held_out_bands(results: list) -> dict[str, dict[str, dict[str, dict]]]:
     """engine → rule set → figure → {band, rows, worst (the row's label), worst_error}: the held-out error of each
-    rule set, from rows that name their release (an unversioned row cannot say which rules it tests, so it sets no
+    rule set, from rows that name their release or a range inside one rule set (engines/calibration_release.py; an
+    unversioned row cannot say which rules it tests, so it sets no
     band); the table ``engines/bands.py`` holds."""
     errors: dict[tuple[str, str, str], list[tuple[float, str]]] = {}
     for r in results:
-        if r.set != "held_out" or not r.rules or not r.release:
+        if r.set != "held_out" or not r.rules or not r.versioned:
             continue
         engine = r.rules.split(" ")[0].lower()
         for f in r.figures:

@@ -25,6 +25,7 @@ from shardsim.core.memory.activations import activation_peak_hf
 from shardsim.core.memory.kv_cache import kv_bytes_per_token
 from shardsim.core.memory.state import hf_state_bytes_per_sequence_per_layer, linear_layers_in
 from shardsim.core.model import ModelSpec, QuantConfig
+from shardsim.core.quant import fp8_export_spec
 from shardsim.engines.common import EngineRankReport, EngineReport, cublas_workspace_bytes, rank_weights
 from shardsim.engines.registry import Engine
 from shardsim.engines.releases import resolve
@@ -112,7 +113,8 @@ def predict_hf(spec: ModelSpec, layout: Layout, compute_capability: str | None, 
         peak_allocated_bytes=total, kv_cache_tokens=total_tokens * knobs.batch,
         error_bands={"peak_allocated_bytes": 0.05},
         notes=[f"prefill peak by the code path: {sum(r.used_bytes for r in ranks):,} B summed over GPUs "
-               "(not in the published Qwen benchmark figures)"] + _load_note(spec, dtype, quant, knobs, ranks),
+               "(not in the published Qwen benchmark figures)"] + _load_note(spec, dtype, quant, knobs, ranks)
+        + [n for n in (release.note, release.warning) if n],
     )
 
 
@@ -156,7 +158,8 @@ def _hf_refusal(spec: ModelSpec, dtype: str, quant: QuantConfig, knobs: HfKnobs,
 def predict(request) -> EngineReport:
     """``predict_hf`` for a ``requests.ServeRequest``."""
     hw = request.hardware
-    return predict_hf(request.model, request.layout, hw.compute_capability, request.workload.dtype, request.quant,
+    spec = fp8_export_spec(request.model, request.quant, loads_lm_head=True)  # transformers loads the export's lm_head
+    return predict_hf(spec, request.layout, hw.compute_capability, request.workload.dtype, request.quant,
                       request.engine.knobs, hw.capacity_bytes)
 
 

@@ -165,7 +165,7 @@ def predict_sglang(spec: ModelSpec, layout: Layout, capacity_bytes: int, nvidia_
         ranks=ranks, starts=refusal is None, refusal=refusal, kv_cache_tokens=tokens,
         max_concurrency=tokens / context if context else None,
         error_bands=error_bands("sglang", rules.label),
-        notes=([release.warning] if release.warning else [])
+        notes=[n for n in (release.note, release.warning) if n]
         + ["mem usage includes device-level loading overhead (~0.12 GiB, from one published log)"],
     )
 

@@ -245,7 +245,7 @@ def predict_sglang_hybrid(spec: ModelSpec, layout: Layout, capacity_bytes: int, 
         ranks=ranks, starts=refusal is None, refusal=refusal, kv_cache_tokens=pools.kv_tokens,
         max_concurrency=pools.kv_tokens / context if context else None,
         error_bands=error_bands("sglang", rules.label),
-        notes=([release.warning] if release.warning else [])
+        notes=[n for n in (release.note, release.warning) if n]
         + ["mem usage includes device-level loading overhead (~0.12 GiB, from one published log)"]
         + _notes(spec, rules, pools, ssm, full),
         kv_bytes_per_token=pools.cell, state_bytes_per_sequence=pools.per_request, state_blocks=pools.slots,

@@ -27,30 +27,23 @@ from pydantic import BaseModel, ConfigDict
 
 from shardsim.constants import (
     CUDA_CONTEXT_BYTES,
-    CUSTOM_ALLREDUCE_RANK_DATA_BYTES,
     VLLM_BIG_GPU_BYTES,
-    VLLM_CUDA_GRAPH_BYTES,
     VLLM_DEFAULT_BATCHED_TOKENS_BIG,
     VLLM_DEFAULT_BATCHED_TOKENS_SMALL,
     VLLM_DEFAULT_SEQS_BIG,
     VLLM_DEFAULT_SEQS_SMALL,
-    VLLM_FLASHINFER_SAMPLER_BYTES_PER_LOGIT,
     VLLM_FLASHINFER_WORKSPACE_BYTES,
     VLLM_LLM_BATCHED_TOKENS_BIG,
     VLLM_LLM_BATCHED_TOKENS_SMALL,
-    VLLM_NON_TORCH_BYTES,
-    VLLM_SAMPLER_BYTES_PER_LOGIT,
-    VLLM_V0_NON_TORCH_BYTES,
-    VLLM_V2_SAMPLER_BYTES_PER_LOGIT,
 )
-from shardsim.core.layout import Layout, rank_groups
-from shardsim.core.memory.activations import activation_peak, activation_peak_bytes
+from shardsim.core.layout import Layout
 from shardsim.core.memory.kv_cache import kv_bytes_per_token_per_layer
-from shardsim.core.memory.runtime import DEFAULT_FABRIC, Fabric, nccl_communicator_bytes, nvls_bytes, runtime_bytes
+from shardsim.core.memory.runtime import DEFAULT_FABRIC, Fabric
 from shardsim.core.memory.weights import weight_model
 from shardsim.core.model import ModelSpec, QuantConfig
 from shardsim.engines.bands import error_bands
-from shardsim.engines import vllm_hybrid, vllm_multimodal
+from shardsim.engines import vllm_hybrid, vllm_multimodal, vllm_profile as prof
+from shardsim.engines.vllm_profile import forward_peak as _forward_peak  # noqa: F401  (tests read it here)
 from shardsim.engines.common import EngineRankReport, EngineReport, cublas_workspace_bytes, rank_weights
 from shardsim.engines.refusals import kv_cache_refusal, loading_refusal, vllm_layout_refusal
 from shardsim.engines.registry import Engine, SuggestKnobs
@@ -79,6 +72,7 @@ class VllmKnobs(BaseModel):
     startup_free_bytes: int | None = None  # free memory at start when other processes hold some (None: all but the context)
     entrypoint: str = "serve"  # serve (OpenAI server) or llm (the offline vllm.LLM class): their own defaults
     install: str = "pip"  # pip (PyPI wheel: no flashinfer before 0.20) or docker (vllm/vllm-openai: flashinfer installed)
+    compile_cache: str = "cold"  # torch.compile cache: cold (a first start autotunes in the profile) or warm (a restart)
     # Hybrids only (engines/vllm_hybrid.py); None: not given, vLLM's default
     mamba_cache_dtype: str | None = None  # conv state (and before 0.17 the temporal state): auto = the model's
     mamba_ssm_cache_dtype: str | None = None  # temporal state, 0.17+: auto = the conv's (Qwen3.5: config's)
@@ -105,6 +99,8 @@ class VllmKnobs(BaseModel):
             raise ShardsimError(f"--sampler {self.sampler!r:.40} is not known; accepted: native, triton, flashinfer")
         if self.entrypoint not in ("serve", "llm"):
             raise ShardsimError(f"--vllm-entrypoint {self.entrypoint!r:.40} is not known; accepted: serve, llm")
+        if self.compile_cache not in ("cold", "warm"):
+            raise ShardsimError(f"--compile-cache {self.compile_cache!r:.40} is not known; accepted: cold, warm")
         if self.install not in ("pip", "docker"):
             raise ShardsimError(f"--vllm-install {self.install!r:.40} is not known; accepted: pip, docker")
         if self.version not in ("v1", "v0"):
@@ -161,60 +157,6 @@ def _loading_bytes(spec: ModelSpec, layout: Layout, dtype: str, quant: QuantConf
     return weights + rotary + expert_map + moe_layers * gidx_per_layer
 
 
-def _non_torch_bytes(knobs: VllmKnobs, rules: VllmRules, layout: Layout, rank: int, fabric: Fabric) -> int:
-    """Non-torch memory the profile charges: the kernels and handles loaded during start-up (fitted, TP1) plus,
-    at TP > 1, the TP group's NCCL buffers, NVLS, custom all-reduce IPC buffers (its 8 MiB rank data is a torch
-    tensor) and symmetric-memory buffer on this fabric (``core.memory.runtime``), and at PP > 1 the PP group's
-    NCCL communicator (vllm/distributed/device_communicators/cuda_communicator.py: PyNccl for every group but EP). The 0.8.5–0.9.0 profiler charges
-    everything used on the device, the CUDA context included."""
-    if knobs.version == "v0":
-        return VLLM_V0_NON_TORCH_BYTES
-    rt = runtime_bytes(rank, layout, False, fabric)
-    groups_bytes = 0
-    if layout.tp > 1:
-        groups = rank_groups(rank, layout)
-        groups_bytes = (nccl_communicator_bytes(groups.tp, fabric) + nvls_bytes(groups.tp, fabric)
-                        + max(0, rt.custom_allreduce - CUSTOM_ALLREDUCE_RANK_DATA_BYTES) + rt.symmetric_memory)
-    if layout.pp > 1:  # the PP group's own PyNccl communicator (every non-EP group gets one, cuda_communicator.py)
-        stride = layout.tp * layout.dp
-        groups_bytes += nccl_communicator_bytes(range(rank % stride, layout.world_size, stride), fabric)
-    context = CUDA_CONTEXT_BYTES if rules.profiler == "absolute" else 0
-    return VLLM_NON_TORCH_BYTES + groups_bytes + context
-
-
-def _forward_peak(spec: ModelSpec, layout: Layout, tokens: int, seqs: int, has_moe: bool, has_dense: bool,
-                  skip_attention: bool, gdn: str | None = None) -> int:
-    """The profile's dummy forward (``memory.activations``; ``gdn``: ``vllm_hybrid.gdn_profile``); Model Runner V2
-    profiles with ``skip_attn=True`` (v1/worker/gpu/model_runner.py@v0.22.0 profile_run): no attention transient."""
-    if not skip_attention:
-        return activation_peak_bytes(spec, layout.tp, layout.etp, tokens, seqs, has_moe, has_dense, False, gdn=gdn)
-    peak = activation_peak(spec, layout.tp, layout.etp, tokens, seqs, has_moe, has_dense, False, gdn=gdn)
-    return peak.resident + max(peak.mlp, peak.linear_attention)
-
-
-def _sampler(knobs: VllmKnobs, rules: VllmRules) -> str:
-    """The sampler the profile runs: the knob, else FlashInfer where this release uses it whenever installed and
-    the install has it, else the release's default."""
-    if knobs.sampler:
-        return knobs.sampler
-    if rules.flashinfer_when_installed and knobs.install == "docker":
-        return "flashinfer"
-    return rules.sampler
-
-
-def v2_sampler_state_bytes(spec: ModelSpec, max_num_reqs: int) -> int:
-    """Model Runner V2's persistent penalty state, allocated with the sampler at load (sample/penalties.py@v0.27.1,
-    PenaltiesState: ``output_bin_counts`` int32 [max_num_reqs, V] and ``prompt_bin_mask`` int32
-    [max_num_reqs, ceil(V/32)]). From 0.27 ``memory_profiling`` charges all memory consumed since the init
-    snapshot (utils/mem_utils.py@v0.27.0), these included."""
-    return max_num_reqs * spec.vocab_size * 4 + max_num_reqs * -(-spec.vocab_size // 32) * 4
-
-
-def _per_logit(knobs: VllmKnobs, rules: VllmRules) -> int:
-    sampler = _sampler(knobs, rules)
-    return VLLM_SAMPLER_BYTES_PER_LOGIT if sampler == "native" else VLLM_FLASHINFER_SAMPLER_BYTES_PER_LOGIT
-
-
 def _shape(spec: ModelSpec, capacity_bytes: int, gpu_name: str, knobs: VllmKnobs, rules: VllmRules) -> tuple[int, int, int]:
     """(max_num_seqs, max_num_batched_tokens, max_model_len) as this release resolves them."""
     max_len = knobs.max_model_len or spec.max_position_embeddings
@@ -239,6 +181,68 @@ def _release_refusal(knobs: VllmKnobs, rules: VllmRules, capacity_bytes: int) ->
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class _Profile:
+    """What every rank's profile shares: the model as served, the knobs and rules, the resolved shape."""
+
+    spec: ModelSpec
+    layout: Layout
+    dtype: str
+    quant: QuantConfig
+    knobs: VllmKnobs
+    rules: VllmRules
+    v2: bool
+    seqs: int
+    batched: int
+    fabric: Fabric
+    compute_capability: str | None
+    gpu_name: str
+    encoder: object
+    moe_prefix: tuple
+
+
+@dataclass(frozen=True, slots=True)
+class _RankTerms:
+    loading: int
+    activation: int
+    non_torch: int
+    graphs: prof.CudaGraphs | None
+    moe_workspace: tuple[int, int] = (0, 0)  # (bytes kept under the sampler, how much they raise the peak)
+    intermediate: int = 0
+    state: int = 0
+
+
+def _rank_terms(p: _Profile, held) -> _RankTerms:
+    """One rank's profile: loading, the activation peak (forward, sampler and what stays allocated under it),
+    non-torch memory (and V2's persistent buffers the 0.27+ profiler charges), its CUDA graphs."""
+    spec, layout, rules, knobs = p.spec, p.layout, p.rules, p.knobs
+    moe = p.moe_prefix[held.last_layer + 1] - p.moe_prefix[held.first_layer]
+    has_moe, has_dense = moe > 0, moe < held.layers
+    forward = prof.forward_peak(spec, layout, p.batched, p.seqs, has_moe, has_dense, p.v2,
+                            vllm_hybrid.gdn_profile(spec, rules, held.first_layer, held.last_layer))
+    is_first, is_last = held.pp_rank == 0, held.pp_rank == layout.pp - 1
+    logit = prof.v2_per_logit(rules, layout.tp) if p.v2 else prof.per_logit(_sampler(knobs, rules))
+    sampler = int(logit * p.seqs * spec.vocab_size) + 2 * spec.hidden_size * (p.batched + 2 * p.seqs) if is_last else 0
+    moe_ws = prof.moe_workspace_bytes(spec, layout.etp, p.batched) if has_moe and rules.moe_workspace_kept else 0
+    inter = (prof.intermediate_tensor_bytes(spec, p.batched, p.dtype)
+             if not is_first and prof.intermediate_charged(p.v2, rules) else 0)
+    activation = activation_core = max(forward, sampler + moe_ws)
+    vision_here = spec.vision is not None and rules.vision_on_stage(held.pp_rank, p.v2)
+    if p.encoder and vision_here:   # the encoder's run, then its outputs held through the language model's
+        activation = max(p.encoder.forward_peak_bytes, p.encoder.output_bytes + activation)
+    attention_workspace = (VLLM_FLASHINFER_WORKSPACE_BYTES
+                           if rules.flashinfer_attention_sm100 and str(p.compute_capability).startswith("10.") else 0)
+    activation += cublas_workspace_bytes(p.compute_capability) + attention_workspace + (0 if p.v2 else inter)
+    loading = _loading_bytes(spec, layout, p.dtype, p.quant, held.weight_bytes, moe) + vllm_multimodal.extra_weight_bytes(
+        spec, layout, p.dtype, vllm_quant(p.quant), held.rank, vision_here, knobs.mm_encoder_tp_mode, p.batched)
+    state = prof.v2_sampler_state_bytes(spec, p.seqs) if p.v2 and rules.profiler == "consumed" and is_last else 0
+    non_torch = prof.non_torch_bytes(knobs.version, rules, layout, held.rank, p.fabric) + state + (inter if p.v2 else 0)
+    graphs = prof.cuda_graphs(spec, layout.tp, layout.etp, held.layers, has_moe, has_dense, rules, p.v2, prof.GraphRun(
+        p.seqs, p.batched, knobs.enforce_eager, knobs.version == "v0", prof.rocm(p.gpu_name)))
+    kept = (moe_ws if is_last else 0, activation_core - max(forward, sampler))
+    return _RankTerms(loading, activation, non_torch, graphs, kept, inter, state)
+
+
 def predict_vllm(spec: ModelSpec, layout: Layout, capacity_bytes: int, gpu_name: str, compute_capability: str | None,
                  dtype: str, quant: QuantConfig, knobs: VllmKnobs, fabric: Fabric = DEFAULT_FABRIC) -> EngineReport:
     knobs = knobs.checked()
@@ -253,35 +257,18 @@ def predict_vllm(spec: ModelSpec, layout: Layout, capacity_bytes: int, gpu_name:
     hybrid = (vllm_hybrid.setup(spec, layout, knobs, release, dtype, kv_bytes, compute_capability)
               if spec.is_hybrid else None)
     requested = int(capacity_bytes * knobs.gpu_memory_utilization)
-    per_logit = _per_logit(knobs, rules)
-    cublas = cublas_workspace_bytes(compute_capability)
-    graphs = 0 if knobs.enforce_eager else VLLM_CUDA_GRAPH_BYTES
-    moe_prefix = weight_model(spec, dtype, vllm_quant(quant)).moe_prefix
-    ranks, pools = [], []
+    ranks, pools, terms = [], [], []
     refusal = _release_refusal(knobs, rules, capacity_bytes) or (hybrid.refusal if hybrid else None)
     v2 = knobs.version == "v1" and rules.uses_v2(spec.is_moe, quant.method != "none")
-    subtract_graphs = not knobs.enforce_eager and rules.graphs_subtracted(v2)
-    attention_workspace = (VLLM_FLASHINFER_WORKSPACE_BYTES
-                           if rules.flashinfer_attention_sm100 and str(compute_capability).startswith("10.") else 0)
-    encoder = vllm_multimodal.profile_for(spec, layout.tp, dtype, limits, knobs, seqs, batched)
+    profile = _Profile(spec, layout, dtype, quant, knobs, rules, v2, seqs, batched, fabric, compute_capability, gpu_name,
+                       vllm_multimodal.profile_for(spec, layout.tp, dtype, limits, knobs, seqs, batched),
+                       weight_model(spec, dtype, vllm_quant(quant)).moe_prefix)
     for held in rank_weights(spec, layout, dtype, vllm_quant(quant)):
-        moe = moe_prefix[held.last_layer + 1] - moe_prefix[held.first_layer]
-        forward = _forward_peak(spec, layout, batched, seqs, moe > 0, moe < held.layers, v2,
-                                vllm_hybrid.gdn_profile(spec, rules, held.first_layer, held.last_layer))
-        is_last = held.pp_rank == layout.pp - 1
-        logit_bytes = (VLLM_V2_SAMPLER_BYTES_PER_LOGIT * (1 + (1 / layout.tp if layout.tp > 1 else 0))) if v2 else per_logit
-        sampler = int(logit_bytes * seqs * spec.vocab_size) + 2 * spec.hidden_size * (batched + 2 * seqs) if is_last else 0
-        vision_here = spec.vision is not None and rules.vision_on_stage(held.pp_rank, v2)
-        activation = max(forward, sampler)
-        if encoder and vision_here:   # the encoder's run, then its outputs held through the language model's
-            activation = max(encoder.forward_peak_bytes, encoder.output_bytes + activation)
-        activation += cublas + attention_workspace
-        loading = _loading_bytes(spec, layout, dtype, quant, held.weight_bytes, moe) + vllm_multimodal.extra_weight_bytes(
-            spec, layout, dtype, vllm_quant(quant), held.rank, vision_here, knobs.mm_encoder_tp_mode, batched)
-        non_torch = _non_torch_bytes(knobs, rules, layout, held.rank, fabric)
-        if v2 and rules.profiler == "consumed":  # persistent torch buffers since the snapshot are charged (0.27+)
-            non_torch += v2_sampler_state_bytes(spec, seqs)
-        available = requested - loading - activation - non_torch - (graphs if subtract_graphs else 0)
+        t = _rank_terms(profile, held)
+        terms.append(t)
+        graphs = t.graphs.capture_bytes if t.graphs else 0
+        subtracted = t.graphs.estimate_bytes if t.graphs and t.graphs.subtracted else 0
+        available = requested - t.loading - t.activation - t.non_torch - subtracted
         if knobs.kv_cache_memory_bytes is not None:
             available = knobs.kv_cache_memory_bytes
         blocks = max(0, available) // page_per_layer // held.layers
@@ -290,12 +277,12 @@ def predict_vllm(spec: ModelSpec, layout: Layout, capacity_bytes: int, gpu_name:
             pools.append(vllm_hybrid.rank_pool(spec, held.first_layer, held.last_layer, available, hybrid))
             cache_bytes = pools[-1].num_blocks * hybrid.page_bytes * pools[-1].group_size
         ranks.append(EngineRankReport(
-            rank=held.rank, layers=held.layers, model_loading_bytes=loading, activation_peak_bytes=activation,
-            non_torch_bytes=non_torch, cuda_graph_bytes=graphs, available_kv_cache_bytes=available,
+            rank=held.rank, layers=held.layers, model_loading_bytes=t.loading, activation_peak_bytes=t.activation,
+            non_torch_bytes=t.non_torch, cuda_graph_bytes=graphs, available_kv_cache_bytes=available,
             kv_cache_bytes=cache_bytes, kv_cache_tokens=tokens,
-            used_bytes=CUDA_CONTEXT_BYTES + loading + activation + non_torch + cache_bytes + graphs,
+            used_bytes=CUDA_CONTEXT_BYTES + t.loading + t.activation + t.non_torch + cache_bytes + graphs,
         ))
-        refusal = refusal or loading_refusal(held.rank, loading, capacity_bytes - CUDA_CONTEXT_BYTES)
+        refusal = refusal or loading_refusal(held.rank, t.loading, capacity_bytes - CUDA_CONTEXT_BYTES)
     cache = (_hybrid_cache(spec, knobs, rules, hybrid, pools, ranks, seqs, max_len) if hybrid
              else _dense_cache(spec, knobs, rules, ranks, page_per_layer, max_len))
     refusal = refusal or vllm_layout_refusal(spec, layout, quant, cache.max_len) or cache.refusal
@@ -307,14 +294,30 @@ def predict_vllm(spec: ModelSpec, layout: Layout, capacity_bytes: int, gpu_name:
         engine="vllm", version=release.version,
         rules=rules.to_dict(hybrid=hybrid is not None, vision=vision_model) | {
             "engine_core": knobs.version, "model_runner": "v2" if v2 else "v1",
-            "sampler": "v2" if v2 else _sampler(knobs, rules), "cuda_graphs_subtracted": subtract_graphs},
+            "sampler": "v2" if v2 else _sampler(knobs, rules),
+            "cuda_graphs_subtracted": bool(terms[0].graphs and terms[0].graphs.subtracted)},
         knobs={**knob_values, "sampler": _sampler(knobs, rules), "max_num_seqs": seqs,
                "max_num_batched_tokens": batched, "max_model_len": cache.max_len},
         ranks=ranks, starts=refusal is None, refusal=refusal, kv_cache_tokens=cache.tokens,
         max_concurrency=cache.concurrency, error_bands=error_bands("vllm", rules.label),
-        notes=([release.warning] if release.warning else []) + [_sampler_note(knobs, rules, seqs, spec.vocab_size, v2)]
-        + list(cache.notes) + ([encoder.describe()] if encoder else []), **cache.fields,
+        notes=_notes(release, profile, terms, ranks) + list(cache.notes)
+        + ([profile.encoder.describe()] if profile.encoder else []), **cache.fields,
     )
+
+
+def _sampler(knobs: VllmKnobs, rules: VllmRules) -> str:
+    return prof.sampler_name(knobs.sampler, knobs.install, rules)
+
+
+def _notes(release, p: _Profile, terms: list[_RankTerms], ranks: list[EngineRankReport]) -> list[str]:
+    """The release used, the sampler, the CUDA graphs and what else the profile charges (the worst rank's)."""
+    worst = terms[min(range(len(ranks)), key=lambda i: ranks[i].available_kv_cache_bytes)]
+    extras = prof.buffers_note(max(t.moe_workspace for t in terms), max(t.intermediate for t in terms),
+                               max(t.state for t in terms), p.rules, p.v2)
+    compiled = prof.compile_note(p.knobs.compile_cache, p.knobs.enforce_eager, p.knobs.version)
+    return ([n for n in (release.note, release.warning) if n]
+            + [prof.sampler_note(_sampler(p.knobs, p.rules), p.rules, p.seqs, p.spec.vocab_size, p.v2, p.layout.tp)]
+            + ([worst.graphs.describe()] if worst.graphs else []) + [n for n in (extras, compiled) if n])
 
 
 @dataclass(frozen=True, slots=True)
@@ -358,26 +361,6 @@ def _hybrid_cache(spec: ModelSpec, knobs: VllmKnobs, rules: VllmRules, hybrid: v
                                hybrid.block_size, hybrid.page_bytes, worst[1].group_size, max_len)
     return CacheFigures(max_len, s.kv_cache_tokens, s.max_concurrency, refusal or s.refusal, s.notes,
                         s.fields)
-
-
-SAMPLER_SOURCES = {
-    "native": "PyTorch sort of the fp32 logits with int64 indices, v1/sample/ops/topk_topp_sampler.py@v0.11.1",
-    "triton": "in-place Triton top-k/top-p, no sort buffers, v1/sample/ops/topk_topp_sampler.py@v0.17.0",
-    "flashinfer": "FlashInfer top-k/top-p: opted in (VLLM_USE_FLASHINFER_SAMPLER=1), or installed up to 0.11.0 "
-                  "(topk_topp_sampler.py@v0.11.0; the vllm/vllm-openai image installs it, docker/Dockerfile)",
-}
-
-
-def _sampler_note(knobs: VllmKnobs, rules: VllmRules, seqs: int, vocab: int, v2: bool) -> str:
-    if v2:
-        return (f"activation peak: Model Runner V2's dummy sampler over {seqs:,} × {vocab:,} logits reads the bf16 "
-                f"logits in place ({VLLM_V2_SAMPLER_BYTES_PER_LOGIT} B per logit, v1/worker/gpu/model_runner.py@v0.27.1 "
-                "_dummy_sampler_run); its forward skips attention"
-                + ("; its persistent penalty state is charged (utils/mem_utils.py@v0.27.0)"
-                   if rules.profiler == "consumed" else ""))
-    sampler = _sampler(knobs, rules)
-    return (f"activation peak: the profile's dummy sampler over {seqs:,} × {vocab:,} logits, "
-            f"{_per_logit(knobs, rules)} B per logit ({sampler}: {SAMPLER_SOURCES[sampler]})")
 
 
 def serve_command(spec: ModelSpec, layout: Layout, knobs: dict) -> str:

@@ -8,7 +8,8 @@ from shardsim.render.tables import new_table
 def calibration_rows_json(results: list, summ: dict) -> dict:
     """The JSON document of a calibration run."""
     rows = [{"line": r.line, "label": r.label, "ok": r.ok, "error": r.error, "starts_predicted": r.starts_predicted,
-             "starts_measured": r.starts_measured,
+             "starts_measured": r.starts_measured, "release": r.release, "rules": r.rules, "versioned": r.versioned,
+             "release_note": r.release_note,
              "figures": [{"name": f.name, "predicted": f.predicted, "measured": f.measured, "unit": f.unit,
                           "error_pct": 100 * f.error, "bound_pct": None if f.bound is None else 100 * f.bound,
                           "ok": f.ok} for f in r.figures]} for r in results]
@@ -25,6 +26,8 @@ def render_calibration(results: list, summ: dict, console) -> None:
             table.add_row(str(r.line) if i == 0 else "", r.label if i == 0 else "", f.name,
                           f"{f.predicted:,.4g} {f.unit}", f"{f.measured:,.6g} {f.unit}", f"{100 * f.error:+.2f} %",
                           "–" if f.bound is None else f"±{100 * f.bound:g} %", "[green]✓[/]" if f.ok else "[red]✗[/]")
+        if r.release_note:
+            table.add_row("", "[dim]" + r.release_note + "[/]", "", "", "", "", "", "")
         if r.starts_predicted is not None:
             table.add_row("", "", "starts", "yes" if r.starts_predicted else "no", "yes" if r.starts_measured else "no",
                           "", "", "[green]✓[/]" if r.verdict_right else "[red]✗[/]")

@@ -3,6 +3,7 @@
 import pytest
 
 from shardsim.core.layout import Layout, validate_layout
+from shardsim.core.memory.activations import activation_peak_bytes
 from shardsim.engines.releases import parse_version, resolve
 from shardsim.core.requests import Hardware, ServeRequest
 from shardsim.core.workload import Workload
@@ -51,9 +52,15 @@ def test_14b_h100_activation_peak_falls_with_the_triton_sampler():
     assert old.ranks[0].activation_peak_bytes - new.ranks[0].activation_peak_bytes == 1024 * 151_936 * (38 - 14)
     assert new.ranks[0].available_kv_cache_bytes - old.ranks[0].available_kv_cache_bytes == 1024 * 151_936 * 24
     assert old.rules["sampler"] == "native" and new.rules["sampler"] == "triton"
-    # 0.20 takes the CUDA-graph estimate (fitted, 100 MiB) off the budget
+    # 0.20 takes V1's CUDA-graph estimate off the budget (engines/vllm_profile.py): 51 sizes (1, 2, 4, 8 … 248,
+    # 256 … 512) × 41 pieces (40 layers + 1) PIECEWISE and 51 FULL decode sizes (≤ 1,024 sequences). The first
+    # capture of each mode is the pool (the 512-token forward) + its graphs; every other size costs the second
+    # capture, at least 1 MiB: 50 × 41 graphs PIECEWISE, 50 × max(1 graph, 1 MiB) FULL.
     v020 = vllm("14b", "0.20.0")
-    assert new.ranks[0].available_kv_cache_bytes - v020.ranks[0].available_kv_cache_bytes == fitted("VLLM_CUDA_GRAPH_BYTES")
+    per, pool = fitted("VLLM_CUDA_GRAPH_BYTES_PER_GRAPH"), activation_peak_bytes(get_preset("14b"), 1, 1, 512, 512, False,
+                                                                                  True, False)
+    estimate = pool + 41 * per + 50 * 41 * per + 50 * (1 << 20)
+    assert new.ranks[0].available_kv_cache_bytes - v020.ranks[0].available_kv_cache_bytes == estimate == 1_303_668_752
 
 
 def test_v2_runner_sampler_and_penalty_state_from_0_27():
@@ -62,9 +69,14 @@ def test_v2_runner_sampler_and_penalty_state_from_0_27():
     assert v026.rules["sampler"] == v033.rules["sampler"] == "v2"
     # 0.27+: the persistent penalty state is charged: int32 [1,024, 151,936] + int32 [1,024, ceil(151,936 / 32)]
     state = 1024 * 151_936 * 4 + 1024 * 4748 * 4
-    # … and 0.29+ subtracts the CUDA-graph estimate for V2 too (0.22–0.28: V2's estimate is 0)
+    # … and 0.29+ subtracts V2's CUDA-graph estimate too (0.22–0.28: V2's estimate is 0): V2 captures PIECEWISE in
+    # full and extrapolates FULL, i.e. the capture: the pool + (51 × 41 + 51) graphs
+    pool = activation_peak_bytes(spec, 1, 1, 512, 512, False, True, False)
+    capture = pool + (51 * 41 + 51) * fitted("VLLM_CUDA_GRAPH_BYTES_PER_GRAPH")
     drop = v026.ranks[0].available_kv_cache_bytes - v033.ranks[0].available_kv_cache_bytes
-    assert drop == state + fitted("VLLM_CUDA_GRAPH_BYTES")
+    assert drop == state + capture == 641_777_664 + 1_280_070_048
+    # the forward sets the activation peak in both: 0.33's fp32 logit copy (6 B per logit) stays below it
+    assert v026.ranks[0].activation_peak_bytes == v033.ranks[0].activation_peak_bytes
     assert spec.vocab_size == 151_936
 
 
