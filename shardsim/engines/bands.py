@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 HELD_OUT: dict[str, dict[str, dict[str, dict]]] = {'sglang': {'SGLang 0.5.10–0.5.19 rules': {'kv_cache_tokens': {'band': 0.002,
                                                                'rows': 2,
-                                                               'worst': 'Qwen/Qwen3-Reranker-0.6B · SGLang · '
-                                                                        'NVIDIA H100 80GB HBM3 · TP1',
+                                                               'worst': 'Qwen/Qwen3-Reranker-0.6B · SGLang · NVIDIA '
+                                                                        'H100 80GB HBM3 · TP1',
                                                                'worst_error': 0.0016},
                                            'model_loading_bytes': {'band': 0.06,
                                                                    'rows': 3,
@@ -31,26 +31,26 @@ HELD_OUT: dict[str, dict[str, dict[str, dict]]] = {'sglang': {'SGLang 0.5.10–0
                                                                     'worst_error': 0.023},
                                        'kv_cache_tokens': {'band': 0.024,
                                                            'rows': 8,
-                                                           'worst': 'Qwen/Qwen3-8B · vLLM · NVIDIA L40S (44.39 GiB '
-                                                                    "per vLLM 'Free memory on device (4",
+                                                           'worst': 'Qwen/Qwen3-8B · vLLM · NVIDIA L40S (44.39 GiB per '
+                                                                    "vLLM 'Free memory on device (4",
                                                            'worst_error': 0.0231},
                                        'model_loading_bytes': {'band': 0.008,
                                                                'rows': 9,
-                                                               'worst': 'Qwen/Qwen3-8B (self-quantized AWQ W4A16 '
-                                                                        'g128 asym, llm-compressor) · vLLM · NVID',
+                                                               'worst': 'Qwen/Qwen3-8B (self-quantized AWQ W4A16 g128 '
+                                                                        'asym, llm-compressor) · vLLM · NVID',
                                                                'worst_error': 0.0078}},
-          'vLLM 0.17–0.19 rules': {'available_kv_cache_bytes': {'band': 0.135,
-                                                                'rows': 3,
-                                                                'worst': 'Qwen/Qwen3-0.6B · vLLM · NVIDIA GeForce '
-                                                                         'RTX 3060 12GB (11.63 GiB total per vLLM ',
-                                                                'worst_error': 0.1343},
-                                   'kv_cache_tokens': {'band': 0.135,
-                                                       'rows': 4,
-                                                       'worst': 'Qwen/Qwen3-0.6B · vLLM · NVIDIA GeForce RTX 3060 '
-                                                                '12GB (11.63 GiB total per vLLM ',
-                                                       'worst_error': 0.1341},
+          'vLLM 0.17–0.19 rules': {'available_kv_cache_bytes': {'band': 0.009,
+                                                                'rows': 2,
+                                                                'worst': 'Qwen/Qwen3-8B · vLLM · NVIDIA A100-SXM4-40GB '
+                                                                         '(40960MiB) · TP1',
+                                                                'worst_error': 0.0084},
+                                   'kv_cache_tokens': {'band': 0.01,
+                                                       'rows': 3,
+                                                       'worst': 'Qwen/Qwen3-32B · vLLM · Blackwell sm_120 GPU, model '
+                                                                'not named (RTX PRO 6000 Blac',
+                                                       'worst_error': 0.0094},
                                    'model_loading_bytes': {'band': 0.001,
-                                                           'rows': 3,
+                                                           'rows': 2,
                                                            'worst': 'Qwen/Qwen3-8B · vLLM · NVIDIA A100-SXM4-40GB '
                                                                     '(40960MiB) · TP1',
                                                            'worst_error': 0.0002}},
@@ -61,19 +61,18 @@ HELD_OUT: dict[str, dict[str, dict[str, dict]]] = {'sglang': {'SGLang 0.5.10–0
                                                        'worst_error': 0.1146},
                                    'model_loading_bytes': {'band': 0.001,
                                                            'rows': 1,
-                                                           'worst': 'Qwen/Qwen3-8B · vLLM · NVIDIA GeForce RTX '
-                                                                    '5090 32607MiB · TP1',
+                                                           'worst': 'Qwen/Qwen3-8B · vLLM · NVIDIA GeForce RTX 5090 '
+                                                                    '32607MiB · TP1',
                                                            'worst_error': 0.0002}},
           'vLLM 0.27–0.28 rules': {'available_kv_cache_bytes': {'band': 0.169,
                                                                 'rows': 2,
-                                                                'worst': 'Qwen/Qwen3-32B · vLLM · NVIDIA RTX PRO '
-                                                                         '6000 Blackwell Server Edition 95.01 GiB '
-                                                                         '(',
+                                                                'worst': 'Qwen/Qwen3-32B · vLLM · NVIDIA RTX PRO 6000 '
+                                                                         'Blackwell Server Edition 95.01 GiB (',
                                                                 'worst_error': 0.1685},
                                    'kv_cache_tokens': {'band': 0.061,
                                                        'rows': 2,
-                                                       'worst': 'Qwen/Qwen3-32B · vLLM · NVIDIA RTX PRO 6000 '
-                                                                'Blackwell Server Edition 95.01 GiB (',
+                                                       'worst': 'Qwen/Qwen3-32B · vLLM · NVIDIA RTX PRO 6000 Blackwell '
+                                                                'Server Edition 95.01 GiB (',
                                                        'worst_error': 0.0605},
                                    'model_loading_bytes': {'band': 0.003,
                                                            'rows': 3,
@@ -82,13 +81,13 @@ HELD_OUT: dict[str, dict[str, dict[str, dict]]] = {'sglang': {'SGLang 0.5.10–0
                                                            'worst_error': 0.0022}},
           'vLLM 0.8.5 rules': {'kv_cache_tokens': {'band': 0.067,
                                                    'rows': 1,
-                                                   'worst': 'Qwen/Qwen3-30B-A3B · vLLM · NVIDIA A10 24GB (4x A10, '
-                                                            '96GB total as stated) · TP4',
+                                                   'worst': 'Qwen/Qwen3-30B-A3B · vLLM · NVIDIA A10 24GB (4x A10, 96GB '
+                                                            'total as stated) · TP4',
                                                    'worst_error': 0.0668},
                                'model_loading_bytes': {'band': 0.001,
                                                        'rows': 1,
-                                                       'worst': 'Qwen/Qwen3-30B-A3B · vLLM · NVIDIA A10 24GB (4x '
-                                                                'A10, 96GB total as stated) · TP4',
+                                                       'worst': 'Qwen/Qwen3-30B-A3B · vLLM · NVIDIA A10 24GB (4x A10, '
+                                                                '96GB total as stated) · TP4',
                                                        'worst_error': 0.0001}},
           'vLLM 0.9.1–0.10.1 rules': {'available_kv_cache_bytes': {'band': 0.002,
                                                                    'rows': 1,
@@ -102,8 +101,8 @@ HELD_OUT: dict[str, dict[str, dict[str, dict]]] = {'sglang': {'SGLang 0.5.10–0
                                                           'worst_error': 0.0019},
                                       'model_loading_bytes': {'band': 0.001,
                                                               'rows': 1,
-                                                              'worst': 'Qwen/Qwen3-8B · vLLM · NVIDIA '
-                                                                       'A100-SXM4-40GB (40960MiB) · TP1',
+                                                              'worst': 'Qwen/Qwen3-8B · vLLM · NVIDIA A100-SXM4-40GB '
+                                                                       '(40960MiB) · TP1',
                                                               'worst_error': 0.0001}}}}
 """engine → rule-set label → figure → {band, rows, worst (its row), worst_error}."""
 

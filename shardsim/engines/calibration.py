@@ -54,6 +54,9 @@ class RowResult:
     release_note: str | None = None  # the release used, when the row does not name one exactly
     set: str = "held_out"
     source: str = ""
+    # why the row's logged figures cannot come from the configuration it states (``_contradiction``): such a row is
+    # shown, not scored (not in the counts, the bands or the start verdicts)
+    excluded: str | None = None
 
     @property
     def verdict_right(self) -> bool:
@@ -231,10 +234,30 @@ def _vllm_row(row: dict, request, joined: str, context: int, release: str | None
     tokens = _num(joined, r"GPU KV cache size: ([0-9]+) tokens")
     if tokens:
         result.figures.append(Figure("KV cache tokens", rep.kv_cache_tokens, tokens, BOUNDS["kv_cache_tokens"], "tokens"))
+    if not rep.knobs.get("kv_cache_memory_bytes"):  # a KV size given outright is not bound by the utilization
+        result.excluded = _contradiction(loading, avail, rep.knobs.get("gpu_memory_utilization"),
+                                         request.hardware.capacity_bytes)
     conc = _num(joined, r"Maximum concurrency[^:]*: ([0-9.]+)x")
     if conc:
         result.figures.append(Figure("max concurrency", rep.max_concurrency, conc, BOUNDS["kv_cache_tokens"], "x"))
     return rep
+
+
+def _contradiction(loading_gib: float | None, available_gib: float | None, utilization: float | None,
+                   total_bytes: int) -> str | None:
+    """Why a vLLM log contradicts its stated budget, or None. vLLM sizes the KV cache as the requested memory
+    (total × gpu_memory_utilization) less the weights, the profile's torch peak increase and the non-torch increase
+    (v1/worker/gpu_worker.py@v0.9.1 … @v0.33.0 determine_available_memory; @v0.8.5 the absolute peak, weights
+    included): the peak and the increase of one process cannot be negative, so available KV + weights ≤ total ×
+    utilization. A log above that had memory freed by another process during the profile (or a budget other than
+    the one stated): what no plan of one process can reproduce."""
+    if loading_gib is None or available_gib is None or not utilization:
+        return None
+    budget = total_bytes * utilization / GiB
+    if loading_gib + available_gib <= budget:
+        return None
+    return (f"weights {loading_gib:g} + available KV {available_gib:g} GiB exceed the stated budget {utilization:g} × "
+            f"{total_bytes / GiB:.2f} = {budget:.2f} GiB: memory was freed by another process during the profile")
 
 
 def calibrate_row(row: dict, line: int) -> RowResult:

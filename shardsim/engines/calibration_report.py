@@ -28,9 +28,13 @@ def _group(results: list) -> dict:
 
 def summary(results: list) -> dict:
     """Every figure overall, and per set (fitted / held-out), per engine rule set (held-out), and per source
-    (held-out: each source's rows, none of which any constant was fitted to: the leave-one-source-out error)."""
+    (held-out: each source's rows, none of which any constant was fitted to: the leave-one-source-out error). Rows
+    whose logs contradict their stated configuration (``RowResult.excluded``) are listed apart and counted nowhere."""
+    excluded = [r for r in results if r.excluded]
+    results = [r for r in results if not r.excluded]
     held = [r for r in results if r.set == "held_out"]
     out = _group(results)
+    out["excluded"] = [{"line": r.line, "label": r.label, "set": r.set, "why": r.excluded} for r in excluded]
     out["fitted"] = _group([r for r in results if r.set == "fitted"])
     out["held_out"] = _group(held)
     rules: dict[str, list] = {}
@@ -67,7 +71,7 @@ def held_out_bands(results: list) -> dict[str, dict[str, dict[str, dict]]]:
     band); the table ``engines/bands.py`` holds."""
     errors: dict[tuple[str, str, str], list[tuple[float, str]]] = {}
     for r in results:
-        if r.set != "held_out" or not r.rules or not r.versioned:
+        if r.set != "held_out" or not r.rules or not r.versioned or r.excluded:
             continue
         engine = r.rules.split(" ")[0].lower()
         for f in r.figures:

@@ -9,7 +9,7 @@ def calibration_rows_json(results: list, summ: dict) -> dict:
     """The JSON document of a calibration run."""
     rows = [{"line": r.line, "label": r.label, "ok": r.ok, "error": r.error, "starts_predicted": r.starts_predicted,
              "starts_measured": r.starts_measured, "release": r.release, "rules": r.rules, "versioned": r.versioned,
-             "release_note": r.release_note,
+             "release_note": r.release_note, "excluded": r.excluded,
              "figures": [{"name": f.name, "predicted": f.predicted, "measured": f.measured, "unit": f.unit,
                           "error_pct": 100 * f.error, "bound_pct": None if f.bound is None else 100 * f.bound,
                           "ok": f.ok} for f in r.figures]} for r in results]
@@ -28,6 +28,8 @@ def render_calibration(results: list, summ: dict, console) -> None:
                           "–" if f.bound is None else f"±{100 * f.bound:g} %", "[green]✓[/]" if f.ok else "[red]✗[/]")
         if r.release_note:
             table.add_row("", "[dim]" + r.release_note + "[/]", "", "", "", "", "", "")
+        if r.excluded:
+            table.add_row("", "[yellow]not scored: " + r.excluded + "[/]", "", "", "", "", "", "")
         if r.starts_predicted is not None:
             table.add_row("", "", "starts", "yes" if r.starts_predicted else "no", "yes" if r.starts_measured else "no",
                           "", "", "[green]✓[/]" if r.verdict_right else "[red]✗[/]")
@@ -40,6 +42,8 @@ def render_calibration(results: list, summ: dict, console) -> None:
         console.print(f"{label}: {g['rows_ok']} of {g['rows']} rows within their bounds · start verdicts right: "
                       f"{g['start_verdicts_right']} of {g['rows']}"
                       + (f" · out of bounds: lines {g['rows_failed']}" if g["rows_failed"] else ""))
+    for row in summ.get("excluded", []):
+        console.print(f"not scored ({row['set']}): line {row['line']}: {row['why']}")
     sources = summ.get("held_out_by_source", {})
     if sources:
         worst = max(sources.items(), key=lambda kv: max((f["mean_abs_error_pct"] for f in kv[1]["figures"].values()),

@@ -153,3 +153,23 @@ def test_calibrate_cli_and_bad_file(tmp_path):
     bad.write_text('{"model": "Qwen/Qwen3-8B"\n')
     proc = subprocess.run([EXE, "calibrate", str(bad)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "line 1" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def _budget_row(available_gib: float) -> dict:
+    """A vLLM 0.19 log on a 12 GB card at utilization 0.75 (total 11.63 GiB as logged), weights 1.12 GiB."""
+    return {"model": "Qwen/Qwen3-0.6B", "dtype": "bf16", "engine": "vLLM", "engine_version": "0.19.0",
+            "gpu": "NVIDIA GeForce RTX 3060 12GB (11.63 GiB total)", "tp": 1, "context": 8192, "gpu_mem_util": 0.75,
+            "measured": {"Model loading took": "1.12 GiB memory",
+                         "Available KV cache memory": f"{available_gib} GiB"}}
+
+
+def test_a_log_above_its_own_budget_is_shown_not_scored():
+    from shardsim.engines.calibration import calibrate_row
+    from shardsim.engines.calibration_report import summary as summarise
+
+    # budget 0.75 × 11.63 = 8.7225 GiB; weights 1.12 leave at most 7.6025 GiB of KV for one process
+    within, above = calibrate_row(_budget_row(7.60), 1), calibrate_row(_budget_row(8.03), 2)
+    assert within.excluded is None
+    assert above.excluded is not None and "8.72 GiB" in above.excluded
+    summ = summarise([within, above])
+    assert summ["rows"] == 1 and [row["line"] for row in summ["excluded"]] == [2]
