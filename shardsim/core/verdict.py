@@ -6,7 +6,8 @@ the planner's activations and runtime are estimates (``constants.ACTIVATION_UNCE
 ``RUNTIME_UNCERTAINTY``; weights, KV and state are exact); the engine's KV-token band is the held-out error of the
 rule set in use (``engines.bands``). A plan is BORDERLINE when the estimated terms, each moved to the far edge of its
 band, would use up the headroom — or when the engine's KV cache, moved to the low edge of its band, would no longer
-hold one request of its context.
+hold one request of its context — or when the engine names a start risk (``EngineReport.start_risk``: vLLM's CUDA
+graphs, captured after the KV cache, at the high edge of their held-out band).
 
 Exit codes with ``--check``: 0 FITS, 1 DOES NOT FIT or WILL NOT START, 3 BORDERLINE (2 stays bad input).
 """
@@ -63,6 +64,8 @@ def plan_verdict(report, engine=None, fix_layout=None) -> Verdict:
         return Verdict(BORDERLINE, f"headroom {report.headroom_bytes / gib:.2f} GiB is inside the estimates' band "
                                    f"(±{band / gib:.2f} GiB of activations and runtime)",
                        "a shorter --context or smaller --batch, or one more GPU of --tp", band)
+    if engine is not None and engine.start_risk:
+        return Verdict(BORDERLINE, f"{engine.engine}: {engine.start_risk}", engine.suggestion, band)
     if engine is not None:
         tokens_band = engine.error_bands.get("kv_cache_tokens")
         concurrency = engine.max_concurrency

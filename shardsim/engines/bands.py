@@ -29,6 +29,11 @@ HELD_OUT: dict[str, dict[str, dict[str, dict]]] = {'sglang': {'SGLang 0.5.10–0
                                                                              "(44.39 GiB per vLLM 'Free memory on "
                                                                              'device (4',
                                                                     'worst_error': 0.023},
+                                       'cuda_graph_bytes': {'band': 1.415,
+                                                            'rows': 4,
+                                                            'worst': 'Qwen/Qwen3-8B · vLLM · NVIDIA L40S (44.39 GiB '
+                                                                     "per vLLM 'Free memory on device (4",
+                                                            'worst_error': 1.4143},
                                        'kv_cache_tokens': {'band': 0.024,
                                                            'rows': 8,
                                                            'worst': 'Qwen/Qwen3-8B · vLLM · NVIDIA L40S (44.39 GiB per '
@@ -44,6 +49,11 @@ HELD_OUT: dict[str, dict[str, dict[str, dict]]] = {'sglang': {'SGLang 0.5.10–0
                                                                 'worst': 'Qwen/Qwen3-8B · vLLM · NVIDIA A100-SXM4-40GB '
                                                                          '(40960MiB) · TP1',
                                                                 'worst_error': 0.0084},
+                                   'cuda_graph_bytes': {'band': 0.567,
+                                                        'rows': 1,
+                                                        'worst': 'Qwen/Qwen3-8B · vLLM · NVIDIA A100-SXM4-40GB '
+                                                                 '(40960MiB) · TP1',
+                                                        'worst_error': 0.5661},
                                    'kv_cache_tokens': {'band': 0.01,
                                                        'rows': 3,
                                                        'worst': 'Qwen/Qwen3-32B · vLLM · Blackwell sm_120 GPU, model '
@@ -94,6 +104,11 @@ HELD_OUT: dict[str, dict[str, dict[str, dict]]] = {'sglang': {'SGLang 0.5.10–0
                                                                    'worst': 'Qwen/Qwen3-8B · vLLM · NVIDIA '
                                                                             'A100-SXM4-40GB (40960MiB) · TP1',
                                                                    'worst_error': 0.002},
+                                      'cuda_graph_bytes': {'band': 0.397,
+                                                           'rows': 1,
+                                                           'worst': 'Qwen/Qwen3-8B · vLLM · NVIDIA A100-SXM4-40GB '
+                                                                    '(40960MiB) · TP1',
+                                                           'worst_error': 0.3964},
                                       'kv_cache_tokens': {'band': 0.002,
                                                           'rows': 1,
                                                           'worst': 'Qwen/Qwen3-8B · vLLM · NVIDIA A100-SXM4-40GB '

@@ -23,7 +23,11 @@ def _figures(results: list) -> dict:
 def _group(results: list) -> dict:
     return {"rows": len(results), "rows_ok": sum(r.ok for r in results),
             "rows_failed": [r.line for r in results if not r.ok],
-            "start_verdicts_right": sum(r.verdict_right for r in results), "figures": _figures(results)}
+            "start_verdicts_right": sum(r.verdict_right for r in results),
+            "start_verdicts_borderline": [r.line for r in results if r.start_risk],
+            "start_verdicts_wrong": [r.line for r in results if not r.verdict_right_or_borderline
+                                     and r.starts_predicted is not None],
+            "figures": _figures(results)}
 
 
 def summary(results: list) -> dict:
@@ -49,7 +53,8 @@ def summary(results: list) -> dict:
 
 BAND_NAMES = {"weights (model loading)": "model_loading_bytes", "weight mem usage": "model_loading_bytes",
               "KV cache tokens": "kv_cache_tokens", "KV pool #tokens": "kv_cache_tokens",
-              "available KV cache memory": "available_kv_cache_bytes", "peak allocated": "peak_allocated_bytes"}
+              "available KV cache memory": "available_kv_cache_bytes", "peak allocated": "peak_allocated_bytes",
+              "CUDA graph memory": "cuda_graph_bytes"}
 
 
 P90_MIN_ROWS = 10

@@ -42,6 +42,8 @@ class EngineReport:
     notes: list[str] = field(default_factory=list)
     rules: dict | None = None  # the release's rule set (engines/releases.py)
     suggestion: str | None = None  # when it will not start: one line of flags that would (engines/suggest.py)
+    # when it starts at the estimate but an estimated term at the edge of its held-out band would stop it: why
+    start_risk: str | None = None
     # Hybrid models (None otherwise, and then left out of to_dict): per rank, the most loaded rank's figures
     kv_bytes_per_token: int | None = None  # K + V of one token over the full-attention layers
     state_bytes_per_sequence: int | None = None  # conv + delta-rule state of one request over the linear layers
@@ -55,6 +57,8 @@ class EngineReport:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["ranks"] = [asdict(r) for r in self.ranks]
+        if d.get("start_risk") is None:
+            d.pop("start_risk", None)
         for key in HYBRID_FIELDS:
             if d.get(key) is None:
                 d.pop(key, None)

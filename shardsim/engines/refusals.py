@@ -76,6 +76,28 @@ def loading_refusal(rank: int, loading_bytes: int, free_bytes: int) -> str | Non
             f"{_gib(free_bytes)} GiB are free")
 
 
+def graph_capture_refusal(rank: int, capture_bytes: int, left_bytes: int) -> str | None:
+    """CUDA graphs captured after the KV cache is allocated (not subtracted from its budget, ``VllmRules``) need
+    their memory from what is left: torch's CUDA OOM inside ``capture_model`` when they do not fit
+    (v1/worker/gpu_model_runner.py@v0.8.5 capture_model, called by gpu_worker.py compile_or_warm_up_model after
+    initialize_from_config)."""
+    if capture_bytes <= left_bytes:
+        return None
+    return (f"CUDA out of memory capturing CUDA graphs after the KV cache: rank {rank} needs about "
+            f"{_gib(capture_bytes)} GiB, {_gib(max(0, left_bytes))} GiB are left; --enforce-eager captures none, or a "
+            "lower --gpu-memory-utilization leaves them more")
+
+
+def graph_capture_risk(rank: int, capture_bytes: int, left_bytes: int, band: float | None) -> str | None:
+    """Why the capture of ``graph_capture_refusal`` may still run out: it fits at the estimate but not at the high
+    edge of the held-out band of the CUDA-graph memory (``engines.bands``, figure ``cuda_graph_bytes``)."""
+    if not band or capture_bytes > left_bytes or capture_bytes * (1 + band) <= left_bytes:
+        return None
+    return (f"rank {rank}'s CUDA graphs, captured after the KV cache, need about {_gib(capture_bytes)} GiB "
+            f"(±{100 * band:g} %, the held-out band of graph memory) and {_gib(left_bytes)} GiB are left: at the band's "
+            "high edge the capture runs out of memory (--enforce-eager, or a lower --gpu-memory-utilization)")
+
+
 def kv_cache_refusal(available_bytes: int, blocks: int, request_blocks: int, block_size: int, page_bytes: int,
                      layers: int, max_model_len: int) -> str | None:
     """No memory for cache blocks, or fewer blocks than one request of ``max_model_len`` needs

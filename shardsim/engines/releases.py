@@ -128,7 +128,10 @@ class VllmRules(RuleRow):
     # --limit-mm-per-prompt is 0 for images and videos); "first-v2" (interfaces.py@v0.33.0: also skipped on stages
     # after the first under Model Runner V2). vllm@v0.34.0 skips it on every stage after the first.
     vision_tower_stages: str = "all"
-    # CUDA graphs (engines/vllm_profile.py). Capture sizes: "step8" = 1, 2, 4 and multiples of 8 up to
+    # CUDA graphs (engines/vllm_profile.py). Capture sizes: "fixed512" = 1, 2, 4 and multiples of 8 up to 512,
+    # those ≤ max_num_batched_tokens, whatever max_num_seqs (config.py@v0.8.5 _set_cudagraph_sizes; vLLM PR #17201,
+    # merged after 0.8.5, made the 512 a flag, cuda_graph_sizes, still defaulting to 512; PRs #20062 and #20628 made
+    # the default follow max_num_seqs, taken here from 0.10.0); "step8" = 1, 2, 4 and multiples of 8 up to
     # min(2·max_num_seqs, 512), those ≤ max_num_batched_tokens (config/__init__.py@v0.10.2 _set_cudagraph_sizes,
     # config/scheduler.py cuda_graph_sizes); "step16" = up to min(2·max_num_seqs, 512, max_num_batched_tokens):
     # 1, 2, 4, multiples of 8 below 256, of 16 from 256 (config/vllm.py@v0.11.1 _set_cudagraph_sizes);
@@ -195,6 +198,8 @@ _VLLM_HYBRID_CHANGES: dict[Version, dict] = {  # from this release on (each fiel
 
 
 _VLLM_PROFILE_CHANGES: dict[Version, dict] = {  # the profile's terms (engines/vllm_profile.py), each cited in VllmRules
+    (0, 8, 5): {"capture_sizes": "fixed512"},
+    (0, 10, 0): {"capture_sizes": "step8"},
     (0, 11, 0): {"cudagraph_mode": "full_and_piecewise"},
     (0, 11, 1): {"capture_sizes": "step16"},
     (0, 14, 0): {"moe_workspace_kept": True},

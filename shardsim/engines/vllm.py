@@ -45,7 +45,8 @@ from shardsim.engines.bands import error_bands
 from shardsim.engines import vllm_hybrid, vllm_multimodal, vllm_profile as prof
 from shardsim.engines.vllm_profile import forward_peak as _forward_peak  # noqa: F401  (tests read it here)
 from shardsim.engines.common import EngineRankReport, EngineReport, cublas_workspace_bytes, rank_weights
-from shardsim.engines.refusals import kv_cache_refusal, loading_refusal, vllm_layout_refusal
+from shardsim.engines.refusals import (graph_capture_refusal, graph_capture_risk, kv_cache_refusal, loading_refusal,
+                                       vllm_layout_refusal)
 from shardsim.engines.registry import Engine, SuggestKnobs
 from shardsim.engines.releases import NEWEST, VllmRules, resolve
 from shardsim.errors import ShardsimError
@@ -210,6 +211,7 @@ class _RankTerms:
     moe_workspace: tuple[int, int] = (0, 0)  # (bytes kept under the sampler, how much they raise the peak)
     intermediate: int = 0
     state: int = 0
+    persistent: int = 0  # what of the activation peak stays allocated after the profile (workspaces, kept buffers)
 
 
 def _rank_terms(p: _Profile, held) -> _RankTerms:
@@ -240,7 +242,8 @@ def _rank_terms(p: _Profile, held) -> _RankTerms:
     graphs = prof.cuda_graphs(spec, layout.tp, layout.etp, held.layers, has_moe, has_dense, rules, p.v2, prof.GraphRun(
         p.seqs, p.batched, knobs.enforce_eager, knobs.version == "v0", prof.rocm(p.gpu_name)))
     kept = (moe_ws if is_last else 0, activation_core - max(forward, sampler))
-    return _RankTerms(loading, activation, non_torch, graphs, kept, inter, state)
+    persistent = cublas_workspace_bytes(p.compute_capability) + attention_workspace + (0 if p.v2 else inter) + moe_ws
+    return _RankTerms(loading, activation, non_torch, graphs, kept, inter, state, persistent)
 
 
 def predict_vllm(spec: ModelSpec, layout: Layout, capacity_bytes: int, gpu_name: str, compute_capability: str | None,
@@ -258,6 +261,7 @@ def predict_vllm(spec: ModelSpec, layout: Layout, capacity_bytes: int, gpu_name:
               if spec.is_hybrid else None)
     requested = int(capacity_bytes * knobs.gpu_memory_utilization)
     ranks, pools, terms = [], [], []
+    bands, start_risk = error_bands("vllm", rules.label), None
     refusal = _release_refusal(knobs, rules, capacity_bytes) or (hybrid.refusal if hybrid else None)
     v2 = knobs.version == "v1" and rules.uses_v2(spec.is_moe, quant.method != "none")
     profile = _Profile(spec, layout, dtype, quant, knobs, rules, v2, seqs, batched, fabric, compute_capability, gpu_name,
@@ -283,6 +287,10 @@ def predict_vllm(spec: ModelSpec, layout: Layout, capacity_bytes: int, gpu_name:
             used_bytes=CUDA_CONTEXT_BYTES + t.loading + t.activation + t.non_torch + cache_bytes + graphs,
         ))
         refusal = refusal or loading_refusal(held.rank, t.loading, capacity_bytes - CUDA_CONTEXT_BYTES)
+        if t.graphs and not t.graphs.subtracted:  # captured after the KV cache, from what is left
+            left = _left_for_graphs(capacity_bytes, t, cache_bytes)
+            refusal = refusal or graph_capture_refusal(held.rank, graphs, left)
+            start_risk = start_risk or graph_capture_risk(held.rank, graphs, left, bands.get("cuda_graph_bytes"))
     cache = (_hybrid_cache(spec, knobs, rules, hybrid, pools, ranks, seqs, max_len) if hybrid
              else _dense_cache(spec, knobs, rules, ranks, page_per_layer, max_len))
     refusal = refusal or vllm_layout_refusal(spec, layout, quant, cache.max_len) or cache.refusal
@@ -299,10 +307,18 @@ def predict_vllm(spec: ModelSpec, layout: Layout, capacity_bytes: int, gpu_name:
         knobs={**knob_values, "sampler": _sampler(knobs, rules), "max_num_seqs": seqs,
                "max_num_batched_tokens": batched, "max_model_len": cache.max_len},
         ranks=ranks, starts=refusal is None, refusal=refusal, kv_cache_tokens=cache.tokens,
-        max_concurrency=cache.concurrency, error_bands=error_bands("vllm", rules.label),
+        max_concurrency=cache.concurrency, error_bands=bands, start_risk=None if refusal else start_risk,
         notes=_notes(release, profile, terms, ranks) + list(cache.notes)
         + ([profile.encoder.describe()] if profile.encoder else []), **cache.fields,
     )
+
+
+def _left_for_graphs(capacity_bytes: int, t: _RankTerms, cache_bytes: int) -> int:
+    """Free memory when CUDA graphs are captured after the KV cache: the device less the CUDA context, the weights,
+    non-torch memory, the KV cache and what of the profile stays allocated; the profile's transient activations are
+    back with the driver (``torch.cuda.empty_cache()`` after the profile run: v1/worker/gpu_worker.py@v0.8.5
+    determine_available_memory; utils.py@v0.10.2 memory_profiling)."""
+    return capacity_bytes - CUDA_CONTEXT_BYTES - t.loading - t.non_torch - cache_bytes - t.persistent
 
 
 def _sampler(knobs: VllmKnobs, rules: VllmRules) -> str:

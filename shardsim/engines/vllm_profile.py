@@ -48,8 +48,8 @@ FP32_BYTES = 4
 
 def capture_sizes(rules: VllmRules, seqs: int, batched: int) -> tuple[int, ...]:
     """The CUDA-graph capture sizes vLLM picks by default (``VllmRules.capture_sizes``), ascending."""
-    if rules.capture_sizes == "step8":
-        top = min(2 * seqs, MAX_CAPTURE)
+    if rules.capture_sizes in ("step8", "fixed512"):
+        top = min(2 * seqs, MAX_CAPTURE) if rules.capture_sizes == "step8" else MAX_CAPTURE
         return tuple(s for s in [1, 2, 4, *range(8, top + 1, 8)] if s <= batched)
     top = min(2 * seqs, MAX_CAPTURE, batched)
     sizes = [s for s in (1, 2, 4) if s <= top]

@@ -9,7 +9,7 @@ def calibration_rows_json(results: list, summ: dict) -> dict:
     """The JSON document of a calibration run."""
     rows = [{"line": r.line, "label": r.label, "ok": r.ok, "error": r.error, "starts_predicted": r.starts_predicted,
              "starts_measured": r.starts_measured, "release": r.release, "rules": r.rules, "versioned": r.versioned,
-             "release_note": r.release_note, "excluded": r.excluded,
+             "release_note": r.release_note, "excluded": r.excluded, "start_risk": r.start_risk,
              "figures": [{"name": f.name, "predicted": f.predicted, "measured": f.measured, "unit": f.unit,
                           "error_pct": 100 * f.error, "bound_pct": None if f.bound is None else 100 * f.bound,
                           "ok": f.ok} for f in r.figures]} for r in results]
@@ -31,8 +31,12 @@ def render_calibration(results: list, summ: dict, console) -> None:
         if r.excluded:
             table.add_row("", "[yellow]not scored: " + r.excluded + "[/]", "", "", "", "", "", "")
         if r.starts_predicted is not None:
-            table.add_row("", "", "starts", "yes" if r.starts_predicted else "no", "yes" if r.starts_measured else "no",
-                          "", "", "[green]✓[/]" if r.verdict_right else "[red]✗[/]")
+            mark = ("[green]✓[/]" if r.verdict_right else "[yellow]~[/]" if r.verdict_right_or_borderline
+                    else "[red]✗[/]")
+            table.add_row("", "", "starts", ("yes" if r.starts_predicted else "no")
+                          + (", BORDERLINE" if r.start_risk else ""), "yes" if r.starts_measured else "no", "", "", mark)
+            if r.start_risk:
+                table.add_row("", "[yellow]BORDERLINE: " + r.start_risk + "[/]", "", "", "", "", "", "")
     console.print(table)
     for title, group in (("fitted (in-sample)", summ["fitted"]), ("held-out", summ["held_out"]),
                          *((f"held-out · {k}", v) for k, v in summ.get("held_out_by_rules", {}).items())):
@@ -41,6 +45,8 @@ def render_calibration(results: list, summ: dict, console) -> None:
         g = summ[key]
         console.print(f"{label}: {g['rows_ok']} of {g['rows']} rows within their bounds · start verdicts right: "
                       f"{g['start_verdicts_right']} of {g['rows']}"
+                      + (f", BORDERLINE: lines {g['start_verdicts_borderline']}" if g["start_verdicts_borderline"] else "")
+                      + (f" · start verdicts wrong: lines {g['start_verdicts_wrong']}" if g["start_verdicts_wrong"] else "")
                       + (f" · out of bounds: lines {g['rows_failed']}" if g["rows_failed"] else ""))
     for row in summ.get("excluded", []):
         console.print(f"not scored ({row['set']}): line {row['line']}: {row['why']}")

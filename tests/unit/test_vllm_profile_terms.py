@@ -54,6 +54,69 @@ def test_capture_sizes_by_release():
     assert prof.capture_sizes(rules("0.24.0"), 1024, 300)[-3:] == (272, 288, 300)
 
 
+def test_capture_sizes_before_0_10_do_not_follow_max_num_seqs():
+    # config.py@v0.8.5: [1, 2, 4] + multiples of 8 to 512 whatever max_num_seqs (PR #17201 kept 512 the default;
+    # PRs #20062/#20628 made it min(2 × max_num_seqs, 512)): 67 sizes at max_num_seqs 1; from 0.10 the top is 2 and
+    # only 1, 2, 4 are left (the base list is not cut at the top: [1, 2, 4] + range(8, top + 1, 8))
+    assert len(prof.capture_sizes(rules("0.8.5"), 1, 2048)) == 3 + 64
+    assert len(prof.capture_sizes(rules("0.9.2"), 1, 2048)) == 3 + 64
+    assert prof.capture_sizes(rules("0.10.0"), 1, 2048) == (1, 2, 4)
+    assert prof.capture_sizes(rules("0.8.5"), 1, 100)[-1] == 96                      # ≤ max_num_batched_tokens
+
+
+def test_graphs_captured_after_the_kv_cache_need_what_is_left():
+    # 30B-A3B on 4 × 24 GB A10 (21.99 GiB usable), vLLM 0.8.5, TP4: graphs are captured after the KV cache and not
+    # subtracted; left = device − CUDA context − weights − non-torch − KV cache − cuBLAS workspace (the transient
+    # activations are back with the driver after the profile's empty_cache)
+    from shardsim.constants import CUDA_CONTEXT_BYTES
+    from shardsim.engines.common import cublas_workspace_bytes
+    from shardsim.engines.refusals import graph_capture_refusal, graph_capture_risk
+
+    a10 = dict(capacity=int(21.99 * GiB), gpu="A10-24GB")
+    rep = report("30b-a3b", "0.8.5", tp=4, max_model_len=8192, max_num_seqs=1, **a10)
+    r = rep.ranks[0]
+    left = (int(21.99 * GiB) - CUDA_CONTEXT_BYTES - r.model_loading_bytes - r.non_torch_bytes - r.kv_cache_bytes
+            - cublas_workspace_bytes("9.0"))
+    # 67 sizes × 49 pieces (48 layers + 1) = 3,283 graphs, more than what is left: the capture runs out of memory
+    assert r.cuda_graph_bytes > 3283 * PER_GRAPH > left
+    assert not rep.starts and "capturing CUDA graphs" in rep.refusal
+    # from 0.20 the estimate comes off the KV budget: nothing is captured from what is left
+    assert report("30b-a3b", "0.20.0", tp=4, max_model_len=8192, max_num_seqs=1, **a10).starts
+    # the risk: fits at the estimate, not at the band's high edge (2 GiB × 1.4 > 2.5 GiB left)
+    assert graph_capture_risk(0, 2 * GiB, int(2.5 * GiB), 0.4) and not graph_capture_risk(0, 2 * GiB, 3 * GiB, 0.4)
+    assert graph_capture_risk(0, 3 * GiB, int(2.5 * GiB), 0.4) is None                # that one is a refusal
+    assert graph_capture_refusal(0, 3 * GiB, int(2.5 * GiB)) and graph_capture_refusal(0, 2 * GiB, 3 * GiB) is None
+
+
+def test_a_start_inside_the_graph_band_is_borderline():
+    from shardsim.core.verdict import BORDERLINE, plan_verdict
+    from shardsim.engines.bands import error_bands
+
+    band = error_bands("vllm", rules("0.10.2").label)["cuda_graph_bytes"]
+    # 8B, 0.10.2 on 24 GB: the capture fits at the estimate but not at its band's high edge
+    for capacity_gib in (19.6, 20.0, 20.5, 21.0, 22.0, 23.0):
+        rep = report("8b", "0.10.2", capacity=int(capacity_gib * GiB), gpu="L4-24GB", max_model_len=4096)
+        if rep.start_risk:
+            break
+    else:
+        raise AssertionError("no capacity gave a start risk")
+    assert rep.starts and f"±{100 * band:g} %" in rep.start_risk
+    assert plan_verdict(_FitsPlan(), rep).status == BORDERLINE
+    assert "start_risk" in rep.to_dict()
+
+
+class _FitsPlan:
+    """A planner report with ample headroom: the verdict then rests on the engine's."""
+
+    fits, headroom_bytes, capacity_bytes = True, 10 * GiB, 24 * GiB
+
+    class peak:
+        rank = 0
+
+        class bytes:
+            activations = runtime = 0
+
+
 def test_graph_count_pool_and_capture_bytes_06b_h100_0_11_0():
     # 0.11.0 default FULL_AND_PIECEWISE: 67 sizes × 29 pieces (28 layers + 1) + 67 FULL decode sizes (≤ 1,024)
     g = report("0.6b", "0.11.0", max_model_len=16000)
