@@ -13,10 +13,12 @@ import torch
 from shardsim.launch.backends.hf_tp import load_hf_tp
 
 
-def hf_reference_logits(checkpoint_dir: str, sequences: list[list[int]], n_positions: int) -> torch.Tensor:
+def hf_reference_logits(checkpoint_dir: str, sequences: list[list[int]], n_positions: int,
+                        dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
     """fp32 logits [batch, n_positions, vocab] at the last ``n_positions`` positions of ``sequences`` (the prompt's
-    last token, then each generated token the sharded run fed back)."""
-    model = load_hf_tp(checkpoint_dir, tp=1)
+    last token, then each generated token the sharded run fed back); the model computed in ``dtype`` (bf16 as
+    served; fp32 to measure the bf16 reference's own noise, ``serve.reference.reference_noise``)."""
+    model = load_hf_tp(checkpoint_dir, tp=1, dtype=dtype)
     tokens = torch.tensor(sequences, dtype=torch.long)
     with torch.no_grad():
         out = model(input_ids=tokens, use_cache=False, logits_to_keep=n_positions)

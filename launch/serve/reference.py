@@ -70,10 +70,14 @@ def check_logits(spec, ckpt, prompt, forward_out, req) -> dict:
         return {"ok": False, "error": "no rank returned logits"}
     generated = forward_out[leaders[0]]["generated"]
     sequences = [prompt[b] + [generated[s][b] for s in range(req.decode_steps)] for b in range(req.batch)]
+    fp32_reference = None
     if spec.linear is not None:  # hybrids: transformers' own unsharded model (shardsim's has no Gated-DeltaNet)
         from shardsim.launch.backends.hf_reference import hf_reference_logits
 
         ref = hf_reference_logits(str(ckpt.path), sequences, req.decode_steps + 1)
+
+        def fp32_reference():
+            return hf_reference_logits(str(ckpt.path), sequences, req.decode_steps + 1, dtype=torch.float32)
     else:
         ref = reference_logits(spec, str(ckpt.path), sequences, req.decode_steps + 1, ckpt.rope_theta,
                                ckpt.rms_eps, ckpt.norm_topk_prob)
@@ -98,13 +102,36 @@ def check_logits(spec, ckpt, prompt, forward_out, req) -> dict:
         decided = decided_positions(got, ref)
         compared, skipped = compared + int(decided.sum()), skipped + int((~decided).sum())
         argmax_agree &= bool((got.argmax(-1) == ref.argmax(-1))[decided].all())
-    ok = worst_median <= LOGITS_TOLERANCE and worst_l2 <= LOGITS_TOLERANCE_ANY_POSITION and argmax_agree
+    tolerance, tolerance_any, noise = LOGITS_TOLERANCE, LOGITS_TOLERANCE_ANY_POSITION, None
+    within = worst_median <= tolerance and worst_l2 <= tolerance_any
+    if not within and argmax_agree and fp32_reference is not None:
+        noise = reference_noise(ref, fp32_reference())
+        tolerance, tolerance_any = noise_tolerances(noise)
+        within = worst_median <= tolerance and worst_l2 <= tolerance_any
+    ok = within and argmax_agree
     return {"ok": ok, "max_rel_l2_error": worst_l2, "median_rel_l2_error": worst_median,
-            "tolerance_any_position": LOGITS_TOLERANCE_ANY_POSITION,
-            "max_abs_error_rel_to_max": worst_abs, "tolerance": LOGITS_TOLERANCE,
+            "tolerance_any_position": tolerance_any, "reference_bf16_noise": noise,
+            "max_abs_error_rel_to_max": worst_abs, "tolerance": tolerance,
             "rel_l2_by_position": per_position_worst,
             "argmax_agrees": argmax_agree, "argmax_positions_compared": compared,
             "argmax_positions_within_noise": skipped, "compared_ranks": leaders, "positions": req.decode_steps + 1}
+
+
+def reference_noise(ref: torch.Tensor, ref_fp32: torch.Tensor) -> dict:
+    """How far the bf16 reference itself is from the same model computed in fp32: per position rel-L2 of
+    ref − ref_fp32 over the vocab, its median and largest. On random weights a deep bf16 pass can sit several
+    per cent from fp32 (seen: Qwen3-Next cut to 4 layers, 16 experts: 4.4–8.6 %)."""
+    per_position = (ref - ref_fp32).norm(dim=-1) / ref_fp32.norm(dim=-1).clamp_min(1e-6)
+    return {"median_rel_l2": per_position.median().item(), "max_rel_l2": per_position.max().item()}
+
+
+def noise_tolerances(noise: dict) -> tuple[float, float]:
+    """The rel-L2 bounds widened to the reference's own bf16 noise: a correct sharded run sits no further from the
+    bf16 reference than bf16 itself sits from fp32 on this model (its median and worst position), since both are
+    bf16 computations of one fp32 answer that share most of their rounding (the triangle inequality would allow
+    twice that; once is asked). Never tighter than the fixed bounds. A shard error (a wrong slice, a missing
+    reduction, a lost state) moves logits by tens of per cent or more, beyond either."""
+    return (max(LOGITS_TOLERANCE, noise["median_rel_l2"]), max(LOGITS_TOLERANCE_ANY_POSITION, noise["max_rel_l2"]))
 
 
 BF16_UNIT_ROUNDOFF = 2.0 ** -8

@@ -29,6 +29,9 @@ def _rank_main(rank: int, world_size: int, port: int, backend: str, kwargs: dict
         states = getattr(import_module(record.runner), record.entry)(**kwargs)
         with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
             json.dump(states.as_dict(), f, default=str)
+        # no rank tears the group down while a peer is still inside a collective (gloo aborts the process when a
+        # pair's socket closes under a pending operation)
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 

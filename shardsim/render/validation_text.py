@@ -43,6 +43,10 @@ def render_validation(record: dict, console) -> None:
                           f"argmax {'agrees' if lg['argmax_agrees'] else 'differs'} at {lg['argmax_positions_compared']} "
                           f"decided positions ({lg['argmax_positions_within_noise']} within bf16 noise) · "
                           + ("[green]ok[/]" if lg["ok"] else "[red]MISMATCH[/]"))
+            if lg.get("reference_bf16_noise"):
+                noise = lg["reference_bf16_noise"]
+                console.print(f"bounds widened to the bf16 reference's own distance from fp32 (median "
+                              f"{100 * noise['median_rel_l2']:.2f} %, worst {100 * noise['max_rel_l2']:.2f} %)")
         else:
             console.print(f"[red]logits check failed: {lg.get('error')}[/]")
     for rank, cause in record.get("failed", {}).items():

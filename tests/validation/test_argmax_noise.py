@@ -30,3 +30,20 @@ def test_the_bound_grows_with_the_carried_error():
     noisy[0, 0, :] += torch.tensor([0.3, -0.3, 0.3, -0.3])   # rms 0.3: bound 2 × (2⁻⁸ + 0.3) > 0.5
     assert not decided_positions(noisy, ref).any()
     assert BF16_UNIT_ROUNDOFF == torch.finfo(torch.bfloat16).eps / 2
+
+
+def test_rel_l2_bounds_widen_to_the_references_own_bf16_noise():
+    from shardsim.launch.serve.predict import LOGITS_TOLERANCE, LOGITS_TOLERANCE_ANY_POSITION
+    from shardsim.launch.serve.reference import noise_tolerances, reference_noise
+
+    exact = torch.zeros(1, 3, 4)
+    exact[0, :, 0] = 10.0                                      # ‖fp32‖ = 10 at each position
+    bf16 = exact.clone()
+    bf16[0, :, 1] = torch.tensor([0.5, 0.8, 1.2])              # 5 %, 8 %, 12 % away from fp32
+    noise = reference_noise(bf16, exact)
+    assert noise["median_rel_l2"] == pytest.approx(0.08) and noise["max_rel_l2"] == pytest.approx(0.12)
+    assert noise_tolerances(noise) == (pytest.approx(0.08), pytest.approx(0.12))
+    # a reference close to fp32 keeps the fixed bounds (3 %, 10 %)
+    quiet = exact.clone()
+    quiet[0, :, 1] = 0.1                                       # 1 %
+    assert noise_tolerances(reference_noise(quiet, exact)) == (LOGITS_TOLERANCE, LOGITS_TOLERANCE_ANY_POSITION)
