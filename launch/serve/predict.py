@@ -16,6 +16,10 @@ ACTIVATION_TOLERANCE = 0.25
 # output (7.4 % seen once on 235B-A22B), hence the per-position bound. A wrong shard gives errors near 100 %.
 LOGITS_TOLERANCE = 0.03
 LOGITS_TOLERANCE_ANY_POSITION = 0.10
+# The widest the bounds go when a hybrid's bf16 reference is itself that far from fp32 (serve/reference.py
+# noise_tolerances): past a quarter of the logits' norm a comparison no longer tells a shard error from rounding,
+# so a noisier reference fails the check rather than widening it further.
+LOGITS_NOISE_CAP = 0.25
 
 
 def predict(spec, layout, context: int, batch: int, prompt_len: int, backend: str = "torch") -> dict[int, dict]:

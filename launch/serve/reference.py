@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 from shardsim.launch.checkpoints.files import CheckpointReader
-from shardsim.launch.serve.predict import LOGITS_TOLERANCE, LOGITS_TOLERANCE_ANY_POSITION
+from shardsim.launch.serve.predict import LOGITS_NOISE_CAP, LOGITS_TOLERANCE, LOGITS_TOLERANCE_ANY_POSITION
 from shardsim.launch.serve.shard_model import RankModel, embed, layer_forward, logits, rotary
 from shardsim.launch.session.worker import Groups
 
@@ -105,9 +105,10 @@ def check_logits(spec, ckpt, prompt, forward_out, req) -> dict:
     tolerance, tolerance_any, noise = LOGITS_TOLERANCE, LOGITS_TOLERANCE_ANY_POSITION, None
     within = worst_median <= tolerance and worst_l2 <= tolerance_any
     if not within and argmax_agree and fp32_reference is not None:
-        noise = reference_noise(ref, fp32_reference())
-        tolerance, tolerance_any = noise_tolerances(noise)
-        within = worst_median <= tolerance and worst_l2 <= tolerance_any
+        noise = fp32_room(ckpt.path) or reference_noise(ref, fp32_reference())
+        if "median_rel_l2" in noise:
+            tolerance, tolerance_any = noise_tolerances(noise)
+            within = worst_median <= tolerance and worst_l2 <= tolerance_any
     ok = within and argmax_agree
     return {"ok": ok, "max_rel_l2_error": worst_l2, "median_rel_l2_error": worst_median,
             "tolerance_any_position": tolerance_any, "reference_bf16_noise": noise,
@@ -119,19 +120,42 @@ def check_logits(spec, ckpt, prompt, forward_out, req) -> dict:
 
 def reference_noise(ref: torch.Tensor, ref_fp32: torch.Tensor) -> dict:
     """How far the bf16 reference itself is from the same model computed in fp32: per position rel-L2 of
-    ref − ref_fp32 over the vocab, its median and largest. On random weights a deep bf16 pass can sit several
-    per cent from fp32 (seen: Qwen3-Next cut to 4 layers, 16 experts: 4.4–8.6 %)."""
+    ref − ref_fp32 over the vocab, its median and largest (or why it cannot say). On random weights a deep bf16
+    pass can sit several per cent from fp32 (measured: Qwen3-Next's config cut to 4 layers and 16 experts,
+    transformers 5.25.0 on CPU, 4.4–8.6 % on one seeded sequence, 10.0 % median and 12.8 % worst on the
+    validation's)."""
+    if not bool(torch.isfinite(ref_fp32).all()):
+        return {"error": "the fp32 reference's logits are not finite: the bounds stay fixed"}
     per_position = (ref - ref_fp32).norm(dim=-1) / ref_fp32.norm(dim=-1).clamp_min(1e-6)
     return {"median_rel_l2": per_position.median().item(), "max_rel_l2": per_position.max().item()}
 
 
+def fp32_room(checkpoint_dir) -> dict | None:
+    """None when an fp32 copy of the checkpoint (twice its bf16 files) fits in half the host's available memory
+    (/proc/meminfo MemAvailable); else why the noise is not measured."""
+    from pathlib import Path
+
+    need = 2 * sum(f.stat().st_size for f in Path(checkpoint_dir).glob("*.safetensors"))
+    try:
+        with open("/proc/meminfo") as f:
+            available = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        return {"error": "the host's free memory is unknown: the fp32 reference is not loaded, the bounds stay fixed"}
+    if need <= available // 2:
+        return None
+    return {"error": f"an fp32 copy of the checkpoint ({need / 2**30:.1f} GiB) does not fit in half the host's "
+                     f"{available / 2**30:.1f} GiB available: the bounds stay fixed"}
+
+
 def noise_tolerances(noise: dict) -> tuple[float, float]:
-    """The rel-L2 bounds widened to the reference's own bf16 noise: a correct sharded run sits no further from the
-    bf16 reference than bf16 itself sits from fp32 on this model (its median and worst position), since both are
-    bf16 computations of one fp32 answer that share most of their rounding (the triangle inequality would allow
-    twice that; once is asked). Never tighter than the fixed bounds. A shard error (a wrong slice, a missing
-    reduction, a lost state) moves logits by tens of per cent or more, beyond either."""
-    return (max(LOGITS_TOLERANCE, noise["median_rel_l2"]), max(LOGITS_TOLERANCE_ANY_POSITION, noise["max_rel_l2"]))
+    """The rel-L2 bounds widened to the reference's own bf16 noise: a correct sharded run should sit no further
+    from the bf16 reference than bf16 itself sits from fp32 on this model (its median and worst position). By the
+    triangle inequality two bf16 computations of one fp32 answer may be up to twice that apart; once is asked, the
+    stricter choice, as the run and the reference share the model's weights and most of its operations (measured on
+    the Qwen3-Next case above: 3.2 % between them against 10 % from fp32). Never tighter than the fixed bounds, never
+    wider than LOGITS_NOISE_CAP."""
+    return (min(LOGITS_NOISE_CAP, max(LOGITS_TOLERANCE, noise["median_rel_l2"])),
+            min(LOGITS_NOISE_CAP, max(LOGITS_TOLERANCE_ANY_POSITION, noise["max_rel_l2"])))
 
 
 BF16_UNIT_ROUNDOFF = 2.0 ** -8

@@ -136,12 +136,16 @@ class Review:
 
 def hold_back_tight(fitting: list[Option], min_headroom: float) -> tuple[list[Option], list[Option]]:
     """(options with at least ``min_headroom`` of their budget left, the rest with the reason): an estimate with a few
-    hundred MiB to spare is not a recommendation."""
+    hundred MiB to spare is not a recommendation, nor one the engine starts only inside a band (``start_risk``)."""
     from shardsim.units import gib_text
 
     ranked, tight = [], []
     for o in fitting:
-        if o.headroom_bytes < min_headroom * o.budget_bytes:
+        report = getattr(o.note, "report", None)  # an engine's report (VllmNote); the planner's notes have none
+        if report is not None and report.start_risk:
+            o.held_back = f"BORDERLINE: {report.start_risk}"
+            tight.append(o)
+        elif o.headroom_bytes < min_headroom * o.budget_bytes:
             o.held_back = (f"headroom {gib_text(o.headroom_bytes)} GiB is under --min-headroom "
                            f"{100 * min_headroom:g} % of {gib_text(o.budget_bytes)} GiB")
             tight.append(o)

@@ -54,7 +54,7 @@ Examples:
 Training: shardsim train MODEL … (plan --train is the same).
 
 \b
-Verdict: FITS, BORDERLINE (the margin is inside the band of the estimated terms), DOES NOT FIT or WILL NOT START,
+Verdict: FITS, BORDERLINE (the margin, or the engine's start, is inside a band), DOES NOT FIT or WILL NOT START,
 with the reason and the fix. Exit codes: 0, or with --check 0 FITS · 1 DOES NOT FIT / WILL NOT START ·
 3 BORDERLINE; 2 bad input."""
 

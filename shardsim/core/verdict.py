@@ -1,7 +1,8 @@
 """One verdict per plan: the planner's memory table and the engine's start-up figures read together.
 
-FITS, BORDERLINE (the margin is inside the band of the estimated terms), DOES NOT FIT (the most loaded GPU is over
-its capacity) or WILL NOT START (the engine refuses), each with its reason and the change that fixes it. The bands:
+FITS, BORDERLINE (the margin is inside the band of the estimated terms, or the engine starts only inside one),
+DOES NOT FIT (the most loaded GPU is over its capacity) or WILL NOT START (the engine refuses), each with its reason
+and, where one is found, the change that fixes it. The bands:
 the planner's activations and runtime are estimates (``constants.ACTIVATION_UNCERTAINTY``,
 ``RUNTIME_UNCERTAINTY``; weights, KV and state are exact); the engine's KV-token band is the held-out error of the
 rule set in use (``engines.bands``). A plan is BORDERLINE when the estimated terms, each moved to the far edge of its
@@ -64,7 +65,7 @@ def plan_verdict(report, engine=None, fix_layout=None) -> Verdict:
         return Verdict(BORDERLINE, f"headroom {report.headroom_bytes / gib:.2f} GiB is inside the estimates' band "
                                    f"(±{band / gib:.2f} GiB of activations and runtime)",
                        "a shorter --context or smaller --batch, or one more GPU of --tp", band)
-    if engine is not None and engine.start_risk:
+    if engine is not None and engine.start_risk:  # the engine's suggestion starts without the risk (suggest.py)
         return Verdict(BORDERLINE, f"{engine.engine}: {engine.start_risk}", engine.suggestion, band)
     if engine is not None:
         tokens_band = engine.error_bands.get("kv_cache_tokens")

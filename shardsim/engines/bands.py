@@ -15,111 +15,133 @@ from dataclasses import dataclass
 
 HELD_OUT: dict[str, dict[str, dict[str, dict]]] = {'sglang': {'SGLang 0.5.10–0.5.19 rules': {'kv_cache_tokens': {'band': 0.002,
                                                                'rows': 2,
+                                                               'under': 0.0,
                                                                'worst': 'Qwen/Qwen3-Reranker-0.6B · SGLang · NVIDIA '
                                                                         'H100 80GB HBM3 · TP1',
                                                                'worst_error': 0.0016},
                                            'model_loading_bytes': {'band': 0.06,
                                                                    'rows': 3,
+                                                                   'under': 0.0,
                                                                    'worst': 'Qwen/Qwen3-Reranker-0.6B · SGLang · '
                                                                             'NVIDIA H100 80GB HBM3 · TP1',
                                                                    'worst_error': 0.0592}}},
  'vllm': {'vLLM 0.10.2–0.10.x rules': {'available_kv_cache_bytes': {'band': 0.023,
                                                                     'rows': 8,
+                                                                    'under': 0.007,
                                                                     'worst': 'Qwen/Qwen3-8B · vLLM · NVIDIA L40S '
                                                                              "(44.39 GiB per vLLM 'Free memory on "
                                                                              'device (4',
                                                                     'worst_error': 0.023},
                                        'cuda_graph_bytes': {'band': 1.415,
                                                             'rows': 4,
+                                                            'under': 0.008,
                                                             'worst': 'Qwen/Qwen3-8B · vLLM · NVIDIA L40S (44.39 GiB '
                                                                      "per vLLM 'Free memory on device (4",
                                                             'worst_error': 1.4143},
                                        'kv_cache_tokens': {'band': 0.024,
                                                            'rows': 8,
+                                                           'under': 0.008,
                                                            'worst': 'Qwen/Qwen3-8B · vLLM · NVIDIA L40S (44.39 GiB per '
                                                                     "vLLM 'Free memory on device (4",
                                                            'worst_error': 0.0231},
                                        'model_loading_bytes': {'band': 0.008,
                                                                'rows': 9,
+                                                               'under': 0.008,
                                                                'worst': 'Qwen/Qwen3-8B (self-quantized AWQ W4A16 g128 '
                                                                         'asym, llm-compressor) · vLLM · NVID',
                                                                'worst_error': 0.0078}},
           'vLLM 0.17–0.19 rules': {'available_kv_cache_bytes': {'band': 0.009,
                                                                 'rows': 2,
+                                                                'under': 0.0,
                                                                 'worst': 'Qwen/Qwen3-8B · vLLM · NVIDIA A100-SXM4-40GB '
                                                                          '(40960MiB) · TP1',
                                                                 'worst_error': 0.0084},
                                    'cuda_graph_bytes': {'band': 0.567,
                                                         'rows': 1,
+                                                        'under': 0.567,
                                                         'worst': 'Qwen/Qwen3-8B · vLLM · NVIDIA A100-SXM4-40GB '
                                                                  '(40960MiB) · TP1',
                                                         'worst_error': 0.5661},
                                    'kv_cache_tokens': {'band': 0.01,
                                                        'rows': 3,
+                                                       'under': 0.0,
                                                        'worst': 'Qwen/Qwen3-32B · vLLM · Blackwell sm_120 GPU, model '
                                                                 'not named (RTX PRO 6000 Blac',
                                                        'worst_error': 0.0094},
                                    'model_loading_bytes': {'band': 0.001,
                                                            'rows': 2,
+                                                           'under': 0.001,
                                                            'worst': 'Qwen/Qwen3-8B · vLLM · NVIDIA A100-SXM4-40GB '
                                                                     '(40960MiB) · TP1',
                                                            'worst_error': 0.0002}},
           'vLLM 0.24–0.26 rules': {'kv_cache_tokens': {'band': 0.115,
                                                        'rows': 1,
+                                                       'under': 0.0,
                                                        'worst': 'Qwen/Qwen3-8B · vLLM · NVIDIA GeForce RTX 5090 '
                                                                 '32607MiB · TP1',
                                                        'worst_error': 0.1146},
                                    'model_loading_bytes': {'band': 0.001,
                                                            'rows': 1,
+                                                           'under': 0.001,
                                                            'worst': 'Qwen/Qwen3-8B · vLLM · NVIDIA GeForce RTX 5090 '
                                                                     '32607MiB · TP1',
                                                            'worst_error': 0.0002}},
           'vLLM 0.27–0.28 rules': {'available_kv_cache_bytes': {'band': 0.169,
                                                                 'rows': 2,
+                                                                'under': 0.028,
                                                                 'worst': 'Qwen/Qwen3-32B · vLLM · NVIDIA RTX PRO 6000 '
                                                                          'Blackwell Server Edition 95.01 GiB (',
                                                                 'worst_error': 0.1685},
                                    'kv_cache_tokens': {'band': 0.061,
                                                        'rows': 2,
+                                                       'under': 0.027,
                                                        'worst': 'Qwen/Qwen3-32B · vLLM · NVIDIA RTX PRO 6000 Blackwell '
                                                                 'Server Edition 95.01 GiB (',
                                                        'worst_error': 0.0605},
                                    'model_loading_bytes': {'band': 0.003,
                                                            'rows': 3,
+                                                           'under': 0.003,
                                                            'worst': 'Qwen/Qwen3-32B · vLLM · NVIDIA RTX PRO 6000 '
                                                                     'Blackwell Server Edition 95.01 GiB (',
                                                            'worst_error': 0.0022}},
           'vLLM 0.8.5 rules': {'kv_cache_tokens': {'band': 0.067,
                                                    'rows': 1,
+                                                   'under': 0.067,
                                                    'worst': 'Qwen/Qwen3-30B-A3B · vLLM · NVIDIA A10 24GB (4x A10, 96GB '
                                                             'total as stated) · TP4',
                                                    'worst_error': 0.0668},
                                'model_loading_bytes': {'band': 0.001,
                                                        'rows': 1,
+                                                       'under': 0.001,
                                                        'worst': 'Qwen/Qwen3-30B-A3B · vLLM · NVIDIA A10 24GB (4x A10, '
                                                                 '96GB total as stated) · TP4',
                                                        'worst_error': 0.0001}},
           'vLLM 0.9.1–0.10.1 rules': {'available_kv_cache_bytes': {'band': 0.002,
                                                                    'rows': 1,
+                                                                   'under': 0.002,
                                                                    'worst': 'Qwen/Qwen3-8B · vLLM · NVIDIA '
                                                                             'A100-SXM4-40GB (40960MiB) · TP1',
                                                                    'worst_error': 0.002},
                                       'cuda_graph_bytes': {'band': 0.397,
                                                            'rows': 1,
+                                                           'under': 0.397,
                                                            'worst': 'Qwen/Qwen3-8B · vLLM · NVIDIA A100-SXM4-40GB '
                                                                     '(40960MiB) · TP1',
                                                            'worst_error': 0.3964},
                                       'kv_cache_tokens': {'band': 0.002,
                                                           'rows': 1,
+                                                          'under': 0.002,
                                                           'worst': 'Qwen/Qwen3-8B · vLLM · NVIDIA A100-SXM4-40GB '
                                                                    '(40960MiB) · TP1',
                                                           'worst_error': 0.0019},
                                       'model_loading_bytes': {'band': 0.001,
                                                               'rows': 1,
+                                                              'under': 0.001,
                                                               'worst': 'Qwen/Qwen3-8B · vLLM · NVIDIA A100-SXM4-40GB '
                                                                        '(40960MiB) · TP1',
                                                               'worst_error': 0.0001}}}}
-"""engine → rule-set label → figure → {band, rows, worst (its row), worst_error}."""
+"""engine → rule-set label → figure → {band, rows, worst (its row), worst_error, under (the largest
+under-estimate)}."""
 
 FALLBACK = {"vllm": {"model_loading_bytes": 0.005, "kv_cache_tokens": 0.03},
             "sglang": {"model_loading_bytes": 0.05, "kv_cache_tokens": 0.03}}
@@ -136,6 +158,7 @@ class Band:
     rows: int = 0
     worst: str = ""
     worst_error: float = 0.0
+    under: float = 0.0    # the largest under-estimate held out, (measured − predicted) / measured
 
     def describe(self) -> str:
         if self.rules == "goal":
@@ -167,10 +190,18 @@ def band_details(engine: str, rules_label: str | None = None) -> dict[str, Band]
             continue
         nearest = min(having, key=lambda label: (abs(labels.index(label) - here), -labels.index(label)))
         row = table[nearest][figure]
-        out[figure] = Band(figure, row["band"], nearest, row["rows"], row["worst"], row["worst_error"])
+        out[figure] = Band(figure, row["band"], nearest, row["rows"], row["worst"], row["worst_error"],
+                           row.get("under", 0.0))
     return out
 
 
 def error_bands(engine: str, rules_label: str | None = None) -> dict[str, float]:
     """Per figure, the band to print for ``engine`` at the rule set ``rules_label``."""
     return {figure: b.band for figure, b in band_details(engine, rules_label).items()}
+
+
+def under_band(engine: str, rules_label: str | None, figure: str) -> float:
+    """The largest held-out under-estimate of ``figure`` at the rule set (nearest with rows, as ``band_details``);
+    0 without rows: how much more than predicted the figure may take (a term that can run out of memory)."""
+    band = band_details(engine, rules_label).get(figure)
+    return band.under if band else 0.0

@@ -238,6 +238,8 @@ def _vllm_row(row: dict, request, joined: str, context: int, release: str | None
     act = _num(joined, r"Peak activation[^:]*: ([0-9.]+) GiB") or _num(joined, r"activation peak memory takes ([0-9.]+)GiB")
     if act:
         result.figures.append(Figure("activation peak", r0.activation_peak_bytes / GiB, act, None))
+    # vLLM's "Graph capturing finished in N secs, took X GiB" (gpu_model_runner.py capture_model), or the database's
+    # own summary of it ("CUDA graph capture: Ns / X GiB", row pub-a014, which quotes no log line)
     graphs = (_num(joined, r"Graph capturing finished[^G]*? took ([0-9.]+) GiB")
               or _num(joined, r"CUDA graph capture: [0-9.]+s / ([0-9.]+) GiB"))
     if graphs and r0.cuda_graph_bytes:

@@ -25,6 +25,7 @@ def _group(results: list) -> dict:
             "rows_failed": [r.line for r in results if not r.ok],
             "start_verdicts_right": sum(r.verdict_right for r in results),
             "start_verdicts_borderline": [r.line for r in results if r.start_risk],
+            "start_verdicts_borderline_started": [r.line for r in results if r.start_risk and r.starts_measured],
             "start_verdicts_wrong": [r.line for r in results if not r.verdict_right_or_borderline
                                      and r.starts_predicted is not None],
             "figures": _figures(results)}
@@ -70,10 +71,11 @@ def _band(errs: list[float]) -> float:
 
 
 def held_out_bands(results: list) -> dict[str, dict[str, dict[str, dict]]]:
-    """engine → rule set → figure → {band, rows, worst (the row's label), worst_error}: the held-out error of each
+    """engine → rule set → figure → {band, rows, worst (the row's label), worst_error, under}: the held-out error of each
     rule set, from rows that name their release or a range inside one rule set (engines/calibration_release.py; an
     unversioned row cannot say which rules it tests, so it sets no
-    band); the table ``engines/bands.py`` holds."""
+    band); ``under``: the largest under-estimate, (measured − predicted) / measured, rounded up to 0.1 % (0 when every
+    row was over-estimated: a risk of running out rests on it); the table ``engines/bands.py`` holds."""
     errors: dict[tuple[str, str, str], list[tuple[float, str]]] = {}
     for r in results:
         if r.set != "held_out" or not r.rules or not r.versioned or r.excluded:
@@ -82,11 +84,12 @@ def held_out_bands(results: list) -> dict[str, dict[str, dict[str, dict]]]:
         for f in r.figures:
             name = BAND_NAMES.get(f.name)
             if name is not None:
-                errors.setdefault((engine, r.rules, name), []).append((abs(f.error), r.label))
+                errors.setdefault((engine, r.rules, name), []).append((f.error, r.label))
     out: dict[str, dict[str, dict[str, dict]]] = {}
-    for (engine, rules, name), errs in sorted(errors.items()):
+    for (engine, rules, name), signed in sorted(errors.items()):
+        errs = [(abs(e), label) for e, label in signed]
         worst = max(errs)
         out.setdefault(engine, {}).setdefault(rules, {})[name] = {
             "band": _band([e for e, _ in errs]), "rows": len(errs), "worst": worst[1][:80],
-            "worst_error": round(worst[0], 4)}
+            "worst_error": round(worst[0], 4), "under": -(-round(max(0.0, -min(e for e, _ in signed)) * 1000, 6) // 1) / 1000}
     return out

@@ -8,6 +8,8 @@ cited per rule.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from shardsim.core.layout import Layout
 from shardsim.core.model import ModelSpec, QuantConfig
 from shardsim.units import GiB
@@ -76,26 +78,38 @@ def loading_refusal(rank: int, loading_bytes: int, free_bytes: int) -> str | Non
             f"{_gib(free_bytes)} GiB are free")
 
 
-def graph_capture_refusal(rank: int, capture_bytes: int, left_bytes: int) -> str | None:
-    """CUDA graphs captured after the KV cache is allocated (not subtracted from its budget, ``VllmRules``) need
-    their memory from what is left: torch's CUDA OOM inside ``capture_model`` when they do not fit
-    (v1/worker/gpu_model_runner.py@v0.8.5 capture_model, called by gpu_worker.py compile_or_warm_up_model after
-    initialize_from_config)."""
-    if capture_bytes <= left_bytes:
-        return None
-    return (f"CUDA out of memory capturing CUDA graphs after the KV cache: rank {rank} needs about "
-            f"{_gib(capture_bytes)} GiB, {_gib(max(0, left_bytes))} GiB are left; --enforce-eager captures none, or a "
-            "lower --gpu-memory-utilization leaves them more")
+@dataclass(frozen=True, slots=True)
+class CaptureCheck:
+    """Whether CUDA graphs captured after the KV cache fit in what is left: a refusal, a risk, or neither."""
+
+    refusal: str | None = None
+    risk: str | None = None
 
 
-def graph_capture_risk(rank: int, capture_bytes: int, left_bytes: int, band: float | None) -> str | None:
-    """Why the capture of ``graph_capture_refusal`` may still run out: it fits at the estimate but not at the high
-    edge of the held-out band of the CUDA-graph memory (``engines.bands``, figure ``cuda_graph_bytes``)."""
-    if not band or capture_bytes > left_bytes or capture_bytes * (1 + band) <= left_bytes:
-        return None
-    return (f"rank {rank}'s CUDA graphs, captured after the KV cache, need about {_gib(capture_bytes)} GiB "
-            f"(±{100 * band:g} %, the held-out band of graph memory) and {_gib(left_bytes)} GiB are left: at the band's "
-            "high edge the capture runs out of memory (--enforce-eager, or a lower --gpu-memory-utilization)")
+def graph_capture_check(rank: int, capture_bytes: int, warmup_bytes: int, left_bytes: int, under: float,
+                        kv_given: bool) -> CaptureCheck:
+    """CUDA graphs captured after the KV cache is allocated (not subtracted from its budget, ``VllmRules``; or the
+    KV size given outright, which returns before any profile) take their memory from what is left, and the last
+    stage's sampler warm-up runs after them (v1/worker/gpu_worker.py@v0.10.2 … @v0.33.0 compile_or_warm_up_model:
+    capture_model, then _dummy_sampler_run "after capture_model on purpose"): torch's CUDA OOM when capture +
+    warm-up exceed it. A risk when they fit at the estimate but not at the high edge of the graph memory's held-out
+    band: ``under`` is the largest under-estimate held out (engines/bands.py), so the capture may take up to
+    capture / (1 − under)."""
+    fix = "a smaller --kv-cache-memory-bytes" if kv_given else "a lower --gpu-memory-utilization"
+    need = capture_bytes + warmup_bytes
+    warm = f" and the sampler warm-up after it {_gib(warmup_bytes)} GiB" if warmup_bytes else ""
+    if need > left_bytes:
+        return CaptureCheck(refusal=(
+            f"CUDA out of memory capturing CUDA graphs after the KV cache: rank {rank} needs about "
+            f"{_gib(capture_bytes)} GiB for them{warm}, {_gib(max(0, left_bytes))} GiB are left; --enforce-eager "
+            f"captures none, or {fix} leaves them more"))
+    high = int(capture_bytes / (1 - under)) if 0 < under < 1 else capture_bytes
+    if high + warmup_bytes <= left_bytes:
+        return CaptureCheck()
+    return CaptureCheck(risk=(
+        f"rank {rank}'s CUDA graphs, captured after the KV cache, need about {_gib(capture_bytes)} GiB{warm}, up to "
+        f"{_gib(high)} GiB at the largest held-out under-estimate of graph memory ({100 * under:.1f} %), and "
+        f"{_gib(left_bytes)} GiB are left (--enforce-eager, or {fix})"))
 
 
 def kv_cache_refusal(available_bytes: int, blocks: int, request_blocks: int, block_size: int, page_bytes: int,

@@ -31,6 +31,7 @@ class SuggestKnobs:
     fraction: str
     fp8_kv: str
     serve_command: Callable[[Any, Any, dict], str]  # (spec, layout, knobs) → the command line
+    eager: str | None = None  # the knob that captures no CUDA graphs, where graphs can fail after the KV cache
 
 
 @dataclass(frozen=True)

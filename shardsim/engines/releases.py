@@ -130,8 +130,9 @@ class VllmRules(RuleRow):
     vision_tower_stages: str = "all"
     # CUDA graphs (engines/vllm_profile.py). Capture sizes: "fixed512" = 1, 2, 4 and multiples of 8 up to 512,
     # those ≤ max_num_batched_tokens, whatever max_num_seqs (config.py@v0.8.5 _set_cudagraph_sizes; vLLM PR #17201,
-    # merged after 0.8.5, made the 512 a flag, cuda_graph_sizes, still defaulting to 512; PRs #20062 and #20628 made
-    # the default follow max_num_seqs, taken here from 0.10.0); "step8" = 1, 2, 4 and multiples of 8 up to
+    # merged after 0.8.5, made the 512 a flag, cuda_graph_sizes, still defaulting to 512; PR #20628, merged
+    # 2025-07-08 after #20062 was reverted by #20128, made the default min(2·max_num_seqs, 512), taken here from
+    # 0.10.0, the first release cut after it); "step8" = 1, 2, 4 and multiples of 8 up to
     # min(2·max_num_seqs, 512), those ≤ max_num_batched_tokens (config/__init__.py@v0.10.2 _set_cudagraph_sizes,
     # config/scheduler.py cuda_graph_sizes); "step16" = up to min(2·max_num_seqs, 512, max_num_batched_tokens):
     # 1, 2, 4, multiples of 8 below 256, of 16 from 256 (config/vllm.py@v0.11.1 _set_cudagraph_sizes);

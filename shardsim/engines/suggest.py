@@ -4,7 +4,9 @@ Candidates are tried in order of how little they cost the user, each by running 
 the longest context that fits (vLLM ``--max-model-len`` / SGLang ``--context-length``: the tokens the cache
 holds for one sequence, as vLLM's own error message computes its "estimated maximum model length",
 v1/core/kv_cache_utils.py@v0.11.0 check_enough_kv_cache_memory), an fp8 KV cache, a higher memory fraction,
-then twice the tensor-parallel degree. The first candidate that starts is printed.
+for an engine that captures CUDA graphs after its KV cache a lower fraction and then no graphs (vLLM
+--enforce-eager), then twice the tensor-parallel degree. The first candidate that starts without a start risk
+(``EngineReport.start_risk``) is printed.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ def _longest_context(report: EngineReport, limit: int) -> int | None:
 def suggest(engine: Engine, request, report: EngineReport) -> str | None:
     """One line of flags that makes ``engine`` start for ``request`` (a ``requests.ServeRequest``), or None: each
     candidate runs the same engine profile again."""
-    if report.starts or engine.suggest is None:
+    if (report.starts and not report.start_risk) or engine.suggest is None:
         return None
     spec, layout, words = request.model, request.layout, engine.suggest
     knobs = request.engine.given()
@@ -45,6 +47,11 @@ def suggest(engine: Engine, request, report: EngineReport) -> str | None:
     for higher in (0.92, 0.95):
         if higher > fraction:
             candidates.append((layout, {**knobs, words.fraction: higher}))
+    if words.eager:  # CUDA graphs that do not fit after the KV cache: fewer KV bytes, or no graphs
+        for lower in (0.85, 0.8):
+            if lower < fraction:
+                candidates.append((layout, {**knobs, words.fraction: lower}))
+        candidates.append((layout, {**knobs, words.eager: True}))
     try:
         wider = validate_layout(spec, layout.with_degrees(tp=layout.tp * 2))
         candidates.append((wider, knobs))
@@ -53,7 +60,8 @@ def suggest(engine: Engine, request, report: EngineReport) -> str | None:
     for cand_layout, cand_knobs in candidates:
         try:
             choice = EngineChoice(engine.name, engine.knobs(**cand_knobs))
-            if engine.predict(replace(request, layout=cand_layout, engine=choice)).starts:
+            tried = engine.predict(replace(request, layout=cand_layout, engine=choice))
+            if tried.starts and not tried.start_risk:
                 return words.serve_command(spec, cand_layout, {**report.knobs, **cand_knobs})
         except ShardsimError:
             continue

@@ -41,12 +41,11 @@ from shardsim.core.memory.kv_cache import kv_bytes_per_token_per_layer
 from shardsim.core.memory.runtime import DEFAULT_FABRIC, Fabric
 from shardsim.core.memory.weights import weight_model
 from shardsim.core.model import ModelSpec, QuantConfig
-from shardsim.engines.bands import error_bands
+from shardsim.engines.bands import error_bands, under_band
 from shardsim.engines import vllm_hybrid, vllm_multimodal, vllm_profile as prof
 from shardsim.engines.vllm_profile import forward_peak as _forward_peak  # noqa: F401  (tests read it here)
 from shardsim.engines.common import EngineRankReport, EngineReport, cublas_workspace_bytes, rank_weights
-from shardsim.engines.refusals import (graph_capture_refusal, graph_capture_risk, kv_cache_refusal, loading_refusal,
-                                       vllm_layout_refusal)
+from shardsim.engines.refusals import graph_capture_check, kv_cache_refusal, loading_refusal, vllm_layout_refusal
 from shardsim.engines.registry import Engine, SuggestKnobs
 from shardsim.engines.releases import NEWEST, VllmRules, resolve
 from shardsim.errors import ShardsimError
@@ -212,6 +211,7 @@ class _RankTerms:
     intermediate: int = 0
     state: int = 0
     persistent: int = 0  # what of the activation peak stays allocated after the profile (workspaces, kept buffers)
+    warmup: int = 0      # the last stage's sampler warm-up after graph capture (refusals.graph_capture_check)
 
 
 def _rank_terms(p: _Profile, held) -> _RankTerms:
@@ -242,8 +242,11 @@ def _rank_terms(p: _Profile, held) -> _RankTerms:
     graphs = prof.cuda_graphs(spec, layout.tp, layout.etp, held.layers, has_moe, has_dense, rules, p.v2, prof.GraphRun(
         p.seqs, p.batched, knobs.enforce_eager, knobs.version == "v0", prof.rocm(p.gpu_name)))
     kept = (moe_ws if is_last else 0, activation_core - max(forward, sampler))
+    # kept after the profile: cuBLAS and attention workspaces (allocated once, cublas_workspace_bytes), a later
+    # stage's receive buffers (intermediate_tensor_bytes), the kept fused-MoE workspaces (moe_workspace_bytes)
     persistent = cublas_workspace_bytes(p.compute_capability) + attention_workspace + (0 if p.v2 else inter) + moe_ws
-    return _RankTerms(loading, activation, non_torch, graphs, kept, inter, state, persistent)
+    warmup = int(logit * p.seqs * spec.vocab_size) if is_last and knobs.version == "v1" else 0
+    return _RankTerms(loading, activation, non_torch, graphs, kept, inter, state, persistent, warmup)
 
 
 def predict_vllm(spec: ModelSpec, layout: Layout, capacity_bytes: int, gpu_name: str, compute_capability: str | None,
@@ -261,7 +264,8 @@ def predict_vllm(spec: ModelSpec, layout: Layout, capacity_bytes: int, gpu_name:
               if spec.is_hybrid else None)
     requested = int(capacity_bytes * knobs.gpu_memory_utilization)
     ranks, pools, terms = [], [], []
-    bands, start_risk = error_bands("vllm", rules.label), None
+    bands, start_risk, under = error_bands("vllm", rules.label), None, under_band("vllm", rules.label, "cuda_graph_bytes")
+    context, others = prof.counted_context(knobs.version, rules), prof.others_bytes(rules, capacity_bytes, knobs.startup_free_bytes)
     refusal = _release_refusal(knobs, rules, capacity_bytes) or (hybrid.refusal if hybrid else None)
     v2 = knobs.version == "v1" and rules.uses_v2(spec.is_moe, quant.method != "none")
     profile = _Profile(spec, layout, dtype, quant, knobs, rules, v2, seqs, batched, fabric, compute_capability, gpu_name,
@@ -284,13 +288,14 @@ def predict_vllm(spec: ModelSpec, layout: Layout, capacity_bytes: int, gpu_name:
             rank=held.rank, layers=held.layers, model_loading_bytes=t.loading, activation_peak_bytes=t.activation,
             non_torch_bytes=t.non_torch, cuda_graph_bytes=graphs, available_kv_cache_bytes=available,
             kv_cache_bytes=cache_bytes, kv_cache_tokens=tokens,
-            used_bytes=CUDA_CONTEXT_BYTES + t.loading + t.activation + t.non_torch + cache_bytes + graphs,
+            used_bytes=context + t.loading + t.activation + t.non_torch + cache_bytes + graphs,
         ))
         refusal = refusal or loading_refusal(held.rank, t.loading, capacity_bytes - CUDA_CONTEXT_BYTES)
-        if t.graphs and not t.graphs.subtracted:  # captured after the KV cache, from what is left
-            left = _left_for_graphs(capacity_bytes, t, cache_bytes)
-            refusal = refusal or graph_capture_refusal(held.rank, graphs, left)
-            start_risk = start_risk or graph_capture_risk(held.rank, graphs, left, bands.get("cuda_graph_bytes"))
+        if t.graphs and (not t.graphs.subtracted or knobs.kv_cache_memory_bytes is not None):  # after the KV cache
+            left = prof.left_for_graphs(capacity_bytes, context, t.loading + t.non_torch + t.persistent, cache_bytes,
+                                        others)
+            check = graph_capture_check(held.rank, graphs, t.warmup, left, under, knobs.kv_cache_memory_bytes is not None)
+            refusal, start_risk = refusal or check.refusal, start_risk or check.risk
     cache = (_hybrid_cache(spec, knobs, rules, hybrid, pools, ranks, seqs, max_len) if hybrid
              else _dense_cache(spec, knobs, rules, ranks, page_per_layer, max_len))
     refusal = refusal or vllm_layout_refusal(spec, layout, quant, cache.max_len) or cache.refusal
@@ -311,14 +316,6 @@ def predict_vllm(spec: ModelSpec, layout: Layout, capacity_bytes: int, gpu_name:
         notes=_notes(release, profile, terms, ranks) + list(cache.notes)
         + ([profile.encoder.describe()] if profile.encoder else []), **cache.fields,
     )
-
-
-def _left_for_graphs(capacity_bytes: int, t: _RankTerms, cache_bytes: int) -> int:
-    """Free memory when CUDA graphs are captured after the KV cache: the device less the CUDA context, the weights,
-    non-torch memory, the KV cache and what of the profile stays allocated; the profile's transient activations are
-    back with the driver (``torch.cuda.empty_cache()`` after the profile run: v1/worker/gpu_worker.py@v0.8.5
-    determine_available_memory; utils.py@v0.10.2 memory_profiling)."""
-    return capacity_bytes - CUDA_CONTEXT_BYTES - t.loading - t.non_torch - cache_bytes - t.persistent
 
 
 def _sampler(knobs: VllmKnobs, rules: VllmRules) -> str:
@@ -386,7 +383,8 @@ def serve_command(spec: ModelSpec, layout: Layout, knobs: dict) -> str:
         parts.append(f"--pipeline-parallel-size {layout.pp}")
     names = {"max_model_len": "--max-model-len", "kv_cache_dtype": "--kv-cache-dtype",
              "gpu_memory_utilization": "--gpu-memory-utilization"}
-    return " ".join(parts + [f"{flag} {knobs[key]}" for key, flag in names.items() if knobs.get(key) not in (None, "auto")])
+    return " ".join(parts + [f"{flag} {knobs[key]}" for key, flag in names.items() if knobs.get(key) not in (None, "auto")]
+                    + (["--enforce-eager"] if knobs.get("enforce_eager") else []))
 
 
 def predict(request) -> EngineReport:
@@ -396,4 +394,5 @@ def predict(request) -> EngineReport:
                         request.workload.dtype, request.quant, request.engine.knobs, hw.fabric)
 
 
-ENGINE = Engine("vllm", VllmKnobs, predict, SuggestKnobs("max_model_len", "gpu_memory_utilization", "fp8", serve_command))
+ENGINE = Engine("vllm", VllmKnobs, predict,
+                SuggestKnobs("max_model_len", "gpu_memory_utilization", "fp8", serve_command, "enforce_eager"))

@@ -62,6 +62,14 @@ def capture_sizes(rules: VllmRules, seqs: int, batched: int) -> tuple[int, ...]:
     return tuple(sorted(set(sizes)))
 
 
+def v0_capture_sizes(seqs: int) -> tuple[int, ...]:
+    """The V0 engine's sizes (config.py@v0.8.5 _set_cudagraph_sizes, ``not envs.VLLM_USE_V1``): 1, 2, 4 and
+    multiples of 8 up to the smallest of them ≥ max_num_seqs (8,192 at most), not cut by max_num_batched_tokens."""
+    possible = [1, 2, 4, *range(8, 8192 + 1, 8)]
+    top = next((s for s in possible if s >= seqs), possible[-1])
+    return tuple(s for s in possible if s <= top)
+
+
 @dataclass(frozen=True, slots=True)
 class CudaGraphs:
     """One rank's CUDA graphs: sizes, graph count, the pool, what capture takes and what the profile subtracts."""
@@ -102,7 +110,7 @@ class GraphRun:
     seqs: int
     batched: int
     eager: bool = False
-    v0: bool = False       # the V0 engine: one whole-model graph per size (its sizes taken as V1's of the release)
+    v0: bool = False       # the V0 engine: one whole-model graph per size, its own sizes (``v0_capture_sizes``)
     on_rocm: bool = False  # ROCm: the worker makes no estimate before 0.26 (``graph_estimate_rocm``)
 
 
@@ -112,7 +120,7 @@ def cuda_graphs(spec: ModelSpec, tp: int, etp: int, layers: int, has_moe: bool, 
     if run.eager:
         return None
     seqs, batched, v0 = run.seqs, run.batched, run.v0
-    sizes = capture_sizes(rules, seqs, batched)
+    sizes = v0_capture_sizes(seqs) if v0 else capture_sizes(rules, seqs, batched)
     full = tuple(s for s in sizes if s <= seqs) if rules.cudagraph_mode == "full_and_piecewise" and not v0 else ()
     pieces = 1 if v0 else layers + 1
     pool = activation_peak_bytes(spec, tp, etp, sizes[-1], sizes[-1], has_moe, has_dense, False)
@@ -206,6 +214,30 @@ def non_torch_bytes(version: str, rules: VllmRules, layout: Layout, rank: int, f
         groups_bytes += nccl_communicator_bytes(range(rank % stride, layout.world_size, stride), fabric)
     context = CUDA_CONTEXT_BYTES if rules.profiler == "absolute" else 0
     return VLLM_NON_TORCH_BYTES + groups_bytes + context
+
+
+def counted_context(version: str, rules: VllmRules) -> int:
+    """The CUDA context where ``non_torch_bytes`` does not already hold it (the 0.8.5–0.9.0 V1 profiler charges
+    everything used on the device, the context included)."""
+    return 0 if rules.profiler == "absolute" and version != "v0" else CUDA_CONTEXT_BYTES
+
+
+def others_bytes(rules: VllmRules, capacity_bytes: int, startup_free_bytes: int | None) -> int:
+    """Other processes' memory on the device (the total less the context and the free memory at start); the 0.8.5
+    profiler already charges it to the KV budget (everything used on the device), later ones leave it out."""
+    if rules.profiler == "absolute" or startup_free_bytes is None:
+        return 0
+    return max(0, capacity_bytes - CUDA_CONTEXT_BYTES - startup_free_bytes)
+
+
+def left_for_graphs(capacity_bytes: int, context_bytes: int, kept_bytes: int, cache_bytes: int,
+                    other_processes_bytes: int) -> int:
+    """Free memory when CUDA graphs are captured after the KV cache: the device less the CUDA context, what the
+    process keeps (weights, non-torch memory, what of the profile stays allocated: workspaces, kept buffers), the
+    KV cache and other processes' memory (charged to the KV budget by the 0.8.5 profiler, left out of it from
+    0.9.1); the profile's transient activations are back with the driver (``torch.cuda.empty_cache()`` after the
+    profile run: v1/worker/gpu_worker.py@v0.8.5 determine_available_memory; utils.py@v0.10.2 memory_profiling)."""
+    return capacity_bytes - context_bytes - kept_bytes - cache_bytes - other_processes_bytes
 
 
 def forward_peak(spec: ModelSpec, layout: Layout, tokens: int, seqs: int, has_moe: bool, has_dense: bool,

@@ -45,7 +45,8 @@ def render_calibration(results: list, summ: dict, console) -> None:
         g = summ[key]
         console.print(f"{label}: {g['rows_ok']} of {g['rows']} rows within their bounds · start verdicts right: "
                       f"{g['start_verdicts_right']} of {g['rows']}"
-                      + (f", BORDERLINE: lines {g['start_verdicts_borderline']}" if g["start_verdicts_borderline"] else "")
+                      + (f", BORDERLINE: lines {g['start_verdicts_borderline']} (of which started: "
+                         f"{g['start_verdicts_borderline_started'] or 'none'})" if g["start_verdicts_borderline"] else "")
                       + (f" · start verdicts wrong: lines {g['start_verdicts_wrong']}" if g["start_verdicts_wrong"] else "")
                       + (f" · out of bounds: lines {g['rows_failed']}" if g["rows_failed"] else ""))
     for row in summ.get("excluded", []):

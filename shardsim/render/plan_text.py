@@ -122,7 +122,9 @@ def render_engine(rep, console) -> None:
     console.print(f"GiB unless noted · error bands: {band_text(rep)}")
     for note in rep.notes:
         console.print(f"note: {note}")
-    if rep.starts:
+    if rep.starts and rep.start_risk:
+        console.print(f"[bold yellow]{rep.engine} starts, BORDERLINE:[/] {rep.start_risk}")
+    elif rep.starts:
         console.print(f"[bold green]{rep.engine} starts[/]")
     else:
         console.print(f"[bold red]{rep.engine} would not start:[/] {rep.refusal}")

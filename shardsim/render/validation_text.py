@@ -43,8 +43,10 @@ def render_validation(record: dict, console) -> None:
                           f"argmax {'agrees' if lg['argmax_agrees'] else 'differs'} at {lg['argmax_positions_compared']} "
                           f"decided positions ({lg['argmax_positions_within_noise']} within bf16 noise) · "
                           + ("[green]ok[/]" if lg["ok"] else "[red]MISMATCH[/]"))
-            if lg.get("reference_bf16_noise"):
-                noise = lg["reference_bf16_noise"]
+            noise = lg.get("reference_bf16_noise") or {}
+            if noise.get("error"):
+                console.print(f"reference's bf16 noise not measured: {noise['error']}")
+            elif noise:
                 console.print(f"bounds widened to the bf16 reference's own distance from fp32 (median "
                               f"{100 * noise['median_rel_l2']:.2f} %, worst {100 * noise['max_rel_l2']:.2f} %)")
         else:

@@ -47,3 +47,13 @@ def test_rel_l2_bounds_widen_to_the_references_own_bf16_noise():
     quiet = exact.clone()
     quiet[0, :, 1] = 0.1                                       # 1 %
     assert noise_tolerances(reference_noise(quiet, exact)) == (LOGITS_TOLERANCE, LOGITS_TOLERANCE_ANY_POSITION)
+
+
+def test_the_widening_stops_at_its_cap_and_at_non_finite_references():
+    from shardsim.launch.serve.predict import LOGITS_NOISE_CAP
+    from shardsim.launch.serve.reference import noise_tolerances, reference_noise
+
+    assert noise_tolerances({"median_rel_l2": 0.6, "max_rel_l2": 0.9}) == (LOGITS_NOISE_CAP, LOGITS_NOISE_CAP) == (0.25, 0.25)
+    exact = torch.ones(1, 2, 4)
+    exact[0, 1, 0] = float("inf")
+    assert "error" in reference_noise(torch.ones(1, 2, 4), exact)

@@ -74,8 +74,10 @@ def engine_section(rep, spec, layout) -> Section:
             "whether it starts, and its command line.", "muted")])
     label = (rep.rules or {}).get("label")
     title = f"{rep.engine} {rep.version}" + (f" ({label})" if label else "")
-    state = badge(f"{rep.engine} starts", "ok") if rep.starts else badge(f"{rep.engine} would not start", "bad")
-    head = Raw(f'<div class="big">{esc(title)}</div><div class="verdict">{state}{esc(rep.refusal or "")}</div>')
+    state = (badge(f"{rep.engine} starts, BORDERLINE", "warn") if rep.starts and rep.start_risk
+             else badge(f"{rep.engine} starts", "ok") if rep.starts else badge(f"{rep.engine} would not start", "bad"))
+    why = rep.refusal or rep.start_risk or ""
+    head = Raw(f'<div class="big">{esc(title)}</div><div class="verdict">{state}{esc(why)}</div>')
     knobs = ", ".join(f"{k}={v}" for k, v in rep.knobs.items() if v not in (None, False))
     body = [card(head, facts(summary(rep) + [("knobs", knobs)])), rank_table(rep)]
     command = serve_command(rep, spec, layout)
