@@ -63,11 +63,15 @@ P90_MIN_ROWS = 10
 the largest error (a percentile of a handful of rows says little)."""
 
 
+def _round_up(value: float) -> float:
+    """Rounded up to 0.1 % (a band is never narrower than what was seen)."""
+    return -(-round(value * 1000, 6) // 1) / 1000
+
+
 def _band(errs: list[float]) -> float:
     """p90 (nearest rank) with P90_MIN_ROWS rows or more, else the largest; rounded up to 0.1 %."""
     ordered = sorted(errs)
-    value = ordered[-(-9 * len(ordered) // 10) - 1] if len(ordered) >= P90_MIN_ROWS else ordered[-1]
-    return -(-round(value * 1000, 6) // 1) / 1000
+    return _round_up(ordered[-(-9 * len(ordered) // 10) - 1] if len(ordered) >= P90_MIN_ROWS else ordered[-1])
 
 
 def held_out_bands(results: list) -> dict[str, dict[str, dict[str, dict]]]:
@@ -91,5 +95,5 @@ def held_out_bands(results: list) -> dict[str, dict[str, dict[str, dict]]]:
         worst = max(errs)
         out.setdefault(engine, {}).setdefault(rules, {})[name] = {
             "band": _band([e for e, _ in errs]), "rows": len(errs), "worst": worst[1][:80],
-            "worst_error": round(worst[0], 4), "under": -(-round(max(0.0, -min(e for e, _ in signed)) * 1000, 6) // 1) / 1000}
+            "worst_error": round(worst[0], 4), "under": _round_up(max(0.0, -min(e for e, _ in signed)))}
     return out

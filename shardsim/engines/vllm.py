@@ -224,7 +224,8 @@ def _rank_terms(p: _Profile, held) -> _RankTerms:
                             vllm_hybrid.gdn_profile(spec, rules, held.first_layer, held.last_layer))
     is_first, is_last = held.pp_rank == 0, held.pp_rank == layout.pp - 1
     logit = prof.v2_per_logit(rules, layout.tp) if p.v2 else prof.per_logit(_sampler(knobs, rules))
-    sampler = int(logit * p.seqs * spec.vocab_size) + 2 * spec.hidden_size * (p.batched + 2 * p.seqs) if is_last else 0
+    logits = int(logit * p.seqs * spec.vocab_size) if is_last else 0  # the dummy sampler's, in the profile and after
+    sampler = logits + 2 * spec.hidden_size * (p.batched + 2 * p.seqs) if is_last else 0
     moe_ws = prof.moe_workspace_bytes(spec, layout.etp, p.batched) if has_moe and rules.moe_workspace_kept else 0
     inter = (prof.intermediate_tensor_bytes(spec, p.batched, p.dtype)
              if not is_first and prof.intermediate_charged(p.v2, rules) else 0)
@@ -245,8 +246,8 @@ def _rank_terms(p: _Profile, held) -> _RankTerms:
     # kept after the profile: cuBLAS and attention workspaces (allocated once, cublas_workspace_bytes), a later
     # stage's receive buffers (intermediate_tensor_bytes), the kept fused-MoE workspaces (moe_workspace_bytes)
     persistent = cublas_workspace_bytes(p.compute_capability) + attention_workspace + (0 if p.v2 else inter) + moe_ws
-    warmup = int(logit * p.seqs * spec.vocab_size) if is_last and knobs.version == "v1" else 0
-    return _RankTerms(loading, activation, non_torch, graphs, kept, inter, state, persistent, warmup)
+    return _RankTerms(loading, activation, non_torch, graphs, kept, inter, state, persistent,
+                      logits if knobs.version == "v1" else 0)
 
 
 def predict_vllm(spec: ModelSpec, layout: Layout, capacity_bytes: int, gpu_name: str, compute_capability: str | None,
