@@ -39,7 +39,8 @@ def main(path: str) -> int:
         eff, value = fit.fit(group)
         ids = tuple(p.row.id for p in group)
         print(f"    SpeedFit({engine!r}, {eff.compute:.2f}, {eff.memory:.2f}, {eff.step_overhead_s * 1e3:.1f}, "
-              f"{eff.ttft_overhead_s * 1e3:.0f}, {eff.seq_overhead_s * 1e6:.0f}, {ids!r},")
+              f"{eff.ttft_overhead_s * 1e3:.0f}, {eff.seq_overhead_s * 1e6:.0f}, {eff.layer_overhead_s * 1e6:.0f}, "
+              f"{eff.moe_layer_overhead_s * 1e6:.0f}, {ids!r},")
         print(f"             'coordinate search (speed.fit), sum of squared log errors {value:.4f} over "
               f"{len(group)} rows'),")
     print(")")

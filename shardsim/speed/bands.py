@@ -12,14 +12,14 @@ P90_ROWS = 5
 
 HELD_OUT: dict[str, dict[str, dict]] = {
     'sglang': {
-        'throughput': {'band': 0.762, 'rows': 11, 'how': 'p90', 'row': 'sglcookbook-q3next-b200-b'},
-        'tpot': {'band': 0.897, 'rows': 7, 'how': 'p90', 'row': 'gpustack-q3-8b-h100-g'},
-        'ttft': {'band': 0.815, 'rows': 8, 'how': 'p90', 'row': 'gpustack-q3-8b-h100-e'},
+        'ttft': {'band': 0.712, 'rows': 8, 'how': 'p90', 'row': 'gpustack-q3-8b-h100-e'},
+        'tpot': {'band': 0.648, 'rows': 7, 'how': 'p90', 'row': 'gpustack-q3-14b-a100-b'},
+        'throughput': {'band': 0.753, 'rows': 11, 'how': 'p90', 'row': 'sglcookbook-q3next-b200-b'},
     },
     'vllm': {
-        'throughput': {'band': 0.433, 'rows': 25, 'how': 'p90', 'row': 'gpustack-q35-35b-h200-f'},
-        'tpot': {'band': 0.729, 'rows': 20, 'how': 'p90', 'row': 'tt-issue-394-q3-4b-4090-4096-128'},
-        'ttft': {'band': 0.744, 'rows': 25, 'how': 'p90', 'row': 'tt-issue-394-q3-4b-4090-4096-128'},
+        'ttft': {'band': 0.774, 'rows': 25, 'how': 'p90', 'row': 'tt-issue-394-q3-4b-4090-4096-128'},
+        'tpot': {'band': 0.518, 'rows': 20, 'how': 'p90', 'row': 'vllm-recipes-q3next-b200-tp4-c256'},
+        'throughput': {'band': 0.477, 'rows': 25, 'how': 'p90', 'row': 'gpustack-q35-35b-h200-f'},
     },
 }
 """engine → figure (``ttft``, ``tpot``, ``throughput``) → {"band": relative error, "rows": n, "how": "p90" or

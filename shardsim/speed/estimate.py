@@ -9,7 +9,7 @@ FLOPs, bytes and collectives; ``roofline`` their time; ``serving`` the steady st
 A step of a pipeline runs as m = min(pp, sequences) micro-batches (vLLM keeps pp batches in flight); one token
 of a request takes max(Σ stage times, m × the slowest stage) — the first when micro-batches are too few to fill the
 pipeline (the bubble), the second when they are enough (Huang et al. 2019, GPipe, arXiv:1811.06965, §2.2) — plus
-the per-step overhead.
+the per-step overhead; each stage's time carries the per-layer floor of its layers (``roofline``).
 """
 
 from __future__ import annotations
@@ -106,7 +106,9 @@ class SpeedReport:
             "fitted": {"compute_efficiency": self.efficiency.compute, "memory_efficiency": self.efficiency.memory,
                        "step_overhead_ms": self.efficiency.step_overhead_s * 1e3,
                        "ttft_overhead_ms": self.efficiency.ttft_overhead_s * 1e3,
-                       "seq_overhead_us": self.efficiency.seq_overhead_s * 1e6, "rows": list(self.fit_rows)},
+                       "seq_overhead_us": self.efficiency.seq_overhead_s * 1e6,
+                       "layer_overhead_us": self.efficiency.layer_overhead_s * 1e6,
+                       "moe_layer_overhead_us": self.efficiency.moe_layer_overhead_s * 1e6, "rows": list(self.fit_rows)},
             "breakdown": self.breakdown, "notes": self.notes,
         }
 
@@ -118,7 +120,19 @@ def _kv_dtype_bytes(request) -> int:
     return DTYPE_BYTES[request.workload.kv_dtype]
 
 
-def scheduler_of(request, inp: int, out: int) -> serving.Scheduler:
+def held_tokens(inp: int, out: int, spread: bool) -> float:
+    """KV tokens a running request holds on average. Both engines allocate a request's cache as its tokens come
+    (vLLM V1: ``KVCacheManager.allocate_slots`` each step, preempting a running request when a block cannot be had,
+    ``v1/core/sched/scheduler.py``; SGLang: a token slot per decoded token, admission reserving only ``new_token_ratio`` of the outputs
+    still to come — 0.7 at first, decaying to 0.7 × 0.1 (``init_new_token_ratio``, ``base_min_new_token_ratio``,
+    ``srt/server_args.py``; ``srt/managers/scheduler.py``) — and retracting requests when the pool runs out). Requests of mixed ages (spread arrivals: a request rate or a dataset of
+    varied lengths) hold I + O/2 on average; a closed loop's cohorts of equal requests reach I + O together, so the
+    cache must hold that many (more would be preempted at the end of every wave). vLLM's paging wastes half a block
+    a request on average (added by the caller)."""
+    return inp + out / 2 if spread else inp + out
+
+
+def scheduler_of(request, inp: int, out: int, spread: bool = False) -> serving.Scheduler:
     """The step budget, running cap and KV-bound sequences of one replica, from the memory plan. vLLM's are its
     report's resolved knobs: ``max_num_batched_tokens`` and ``max_num_seqs`` by release and GPU (8,192 / 1,024 on
     GPUs of 70 GiB or more, A100s excepted from 0.9.0, else 2,048 / 256; clamped by ``max_model_len`` from 0.12:
@@ -146,16 +160,18 @@ def scheduler_of(request, inp: int, out: int) -> serving.Scheduler:
     if serve.engine.name == "vllm":
         if knobs.get("max_model_len") and knobs["max_model_len"] < length:
             raise ShardsimError(f"I + O = {length:,} tokens exceeds vLLM's max_model_len {knobs['max_model_len']:,}")
-        seqs = (rep.kv_cache_tokens or 0) // round_up(length, knobs.get("block_size") or 16)
+        block = knobs.get("block_size") or 16
+        seqs = int((rep.kv_cache_tokens or 0) // (round_up(length, block) if not spread else
+                                                   held_tokens(inp, out, True) + block / 2))
         if rep.state_blocks:
             seqs = min(seqs, rep.state_blocks)
         return serving.Scheduler(knobs["max_num_batched_tokens"], knobs["max_num_seqs"], seqs, True,
                                  "vLLM: max_num_batched_tokens, max_num_seqs and GPU KV cache size of the engine "
                                  "report; decodes and prompt chunks share each step (V1 chunked prefill)")
-    return _sglang_scheduler(serve, rep, length)
+    return _sglang_scheduler(serve, rep, held_tokens(inp, out, spread))
 
 
-def _sglang_scheduler(serve, rep, length: int) -> serving.Scheduler:
+def _sglang_scheduler(serve, rep, held: float) -> serving.Scheduler:
     from shardsim.constants import MAX_BATCH
     from shardsim.engines.releases import resolve
     from shardsim.engines.sglang import sglang_gpu_defaults
@@ -169,7 +185,7 @@ def _sglang_scheduler(serve, rep, length: int) -> serving.Scheduler:
             chunk = sglang_gpu_defaults(mib, serve.layout.tp, rules)[0]
         else:
             chunk = next(size for limit, size in SGLANG_CHUNK_BEFORE_053 if mib < limit)
-    seqs = (rep.kv_cache_tokens or 0) // length
+    seqs = int((rep.kv_cache_tokens or 0) // held)
     cap = rep.max_running_requests or MAX_BATCH
     return serving.Scheduler(chunk, cap, seqs, False,
                              "SGLang: chunked_prefill_size (by GPU memory, server_args.py) and #tokens of the engine "
@@ -212,8 +228,12 @@ class Pipeline:
             gpu = roofline.gpu_seconds(work.step_work(stage, sub), self.peaks, self.eff)
             colls = comm.step_collectives(stage, self.layout, links, sub.tokens, sub.sequences, self.vocab,
                                           stage.pp_rank == 0)
-            out.append(gpu + sum(c.seconds for c in colls))
+            out.append(gpu + sum(c.seconds for c in colls) + self.layer_seconds(stage))
         return out
+
+    def layer_seconds(self, stage) -> float:
+        """The per-layer floor of one micro-batch on ``stage``: its layers' and MoE layers' fitted overheads."""
+        return stage.layers * self.eff.layer_overhead_s + stage.moe_layers * self.eff.moe_layer_overhead_s
 
     def __call__(self, shape: work.StepShape) -> float:
         times = self.stage_seconds(shape)
@@ -236,16 +256,14 @@ def pipeline_of(serve, kv_dtype_bytes: int, engine: str | None) -> tuple[Pipelin
     links = tuple(_stage_links(serve, p) for p in range(lay.pp))
     peaks = roofline.gpu_peaks(serve.hardware.cluster.gpu, serve.workload.dtype, quant.method)
     fit = speed_fit(engine)
-    eff = roofline.Efficiency(fit.compute_efficiency, fit.memory_efficiency, fit.step_overhead_ms / 1e3,
-                              fit.ttft_overhead_ms / 1e3, fit.seq_overhead_us / 1e6)
-    return Pipeline(stages, links, lay, spec.vocab_size, peaks, eff), fit.rows
+    return Pipeline(stages, links, lay, spec.vocab_size, peaks, fit.efficiency()), fit.rows
 
 
 def prepare(request: SpeedRequest) -> tuple[serving.Scheduler, Pipeline, tuple[str, ...]]:
     """The scheduler and cost model of ``request`` and the rows its fitted values came from."""
     serve, wl = request.serve, request.workload
     engine = serve.engine.name if serve.engine is not None else None
-    sched = scheduler_of(serve, wl.input_tokens, wl.output_tokens)
+    sched = scheduler_of(serve, wl.input_tokens, wl.output_tokens, wl.varied_lengths or wl.request_rate is not None)
     if sched.limit < 1:
         raise ShardsimError(f"the KV cache holds no request of {wl.input_tokens + wl.output_tokens:,} tokens on this "
                             "layout (see shardsim plan)")

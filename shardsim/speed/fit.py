@@ -23,6 +23,8 @@ GRIDS = {
     "step_overhead_s": [round(0.0001 * i, 4) for i in range(301)],
     "ttft_overhead_s": [round(0.001 * i, 3) for i in range(301)],
     "seq_overhead_s": [round(1e-6 * i, 6) for i in range(301)],
+    "layer_overhead_s": [round(1e-6 * i, 6) for i in range(201)],
+    "moe_layer_overhead_s": [round(1e-6 * i, 6) for i in range(301)],
 }
 SATURATED_PENALTY = math.log(10) ** 2
 """A rate the model cannot serve, for a row that was served: the loss of a factor-10 error."""
@@ -74,8 +76,7 @@ def loss(prepared: list[Prepared], eff: Efficiency) -> float:
 
 def fit(prepared: list[Prepared], start: Efficiency | None = None) -> tuple[Efficiency, float]:
     """The coordinate search (module docstring); returns the values and their loss."""
-    eff = start or Efficiency(PRIOR.compute_efficiency, PRIOR.memory_efficiency, PRIOR.step_overhead_ms / 1e3,
-                              PRIOR.ttft_overhead_ms / 1e3, PRIOR.seq_overhead_us / 1e6)
+    eff = start or PRIOR.efficiency()
     eff = replace(eff, **{name: min(grid, key=lambda g: abs(g - getattr(eff, name))) for name, grid in GRIDS.items()})
     best = loss(prepared, eff)
     for _ in range(MAX_SWEEPS):

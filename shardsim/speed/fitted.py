@@ -5,11 +5,12 @@ used, so the held-out errors ``shardsim calibrate --speed`` reports (and the ban
 ``speed.bands``) are out of sample. ``benchmarks/fit_speed.py`` prints these values from the database (a
 deterministic search, below); they are written here by hand and never recomputed at import.
 
-How: for each engine, the five values minimise the sum over its fitted rows of the squared log errors of TPOT,
+How: for each engine, the seven values minimise the sum over its fitted rows of the squared log errors of TPOT,
 TTFT and output tokens/s (each row's figures present), by coordinate search on fixed grids (compute and memory
 efficiency 0.05 … 1.00 in steps of 0.01, step overhead 0 … 30 ms in steps of 0.1 ms, request overhead 0 … 300 ms
-in steps of 1 ms, overhead per sampled sequence and step 0 … 300 µs in steps of 1 µs), starting from the grid point
-nearest the PRIOR row below and sweeping the five in turn until no value moves: deterministic. An engine with fewer than ``MIN_ROWS`` fitted rows takes the values fitted to all
+in steps of 1 ms, overhead per sampled sequence and step 0 … 300 µs, per layer and step 0 … 200 µs and more per MoE
+layer 0 … 300 µs, all in steps of 1 µs), starting from the grid point nearest the PRIOR row below and sweeping the
+seven in turn until no value moves: deterministic. An engine with fewer than ``MIN_ROWS`` fitted rows takes the values fitted to all
 engines' fitted rows together (named ``"*"``).
 """
 
@@ -31,23 +32,33 @@ class SpeedFit:
     step_overhead_ms: float
     ttft_overhead_ms: float
     seq_overhead_us: float
+    layer_overhead_us: float
+    moe_layer_overhead_us: float
     rows: tuple[str, ...]
     how: str
 
+    def efficiency(self):
+        """These values as the step-time model takes them (``roofline.Efficiency``, seconds)."""
+        from shardsim.speed.roofline import Efficiency
 
-PRIOR = SpeedFit("prior", 0.55, 0.75, 2.0, 20.0, 0.0, (),
+        return Efficiency(self.compute_efficiency, self.memory_efficiency, self.step_overhead_ms / 1e3,
+                          self.ttft_overhead_ms / 1e3, self.seq_overhead_us / 1e6, self.layer_overhead_us / 1e6,
+                          self.moe_layer_overhead_us / 1e6)
+
+
+PRIOR = SpeedFit("prior", 0.55, 0.75, 2.0, 20.0, 0.0, 0.0, 0.0, (),
                  "the search's starting point, not fitted: 55 % of dense peak and 75 % of HBM bandwidth are where "
                  "the FlashAttention-2 paper puts fused GEMM + attention forward on A100 (Dao 2023, arXiv:2307.08691, "
                  "§4.1: 50–73 % of peak) and where STREAM-like kernels sit on HBM; 2 ms and 20 ms per step and "
-                 "request are placeholders")
+                 "request are placeholders; no per-sequence or per-layer overhead")
 
 FITTED: tuple[SpeedFit, ...] = (
-    SpeedFit('*', 0.48, 0.65, 3.5, 8, 147, ('gpustack-q3-14b-h100-a', 'gpustack-q3-14b-h100-b', 'gpustack-q3-14b-h100-d', 'gpustack-q3-14b-h100-e', 'gpustack-q3-14b-h100-f', 'gpustack-q3-14b-h100-g', 'gpustack-q3-14b-h100-h', 'gpustack-q3-32b-a100-a', 'gpustack-q3-32b-a100-b', 'gpustack-q3-32b-a100-d', 'gpustack-q3-32b-a100-e', 'gpustack-q3-32b-a100-f', 'gpustack-q3-32b-a100-g', 'gpustack-q3-235b-h100-a', 'gpustack-q3-235b-h100-b', 'gpustack-q3-235b-h100-c', 'gpustack-q3-235b-h100-d', 'gpustack-q3-235b-h100-e', 'gpustack-q3-235b-h100-f', 'gpustack-q3-235b-h100-g', 'sglcookbook-q3-235b-b200-a', 'sglcookbook-q3-235b-b200-b', 'sglcookbook-q3-235b-b200-c', 'sglcookbook-q3-235b-b200-d', 'sglcookbook-q3-235b-b200-e', 'sglcookbook-q3-235b-b200-f', 'sglcookbook-q3-235b-b200-g', 'sglcookbook-q3-235b-b200-h', 'sglcookbook-q3-235b-b200-i', 'sglang-pr-10467-tp4', 'sglang-pr-10467-tp8', 'vllm-pr-17530-5000-1000', 'vllm-pr-17530-1000-2000', 'vllm-pr-17530-10000-500', 'gpustack-q35-35b-h200-lat-a', 'gpustack-q35-35b-h200-lat-b', 'gpustack-q35-35b-h200-lat-c', 'gpustack-q35-35b-h200-lat-d', 'tt-issue-340-q3-0.6b-128-128', 'tt-issue-340-q3-0.6b-128-1024', 'tt-issue-340-q3-1.7b-128-128', 'tt-issue-340-q3-1.7b-128-1024', 'tt-issue-340-q3-1.7b-1024-128', 'tt-issue-340-q3-1.7b-2048-128', 'tt-issue-340-q3-30b-128-128', 'tt-issue-340-q3-30b-128-1024', 'tt-issue-340-q3-30b-1024-128', 'tt-issue-340-q3-30b-2048-128', 'tt-issue-340-q3-30b-8192-128'),
-             'coordinate search (speed.fit), sum of squared log errors 23.0424 over 49 rows'),
-    SpeedFit('sglang', 0.39, 0.89, 7.6, 37, 61, ('gpustack-q3-14b-h100-b', 'gpustack-q3-14b-h100-d', 'gpustack-q3-14b-h100-h', 'gpustack-q3-32b-a100-b', 'gpustack-q3-235b-h100-b', 'sglcookbook-q3-235b-b200-a', 'sglcookbook-q3-235b-b200-b', 'sglcookbook-q3-235b-b200-c', 'sglcookbook-q3-235b-b200-d', 'sglcookbook-q3-235b-b200-e', 'sglcookbook-q3-235b-b200-f', 'sglcookbook-q3-235b-b200-g', 'sglcookbook-q3-235b-b200-h', 'sglcookbook-q3-235b-b200-i', 'sglang-pr-10467-tp4', 'sglang-pr-10467-tp8'),
-             'coordinate search (speed.fit), sum of squared log errors 3.5915 over 16 rows'),
-    SpeedFit('vllm', 0.50, 0.53, 2.3, 6, 132, ('gpustack-q3-14b-h100-a', 'gpustack-q3-14b-h100-e', 'gpustack-q3-14b-h100-f', 'gpustack-q3-14b-h100-g', 'gpustack-q3-32b-a100-a', 'gpustack-q3-32b-a100-d', 'gpustack-q3-32b-a100-e', 'gpustack-q3-32b-a100-f', 'gpustack-q3-32b-a100-g', 'gpustack-q3-235b-h100-a', 'gpustack-q3-235b-h100-c', 'gpustack-q3-235b-h100-d', 'gpustack-q3-235b-h100-e', 'gpustack-q3-235b-h100-f', 'gpustack-q3-235b-h100-g', 'vllm-pr-17530-5000-1000', 'vllm-pr-17530-1000-2000', 'vllm-pr-17530-10000-500', 'gpustack-q35-35b-h200-lat-a', 'gpustack-q35-35b-h200-lat-b', 'gpustack-q35-35b-h200-lat-c', 'gpustack-q35-35b-h200-lat-d', 'tt-issue-340-q3-0.6b-128-128', 'tt-issue-340-q3-0.6b-128-1024', 'tt-issue-340-q3-1.7b-128-128', 'tt-issue-340-q3-1.7b-128-1024', 'tt-issue-340-q3-1.7b-1024-128', 'tt-issue-340-q3-1.7b-2048-128', 'tt-issue-340-q3-30b-128-128', 'tt-issue-340-q3-30b-128-1024', 'tt-issue-340-q3-30b-1024-128', 'tt-issue-340-q3-30b-2048-128', 'tt-issue-340-q3-30b-8192-128'),
-             'coordinate search (speed.fit), sum of squared log errors 15.2384 over 33 rows'),
+    SpeedFit('*', 0.46, 0.67, 1.9, 9, 146, 19, 35, ('gpustack-q3-14b-h100-a', 'gpustack-q3-14b-h100-b', 'gpustack-q3-14b-h100-d', 'gpustack-q3-14b-h100-e', 'gpustack-q3-14b-h100-f', 'gpustack-q3-14b-h100-g', 'gpustack-q3-14b-h100-h', 'gpustack-q3-32b-a100-a', 'gpustack-q3-32b-a100-b', 'gpustack-q3-32b-a100-d', 'gpustack-q3-32b-a100-e', 'gpustack-q3-32b-a100-f', 'gpustack-q3-32b-a100-g', 'gpustack-q3-235b-h100-a', 'gpustack-q3-235b-h100-b', 'gpustack-q3-235b-h100-c', 'gpustack-q3-235b-h100-d', 'gpustack-q3-235b-h100-e', 'gpustack-q3-235b-h100-f', 'gpustack-q3-235b-h100-g', 'sglcookbook-q3-235b-b200-a', 'sglcookbook-q3-235b-b200-b', 'sglcookbook-q3-235b-b200-c', 'sglcookbook-q3-235b-b200-d', 'sglcookbook-q3-235b-b200-e', 'sglcookbook-q3-235b-b200-f', 'sglcookbook-q3-235b-b200-g', 'sglcookbook-q3-235b-b200-h', 'sglcookbook-q3-235b-b200-i', 'sglang-pr-10467-tp4', 'sglang-pr-10467-tp8', 'vllm-pr-17530-5000-1000', 'vllm-pr-17530-1000-2000', 'vllm-pr-17530-10000-500', 'gpustack-q35-35b-h200-lat-a', 'gpustack-q35-35b-h200-lat-b', 'gpustack-q35-35b-h200-lat-c', 'gpustack-q35-35b-h200-lat-d', 'tt-issue-340-q3-0.6b-128-128', 'tt-issue-340-q3-0.6b-128-1024', 'tt-issue-340-q3-1.7b-128-128', 'tt-issue-340-q3-1.7b-128-1024', 'tt-issue-340-q3-1.7b-1024-128', 'tt-issue-340-q3-1.7b-2048-128', 'tt-issue-340-q3-30b-128-128', 'tt-issue-340-q3-30b-128-1024', 'tt-issue-340-q3-30b-1024-128', 'tt-issue-340-q3-30b-2048-128', 'tt-issue-340-q3-30b-8192-128'),
+             'coordinate search (speed.fit), sum of squared log errors 17.7939 over 49 rows'),
+    SpeedFit('sglang', 0.40, 0.61, 1.6, 35, 58, 39, 15, ('gpustack-q3-14b-h100-b', 'gpustack-q3-14b-h100-d', 'gpustack-q3-14b-h100-h', 'gpustack-q3-32b-a100-b', 'gpustack-q3-235b-h100-b', 'sglcookbook-q3-235b-b200-a', 'sglcookbook-q3-235b-b200-b', 'sglcookbook-q3-235b-b200-c', 'sglcookbook-q3-235b-b200-d', 'sglcookbook-q3-235b-b200-e', 'sglcookbook-q3-235b-b200-f', 'sglcookbook-q3-235b-b200-g', 'sglcookbook-q3-235b-b200-h', 'sglcookbook-q3-235b-b200-i', 'sglang-pr-10467-tp4', 'sglang-pr-10467-tp8'),
+             'coordinate search (speed.fit), sum of squared log errors 3.3169 over 16 rows'),
+    SpeedFit('vllm', 0.46, 0.68, 2.4, 7, 149, 5, 48, ('gpustack-q3-14b-h100-a', 'gpustack-q3-14b-h100-e', 'gpustack-q3-14b-h100-f', 'gpustack-q3-14b-h100-g', 'gpustack-q3-32b-a100-a', 'gpustack-q3-32b-a100-d', 'gpustack-q3-32b-a100-e', 'gpustack-q3-32b-a100-f', 'gpustack-q3-32b-a100-g', 'gpustack-q3-235b-h100-a', 'gpustack-q3-235b-h100-c', 'gpustack-q3-235b-h100-d', 'gpustack-q3-235b-h100-e', 'gpustack-q3-235b-h100-f', 'gpustack-q3-235b-h100-g', 'vllm-pr-17530-5000-1000', 'vllm-pr-17530-1000-2000', 'vllm-pr-17530-10000-500', 'gpustack-q35-35b-h200-lat-a', 'gpustack-q35-35b-h200-lat-b', 'gpustack-q35-35b-h200-lat-c', 'gpustack-q35-35b-h200-lat-d', 'tt-issue-340-q3-0.6b-128-128', 'tt-issue-340-q3-0.6b-128-1024', 'tt-issue-340-q3-1.7b-128-128', 'tt-issue-340-q3-1.7b-128-1024', 'tt-issue-340-q3-1.7b-1024-128', 'tt-issue-340-q3-1.7b-2048-128', 'tt-issue-340-q3-30b-128-128', 'tt-issue-340-q3-30b-128-1024', 'tt-issue-340-q3-30b-1024-128', 'tt-issue-340-q3-30b-2048-128', 'tt-issue-340-q3-30b-8192-128'),
+             'coordinate search (speed.fit), sum of squared log errors 12.2733 over 33 rows'),
 )
 """Written from ``benchmarks/fit_speed.py``; ``tests/unit/test_speed_fit.py`` refits and compares."""
 

@@ -4,7 +4,10 @@ Roofline (Williams, Waterman, Patterson 2009, "Roofline: an insightful visual pe
 op group takes max(FLOPs / achieved FLOP/s, bytes / achieved bandwidth). Taken per group — the matmuls (weights
 read), attention (KV and state read and written), the rest (activations, embedding rows, logits: bytes only) —
 and summed, since the groups run one after the other. Achieved = peak × efficiency; the efficiencies and the
-per-step overhead are the only fitted values (``speed.fitted``). Peaks are the GPU catalog's datasheet figures
+overheads (per step, per sampled sequence, per layer and MoE layer a rank runs) are the only fitted values
+(``speed.fitted``). The per-layer floor stands for what a roofline of bytes and FLOPs misses when a layer's
+kernels are small — each of its dozen-odd kernels takes microseconds however little it reads — which is why a
+0.6B model does not decode 10× faster than an 8B one. Peaks are the GPU catalog's datasheet figures
 (``cluster_specs/gpus.yaml``: ``bf16_tflops`` / ``fp16_tflops`` dense, ``memory_bandwidth_GBps``).
 """
 
@@ -57,6 +60,8 @@ class Efficiency:
     step_overhead_s: float  # per engine step: scheduling, launches, host sync
     ttft_overhead_s: float  # per request: the API server's tokenization, queueing into the engine, first detokenize
     seq_overhead_s: float = 0.0  # per sequence sampled in a step: sampler, detokenizer, streaming to the client
+    layer_overhead_s: float = 0.0  # per layer a rank runs in a step: the floor of its small kernels and their gaps
+    moe_layer_overhead_s: float = 0.0  # more per MoE layer: routing, sort/align and the grouped GEMMs' launches
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,8 +18,9 @@ first wave's *bursts*: prompts fill whole steps (the budget left after the decod
 are random and *spread*: one prompt to a step at a time.
 
 - *Mixed steps* (vLLM V1: each step schedules every running request's next token, then prompt chunks FIFO in the
-  token budget B left, ``v1/core/sched/scheduler.py`` ``schedule``): with d decoding requests a prompt takes
-  n_p = ⌈I / (B − d)⌉ steps. A request lives L = max(n_p + O − 1, N(I + O − 1)/B) steps (the second term: the budget
+  token budget B left, ``v1/core/sched/scheduler.py`` ``schedule``): with d decoding requests, of which
+  d' = d·(N − 1)/N belong to the other requests (a request does not decode while its own prompt runs: one user
+  alone has prompt-only steps), a prompt takes n_p = ⌈I / (B − d')⌉ steps, and B − d' stands for B − d below. A request lives L = max(n_p + O − 1, N(I + O − 1)/B) steps (the second term: the budget
   must carry every token, N(I + O − 1) per lifetime; when it binds, prompts wait for budget); then d = N(O − 1)/L.
   A lifetime's N·I prompt tokens ride in a fraction f of the steps: bursts fill min(B − d, N·I) tokens a step,
   f = max(1, N·I/(B − d))/L; spread arrivals take f = min(1, max(N·n_p/L, N·I/(L(B − d)))). TPOT = f·t_mixed +
@@ -95,12 +96,13 @@ StepCost = Callable[[StepShape], float]
 
 def _mixed(n: float, inp: int, out: int, sched: Scheduler, cost: StepCost, overhead: float, burst: bool) -> Steady:
     budget, d = sched.budget, n * (out - 1) / max(out, 1)
+    others = max(0.0, n - 1) / max(n, 1e-9)  # a prompt shares its steps with the other requests' decodes only
     for _ in range(ITERATIONS):
-        room = max(1.0, budget - d)
+        room = max(1.0, budget - d * others)
         n_p = math.ceil(inp / room)
         life = max(n_p + out - 1, n * (inp + out - 1) / budget)
         d = n * (out - 1) / life
-    room = max(1.0, budget - d)
+    room = max(1.0, budget - d * others)
     arrivals = n / life
     if burst:
         frac = min(1.0, max(1.0, n * inp / room) / life)
@@ -108,7 +110,7 @@ def _mixed(n: float, inp: int, out: int, sched: Scheduler, cost: StepCost, overh
         frac = min(1.0, max(arrivals * n_p, arrivals * inp / room))
     per_step = arrivals * inp / frac
     keys = inp + out / 2
-    mixed = StepShape(decode=d, decode_keys=keys, prefill=per_step, prefill_keys=prefill_keys_per_token(inp),
+    mixed = StepShape(decode=d * others, decode_keys=keys, prefill=per_step, prefill_keys=prefill_keys_per_token(inp),
                       prefill_done=per_step / inp, prefill_kv_read=per_step * (n_p - 1) / 2)
     decode = StepShape(decode=d, decode_keys=keys)
     t_mix = cost(mixed)

@@ -22,8 +22,7 @@ def test_fit_is_deterministic_and_lowers_the_loss():
     rows = [r for r in calibration.read_rows(FIXTURE) if r.split == "fitted"]
     ready, skipped = fit.prepare_rows(rows)
     assert not skipped and len(ready) == 2
-    prior = fit.Efficiency(fitted.PRIOR.compute_efficiency, fitted.PRIOR.memory_efficiency,
-                           fitted.PRIOR.step_overhead_ms / 1e3, fitted.PRIOR.ttft_overhead_ms / 1e3)
+    prior = fitted.PRIOR.efficiency()
     first, value = fit.fit(ready)
     again, _ = fit.fit(ready)
     assert first == again

@@ -20,12 +20,12 @@ SGLANG = Scheduler(budget=8192, max_seqs=1024, kv_seqs=300, mixed=False)
 
 def test_one_user_mixed_steps():
     """C = 1, I = 1024, O = 256: the prompt fits one step (n_p = 1), a request lives L = 1 + 255 = 256 steps, the
-    decode batch is d = 255/256 and one step in 256 carries the 1,024 prompt tokens.
-    t_mixed = 10 ms + (255/256 + 1024) µs, t_decode = 10 ms + 255/256 µs,
+    decode batch is d = 255/256 and one step in 256 carries the 1,024 prompt tokens — alone: the only decode is
+    the request's own, which waits for its prompt. t_mixed = 10 ms + 1024 µs, t_decode = 10 ms + 255/256 µs,
     TPOT = t_mixed/256 + 255·t_decode/256, TTFT = 20 ms + t_mixed, E2E = TTFT + 255·TPOT."""
     s = steady_state(1, 1024, 256, VLLM, cost, OVERHEAD)
     d = 255 / 256
-    t_mixed, t_decode = BASE + PER_TOKEN * (d + 1024), BASE + PER_TOKEN * d
+    t_mixed, t_decode = BASE + PER_TOKEN * 1024, BASE + PER_TOKEN * d
     tpot = t_mixed / 256 + 255 * t_decode / 256
     assert s.decode_batch == pytest.approx(d)
     assert (s.prefill_steps, s.lifetime_steps, s.mixed_fraction) == (1, 256, pytest.approx(1 / 256))
@@ -37,13 +37,14 @@ def test_one_user_mixed_steps():
 
 def test_budget_binds_and_prompts_wait():
     """100 users of I = 8,000, O = 2 under an 8,192-token budget: every lifetime must carry 100 × 8,001 tokens,
-    so L = 100 · 8,001 / 8,192 = 97.668… steps (more than n_p + O − 1), d = 100/L; every step carries prompt
-    tokens (f = 1) and a request waits L − 1 − n_p steps for budget before its own."""
+    so L = 100 · 8,001 / 8,192 = 97.668… steps (more than n_p + O − 1), d = 100/L, d' = d · 99/100 of them the
+    other users'; prompt tokens ride almost every step, f = (100 · 8,000 / (8,192 − d')) / L, and a request waits
+    L − 1 − n_p steps for budget before its own."""
     s = steady_state(100, 8000, 2, VLLM, cost, OVERHEAD)
     life = 100 * 8001 / 8192
     assert s.lifetime_steps == pytest.approx(life)
     assert s.decode_batch == pytest.approx(100 / life)
-    assert s.mixed_fraction == 1
+    assert s.mixed_fraction == pytest.approx(100 * 8000 / (8192 - 100 / life * 99 / 100) / life, rel=1e-12)
     assert s.prefill_steps == 1  # 8,000 ≤ 8,192 − d
     assert s.ttft == pytest.approx(OVERHEAD + s.t_mixed + (life - 1 - 1) * s.tpot)
 
@@ -76,11 +77,13 @@ def test_separate_prefill_batches():
 
 
 def test_bursts_fill_the_budget_spread_arrivals_do_not():
-    """64 users, I = 1,024: d = 63.75; bursts carry 8,192 − 63.75 = 8,128.25 prompt tokens in 65,536 / 8,128.25 of
-    the 256 steps; spread arrivals one prompt in each of 64 steps."""
+    """64 users, I = 1,024: d = 63.75, d' = 63.75 · 63/64 = 62.75390625 of them the other users'; bursts carry
+    8,192 − d' = 8,129.24609375 prompt tokens in 65,536 / 8,129.24609375 of the 256 steps; spread arrivals one
+    prompt in each of 64 steps."""
     burst = steady_state(64, 1024, 256, VLLM, cost, OVERHEAD)
     spread = steady_state(64, 1024, 256, VLLM, cost, OVERHEAD, burst=False)
-    assert burst.prefill_per_step == pytest.approx(8128.25) and burst.mixed_fraction == pytest.approx(65536 / 8128.25 / 256)
+    room = 8192 - 63.75 * 63 / 64
+    assert burst.prefill_per_step == pytest.approx(room) and burst.mixed_fraction == pytest.approx(65536 / room / 256)
     assert spread.prefill_per_step == pytest.approx(1024) and spread.mixed_fraction == pytest.approx(64 / 256)
     assert burst.ttft > spread.ttft
 
