@@ -136,8 +136,10 @@ def scheduler_of(request, inp: int, out: int, spread: bool = False) -> serving.S
     """The step budget, running cap and KV-bound sequences of one replica, from the memory plan. vLLM's are its
     report's resolved knobs: ``max_num_batched_tokens`` and ``max_num_seqs`` by release and GPU (8,192 / 1,024 on
     GPUs of 70 GiB or more, A100s excepted from 0.9.0, else 2,048 / 256; clamped by ``max_model_len`` from 0.12:
-    ``engines.vllm.vllm_defaults``, sources in ``shardsim.constants``) and ``GPU KV cache size`` in whole blocks per
-    request; SGLang's, its ``chunked_prefill_size`` by GPU memory and ``#tokens``."""
+    ``engines.vllm.vllm_defaults``, sources in ``shardsim.constants``) and ``GPU KV cache size`` over what a running
+    request holds (``held_tokens``: whole blocks of I + O, or I + O/2 and half a block where arrivals spread);
+    SGLang's, its ``chunked_prefill_size`` by GPU memory and ``#tokens``. A cache smaller than one whole request
+    of I + O holds none, whatever the average."""
     serve = request
     length = inp + out
     if serve.engine is None:
@@ -163,15 +165,17 @@ def scheduler_of(request, inp: int, out: int, spread: bool = False) -> serving.S
         block = knobs.get("block_size") or 16
         seqs = int((rep.kv_cache_tokens or 0) // (round_up(length, block) if not spread else
                                                    held_tokens(inp, out, True) + block / 2))
+        if (rep.kv_cache_tokens or 0) < round_up(length, block):
+            seqs = 0
         if rep.state_blocks:
             seqs = min(seqs, rep.state_blocks)
         return serving.Scheduler(knobs["max_num_batched_tokens"], knobs["max_num_seqs"], seqs, True,
                                  "vLLM: max_num_batched_tokens, max_num_seqs and GPU KV cache size of the engine "
                                  "report; decodes and prompt chunks share each step (V1 chunked prefill)")
-    return _sglang_scheduler(serve, rep, held_tokens(inp, out, spread))
+    return _sglang_scheduler(serve, rep, held_tokens(inp, out, spread), length)
 
 
-def _sglang_scheduler(serve, rep, held: float) -> serving.Scheduler:
+def _sglang_scheduler(serve, rep, held: float, length: int) -> serving.Scheduler:
     from shardsim.constants import MAX_BATCH
     from shardsim.engines.releases import resolve
     from shardsim.engines.sglang import sglang_gpu_defaults
@@ -185,7 +189,7 @@ def _sglang_scheduler(serve, rep, held: float) -> serving.Scheduler:
             chunk = sglang_gpu_defaults(mib, serve.layout.tp, rules)[0]
         else:
             chunk = next(size for limit, size in SGLANG_CHUNK_BEFORE_053 if mib < limit)
-    seqs = int((rep.kv_cache_tokens or 0) // held)
+    seqs = int((rep.kv_cache_tokens or 0) // held) if (rep.kv_cache_tokens or 0) >= length else 0
     cap = rep.max_running_requests or MAX_BATCH
     return serving.Scheduler(chunk, cap, seqs, False,
                              "SGLang: chunked_prefill_size (by GPU memory, server_args.py) and #tokens of the engine "
