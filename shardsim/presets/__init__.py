@@ -37,6 +37,7 @@ PRESET_ALIASES: dict[str, tuple[str, ...]] = {
     "Qwen3-Next-80B-A3B-Instruct": ("next-80b-a3b", "qwen3-next-80b-a3b", "qwen3-next-80b-a3b-instruct"),
     "Qwen3.5-0.8B-Base": ("3.5-0.8b", "qwen3.5-0.8b-base"),
     "Qwen3.5-4B": ("3.5-4b", "qwen3.5-4b"),
+    "Qwen3.5-9B": ("3.5-9b", "qwen3.5-9b"),
     "Qwen3.5-27B": ("3.5-27b", "qwen3.5-27b"),
     "Qwen3.5-35B-A3B": ("3.5-35b-a3b", "qwen3.5-35b-a3b"),
     "Qwen3.6-27B": ("3.6-27b", "qwen3.6-27b"),
