@@ -191,8 +191,8 @@ def family():
 
 
 def test_report_reference_numbers(family):
-    # 8 Qwen3 sizes, Qwen3-Next, four Qwen3.5, two Qwen3.6, three Qwen3-VL (FP8 checkpoints are formats, not rows)
-    assert len(family) == 8 + 1 + 4 + 2 + 3
+    # 8 Qwen3 sizes, Qwen3-Next, five Qwen3.5 (0.8B, 2B, 9B, 27B, 35B-A3B), two Qwen3.6, three Qwen3-VL (FP8 checkpoints are formats, not rows)
+    assert len(family) == 8 + 1 + 5 + 2 + 3
     big = family["Qwen3-235B-A22B"]
     assert big["kv_bytes_per_token"] == 192_512
     assert big["kv_8k_bytes"] == 1_577_058_304  # 1.58 GB, not 25 GB

@@ -86,7 +86,7 @@ def test_models_json():
     rows = json.loads(p.stdout)
     # one row per shipped config.json (the presets folder; checkpoint_facts.json is not a config)
     configs = [f for f in PRESETS_DIR.glob("*.json") if f.name != "checkpoint_facts.json"]
-    assert len(rows) == len(configs) == 21
+    assert len(rows) == len(configs) == 22
     by_name = {r["name"]: r for r in rows}
     for name, params in PARAMS.items():
         assert by_name[name]["params"] == params
