@@ -53,6 +53,7 @@ class EngineReport:
     attention_block_size: int | None = None  # vLLM: tokens per block of the shared K/V + state pool
     state_page_bytes: int | None = None  # vLLM: one sequence's state in one linear layer, before padding
     state_page_padding: float | None = None  # vLLM: the state page's padding to the attention page, a fraction
+    state_blocks_per_request: int | None = None  # vLLM: blocks of the pool one request holds in the state groups
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -66,7 +67,8 @@ class EngineReport:
 
 
 HYBRID_FIELDS = ("kv_bytes_per_token", "state_bytes_per_sequence", "state_blocks", "state_pool_bytes",
-                 "max_running_requests", "attention_block_size", "state_page_bytes", "state_page_padding")
+                 "max_running_requests", "attention_block_size", "state_page_bytes", "state_page_padding",
+                 "state_blocks_per_request")
 """EngineReport fields only hybrids fill; absent from the JSON of other models."""
 
 

@@ -263,6 +263,7 @@ def summary(pools: list[HybridPool], hs: HybridSetup, rules: VllmRules, max_len:
     fields = {
         "attention_block_size": hs.block_size, "state_page_bytes": hs.state_page_bytes,
         "state_page_padding": hs.padding, "state_blocks": pool.num_blocks,
+        "state_blocks_per_request": pool.state_groups * hs.state_blocks_per_group,
         "kv_bytes_per_token": hs.attn_bytes_per_token * pool.full_layers,
         "state_bytes_per_sequence": pool.state_groups * hs.state_blocks_per_group * pool.group_size * hs.page_bytes,
     }

@@ -113,10 +113,11 @@ def _serving_lines(wl, report, s) -> list[str]:
            f"{s.users:,.2f} users per replica, {s.running:,.2f} running (cap {sched.limit:,})",
            f"  decode batch d = {s.decode_batch:,.2f}; a request lives {s.lifetime_steps:,.1f} steps, "
            f"{s.prefill_steps:g} of them its prompt",
-           f"  steps carrying prompt tokens: {s.mixed_fraction:.3f} of all, {s.prefill_per_step:,.0f} tokens each",
-           f"  TPOT = {s.mixed_fraction:.3f} × {s.t_mixed * 1e3:.3f} + {1 - s.mixed_fraction:.3f} × "
+           f"  steps carrying prompt tokens: {s.mixed_fraction:.3f} of all, {s.prefill_per_step:,.0f} tokens each; "
+           f"{s.after_fraction:.3f} of those after a request's own prompt",
+           f"  TPOT = {s.after_fraction:.3f} × {s.t_mixed * 1e3:.3f} + {1 - s.after_fraction:.3f} × "
            f"{s.t_decode * 1e3:.3f} = {s.tpot * 1e3:.3f} ms" if sched.mixed else
-           f"  TPOT = decode {s.t_decode * 1e3:.3f} ms + prefill time per decode step = {s.tpot * 1e3:.3f} ms",
+           f"  TPOT = decode {s.t_decode * 1e3:.3f} ms + others' prefill time per decode step = {s.tpot * 1e3:.3f} ms",
            f"  TTFT = {s.ttft * 1e3:,.1f} ms (request overhead, prompt steps, waiting {s.wait * 1e3:,.1f} ms)",
            f"  E2E = TTFT + (O − 1) × TPOT = {s.e2e * 1e3:,.1f} ms; requests/s = {report.replicas} × "
            f"{s.running:,.2f} / running E2E = {report.requests_per_s:,.3f}",

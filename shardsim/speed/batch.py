@@ -52,13 +52,15 @@ def batch(n: float, inp: int, out: int, sched: Scheduler, cost: StepCost, overhe
     if sched.mixed:  # its decode tokens ride the rest of the prefill phase, then decode steps
         during = max(0.0, min(out - 1, steps - position))
         tpot = (during * t_w + (out - 1 - during) * t_dec) / (out - 1) if out > 1 else 0.0
+        after = during / (out - 1) if out > 1 else 0.0
         first_done = t_w * (1 + min(out - 1, steps - 1)) + max(0.0, out - steps) * t_dec
     else:  # it waits for the rest of the prefill phase, then decodes
         tpot = ((steps - position) * t_w + (out - 1) * t_dec) / (out - 1) if out > 1 else 0.0
+        after = (steps - position) / (steps - position + out - 1) if steps - position + out > 1 else 0.0
         first_done = wave_time
     if n <= m:
         return Steady(n, m, ttft, tpot, ttft + (out - 1) * tpot, n / wave_time, 0.0, m, position,
-                      steps / (steps + out - 1), per_step, t_w, t_dec, steps + out - 1)
+                      steps / (steps + out - 1), per_step, t_w, t_dec, steps + out - 1, after_fraction=after)
     run = steady_state(m, inp, out, sched, cost, overhead)
     duration = wave_time + (n - m) / run.rate
     if n / 2 > m:  # admitted at the (j − M)-th completion, then served as the steady state's requests

@@ -139,7 +139,8 @@ def scheduler_of(request, inp: int, out: int, spread: bool = False) -> serving.S
     ``engines.vllm.vllm_defaults``, sources in ``shardsim.constants``) and ``GPU KV cache size`` over what a running
     request holds (``held_tokens``: whole blocks of I + O, or I + O/2 and half a block where arrivals spread);
     SGLang's, its ``chunked_prefill_size`` by GPU memory and ``#tokens``. A cache smaller than one whole request
-    of I + O holds none, whatever the average."""
+    of I + O holds none, whatever the average; the whole-request count is kept too (``Scheduler.whole``) for a
+    rate that sends a run's equal requests as one wave."""
     serve = request
     length = inp + out
     if serve.engine is None:
@@ -162,17 +163,33 @@ def scheduler_of(request, inp: int, out: int, spread: bool = False) -> serving.S
     if serve.engine.name == "vllm":
         if knobs.get("max_model_len") and knobs["max_model_len"] < length:
             raise ShardsimError(f"I + O = {length:,} tokens exceeds vLLM's max_model_len {knobs['max_model_len']:,}")
-        block = knobs.get("block_size") or 16
-        seqs = int((rep.kv_cache_tokens or 0) // (round_up(length, block) if not spread else
-                                                   held_tokens(inp, out, True) + block / 2))
-        if (rep.kv_cache_tokens or 0) < round_up(length, block):
+        if rep.state_blocks_per_request is not None:  # a hybrid: one pool of blocks for K/V and state
+            whole, seqs = _hybrid_pool_seqs(rep, inp, out, spread)
+        else:
+            block = knobs.get("block_size") or 16
+            whole = int((rep.kv_cache_tokens or 0) // round_up(length, block))
+            seqs = int((rep.kv_cache_tokens or 0) // (held_tokens(inp, out, True) + block / 2)) if spread else whole
+        if whole == 0:
             seqs = 0
-        if rep.state_blocks:
-            seqs = min(seqs, rep.state_blocks)
         return serving.Scheduler(knobs["max_num_batched_tokens"], knobs["max_num_seqs"], seqs, True,
                                  "vLLM: max_num_batched_tokens, max_num_seqs and GPU KV cache size of the engine "
-                                 "report; decodes and prompt chunks share each step (V1 chunked prefill)")
+                                 "report; decodes and prompt chunks share each step (V1 chunked prefill)", whole)
     return _sglang_scheduler(serve, rep, held_tokens(inp, out, spread), length)
+
+
+def _hybrid_pool_seqs(rep, inp: int, out: int, spread: bool) -> tuple[int, float]:
+    """(whole requests, running requests) a vLLM hybrid's shared pool holds: ``state_blocks`` blocks, of which a
+    request takes its state groups' ``state_blocks_per_request`` (one each without prefix caching: the Mamba
+    manager allocates a request's state once, ``v1/core/single_type_kv_cache_manager.py`` MambaManager) and
+    cdiv(tokens, attention block) for its attention group — the sum ``engines.vllm_hybrid.blocks_per_request`` uses
+    at max_model_len. The logged "GPU KV cache size" (blocks // groups × block) is not this count. Where arrivals
+    spread, a request holds I + O/2 tokens and half a block on average (``held_tokens``)."""
+    block = rep.attention_block_size or 16
+    state = rep.state_blocks_per_request
+    whole = int(rep.state_blocks // (math.ceil((inp + out) / block) + state))
+    if not spread:
+        return whole, whole
+    return whole, int(rep.state_blocks // (held_tokens(inp, out, True) / block + 0.5 + state))
 
 
 def _sglang_scheduler(serve, rep, held: float, length: int) -> serving.Scheduler:
@@ -189,11 +206,13 @@ def _sglang_scheduler(serve, rep, held: float, length: int) -> serving.Scheduler
             chunk = sglang_gpu_defaults(mib, serve.layout.tp, rules)[0]
         else:
             chunk = next(size for limit, size in SGLANG_CHUNK_BEFORE_053 if mib < limit)
-    seqs = int((rep.kv_cache_tokens or 0) // held) if (rep.kv_cache_tokens or 0) >= length else 0
+    tokens = rep.kv_cache_tokens or 0
+    seqs = int(tokens // held) if tokens >= length else 0
     cap = rep.max_running_requests or MAX_BATCH
     return serving.Scheduler(chunk, cap, seqs, False,
                              "SGLang: chunked_prefill_size (by GPU memory, server_args.py) and #tokens of the engine "
-                             "report; prefill batches run apart from decode batches (no --enable-mixed-chunk)")
+                             "report; prefill batches run apart from decode batches (no --enable-mixed-chunk)",
+                             int(tokens // length))
 
 
 def _stage_links(serve, pp_rank: int) -> comm.StageLinks:
@@ -290,8 +309,9 @@ def steady_of(request: SpeedRequest, sched: serving.Scheduler, pipe: Pipeline) -
     if wl.request_rate is None:
         users = (wl.concurrency or 1) / dp
         return serving.steady_state(users, inp, out, sched, pipe, overhead, not wl.varied_lengths), False
-    if wl.num_prompts is not None:
-        whole = batch(wl.num_prompts / dp, inp, out, capped, pipe, overhead)
+    if wl.num_prompts is not None:  # a wave of equal requests reaches I + O together; varied lengths do not
+        wave = capped if wl.varied_lengths else capped.whole()
+        whole = batch(wl.num_prompts / dp, inp, out, wave, pipe, overhead)
         if wl.num_prompts / wl.request_rate < AT_ONCE * wl.num_prompts / dp / whole.rate:
             return whole, False
     steady, saturated = serving.at_rate(wl.request_rate / dp, inp, out, capped, pipe, overhead)

@@ -9,8 +9,9 @@ How: for each engine, the seven values minimise the sum over its fitted rows of 
 TTFT and output tokens/s (each row's figures present), by coordinate search on fixed grids (compute and memory
 efficiency 0.05 … 1.00 in steps of 0.01, step overhead 0 … 30 ms in steps of 0.1 ms, request overhead 0 … 300 ms
 in steps of 1 ms, overhead per sampled sequence and step 0 … 300 µs, per layer and step 0 … 200 µs and more per MoE
-layer 0 … 300 µs, all in steps of 1 µs), starting from the grid point nearest the PRIOR row below and sweeping the
-seven in turn until no value moves: deterministic. An engine with fewer than ``MIN_ROWS`` fitted rows takes the values fitted to all
+layer 0 … 300 µs, all in steps of 1 µs), starting from the grid point nearest the PRIOR row below with its memory
+efficiency set to each of ``fit.START_MEMORY`` in turn, sweeping the seven until no value moves, and keeping the
+start with the least loss: deterministic. An engine with fewer than ``MIN_ROWS`` fitted rows takes the values fitted to all
 engines' fitted rows together (named ``"*"``).
 """
 

@@ -23,14 +23,18 @@ are random and *spread*: one prompt to a step at a time.
   alone has prompt-only steps), a prompt takes n_p = ⌈I / (B − d')⌉ steps, and B − d' stands for B − d below. A request lives L = max(n_p + O − 1, N(I + O − 1)/B) steps (the second term: the budget
   must carry every token, N(I + O − 1) per lifetime; when it binds, prompts wait for budget); then d = N(O − 1)/L.
   A lifetime's N·I prompt tokens ride in a fraction f of the steps: bursts fill min(B − d, N·I) tokens a step,
-  f = max(1, N·I/(B − d))/L; spread arrivals take f = min(1, max(N·n_p/L, N·I/(L(B − d)))). TPOT = f·t_mixed +
-  (1 − f)·t_decode, TTFT = o_request + n_p·t_mixed + (L − O + 1 − n_p)·TPOT. d, n_p and L are solved by iteration.
+  f = max(1, N·I/(B − d))/L; spread arrivals take f = min(1, max(N·n_p/L, N·I/(L(B − d)))). A request's own n_p
+  prompt steps come before its first token, so the steps after them carry prompts in the fraction
+  f' = (f·L − n_p)/(L − n_p) (one user alone: f' = 0, TPOT is the decode step). TPOT = f'·t_mixed +
+  (1 − f')·t_decode, TTFT = o_request + n_p·t_mixed + (L − O + 1 − n_p)·TPOT, so E2E = L steps of the lifetime's
+  mix. d, n_p and L are solved by iteration.
 - *Separate prefill batches* (SGLang by default: a prefill batch of waiting requests, up to the chunked prefill
   size B per step, runs between decode batches; mixing is ``--enable-mixed-chunk``, off by default,
   ``srt/server_args.py``): bursts prefill a lifetime's N·I tokens in ⌈N·I/B⌉ full steps; spread arrivals
   (N/(O − 1) per decode step) are batches of one prompt when at most one arrives per gap, else one batch per gap.
-  TPOT = t_decode + the prefill steps of one lifetime over its O − 1 decode steps; TTFT = o_request + the
-  request's prefill steps + half a decode step.
+  TPOT = t_decode + the prefill steps of one lifetime but the request's own (they come before its first token:
+  a burst's first chunk, a spread arrival's batch) over its O − 1 decode steps; TTFT = o_request + the request's
+  prefill steps + half a decode step.
 
 Step times t come from the caller (``estimate``: roofline, collectives, pipeline stages, per-step overhead). Decode
 tokens attend I + O/2 keys on average, prompt tokens (I + 1)/2 (``work.prefill_keys_per_token``).
@@ -63,10 +67,17 @@ class Scheduler:
     kv_seqs: int
     mixed: bool
     source: str = ""
+    kv_seqs_whole: int | None = None  # the KV-bound count when every request holds its whole I + O (None: kv_seqs)
 
     @property
     def limit(self) -> int:
         return min(self.max_seqs, self.kv_seqs)
+
+    def whole(self) -> "Scheduler":
+        """This scheduler for waves of equal requests, which reach I + O together (``estimate.held_tokens``)."""
+        if self.kv_seqs_whole is None:
+            return self
+        return replace(self, kv_seqs=min(self.kv_seqs, self.kv_seqs_whole))
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +100,7 @@ class Steady:
     lifetime_steps: float
     decode_shape: StepShape = StepShape()
     prefill_shape: StepShape = StepShape()
+    after_fraction: float = 0.0  # of the steps after a request's own prompt, those carrying others' prompt tokens
 
 
 StepCost = Callable[[StepShape], float]
@@ -115,11 +127,14 @@ def _mixed(n: float, inp: int, out: int, sched: Scheduler, cost: StepCost, overh
     decode = StepShape(decode=d, decode_keys=keys)
     t_mix = cost(mixed)
     t_dec = cost(decode) if d > 0 else t_mix
-    tpot = frac * t_mix + (1 - frac) * t_dec
+    # after its own n_p prompt steps a request sees the lifetime's other prompt-carrying steps: f·L − n_p of L − n_p
+    after = life - n_p
+    frac_after = min(1.0, max(0.0, frac * life - n_p) / after) if after > 0 else frac
+    tpot = frac_after * t_mix + (1 - frac_after) * t_dec
     ttft = overhead + n_p * t_mix + (life - (out - 1) - n_p) * tpot
     e2e = ttft + (out - 1) * tpot
     return Steady(n, n, ttft, tpot if out > 1 else 0.0, e2e, n / e2e, 0.0, d, n_p, frac, per_step, t_mix, t_dec, life,
-                  decode, mixed)
+                  decode, mixed, frac_after)
 
 
 def _separate(n: float, inp: int, out: int, sched: Scheduler, cost: StepCost, overhead: float, burst: bool) -> Steady:
@@ -134,13 +149,14 @@ def _separate(n: float, inp: int, out: int, sched: Scheduler, cost: StepCost, ov
     decode = StepShape(decode=n, decode_keys=inp + out / 2)
     t_pre = cost(prefill)
     t_dec = cost(decode) if out > 1 else 0.0
-    tpot = t_dec + batches * steps * t_pre / gaps if out > 1 else 0.0
     own = math.ceil(inp / sched.budget) if burst else steps  # a burst's requests get their tokens step by step
+    # the decode gaps carry the lifetime's prefill steps but the request's own, which came before its first token
+    tpot = t_dec + (batches * steps - own) * t_pre / gaps if out > 1 else 0.0
     ttft = overhead + own * t_pre + t_dec / 2
     e2e = ttft + (out - 1) * tpot
     frac = batches * steps / (batches * steps + gaps)
     return Steady(n, n, ttft, tpot, e2e, n / e2e, 0.0, n, own, frac, per_step, t_pre, t_dec, gaps + batches * steps,
-                  decode, prefill)
+                  decode, prefill, (batches * steps - own) / (gaps + batches * steps - own))
 
 
 def steady_state(users: float, inp: int, out: int, sched: Scheduler, cost: StepCost, overhead: float,

@@ -67,13 +67,15 @@ def by_hand(m: dict, users: int) -> tuple[float, float, float]:
     lives 256 steps, d = users · 255/256 decode, d' = d · (users − 1)/users of them the other users' (a prompt
     never shares a step with its own decode: none at 1 user); the lifetime's users · 1,024 prompt tokens come in
     bursts that fill the budget left, 8,192 − d', so W = max(1, users · 1,024 / (8,192 − d')) of the 256 steps carry
-    users · 1,024 / W prompt tokens each (one prompt alone at 1 user; about 8,129 tokens in 8.06 steps at 64)."""
+    users · 1,024 / W prompt tokens each (one prompt alone at 1 user; about 8,129 tokens in 8.06 steps at 64). A
+    request's own prompt step comes before its first token: of the 255 steps after it, W − 1 carry prompts (none
+    at 1 user: TPOT is the decode step)."""
     d = users * 255 / 256
     others = d * (users - 1) / users
     bursts = max(1.0, users * I / (8192 - others))
-    f, per_step = bursts / 256, users * I / bursts
+    f_after, per_step = (bursts - 1) / 255, users * I / bursts
     t_mixed, t_decode = step(m, others, per_step, per_step / I), step(m, d, 0, 0)
-    tpot = f * t_mixed + (1 - f) * t_decode
+    tpot = f_after * t_mixed + (1 - f_after) * t_decode
     ttft = REQUEST + t_mixed
     return tpot, ttft, users / (ttft + 255 * tpot) * O
 
@@ -117,3 +119,44 @@ def test_price_per_million_output_tokens():
     """3.00 $ per H100-hour (catalog) for one GPU over output tokens/s × 3,600 / 10⁶."""
     r = model(64)
     assert r.usd_per_mtok == pytest.approx(3.00 / (r.output_tokens_per_s * 3600 / 1e6))
+
+
+def test_a_rate_that_sends_equal_requests_at_once_runs_whole_requests():
+    """1,000 requests of 20,000 + 12,000 tokens at 1,000 per second arrive as one wave: each reaches 32,000 tokens
+    of KV (2,000 blocks of 16) together, so the wave runs the cache's tokens // 32,000 — not // (26,000 + 8), the
+    average a spread arrival holds (I + O/2 and half a block), which a ShareGPT-like run of varied lengths keeps."""
+    from shardsim.engines.run import engine_report
+
+    serve = build.serve_request(build.ModelOptions("8b"), build.LayoutOptions(), build.WorkloadOptions(32_000, 1),
+                                build.HardwareOptions(gpu="h100"),
+                                build.EngineOptions("vllm", build.engine_knob_options()))
+    tokens = engine_report(serve, suggest_fix=False).kv_cache_tokens
+    equal = estimate(SpeedRequest(serve, SpeedWorkload(20_000, 12_000, request_rate=1000.0, num_prompts=1000)))
+    varied = estimate(SpeedRequest(serve, SpeedWorkload(20_000, 12_000, request_rate=1000.0, num_prompts=1000,
+                                                        varied_lengths=True)))
+    assert equal.scheduler.kv_seqs_whole == tokens // 32_000 and equal.scheduler.kv_seqs == tokens // 26_008
+    assert tokens // 26_008 > tokens // 32_000 > 0
+    assert equal.steady.running == tokens // 32_000
+    assert varied.steady.running == tokens // 26_008
+
+
+def test_a_hybrid_runs_the_requests_its_shared_pool_of_blocks_holds():
+    """Qwen3.5-9B on vLLM 0.17.1: 8 full-attention and 24 Gated-DeltaNet layers share one pool of blocks, in groups
+    of 8 layers — one attention group and 24 / 8 = 3 state groups. A request of 1,034 + 128 tokens holds
+    cdiv(1,162, attention block) attention blocks and one block in each state group (no prefix caching), so the
+    pool runs blocks // (cdiv(1,162, block) + 3) whole requests — not the logged "GPU KV cache size" over 1,162,
+    which counts every group as if it held attention blocks (blocks // 4 groups × block)."""
+    from shardsim.engines.run import engine_report
+
+    serve = build.serve_request(build.ModelOptions("qwen3.5-9b"), build.LayoutOptions(),
+                                build.WorkloadOptions(1162, 1), build.HardwareOptions(gpu="h100"),
+                                build.EngineOptions("vllm", build.engine_knob_options(engine_version="0.17.1")))
+    rep = engine_report(serve, suggest_fix=False)
+    block, blocks = rep.attention_block_size, rep.state_blocks
+    assert rep.kv_cache_tokens == blocks // 4 * block                  # what the log prints
+    whole = blocks // (-(-1162 // block) + 3)
+    spread = int(blocks // ((1034 + 128 / 2) / block + 0.5 + 3))
+    report = estimate(SpeedRequest(serve, SpeedWorkload(1034, 128, concurrency=2000)))
+    assert report.scheduler.kv_seqs_whole == whole > rep.kv_cache_tokens // 1162
+    varied = estimate(SpeedRequest(serve, SpeedWorkload(1034, 128, request_rate=1000.0, varied_lengths=True)))
+    assert varied.scheduler.kv_seqs == spread > whole

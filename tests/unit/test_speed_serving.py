@@ -21,17 +21,18 @@ SGLANG = Scheduler(budget=8192, max_seqs=1024, kv_seqs=300, mixed=False)
 def test_one_user_mixed_steps():
     """C = 1, I = 1024, O = 256: the prompt fits one step (n_p = 1), a request lives L = 1 + 255 = 256 steps, the
     decode batch is d = 255/256 and one step in 256 carries the 1,024 prompt tokens — alone: the only decode is
-    the request's own, which waits for its prompt. t_mixed = 10 ms + 1024 µs, t_decode = 10 ms + 255/256 µs,
-    TPOT = t_mixed/256 + 255·t_decode/256, TTFT = 20 ms + t_mixed, E2E = TTFT + 255·TPOT."""
+    the request's own, which waits for its prompt. t_mixed = 10 ms + 1024 µs, t_decode = 10 ms + 255/256 µs.
+    The one prompt step is the request's own and comes before its first token: of the 255 steps after it none
+    carries a prompt, so TPOT = t_decode; TTFT = 20 ms + t_mixed, E2E = TTFT + 255·t_decode (the 256 steps)."""
     s = steady_state(1, 1024, 256, VLLM, cost, OVERHEAD)
     d = 255 / 256
     t_mixed, t_decode = BASE + PER_TOKEN * 1024, BASE + PER_TOKEN * d
-    tpot = t_mixed / 256 + 255 * t_decode / 256
     assert s.decode_batch == pytest.approx(d)
     assert (s.prefill_steps, s.lifetime_steps, s.mixed_fraction) == (1, 256, pytest.approx(1 / 256))
-    assert s.tpot == pytest.approx(tpot, rel=1e-12)
+    assert s.after_fraction == 0.0
+    assert s.tpot == pytest.approx(t_decode, rel=1e-12)
     assert s.ttft == pytest.approx(OVERHEAD + t_mixed, rel=1e-12)
-    assert s.e2e == pytest.approx(OVERHEAD + t_mixed + 255 * tpot, rel=1e-12)
+    assert s.e2e == pytest.approx(OVERHEAD + t_mixed + 255 * t_decode, rel=1e-12)
     assert s.rate == pytest.approx(1 / s.e2e)
 
 
@@ -63,16 +64,17 @@ def test_users_beyond_the_cap_queue_by_littles_law():
 
 def test_separate_prefill_batches():
     """SGLang's default, 10 users, I = 1,024, O = 256. Bursts: the 10 prompts (10,240 tokens) in ⌈10,240/8,192⌉ = 2
-    steps of 5,120 tokens, t_pre = 10 ms + 5,120 µs, t_decode = 10 ms + 10 µs; TPOT = t_decode + 2·t_pre/255, TTFT =
+    steps of 5,120 tokens, t_pre = 10 ms + 5,120 µs, t_decode = 10 ms + 10 µs; a request's first token comes from
+    the first (⌈1,024/8,192⌉ = 1), the second falls in its decode gaps: TPOT = t_decode + (2 − 1)·t_pre/255, TTFT =
     20 ms + t_pre + t_decode/2. Spread (10/255 arrivals per decode step, < 1): each prompt its own one-step batch,
-    t_pre = 10 ms + 1,024 µs, TPOT = t_decode + 10·t_pre/255."""
+    t_pre = 10 ms + 1,024 µs, and the other 9 fall in a request's gaps: TPOT = t_decode + 9·t_pre/255."""
     s = steady_state(10, 1024, 256, SGLANG, cost, OVERHEAD)
     t_pre, t_dec = BASE + PER_TOKEN * 5120, BASE + PER_TOKEN * 10
-    assert s.tpot == pytest.approx(t_dec + 2 * t_pre / 255)
+    assert s.tpot == pytest.approx(t_dec + 1 * t_pre / 255)
     assert s.ttft == pytest.approx(OVERHEAD + t_pre + t_dec / 2)
     s = steady_state(10, 1024, 256, SGLANG, cost, OVERHEAD, burst=False)
     t_pre = BASE + PER_TOKEN * 1024
-    assert s.tpot == pytest.approx(t_dec + 10 * t_pre / 255)
+    assert s.tpot == pytest.approx(t_dec + 9 * t_pre / 255)
     assert s.ttft == pytest.approx(OVERHEAD + t_pre + t_dec / 2)
 
 
@@ -134,3 +136,11 @@ def test_a_batch_beyond_the_cap_waits_for_slots():
     assert s.tpot == pytest.approx(run.tpot)
     assert s.ttft > run.ttft + 200 / run.rate
     assert s.rate < run.rate
+
+
+def test_a_wave_of_equal_requests_needs_whole_requests_of_kv():
+    """A cache of 300 spread requests (I + O/2 each) but 250 whole ones (I + O): waves of equal requests reach
+    I + O together, so ``whole`` runs 250; without a whole count it keeps its own."""
+    sched = Scheduler(budget=8192, max_seqs=1024, kv_seqs=300, mixed=True, kv_seqs_whole=250)
+    assert sched.whole().limit == 250 and sched.limit == 300
+    assert VLLM.whole() is VLLM
