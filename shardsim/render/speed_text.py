@@ -114,7 +114,7 @@ def _serving_lines(wl, report, s) -> list[str]:
            f"  decode batch d = {s.decode_batch:,.2f}; a request lives {s.lifetime_steps:,.1f} steps, "
            f"{s.prefill_steps:g} of them its prompt",
            f"  steps carrying prompt tokens: {s.mixed_fraction:.3f} of all, {s.prefill_per_step:,.0f} tokens each; "
-           f"{s.after_fraction:.3f} of those after a request's own prompt",
+           f"{s.after_fraction:.3f} of the steps after a request's own prompt carry others'",
            f"  TPOT = {s.after_fraction:.3f} × {s.t_mixed * 1e3:.3f} + {1 - s.after_fraction:.3f} × "
            f"{s.t_decode * 1e3:.3f} = {s.tpot * 1e3:.3f} ms" if sched.mixed else
            f"  TPOT = decode {s.t_decode * 1e3:.3f} ms + others' prefill time per decode step = {s.tpot * 1e3:.3f} ms",

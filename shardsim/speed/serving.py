@@ -25,7 +25,9 @@ are random and *spread*: one prompt to a step at a time.
   A lifetime's N·I prompt tokens ride in a fraction f of the steps: bursts fill min(B − d, N·I) tokens a step,
   f = max(1, N·I/(B − d))/L; spread arrivals take f = min(1, max(N·n_p/L, N·I/(L(B − d)))). A request's own n_p
   prompt steps come before its first token, so the steps after them carry prompts in the fraction
-  f' = (f·L − n_p)/(L − n_p) (one user alone: f' = 0, TPOT is the decode step). TPOT = f'·t_mixed +
+  f' = max(0, f·L − n_p)/(L − n_p) in a closed loop (one user alone: f' = 0, TPOT is the decode step); an open
+  loop's arrivals are none of them the request's own, and a Poisson arrival sees the time average (PASTA, Wolff
+  1982, Operations Research 30(2)): f' = f. TPOT = f'·t_mixed +
   (1 − f')·t_decode, TTFT = o_request + n_p·t_mixed + (L − O + 1 − n_p)·TPOT, so E2E = L steps of the lifetime's
   mix. d, n_p and L are solved by iteration.
 - *Separate prefill batches* (SGLang by default: a prefill batch of waiting requests, up to the chunked prefill
@@ -33,7 +35,8 @@ are random and *spread*: one prompt to a step at a time.
   ``srt/server_args.py``): bursts prefill a lifetime's N·I tokens in ⌈N·I/B⌉ full steps; spread arrivals
   (N/(O − 1) per decode step) are batches of one prompt when at most one arrives per gap, else one batch per gap.
   TPOT = t_decode + the prefill steps of one lifetime but the request's own (they come before its first token:
-  a burst's first chunk, a spread arrival's batch) over its O − 1 decode steps; TTFT = o_request + the request's
+  a burst's first chunk, a spread arrival's batch; an open loop's lifetime holds λ·E2E = N others' arrivals, so
+  none is taken off) over its O − 1 decode steps; TTFT = o_request + the request's
   prefill steps + half a decode step.
 
 Step times t come from the caller (``estimate``: roofline, collectives, pipeline stages, per-step overhead). Decode
@@ -106,7 +109,8 @@ class Steady:
 StepCost = Callable[[StepShape], float]
 
 
-def _mixed(n: float, inp: int, out: int, sched: Scheduler, cost: StepCost, overhead: float, burst: bool) -> Steady:
+def _mixed(n: float, inp: int, out: int, sched: Scheduler, cost: StepCost, overhead: float, burst: bool,
+           open_loop: bool = False) -> Steady:
     budget, d = sched.budget, n * (out - 1) / max(out, 1)
     others = max(0.0, n - 1) / max(n, 1e-9)  # a prompt shares its steps with the other requests' decodes only
     for _ in range(ITERATIONS):
@@ -127,9 +131,13 @@ def _mixed(n: float, inp: int, out: int, sched: Scheduler, cost: StepCost, overh
     decode = StepShape(decode=d, decode_keys=keys)
     t_mix = cost(mixed)
     t_dec = cost(decode) if d > 0 else t_mix
-    # after its own n_p prompt steps a request sees the lifetime's other prompt-carrying steps: f·L − n_p of L − n_p
+    # after its own n_p prompt steps a closed loop's request sees the lifetime's other prompt-carrying steps:
+    # f·L − n_p of L − n_p; an open loop's arrivals are all others' and see the time average f (PASTA)
     after = life - n_p
-    frac_after = min(1.0, max(0.0, frac * life - n_p) / after) if after > 0 else frac
+    if open_loop:
+        frac_after = frac
+    else:
+        frac_after = min(1.0, max(0.0, frac * life - n_p) / after) if after > 0 else frac
     tpot = frac_after * t_mix + (1 - frac_after) * t_dec
     ttft = overhead + n_p * t_mix + (life - (out - 1) - n_p) * tpot
     e2e = ttft + (out - 1) * tpot
@@ -137,7 +145,8 @@ def _mixed(n: float, inp: int, out: int, sched: Scheduler, cost: StepCost, overh
                   decode, mixed, frac_after)
 
 
-def _separate(n: float, inp: int, out: int, sched: Scheduler, cost: StepCost, overhead: float, burst: bool) -> Steady:
+def _separate(n: float, inp: int, out: int, sched: Scheduler, cost: StepCost, overhead: float, burst: bool,
+              open_loop: bool = False) -> Steady:
     gaps = max(out - 1, 1)
     arrivals = n / gaps
     batches = 1 if burst else (n if arrivals <= 1 else gaps)
@@ -151,20 +160,23 @@ def _separate(n: float, inp: int, out: int, sched: Scheduler, cost: StepCost, ov
     t_dec = cost(decode) if out > 1 else 0.0
     own = math.ceil(inp / sched.budget) if burst else steps  # a burst's requests get their tokens step by step
     # the decode gaps carry the lifetime's prefill steps but the request's own, which came before its first token
-    tpot = t_dec + (batches * steps - own) * t_pre / gaps if out > 1 else 0.0
+    # (a closed loop); an open loop's λ·E2E = n arrivals in a lifetime are all others'
+    others = batches * steps if open_loop else max(0.0, batches * steps - own)
+    tpot = t_dec + others * t_pre / gaps if out > 1 else 0.0
     ttft = overhead + own * t_pre + t_dec / 2
     e2e = ttft + (out - 1) * tpot
     frac = batches * steps / (batches * steps + gaps)
     return Steady(n, n, ttft, tpot, e2e, n / e2e, 0.0, n, own, frac, per_step, t_pre, t_dec, gaps + batches * steps,
-                  decode, prefill, (batches * steps - own) / (gaps + batches * steps - own))
+                  decode, prefill, others / (gaps + others))
 
 
 def steady_state(users: float, inp: int, out: int, sched: Scheduler, cost: StepCost, overhead: float,
-                 burst: bool = True) -> Steady:
+                 burst: bool = True, open_loop: bool = False) -> Steady:
     """One replica with ``users`` concurrent users (``overhead``: the per-request TTFT overhead, seconds; ``burst``:
-    the closed loop's bursts, else spread arrivals)."""
+    the closed loop's bursts, else spread arrivals; ``open_loop``: users is λ·E2E of a request rate, every
+    request in a lifetime another's)."""
     n = min(users, sched.limit)
-    run = (_mixed if sched.mixed else _separate)(n, inp, out, sched, cost, overhead, burst)
+    run = (_mixed if sched.mixed else _separate)(n, inp, out, sched, cost, overhead, burst, open_loop)
     if users <= n:
         return run
     in_system = users / run.rate  # Little: every user's request spends users / λ in the system
@@ -175,17 +187,17 @@ def steady_state(users: float, inp: int, out: int, sched: Scheduler, cost: StepC
 def at_rate(rate: float, inp: int, out: int, sched: Scheduler, cost: StepCost, overhead: float) -> tuple[Steady, bool]:
     """The steady state at ``rate`` requests per second (one replica): the concurrency whose closed loop completes
     that many (bisection), and whether the rate is beyond what the running cap completes (saturated)."""
-    top = steady_state(sched.limit, inp, out, sched, cost, overhead, False)
+    top = steady_state(sched.limit, inp, out, sched, cost, overhead, False, True)
     if rate >= top.rate:
         return top, True
     lo, hi = 0.0, float(sched.limit)
     for _ in range(60):
         mid = (lo + hi) / 2
-        if mid > 0 and steady_state(mid, inp, out, sched, cost, overhead, False).rate < rate:
+        if mid > 0 and steady_state(mid, inp, out, sched, cost, overhead, False, True).rate < rate:
             lo = mid
         else:
             hi = mid
-    return steady_state(max(hi, 1e-9), inp, out, sched, cost, overhead, False), False
+    return steady_state(max(hi, 1e-9), inp, out, sched, cost, overhead, False, True), False
 
 
 def max_concurrency_at_slo(ttft_s: float | None, tpot_s: float | None, replicas: int, inp: int, out: int,

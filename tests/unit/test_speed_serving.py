@@ -78,6 +78,24 @@ def test_separate_prefill_batches():
     assert s.ttft == pytest.approx(OVERHEAD + t_pre + t_dec / 2)
 
 
+def test_an_open_loop_counts_every_prompt_of_a_lifetime_as_anothers():
+    """At a request rate the N = λ·E2E requests arriving in a lifetime are all others' (the request itself arrived
+    before): SGLang, N spread arrivals each a one-step batch, TPOT = t_decode + N·t_pre/255 — never below the decode
+    step, also below one user (N = 0.4: a closed loop of 0.4 users would take off a whole own step); vLLM's mixed
+    steps carry prompts in the time-average fraction f (PASTA), TPOT = f·t_mixed + (1 − f)·t_decode."""
+    for n in (0.4, 10):
+        s = steady_state(n, 1024, 256, SGLANG, cost, OVERHEAD, burst=False, open_loop=True)
+        t_pre, t_dec = BASE + PER_TOKEN * 1024, BASE + PER_TOKEN * n
+        assert s.tpot == pytest.approx(t_dec + n * t_pre / 255)
+        closed = steady_state(n, 1024, 256, SGLANG, cost, OVERHEAD, burst=False)
+        assert closed.tpot == pytest.approx(t_dec + max(0.0, n - 1) * t_pre / 255) and closed.tpot >= t_dec
+    s = steady_state(10, 1024, 256, VLLM, cost, OVERHEAD, burst=False, open_loop=True)
+    assert s.after_fraction == s.mixed_fraction == pytest.approx(10 / 256)
+    assert s.tpot == pytest.approx(s.mixed_fraction * s.t_mixed + (1 - s.mixed_fraction) * s.t_decode)
+    low, _ = at_rate(0.05, 20_000, 2, SGLANG, cost, OVERHEAD)
+    assert low.tpot >= low.t_decode > 0
+
+
 def test_bursts_fill_the_budget_spread_arrivals_do_not():
     """64 users, I = 1,024: d = 63.75, d' = 63.75 · 63/64 = 62.75390625 of them the other users'; bursts carry
     8,192 − d' = 8,129.24609375 prompt tokens in 65,536 / 8,129.24609375 of the 256 steps; spread arrivals one
