@@ -4,7 +4,8 @@
 
 Each command runs as a fresh process ``--runs`` times, interleaved; min and median wall time are printed, and
 the difference. Goal: speed ≤ plan + 50 ms (speed plans the same request, then adds the step costs and the
-steady state). Then the figures of the example workloads.
+steady state). Then ``review --workload example`` (every layout of every catalog cluster for two models, each
+layout that fits through the speed model), ``--runs`` times: goal < 3 s. Then the figures of the example workloads.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ def main() -> int:
         p, s = statistics.median(plan_t), statistics.median(speed_t)
         print(f"{common:<34} {min(plan_t) * 1e3:6.0f}/{p * 1e3:5.0f} ms {min(speed_t) * 1e3:6.0f}/{s * 1e3:5.0f} ms "
               f"{(s - p) * 1e3:+15.0f} ms")
+    review = [wall([exe, "review", "--workload", "example", "--json"]) for _ in range(runs)]
+    print(f"{'review --workload example (speed)':<34} min {min(review):.2f} s, median {statistics.median(review):.2f} s "
+          f"over {runs} runs (goal < 3 s)")
     print()
     for common, load in CASES:
         out = subprocess.run([exe, "speed", *common.split(), *load.split()], capture_output=True, text=True, check=True)

@@ -18,7 +18,8 @@ from shardsim.core.planner import Planner
 from shardsim.core.workload import Workload
 from shardsim.engines import refusals
 from shardsim.engines.releases import resolve
-from shardsim.engines.vllm import VllmKnobs, predict_vllm, vllm_defaults
+from shardsim.engines.vllm import predict_vllm
+from shardsim.engines.vllm_knobs import VllmKnobs, vllm_defaults
 from shardsim.hardware import ClusterSpec
 from shardsim.hardware.topology import fabric_of
 from shardsim.units import gib_text

@@ -52,8 +52,9 @@ def has_speed_load(load) -> bool:
 
 
 def option_speed(option, spec, load, engine: str, gpu_memory_utilization: float,
-                 engine_version: str | None) -> OptionSpeed | str:
-    """The serving figures of ``option`` under ``load``, or the one-line reason the speed model gives none."""
+                 engine_version: str | None, memo=None) -> OptionSpeed | str:
+    """The serving figures of ``option`` under ``load``, or the one-line reason the speed model gives none
+    (``memo``: a ``speed.memo.Memo`` shared by the options of one review)."""
     from shardsim.core.requests import EngineChoice, Hardware, ServeRequest
     from shardsim.core.workload import Workload
     from shardsim.engines.registry import choose
@@ -73,9 +74,12 @@ def option_speed(option, spec, load, engine: str, gpu_memory_utilization: float,
         choice = choose("vllm", knobs)
     request = SpeedRequest(ServeRequest(v.spec, lay, wl, hw, choice),
                            SpeedWorkload(inp, out, None if load.request_rate is not None else load.concurrency,
-                                         load.request_rate, load.ttft_ms, load.tpot_ms))
+                                         load.request_rate))  # targets checked below: no SLO search needed
+    report = getattr(option.note, "report", None)  # the engine evaluator's report of this option
+    if memo is not None and choice is not None and report is not None:
+        memo.seed(request.serve, report)
     try:
-        rep = estimate(request)
+        rep = estimate(request, memo, arithmetic=False)
     except ShardsimError as exc:
         return str(exc)
     missed = []
@@ -97,9 +101,11 @@ def rank_by_speed(fitting: list, spec, load, engine: str, gpu_memory_utilization
     """(options meeting the targets ranked by $/Mtok, then $; options that fit but miss a target or have no
     estimate, cheapest per token first). Each option gets ``speed`` (an ``OptionSpeed``), or ``held_back`` the reason it has
     none."""
-    meet, miss = [], []
+    from shardsim.speed.memo import Memo
+
+    meet, miss, memo = [], [], Memo()
     for o in fitting:
-        s = option_speed(o, spec, load, engine, gpu_memory_utilization, engine_version)
+        s = option_speed(o, spec, load, engine, gpu_memory_utilization, engine_version, memo)
         if isinstance(s, str):
             o.speed, o.held_back = None, s
             miss.append(o)

@@ -98,15 +98,24 @@ class RankWeights:
         return self.last_layer - self.first_layer + 1
 
 
-def rank_weights(spec: ModelSpec, layout: Layout, dtype: str, quant: QuantConfig) -> list[RankWeights]:
-    """Every rank's layers and exact weight bytes (``memory.weights``, ``tensors.stage_edge_tensors``)."""
+def rank_weights(spec: ModelSpec, layout: Layout, dtype: str, quant: QuantConfig) -> tuple[RankWeights, ...]:
+    """Every rank's layers and exact weight bytes (``memory.weights``, ``tensors.stage_edge_tensors``), kept on the
+    weight model per layout (a review meets a layout again on every cluster)."""
     wm = weight_model(spec, dtype, quant)
+    key = ("rank_weights", layout)
+    if key not in wm.cache:
+        wm.cache[key] = _rank_weights(wm, layout)
+    return wm.cache[key]
+
+
+def _rank_weights(wm, layout: Layout) -> tuple[RankWeights, ...]:
     ranges = stage_ranges(layout)
-    out = []
+    out, held = [], {}  # ranks of one stage holding the same shard hold the same bytes
     for rank in range(layout.world_size):
         coords = rank_coords(rank, layout)
         first, last = ranges[coords.pp_rank]
-        is_first, is_last = coords.pp_rank == 0, coords.pp_rank == layout.pp - 1
-        tally = wm.stage_tally(first, last, is_first, is_last, shard_of(coords, layout))
-        out.append(RankWeights(rank, coords.pp_rank, first, last, tally.bytes))
-    return out
+        key = (coords.pp_rank, shard_of(coords, layout))
+        if key not in held:
+            held[key] = wm.stage_tally(first, last, coords.pp_rank == 0, coords.pp_rank == layout.pp - 1, key[1]).bytes
+        out.append(RankWeights(rank, coords.pp_rank, first, last, held[key]))
+    return tuple(out)

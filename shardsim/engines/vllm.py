@@ -23,19 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pydantic import BaseModel, ConfigDict
-
-from shardsim.constants import (
-    CUDA_CONTEXT_BYTES,
-    VLLM_BIG_GPU_BYTES,
-    VLLM_DEFAULT_BATCHED_TOKENS_BIG,
-    VLLM_DEFAULT_BATCHED_TOKENS_SMALL,
-    VLLM_DEFAULT_SEQS_BIG,
-    VLLM_DEFAULT_SEQS_SMALL,
-    VLLM_FLASHINFER_WORKSPACE_BYTES,
-    VLLM_LLM_BATCHED_TOKENS_BIG,
-    VLLM_LLM_BATCHED_TOKENS_SMALL,
-)
+from shardsim.constants import CUDA_CONTEXT_BYTES, VLLM_FLASHINFER_WORKSPACE_BYTES
 from shardsim.core.layout import Layout
 from shardsim.core.memory.kv_cache import kv_bytes_per_token_per_layer
 from shardsim.core.memory.runtime import DEFAULT_FABRIC, Fabric
@@ -47,92 +35,9 @@ from shardsim.engines.vllm_profile import forward_peak as _forward_peak  # noqa:
 from shardsim.engines.common import EngineRankReport, EngineReport, cublas_workspace_bytes, rank_weights
 from shardsim.engines.refusals import graph_capture_check, kv_cache_refusal, loading_refusal, vllm_layout_refusal
 from shardsim.engines.registry import Engine, SuggestKnobs
-from shardsim.engines.releases import NEWEST, VllmRules, resolve
-from shardsim.errors import ShardsimError
+from shardsim.engines.vllm_knobs import VllmDefaults, VllmKnobs, vllm_defaults  # noqa: F401  (imported from here too)
+from shardsim.engines.releases import VllmRules, resolve
 from shardsim.units import DTYPE_BYTES, GiB
-
-
-class VllmKnobs(BaseModel):
-    """vLLM's own options (``vllm serve`` flags); None means vLLM's default for the GPU."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    gpu_memory_utilization: float = 0.9
-    max_model_len: int | None = None
-    max_num_batched_tokens: int | None = None
-    max_num_seqs: int | None = None
-    block_size: int = 16
-    enforce_eager: bool = False
-    kv_cache_dtype: str = "auto"
-    sampler: str | None = None  # native (PyTorch sort), triton (0.17+) or flashinfer; None: the release's default
-    version: str = "v1"         # the engine core: v1, or v0 (VLLM_USE_V1=0, up to 0.10.x)
-    engine_version: str | None = None   # the vLLM release (None: the newest modelled)
-    kv_cache_memory_bytes: int | None = None  # 0.10.2+: the KV cache size, bypassing gpu_memory_utilization
-    max_model_len_auto: bool = False    # 0.14+: --max-model-len auto / -1
-    startup_free_bytes: int | None = None  # free memory at start when other processes hold some (None: all but the context)
-    entrypoint: str = "serve"  # serve (OpenAI server) or llm (the offline vllm.LLM class): their own defaults
-    install: str = "pip"  # pip (PyPI wheel: no flashinfer before 0.20) or docker (vllm/vllm-openai: flashinfer installed)
-    compile_cache: str = "cold"  # torch.compile cache: cold (a first start autotunes in the profile) or warm (a restart)
-    # Hybrids only (engines/vllm_hybrid.py); None: not given, vLLM's default
-    mamba_cache_dtype: str | None = None  # conv state (and before 0.17 the temporal state): auto = the model's
-    mamba_ssm_cache_dtype: str | None = None  # temporal state, 0.17+: auto = the conv's (Qwen3.5: config's)
-    mamba_cache_mode: str | None = None  # none | align | all (0.15+)
-    enable_prefix_caching: bool | None = None  # None: the release's default (on for hybrids from 0.26)
-    # A vision tower only (Qwen3-VL, Qwen3.5 / 3.6; engines/vllm_multimodal.py): image=N,video=N (unnamed: 999);
-    limit_mm_per_prompt: str | None = None  # weights | data; the profile's encoder run skipped; longest image edge²
-    mm_encoder_tp_mode: str = "weights"
-    skip_mm_profiling: bool = False
-    mm_max_pixels: int | None = None
-
-    def checked(self) -> "VllmKnobs":
-        if not 0 < self.gpu_memory_utilization <= 1:
-            raise ShardsimError(f"--gpu-memory-utilization {self.gpu_memory_utilization} is out of range; accepted: (0, 1]")
-        for name in ("max_model_len", "max_num_batched_tokens", "max_num_seqs"):
-            value = getattr(self, name)
-            if value is not None and not 1 <= value <= 10_000_000:
-                raise ShardsimError(f"--{name.replace('_', '-')} {value} is out of range; accepted: 1 … 10,000,000")
-        if self.block_size not in (1, 8, 16, 32, 64, 128, 256):
-            raise ShardsimError(f"--block-size {self.block_size} is not one vLLM accepts: 1, 8, 16, 32, 64, 128, 256")
-        if self.kv_cache_dtype not in ("auto", "bf16", "fp16", "fp8", "fp8_e4m3", "fp8_e5m2"):
-            raise ShardsimError(f"--kv-cache-dtype {self.kv_cache_dtype!r} is not known; accepted: auto, bf16, fp16, fp8")
-        if self.sampler not in (None, "native", "triton", "flashinfer"):
-            raise ShardsimError(f"--sampler {self.sampler!r:.40} is not known; accepted: native, triton, flashinfer")
-        if self.entrypoint not in ("serve", "llm"):
-            raise ShardsimError(f"--vllm-entrypoint {self.entrypoint!r:.40} is not known; accepted: serve, llm")
-        if self.compile_cache not in ("cold", "warm"):
-            raise ShardsimError(f"--compile-cache {self.compile_cache!r:.40} is not known; accepted: cold, warm")
-        if self.install not in ("pip", "docker"):
-            raise ShardsimError(f"--vllm-install {self.install!r:.40} is not known; accepted: pip, docker")
-        if self.version not in ("v1", "v0"):
-            raise ShardsimError(f"--vllm-version {self.version!r:.40} is not known; accepted: v1, v0")
-        if self.kv_cache_memory_bytes is not None and not 1 <= self.kv_cache_memory_bytes <= 1 << 50:
-            raise ShardsimError(f"--kv-cache-memory-bytes {self.kv_cache_memory_bytes} is out of range; accepted: "
-                                "1 B … 1 PiB")
-        vllm_multimodal.check_knobs(self)
-        vllm_hybrid.check_knobs(self)
-        return self
-
-
-@dataclass(frozen=True, slots=True)
-class VllmDefaults:
-    max_num_seqs: int
-    max_num_batched_tokens: int
-
-
-def vllm_defaults(capacity_bytes: int, gpu_name: str, rules: VllmRules = NEWEST["vllm"],
-                  max_model_len: int | None = None, entrypoint: str = "serve") -> VllmDefaults:
-    """The max_num_seqs and max_num_batched_tokens that ``vllm serve`` (or the offline ``vllm.LLM``) picks for this
-    GPU at this release (``VllmRules.a100_small_defaults`` and ``clamp_defaults``, cited there; the LLM class
-    takes 16,384 / 8,192 tokens on big / other GPUs, engine/arg_utils.py@v0.10.2 _set_default_args_v1)."""
-    big = capacity_bytes >= VLLM_BIG_GPU_BYTES and not (rules.a100_small_defaults and "a100" in gpu_name.lower())
-    seqs, tokens = ((VLLM_DEFAULT_SEQS_BIG, VLLM_DEFAULT_BATCHED_TOKENS_BIG) if big
-                    else (VLLM_DEFAULT_SEQS_SMALL, VLLM_DEFAULT_BATCHED_TOKENS_SMALL))
-    if entrypoint == "llm":
-        tokens = VLLM_LLM_BATCHED_TOKENS_BIG if big else VLLM_LLM_BATCHED_TOKENS_SMALL
-    if rules.clamp_defaults and max_model_len:
-        tokens = min(seqs * max_model_len, tokens)
-        seqs = min(seqs, tokens)
-    return VllmDefaults(seqs, tokens)
 
 
 def vllm_quant(quant: QuantConfig) -> QuantConfig:
@@ -214,9 +119,24 @@ class _RankTerms:
     warmup: int = 0      # the last stage's sampler warm-up after graph capture (refusals.graph_capture_check)
 
 
-def _rank_terms(p: _Profile, held) -> _RankTerms:
+def _rank_terms(p: _Profile, held, memo: dict) -> _RankTerms:
     """One rank's profile: loading, the activation peak (forward, sampler and what stays allocated under it),
-    non-torch memory (and V2's persistent buffers the 0.27+ profiler charges), its CUDA graphs."""
+    non-torch memory (and V2's persistent buffers the 0.27+ profiler charges), its CUDA graphs. The rank enters
+    only through its stage, its weight bytes, the vision tower it holds and its groups' non-torch memory: ranks
+    alike in these (``memo``, one per prediction) share one profile."""
+    vision_here = p.spec.vision is not None and p.rules.vision_on_stage(held.pp_rank, p.v2)
+    extra = vllm_multimodal.extra_weight_bytes(p.spec, p.layout, p.dtype, vllm_quant(p.quant), held.rank, vision_here,
+                                               p.knobs.mm_encoder_tp_mode, p.batched)
+    groups = prof.non_torch_bytes(p.knobs.version, p.rules, p.layout, held.rank, p.fabric)
+    key = (held.pp_rank, held.first_layer, held.last_layer, held.layers, held.weight_bytes, extra, groups)
+    hit = memo.get(key)
+    if hit is None:
+        hit = memo[key] = _stage_terms(p, held, vision_here, extra, groups)
+    return hit
+
+
+def _stage_terms(p: _Profile, held, vision_here: bool, extra_weights: int, groups_non_torch: int) -> _RankTerms:
+    """``_rank_terms`` given the rank's own parts: the vision tower's extra bytes and the non-torch memory."""
     spec, layout, rules, knobs = p.spec, p.layout, p.rules, p.knobs
     moe = p.moe_prefix[held.last_layer + 1] - p.moe_prefix[held.first_layer]
     has_moe, has_dense = moe > 0, moe < held.layers
@@ -230,16 +150,14 @@ def _rank_terms(p: _Profile, held) -> _RankTerms:
     inter = (prof.intermediate_tensor_bytes(spec, p.batched, p.dtype)
              if not is_first and prof.intermediate_charged(p.v2, rules) else 0)
     activation = activation_core = max(forward, sampler + moe_ws)
-    vision_here = spec.vision is not None and rules.vision_on_stage(held.pp_rank, p.v2)
     if p.encoder and vision_here:   # the encoder's run, then its outputs held through the language model's
         activation = max(p.encoder.forward_peak_bytes, p.encoder.output_bytes + activation)
     attention_workspace = (VLLM_FLASHINFER_WORKSPACE_BYTES
                            if rules.flashinfer_attention_sm100 and str(p.compute_capability).startswith("10.") else 0)
     activation += cublas_workspace_bytes(p.compute_capability) + attention_workspace + (0 if p.v2 else inter)
-    loading = _loading_bytes(spec, layout, p.dtype, p.quant, held.weight_bytes, moe) + vllm_multimodal.extra_weight_bytes(
-        spec, layout, p.dtype, vllm_quant(p.quant), held.rank, vision_here, knobs.mm_encoder_tp_mode, p.batched)
+    loading = _loading_bytes(spec, layout, p.dtype, p.quant, held.weight_bytes, moe) + extra_weights
     state = prof.v2_sampler_state_bytes(spec, p.seqs) if p.v2 and rules.profiler == "consumed" and is_last else 0
-    non_torch = prof.non_torch_bytes(knobs.version, rules, layout, held.rank, p.fabric) + state + (inter if p.v2 else 0)
+    non_torch = groups_non_torch + state + (inter if p.v2 else 0)
     graphs = prof.cuda_graphs(spec, layout.tp, layout.etp, held.layers, has_moe, has_dense, rules, p.v2, prof.GraphRun(
         p.seqs, p.batched, knobs.enforce_eager, knobs.version == "v0", prof.rocm(p.gpu_name)))
     kept = (moe_ws if is_last else 0, activation_core - max(forward, sampler))
@@ -272,8 +190,9 @@ def predict_vllm(spec: ModelSpec, layout: Layout, capacity_bytes: int, gpu_name:
     profile = _Profile(spec, layout, dtype, quant, knobs, rules, v2, seqs, batched, fabric, compute_capability, gpu_name,
                        vllm_multimodal.profile_for(spec, layout.tp, dtype, limits, knobs, seqs, batched),
                        weight_model(spec, dtype, vllm_quant(quant)).moe_prefix)
+    alike: dict = {}
     for held in rank_weights(spec, layout, dtype, vllm_quant(quant)):
-        t = _rank_terms(profile, held)
+        t = _rank_terms(profile, held, alike)
         terms.append(t)
         graphs = t.graphs.capture_bytes if t.graphs else 0
         subtracted = t.graphs.estimate_bytes if t.graphs and t.graphs.subtracted else 0

@@ -37,7 +37,7 @@ from shardsim.constants import (
 )
 from shardsim.core.layout import Layout, rank_groups
 from shardsim.core.memory.activations import activation_peak, activation_peak_bytes
-from shardsim.core.memory.runtime import Fabric, nccl_communicator_bytes, nvls_bytes, runtime_bytes
+from shardsim.core.memory.runtime import Fabric, nccl_communicator_bytes, nvls_bytes, tp_allreduce_buffers
 from shardsim.core.model import ModelSpec
 from shardsim.engines.releases import VllmRules
 from shardsim.units import DTYPE_BYTES, GiB, MiB
@@ -203,12 +203,12 @@ def non_torch_bytes(version: str, rules: VllmRules, layout: Layout, rank: int, f
     everything used on the device, the CUDA context included."""
     if version == "v0":
         return VLLM_V0_NON_TORCH_BYTES
-    rt = runtime_bytes(rank, layout, False, fabric)
     groups_bytes = 0
     if layout.tp > 1:
         groups = rank_groups(rank, layout)
+        custom, symmetric = tp_allreduce_buffers(groups.tp, fabric)
         groups_bytes = (nccl_communicator_bytes(groups.tp, fabric) + nvls_bytes(groups.tp, fabric)
-                        + max(0, rt.custom_allreduce - CUSTOM_ALLREDUCE_RANK_DATA_BYTES) + rt.symmetric_memory)
+                        + max(0, custom - CUSTOM_ALLREDUCE_RANK_DATA_BYTES) + symmetric)
     if layout.pp > 1:  # the PP group's own PyNccl communicator (every non-EP group gets one, cuda_communicator.py)
         stride = layout.tp * layout.dp
         groups_bytes += nccl_communicator_bytes(range(rank % stride, layout.world_size, stride), fabric)

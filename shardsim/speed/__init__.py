@@ -8,7 +8,8 @@ figures a workload gets from it (TTFT, TPOT, tokens/s, $ per million tokens), ea
   efficiencies and overheads of ``fitted``);
 - ``serving``: continuous batching in steady state (closed loop of C users, or an open-loop request rate through
   Little's law), TTFT, TPOT, throughput and the largest concurrency within targets;
-- ``estimate``: the ``SpeedRequest`` record and the one entry point ``estimate(request)``;
+- ``estimate``: the ``SpeedRequest`` record and the one entry point ``estimate(request)``; ``memo``: what many
+  estimates of one model share (engine reports, stage costs), so a review's layouts are costed once;
 - ``fitted`` / ``bands``: the fitted values (naming their rows) and the held-out error bands;
 - ``calibration`` / ``vllm_result``: published serving benchmarks (``speed/data/serving_benchmarks.jsonl``) and a
   user's ``vllm bench serve`` result, predicted vs measured.

@@ -15,6 +15,7 @@ the per-step overhead; each stage's time carries the per-layer floor of its laye
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass, field, replace
 
 from shardsim.core.layout import rank_groups, rank_of
@@ -22,6 +23,7 @@ from shardsim.errors import ShardsimError
 from shardsim.speed import comm, roofline, serving, work
 from shardsim.speed.bands import speed_bands
 from shardsim.speed.fitted import speed_fit
+from shardsim.speed.memo import Memo
 from shardsim.units import DTYPE_BYTES, round_up
 
 SERVING_ENGINES = ("vllm", "sglang")
@@ -132,11 +134,11 @@ def held_tokens(inp: int, out: int, spread: bool) -> float:
     return inp + out / 2 if spread else inp + out
 
 
-def scheduler_of(request, inp: int, out: int, spread: bool = False) -> serving.Scheduler:
+def scheduler_of(request, inp: int, out: int, spread: bool = False, memo: Memo | None = None) -> serving.Scheduler:
     """The step budget, running cap and KV-bound sequences of one replica, from the memory plan. vLLM's are its
     report's resolved knobs: ``max_num_batched_tokens`` and ``max_num_seqs`` by release and GPU (8,192 / 1,024 on
     GPUs of 70 GiB or more, A100s excepted from 0.9.0, else 2,048 / 256; clamped by ``max_model_len`` from 0.12:
-    ``engines.vllm.vllm_defaults``, sources in ``shardsim.constants``) and ``GPU KV cache size`` over what a running
+    ``engines.vllm_knobs.vllm_defaults``, sources in ``shardsim.constants``) and ``GPU KV cache size`` over what a running
     request holds (``held_tokens``: whole blocks of I + O, or I + O/2 and half a block where arrivals spread);
     SGLang's, its ``chunked_prefill_size`` by GPU memory and ``#tokens``. A cache smaller than one whole request
     of I + O holds none, whatever the average; the whole-request count is kept too (``Scheduler.whole``) for a
@@ -154,9 +156,7 @@ def scheduler_of(request, inp: int, out: int, spread: bool = False) -> serving.S
     if serve.engine.name not in SERVING_ENGINES:
         raise ShardsimError(f"speed models continuous-batching servers: --engine {' or '.join(SERVING_ENGINES)} (or "
                             f"none); {serve.engine.name} is available in 'shardsim plan'")
-    from shardsim.engines.run import engine_report
-
-    rep = engine_report(serve, suggest_fix=False)
+    rep = (memo or Memo()).report(serve)
     if not rep.starts:
         raise ShardsimError(f"{serve.engine.name} would not start: {rep.refusal} (see shardsim plan)")
     knobs = rep.knobs
@@ -237,6 +237,7 @@ class Pipeline:
     vocab: int
     peaks: roofline.GpuPeaks
     eff: roofline.Efficiency
+    alike: tuple[int, ...] = ()  # per stage, the first stage that costs the same (``same_cost``); () none alike
 
     def micro_batches(self, shape: work.StepShape) -> int:
         return max(1, min(self.layout.pp, math.ceil(shape.decode + shape.prefill_done)))
@@ -247,7 +248,10 @@ class Pipeline:
         sub = work.StepShape(shape.decode / m, shape.decode_keys, shape.prefill / m, shape.prefill_keys,
                              shape.prefill_done / m, shape.prefill_kv_read / m)
         out = []
-        for stage, links in zip(self.stages, self.links):
+        for i, (stage, links) in enumerate(zip(self.stages, self.links)):
+            if self.alike and self.alike[i] < i:
+                out.append(out[self.alike[i]])
+                continue
             gpu = roofline.gpu_seconds(work.step_work(stage, sub), self.peaks, self.eff)
             colls = comm.step_collectives(stage, self.layout, links, sub.tokens, sub.sequences, self.vocab,
                                           stage.pp_rank == 0)
@@ -264,8 +268,10 @@ class Pipeline:
         return max(sum(times), m * max(times)) + self.eff.step_overhead_s + shape.sequences * self.eff.seq_overhead_s
 
 
-def pipeline_of(serve, kv_dtype_bytes: int, engine: str | None) -> tuple[Pipeline, tuple[str, ...]]:
+def pipeline_of(serve, kv_dtype_bytes: int, engine: str | None,
+                memo: Memo | None = None) -> tuple[Pipeline, tuple[str, ...]]:
     """The cost model of ``serve`` (a ``core.requests.ServeRequest``) and the rows its fitted values came from."""
+    memo = memo or Memo()
     spec, lay = serve.model, serve.layout
     if spec.speculative_tokens:
         raise ShardsimError("speed does not model speculative decoding (MTP acceptance rates are not measured); "
@@ -274,23 +280,36 @@ def pipeline_of(serve, kv_dtype_bytes: int, engine: str | None) -> tuple[Pipelin
         raise ShardsimError("speed models engines that keep whole weight shards; drop --zero")
     quant = serve.quant
     ssm = DTYPE_BYTES.get(serve.workload.state_dtype or spec.state_dtype or serve.workload.dtype, 2)
-    stages = tuple(work.stage_work(spec, lay, serve.workload.dtype, quant, kv_dtype_bytes, p, ssm)
-                   for p in range(lay.pp))
+    stages = tuple(memo.stage(spec, lay, serve.workload.dtype, quant, kv_dtype_bytes, p, ssm) for p in range(lay.pp))
     links = tuple(_stage_links(serve, p) for p in range(lay.pp))
     peaks = roofline.gpu_peaks(serve.hardware.cluster.gpu, serve.workload.dtype, quant.method)
     fit = speed_fit(engine)
-    return Pipeline(stages, links, lay, spec.vocab_size, peaks, fit.efficiency()), fit.rows
+    return Pipeline(stages, links, lay, spec.vocab_size, peaks, fit.efficiency(), same_cost(stages, links)), fit.rows
 
 
-def prepare(request: SpeedRequest) -> tuple[serving.Scheduler, Pipeline, tuple[str, ...]]:
-    """The scheduler and cost model of ``request`` and the rows its fitted values came from."""
+def same_cost(stages: tuple, links: tuple) -> tuple[int, ...]:
+    """For each stage, the first stage whose step costs the same: a stage's time depends on its ``StageWork`` (of
+    which the pipeline position only as first stage or not) and its links, so middle stages of equal layer mixes
+    are timed once."""
+    first: dict = {}
+    return tuple(first.setdefault((_COST_FIELDS(stage), stage.pp_rank == 0, link), i)
+                 for i, (stage, link) in enumerate(zip(stages, links)))
+
+
+_COST_FIELDS = operator.attrgetter(*(f for f in work.StageWork.__slots__ if f != "pp_rank"))
+
+
+def prepare(request: SpeedRequest, memo: Memo | None = None) -> tuple[serving.Scheduler, Pipeline, tuple[str, ...]]:
+    """The scheduler and cost model of ``request`` and the rows its fitted values came from (``memo``: the parts
+    shared with other estimates of the same model)."""
     serve, wl = request.serve, request.workload
     engine = serve.engine.name if serve.engine is not None else None
-    sched = scheduler_of(serve, wl.input_tokens, wl.output_tokens, wl.varied_lengths or wl.request_rate is not None)
+    sched = scheduler_of(serve, wl.input_tokens, wl.output_tokens, wl.varied_lengths or wl.request_rate is not None,
+                         memo)
     if sched.limit < 1:
         raise ShardsimError(f"the KV cache holds no request of {wl.input_tokens + wl.output_tokens:,} tokens on this "
                             "layout (see shardsim plan)")
-    pipe, rows = pipeline_of(serve, _kv_dtype_bytes(serve), engine)
+    pipe, rows = pipeline_of(serve, _kv_dtype_bytes(serve), engine, memo)
     return sched, pipe, rows
 
 
@@ -320,14 +339,17 @@ def steady_of(request: SpeedRequest, sched: serving.Scheduler, pipe: Pipeline) -
     return steady, saturated
 
 
-def estimate(request: SpeedRequest) -> SpeedReport:
-    """The serving figures of ``request`` (formulas in ``serving`` and this module's docstring)."""
-    sched, pipe, rows = prepare(request)
+def estimate(request: SpeedRequest, memo: Memo | None = None, arithmetic: bool = True) -> SpeedReport:
+    """The serving figures of ``request`` (formulas in ``serving`` and this module's docstring); ``memo``: the
+    parts shared with other estimates of the same model (``Memo``); ``arithmetic=False`` leaves out the step
+    breakdown (``explain.breakdown``) a review of many layouts does not show."""
+    sched, pipe, rows = prepare(request, memo)
     steady, saturated = steady_of(request, sched, pipe)
-    return _report(request, sched, pipe, rows, steady, saturated)
+    return _report(request, sched, pipe, rows, steady, saturated, arithmetic)
 
 
-def _report(request: SpeedRequest, sched, pipe: Pipeline, rows, steady: serving.Steady, saturated: bool) -> SpeedReport:
+def _report(request: SpeedRequest, sched, pipe: Pipeline, rows, steady: serving.Steady, saturated: bool,
+            arithmetic: bool = True) -> SpeedReport:
     from shardsim.speed.explain import breakdown
 
     serve, wl = request.serve, request.workload
@@ -359,6 +381,7 @@ def _report(request: SpeedRequest, sched, pipe: Pipeline, rows, steady: serving.
         e2e_ms=None if saturated else steady.e2e * 1e3, max_concurrency_at_slo=slo, usd_per_mtok=usd,
         band=speed_bands(serve.engine.name if serve.engine else None), saturated=saturated,
         concurrency=steady.users, gpus=gpus, replicas=dp, scheduler=sched, steady=steady, peaks=pipe.peaks,
-        efficiency=pipe.eff, fit_rows=rows, stages=list(pipe.stages), breakdown=breakdown(pipe, steady),
+        efficiency=pipe.eff, fit_rows=rows, stages=list(pipe.stages),
+        breakdown=breakdown(pipe, steady) if arithmetic else {},
         price_per_gpu_hour=price, notes=notes,
     )

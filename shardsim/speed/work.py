@@ -161,20 +161,50 @@ class _Tally:
         self.flops += times * 2 * out_in
         self.act += times * act
 
+    def merge(self, other: "_Tally", times: int) -> None:
+        """Add ``times`` layers tallied in ``other`` (its experts, if any, are this stage's local experts)."""
+        self.local_experts = other.local_experts or self.local_experts
+        for name in ("dense_bytes", "expert_bytes", "flops", "expert_flops", "act", "expert_act"):
+            setattr(self, name, getattr(self, name) + times * getattr(other, name))
+
+
+def _layer_class_tally(spec: ModelSpec, wm, cls: int, shard: Shard, dtype: str, quant: QuantConfig) -> _Tally:
+    """One layer of class ``cls`` (``memory.weights.WeightModel``) on ``shard``, kept on the weight model."""
+    key = ("speed.work", cls, shard)
+    tally = wm.cache.get(key)
+    if tally is None:
+        tally = wm.cache[key] = _Tally()
+        for t in layer_tensors(spec, wm.class_layer[cls]):
+            tally.add(t, shard, spec, dtype, quant, 1)
+    return tally
+
+
+def stage_place(layout: Layout, pp_rank: int) -> tuple:
+    """All ``stage_work`` takes from the layout: the stage's layers, whether it is the first or the last, the shard
+    of its tp rank 0 (ep rank 0) and the tp degree. Stages equal in these cost the same whatever the layout."""
+    first, last = stage_ranges(layout)[pp_rank]
+    shard = shard_of(rank_coords(rank_of(layout, 0, 0, pp_rank), layout), layout)
+    return first, last, pp_rank == 0, pp_rank == layout.pp - 1, shard, layout.tp
+
 
 def stage_work(spec: ModelSpec, layout: Layout, dtype: str, quant: QuantConfig, kv_dtype_bytes: int,
                pp_rank: int, ssm_dtype_bytes: int = 2) -> StageWork:
     """The per-rank costs of stage ``pp_rank`` (its tp rank 0, ep rank 0): each layer class sized once
-    (``memory.weights.WeightModel``), the edges by ``tensors.stage_edge_tensors``."""
-    first, last = stage_ranges(layout)[pp_rank]
-    is_first, is_last = pp_rank == 0, pp_rank == layout.pp - 1
-    shard = shard_of(rank_coords(rank_of(layout, 0, 0, pp_rank), layout), layout)
+    (``memory.weights.WeightModel``), the edges by ``tensors.stage_edge_tensors``; the layout enters only through
+    ``stage_place``."""
+    return placed_stage_work(spec, stage_place(layout, pp_rank), dtype, quant, kv_dtype_bytes, pp_rank,
+                             ssm_dtype_bytes)
+
+
+def placed_stage_work(spec: ModelSpec, place: tuple, dtype: str, quant: QuantConfig, kv_dtype_bytes: int,
+                      pp_rank: int, ssm_dtype_bytes: int = 2) -> StageWork:
+    """``stage_work`` of a stage given by its ``stage_place``."""
+    first, last, is_first, is_last, shard, tp = place
     wm = weight_model(spec, dtype, quant)
     tally = _Tally()
     for cls, count in enumerate(wm.class_counts(first, last)):
         if count:
-            for t in layer_tensors(spec, wm.class_layer[cls]):
-                tally.add(t, shard, spec, dtype, quant, count)
+            tally.merge(_layer_class_tally(spec, wm, cls, shard, dtype, quant), count)
     tp_only = Shard(tp=shard.tp, tp_rank=shard.tp_rank)
     for t in stage_edge_tensors(spec, is_first, is_last):
         if t.part == Part.FINAL_NORM:  # the embedding is gathered by rows, lm_head below, the vision tower idle
@@ -183,7 +213,7 @@ def stage_work(spec: ModelSpec, layout: Layout, dtype: str, quant: QuantConfig, 
     moe = sum(spec.is_moe_layer(i) for i in layers)
     attention = sum(spec.layer_kind(i) == FULL_ATTENTION for i in layers)
     linear = sum(spec.layer_kind(i) == LINEAR_ATTENTION for i in layers)
-    vocab_local = len(vocab_range(spec.vocab_size, layout.tp, 0)) if is_last else 0
+    vocab_local = len(vocab_range(spec.vocab_size, tp, 0)) if is_last else 0
     lm_head = stored_tensors(lm_head_tensor(spec), tp_only, spec, dtype, quant) if is_last else []
     return StageWork(
         pp_rank=pp_rank, layers=len(layers), attention_layers=attention, linear_layers=linear,
@@ -192,10 +222,10 @@ def stage_work(spec: ModelSpec, layout: Layout, dtype: str, quant: QuantConfig, 
         num_experts=spec.num_experts, top_k=spec.num_experts_per_tok, matmul_flops_per_token=tally.flops,
         expert_flops_per_pair=tally.expert_flops // max(1, moe), act_bytes_per_token=tally.act,
         expert_act_bytes_per_pair=tally.expert_act // max(1, moe),
-        attn_flops_per_key=attention * 4 * (spec.num_heads // layout.tp) * spec.head_dim,
-        kv_bytes_per_token=attention * kv_bytes_per_token_per_layer(spec, layout.tp, kv_dtype_bytes),
-        recurrent_flops_per_token=linear * _recurrent_flops(spec, layout.tp),
-        state_bytes_per_sequence=linear * state_bytes_per_sequence_per_layer(spec, layout.tp, 2, ssm_dtype_bytes),
+        attn_flops_per_key=attention * 4 * (spec.num_heads // tp) * spec.head_dim,
+        kv_bytes_per_token=attention * kv_bytes_per_token_per_layer(spec, tp, kv_dtype_bytes),
+        recurrent_flops_per_token=linear * _recurrent_flops(spec, tp),
+        state_bytes_per_sequence=linear * state_bytes_per_sequence_per_layer(spec, tp, 2, ssm_dtype_bytes),
         lm_head_flops_per_sequence=2 * spec.hidden_size * vocab_local,
         logits_bytes_per_sequence=vocab_local * LOGITS_BYTES,
         embed_bytes_per_token=spec.hidden_size * ACTIVATION_BYTES if is_first else 0,
