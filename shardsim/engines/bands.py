@@ -12,6 +12,7 @@ takes ``FALLBACK``, the accuracy goals, labelled so.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 HELD_OUT: dict[str, dict[str, dict[str, dict]]] = {'sglang': {'SGLang 0.5.10–0.5.19 rules': {'kv_cache_tokens': {'band': 0.002,
                                                                'rows': 2,
@@ -177,6 +178,12 @@ def _labels(engine: str) -> list[str]:
 
 def band_details(engine: str, rules_label: str | None = None) -> dict[str, Band]:
     """Per figure, the band for ``engine`` at the rule set ``rules_label`` and its source (module docstring)."""
+    return dict(_band_details(engine, rules_label))
+
+
+@lru_cache(maxsize=256)
+def _band_details(engine: str, rules_label: str | None) -> tuple[tuple[str, Band], ...]:
+    """``band_details`` as items, once per engine and rule set (the tables are constants of this module)."""
     table = HELD_OUT.get(engine, {})
     labels = _labels(engine)
     here = labels.index(rules_label) if rules_label in labels else len(labels) - 1
@@ -192,7 +199,7 @@ def band_details(engine: str, rules_label: str | None = None) -> dict[str, Band]
         row = table[nearest][figure]
         out[figure] = Band(figure, row["band"], nearest, row["rows"], row["worst"], row["worst_error"],
                            row.get("under", 0.0))
-    return out
+    return tuple(out.items())
 
 
 def error_bands(engine: str, rules_label: str | None = None) -> dict[str, float]:
