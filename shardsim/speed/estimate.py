@@ -316,11 +316,7 @@ def prepare(request: SpeedRequest, memo: Memo | None = None) -> tuple[serving.Sc
 def steady_of(request: SpeedRequest, sched: serving.Scheduler, pipe: Pipeline) -> tuple[serving.Steady, bool]:
     """One replica's steady state under the request's load, and whether a request rate saturates it. A client cap
     (``concurrency`` with a rate or a batch) caps the running requests; a rate that sends a run's ``num_prompts``
-    within ``AT_ONCE`` of the time they take is a batch (``speed.batch``) unless the client cap holds some of them
-    back: the client then sends a request as another completes, a closed loop of C, and a request's TTFT starts when
-    it is sent (``vllm bench serve``: ``limited_request_func`` takes the ``max_concurrency`` semaphore before the
-    request function starts its timer, benchmarks/benchmark_serving.py since vLLM PR #9390; guidellm, which printed
-    GPUStack's rows, times a request from its start as well) — not a queue of N at the server."""
+    within ``AT_ONCE`` of the time they take is a batch (``speed.batch``)."""
     from shardsim.speed.batch import batch
 
     wl, dp = request.workload, request.serve.layout.dp
@@ -332,8 +328,7 @@ def steady_of(request: SpeedRequest, sched: serving.Scheduler, pipe: Pipeline) -
     if wl.request_rate is None:
         users = (wl.concurrency or 1) / dp
         return serving.steady_state(users, inp, out, sched, pipe, overhead, not wl.varied_lengths), False
-    held_back = wl.concurrency is not None and wl.num_prompts is not None and wl.num_prompts > wl.concurrency
-    if wl.num_prompts is not None and not held_back:  # a wave of equal requests reaches I + O together; varied do not
+    if wl.num_prompts is not None:  # a wave of equal requests reaches I + O together; varied lengths do not
         wave = capped if wl.varied_lengths else capped.whole()
         whole = batch(wl.num_prompts / dp, inp, out, wave, pipe, overhead)
         if wl.num_prompts / wl.request_rate < AT_ONCE * wl.num_prompts / dp / whole.rate:
