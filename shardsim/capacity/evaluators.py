@@ -87,6 +87,7 @@ class VllmNote:
     request_blocks: int
     per_replica: int
     refusal: str | None
+    default_knobs: bool = False  # the report is at vLLM's default scheduler knobs (max_num_seqs not raised)
 
 
 class VllmEval:
@@ -136,12 +137,12 @@ class VllmEval:
             report = self.reports[key] = predict_vllm(v.spec, one, gpu.capacity_bytes, gpu.name,
                                                       gpu.compute_capability, "bf16", v.quant, VllmKnobs(**knobs),
                                                       fabric)
-        return one, report
+        return one, report, per_replica <= defaults.max_num_seqs
 
     def _score(self, gpu, layout: Layout, fabric) -> Score:
         v = self.variant
         per_replica = -(-v.concurrency // layout.dp)
-        one, report = self._report(gpu, layout, per_replica, fabric)
+        one, report, default_knobs = self._report(gpu, layout, per_replica, fabric)
         page = self.block * kv_bytes_per_token_per_layer(v.spec, layout.tp, self.kv_bytes)
         need_blocks = per_replica * self.request_blocks
         worst, headroom = 0, None
@@ -163,7 +164,7 @@ class VllmEval:
                    or refusals.fp8_block_refusal(v.spec, layout, v.quant))
         budget = int(gpu.capacity_bytes * self.util)
         fits = refusal is None and report.starts and headroom >= 0
-        note = VllmNote(report, need_blocks, self.request_blocks, per_replica, refusal)
+        note = VllmNote(report, need_blocks, self.request_blocks, per_replica, refusal, default_knobs)
         return Score(fits, worst, budget - headroom, budget, headroom, note)
 
     def finish(self, opt: Option) -> None:

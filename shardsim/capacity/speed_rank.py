@@ -5,9 +5,11 @@ kept apart with their figures, never ranked above one that meets them.
 
 The request each option is estimated with is the one ``shardsim speed`` builds: the model, the option's layout, a
 workload of context input + output tokens, the option's cluster, and the review's engine (vLLM's knobs as the
-review sets them: memory fraction, release, max_model_len = the context). Cost: $/Mtok = GPU-hours per million
-output tokens × the cluster's price per GPU-hour (``speed.estimate``); $/month = that price × GPUs × 730 hours
-(365 × 24 / 12).
+review sets them: memory fraction, release, max_model_len = the context); the engine's report is the one the
+option's memory verdict came from (one replica's, as the review's verdict takes it) unless the review raised
+``max_num_seqs`` to hold every user, when the estimate runs vLLM's defaults on the whole layout. Cost: $/Mtok =
+GPU-hours per million output tokens × the cluster's price per GPU-hour (``speed.estimate``); $/month = that price ×
+GPUs × 730 hours (365 × 24 / 12).
 """
 
 from __future__ import annotations
@@ -75,9 +77,10 @@ def option_speed(option, spec, load, engine: str, gpu_memory_utilization: float,
     request = SpeedRequest(ServeRequest(v.spec, lay, wl, hw, choice),
                            SpeedWorkload(inp, out, None if load.request_rate is not None else load.concurrency,
                                          load.request_rate))  # targets checked below: no SLO search needed
-    report = getattr(option.note, "report", None)  # the engine evaluator's report of this option
-    if memo is not None and choice is not None and report is not None:
-        memo.seed(request.serve, report)
+    # the evaluator's report (one replica's, the one the option's verdict stands on) serves the estimate when its
+    # knobs are these: vLLM's default max_num_seqs, not raised to take every user at once
+    if memo is not None and choice is not None and getattr(option.note, "default_knobs", False):
+        memo.seed(request.serve, option.note.report)
     try:
         rep = estimate(request, memo, arithmetic=False)
     except ShardsimError as exc:

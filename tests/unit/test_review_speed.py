@@ -93,3 +93,27 @@ def test_cli_example_workload_ranks_by_cost_per_token():
                           timeout=120).stdout
     for header in ("TTFT", "TPOT", "tok/s/GPU", "$/Mtok", "GPUs"):
         assert header in text
+
+
+def _speed_alone(option, load):
+    """The option's figures as ``shardsim speed`` computes them: its own engine report, no memo."""
+    from shardsim.capacity.speed_rank import option_speed
+
+    return option_speed(option, option.variant.spec, load, "vllm", 0.9, None)
+
+
+@pytest.mark.parametrize("users", [64, 600])
+def test_review_figures_are_the_speed_commands(users):
+    # 600 users on one L40S replica exceed vLLM's default max_num_seqs there (256; 1,024 on 80 GB cards): the
+    # review raises it for its memory verdict, but the speed estimate keeps vLLM's defaults, as `shardsim speed`
+    # does; otherwise the review's own report serves the estimate (the memo), which must change nothing
+    load = ModelLoad(model="8b", input_tokens=1024, output_tokens=256, concurrency=users)
+    m = run_review(model="8b", **{k: getattr(load, k) for k in ("input_tokens", "output_tokens", "concurrency")})
+    single = [o for o in m.fitting if o.layout.dp == 1 and o.layout.ep <= o.layout.tp][:12]
+    assert single
+    raised = [o for o in single if not o.note.default_knobs]
+    assert bool(raised) == (users == 600)
+    for o in single:
+        alone = _speed_alone(o, load)
+        assert (alone.ttft_ms, alone.tpot_ms, alone.output_tokens_per_s) == \
+            (o.speed.ttft_ms, o.speed.tpot_ms, o.speed.output_tokens_per_s)
