@@ -3,7 +3,7 @@ table to write into ``shardsim/speed/fitted.py`` and the held-out bands for ``sh
 
     .venv/bin/python benchmarks/fit_speed.py [PATH]     # default: shardsim/speed/data/serving_benchmarks.jsonl
 
-Only rows with ``"split": "fitted"`` enter the fit (``speed.fit``: deterministic coordinate search); per engine
+Only rows with ``"split": "fitted"`` enter the fit (``speed.fit``: deterministic profile and coordinate search); per engine
 with at least ``fitted.MIN_ROWS`` of them, and all engines together ("*"). The held-out errors are then computed
 with the values as printed (rounded as the table holds them), as ``shardsim calibrate --speed`` will.
 """
@@ -41,7 +41,7 @@ def main(path: str) -> int:
         print(f"    SpeedFit({engine!r}, {eff.compute:.2f}, {eff.memory:.2f}, {eff.step_overhead_s * 1e3:.1f}, "
               f"{eff.ttft_overhead_s * 1e3:.0f}, {eff.seq_overhead_s * 1e6:.0f}, {eff.layer_overhead_s * 1e6:.0f}, "
               f"{eff.moe_layer_overhead_s * 1e6:.0f}, {ids!r},")
-        print(f"             'coordinate search (speed.fit), sum of squared log errors {value:.4f} over "
+        print(f"             'profile over memory efficiency and coordinate search (speed.fit), sum of squared log errors {value:.4f} over "
               f"{len(group)} rows'),")
     print(")")
     print(f"# fit took {time.perf_counter() - t0:.1f} s")

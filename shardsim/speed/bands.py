@@ -12,14 +12,14 @@ P90_ROWS = 5
 
 HELD_OUT: dict[str, dict[str, dict]] = {
     'sglang': {
-        'ttft': {'band': 0.725, 'rows': 8, 'how': 'p90', 'row': 'gpustack-q3-8b-h100-e'},
-        'tpot': {'band': 0.817, 'rows': 7, 'how': 'p90', 'row': 'gpustack-q3-8b-h100-e'},
-        'throughput': {'band': 0.724, 'rows': 11, 'how': 'p90', 'row': 'sglcookbook-q3next-b200-b'},
+        'ttft': {'band': 0.697, 'rows': 8, 'how': 'p90', 'row': 'gpustack-q3-8b-h100-e'},
+        'tpot': {'band': 0.693, 'rows': 7, 'how': 'p90', 'row': 'gpustack-q3-14b-a100-b'},
+        'throughput': {'band': 0.69, 'rows': 11, 'how': 'p90', 'row': 'sglcookbook-q3next-b200-b'},
     },
     'vllm': {
-        'ttft': {'band': 0.699, 'rows': 38, 'how': 'p90', 'row': 'tt-issue-394-q3-4b-4090-4096-128'},
-        'tpot': {'band': 0.635, 'rows': 27, 'how': 'p90', 'row': 'pegainfer-vllm0221-q3-4b-rtx5090-qps12'},
-        'throughput': {'band': 0.412, 'rows': 36, 'how': 'p90', 'row': 'gpustack-q35-35b-h200-f'},
+        'ttft': {'band': 0.689, 'rows': 38, 'how': 'p90', 'row': 'tt-issue-394-q3-4b-4090-4096-128'},
+        'tpot': {'band': 0.545, 'rows': 27, 'how': 'p90', 'row': 'vllm-recipes-q3next-b200-tp4-c256'},
+        'throughput': {'band': 0.5, 'rows': 36, 'how': 'p90', 'row': 'gpustack-q3-235b-a100-d'},
     },
 }
 """engine → figure (``ttft``, ``tpot``, ``throughput``) → {"band": relative error, "rows": n, "how": "p90" or

@@ -1,10 +1,12 @@
 """The fit behind ``speed.fitted``: for one engine's fitted rows, the compute and memory efficiencies and the step
 and request overheads that minimise the sum of squared log errors of TTFT, TPOT and output tokens/s.
 
-Deterministic: a coordinate search on fixed grids (``GRIDS``) from the prior (``fitted.PRIOR``) at each of
-``START_MEMORY``: each value in turn is set to the grid point with the least loss, the others held, until a full
-sweep moves none (ties keep the lower grid point); the start with the least loss wins. Each row's scheduler and stages are built once (``estimate.prepare``); a candidate only
-replaces the efficiencies. ``benchmarks/fit_speed.py`` runs it on the database and prints the table to write.
+Deterministic: a profile over memory efficiency, then a free coordinate search. The profile holds memory at each
+of ``PROFILE_MEMORY`` in turn (starting from the prior, ``fitted.PRIOR``, then each point from the one before) while
+a coordinate search on fixed grids (``GRIDS``) settles the other six: each value in turn is set to its grid point
+with the least loss, the others held, until a sweep moves none (ties keep the lower point). From the profile's best
+point all seven are then searched the same way. A value's scan is coarse-to-fine (``_scan``). Each row's scheduler
+and stages are built once (``estimate.prepare``); a candidate only replaces the efficiencies. ``benchmarks/fit_speed.py`` runs it on the database and prints the table to write.
 """
 
 from __future__ import annotations
@@ -74,33 +76,62 @@ def loss(prepared: list[Prepared], eff: Efficiency) -> float:
     return total
 
 
-START_MEMORY = (0.55, 0.75, 0.95)
-"""The memory efficiencies the search starts from (the prior's other values kept): the loss has separate valleys
-along memory efficiency against the per-step overheads (vLLM's rows: from 0.75 alone the search stopped at 0.68
-with a loss of 12.27 where 0.95 and up reach 12.02 and below), so the search runs from each and keeps the least."""
+PROFILE_MEMORY = tuple(round(0.45 + 0.05 * i, 2) for i in range(11))
+"""The memory efficiencies the profile holds in turn (0.45 … 0.95). The loss has separate valleys along memory
+efficiency against the per-step overheads: a search with memory free moves it on its first sweep, before the
+overheads have followed, and stays in the nearest valley (vLLM's rows: from every start 0.55 … 0.95 it stopped at
+0.63, loss 26.10, where memory held at 0.89 reaches 25.77). Holding memory at each point while the other six
+settle finds the valley; the final search frees all seven from the best point."""
+COARSE_POINTS = 30
+"""A coordinate's scan: about this many evenly spaced grid points first, then every point within one stride of the
+best (a full scan of the largest grid, 301 points, costs ten times as much)."""
 
 
 def fit(prepared: list[Prepared], start: Efficiency | None = None) -> tuple[Efficiency, float]:
-    """The coordinate search (module docstring) from ``start``, else from the prior at each of ``START_MEMORY``;
-    returns the values with the least loss (ties: the first start) and that loss."""
+    """The search (module docstring) from ``start``, else the profile over ``PROFILE_MEMORY`` from the prior (each
+    point warm-started from the one before) and the free search from its best point; returns the values with the
+    least loss and that loss."""
     if start is not None:
-        return _search(prepared, start)
-    prior = PRIOR.efficiency()
-    results = [_search(prepared, replace(prior, memory=m)) for m in START_MEMORY]
-    return min(results, key=lambda r: r[1])
+        return _search(prepared, start, GRIDS)
+    eff = PRIOR.efficiency()
+    profile = []
+    for memory in PROFILE_MEMORY:
+        held = {**GRIDS, "memory": [memory]}
+        eff, value = _search(prepared, replace(eff, memory=memory), held)
+        profile.append((value, memory, eff))
+    _, _, best = min(profile, key=lambda p: (p[0], p[1]))
+    return _search(prepared, best, GRIDS)
 
 
-def _search(prepared: list[Prepared], start: Efficiency) -> tuple[Efficiency, float]:
-    eff = start
-    eff = replace(eff, **{name: min(grid, key=lambda g: abs(g - getattr(eff, name))) for name, grid in GRIDS.items()})
+def _search(prepared: list[Prepared], start: Efficiency, grids: dict) -> tuple[Efficiency, float]:
+    """Coordinate search on ``grids`` from the grid point nearest ``start`` until a sweep moves no value."""
+    eff = replace(start, **{name: min(grid, key=lambda g: abs(g - getattr(start, name))) for name, grid in grids.items()})
     best = loss(prepared, eff)
     for _ in range(MAX_SWEEPS):
         moved = False
-        for name, grid in GRIDS.items():
-            scores = [(loss(prepared, replace(eff, **{name: g})), i, g) for i, g in enumerate(grid)]
-            value, _, point = min(scores)
+        for name, grid in grids.items():
+            value, point = _scan(prepared, eff, name, grid)
             if value < best and point != getattr(eff, name):
                 eff, best, moved = replace(eff, **{name: point}), value, True
         if not moved:
             break
     return eff, best
+
+
+def _scan(prepared: list[Prepared], eff: Efficiency, name: str, grid: list) -> tuple[float, float]:
+    """The least loss along one value's grid and its point (ties: the lower point): ``COARSE_POINTS`` evenly spaced
+    points and the current one, then every point within one stride of the best of those."""
+    stride = max(1, len(grid) // COARSE_POINTS)
+    here = grid.index(getattr(eff, name))
+    scores = {}
+
+    def score(i):
+        if i not in scores:
+            scores[i] = loss(prepared, replace(eff, **{name: grid[i]}))
+        return scores[i]
+
+    coarse = min(sorted({*range(0, len(grid), stride), here}), key=lambda i: (score(i), i))
+    for i in range(max(0, coarse - stride), min(len(grid), coarse + stride + 1)):
+        score(i)
+    i = min(scores, key=lambda i: (scores[i], i))
+    return scores[i], grid[i]
