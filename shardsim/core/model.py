@@ -13,6 +13,8 @@ Qwen3 sets it to 128 for every size, which is *not* hidden_size / num_attention_
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from pydantic import BaseModel, ConfigDict
 
 from shardsim.errors import ShardsimError
@@ -164,7 +166,7 @@ class ModelSpec(BaseModel):
     @property
     def attention_layers(self) -> int:
         """Decoder layers that hold a KV cache."""
-        return sum(1 for layer in range(self.num_layers) if self.layer_kind(layer) == FULL_ATTENTION)
+        return _full_attention_layers(self.layer_types, self.num_layers)
 
     @property
     def is_hybrid(self) -> bool:
@@ -189,3 +191,12 @@ class ModelSpec(BaseModel):
             return self
         return self.model_copy(update={"num_layers": num_layers, "name": f"{self.name} (first {num_layers} layers)",
                                        "layer_types": self.layer_types[:num_layers]})
+
+
+@lru_cache(maxsize=256)
+def _full_attention_layers(layer_types: tuple[str, ...], num_layers: int) -> int:
+    """Layers of ``num_layers`` that are full attention (every one where ``layer_types`` is empty); memoised, since
+    engine predictions ask per rank."""
+    if not layer_types:
+        return num_layers
+    return sum(1 for kind in layer_types[:num_layers] if kind == FULL_ATTENTION)

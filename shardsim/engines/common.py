@@ -110,11 +110,11 @@ def rank_weights(spec: ModelSpec, layout: Layout, dtype: str, quant: QuantConfig
 
 def _rank_weights(wm, layout: Layout) -> tuple[RankWeights, ...]:
     ranges = stage_ranges(layout)
-    out, held = [], {}  # ranks of one stage holding the same shard hold the same bytes
+    out, held = [], {}  # ranks of one stage whose shards have the same shapes hold the same bytes
     for rank in range(layout.world_size):
         coords = rank_coords(rank, layout)
         first, last = ranges[coords.pp_rank]
-        key = (coords.pp_rank, shard_of(coords, layout))
+        key = (coords.pp_rank, wm.size_class(shard_of(coords, layout)))
         if key not in held:
             held[key] = wm.stage_tally(first, last, coords.pp_rank == 0, coords.pp_rank == layout.pp - 1, key[1]).bytes
         out.append(RankWeights(rank, coords.pp_rank, first, last, held[key]))

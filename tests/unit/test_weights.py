@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import TINY_CONFIG, Cfg
+from conftest import TINY_CONFIG, Cfg, raw_config
 
 from shardsim.core.config import spec_from_config
 from shardsim.core.layout import Layout
@@ -379,3 +379,34 @@ def test_rank_breakdown_sums_to_plan_weights(model, layout):
         first, last = r.layers
         d = wm.rank_breakdown(first, last, r.coords.pp_rank == 0, r.coords.pp_rank == lay.pp - 1, shard_of(r.coords, lay))
         assert sum(d.values()) == r.bytes.weights
+
+
+# ---------------------------------------------------------------- shards of one size class
+
+
+def _uneven_moe_config() -> dict:
+    # 30B-A3B with sizes no degree below divides: 61 experts, expert intermediate 765, vocab 151,937
+    return {**raw_config("Qwen3-30B-A3B"), "num_experts": 61, "moe_intermediate_size": 765, "vocab_size": 151_937,
+            "num_hidden_layers": 2, "tie_word_embeddings": False}
+
+
+@pytest.mark.parametrize("config", [TINY_CONFIG, None], ids=["tiny-dense", "uneven-moe"])
+def test_every_shard_of_a_size_class_holds_what_its_own_slices_hold(config):
+    """``size_class`` lets ranks share a tally; each rank's bytes must still be those of its own slices, summed
+    tensor by tensor (``rank_breakdown`` slices with the rank's real shard)."""
+    spec = spec_from_config(config or _uneven_moe_config(), "uneven")
+    wm = weight_model(spec, "bf16", quant_from_choice(None))
+    last = spec.num_layers - 1
+    degrees = [(tp, ep, etp) for tp in (1, 2, 3, 4, 8) for ep in ((1, 3, 4, 8) if spec.is_moe else (1,))
+               for etp in ((1, 2, 3) if spec.is_moe else (1,))]
+    classes = set()
+    for tp, ep, etp in degrees:
+        for tp_rank in range(tp):
+            for ep_rank in range(ep):
+                for etp_rank in range(etp):
+                    shard = Shard(tp, tp_rank, ep, ep_rank, etp, etp_rank)
+                    own = sum(wm.rank_breakdown(0, last, True, True, shard).values())
+                    assert wm.stage_tally(0, last, True, True, shard).bytes == own, shard
+                    classes.add(wm.size_class(shard))
+    # the sizes split unevenly, so ranks differ: more than one class per degree tuple
+    assert len(classes) > len(degrees)

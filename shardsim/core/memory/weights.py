@@ -6,7 +6,8 @@ a second copy of a tied embedding on the last stage when pp > 1).
 ZeRO-3 / FSDP: each (TP-sharded) tensor is further partitioned over the dp ranks (``zero3_partition_numel``).
 
 Speed: layers with the same structure (dense/MoE, same quantization exclusions) share one memoised size per
-shard, so a stage costs a few multiplications however many layers it has.
+shard, so a stage costs a few multiplications however many layers it has; and ranks whose slices have the same
+shapes share one size (``WeightModel.size_class``), so a TP group of 8 costs one tally, not eight.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from shardsim.core.model import ModelSpec, QuantConfig
 from shardsim.core.quant import is_skipped, stored_linear
 from shardsim.core.tensors import (
     EXPERT,
+    REPLICATED,
     Part,
     Shard,
     TensorSpec,
@@ -113,13 +115,49 @@ class WeightModel:
             self._memo[memo_key] = tally
         return tally
 
+    def size_class(self, shard: Shard) -> Shard:
+        """The lowest-numbered shard whose every tensor has the shapes ``shard``'s has, hence the same bytes.
+
+        A split of n items into p parts gives part i one more item iff i < n mod p (``tensors.split_range``), so along
+        one degree the ranks from one nonzero remainder of the model's split sizes up to the next hold equal shapes;
+        a KV-head split holds the same count on every rank (``tensors.kv_heads_per_rank``). Every split size of the
+        model is looked at: the tensor-parallel dims (vocabulary rows included), each expert's ETP dim and the
+        expert count for EP."""
+        key = ("size_class", shard)
+        hit = self._memo.get(key)
+        if hit is None:
+            hit = self._memo[key] = Shard(shard.tp, self._lowest_alike("tp", shard.tp, shard.tp_rank),
+                                          shard.ep, self._lowest_alike("ep", shard.ep, shard.ep_rank),
+                                          shard.etp, self._lowest_alike("etp", shard.etp, shard.etp_rank))
+        return hit
+
+    def _lowest_alike(self, degree: str, parts: int, index: int) -> int:
+        return max((n % parts for n in self._split_sizes()[degree] if 0 < n % parts <= index), default=0)
+
+    def _split_sizes(self) -> dict[str, frozenset[int]]:
+        """The sizes the model splits along each degree: one layer of each structure class and every edge tensor."""
+        hit = self._memo.get("split_sizes")
+        if hit is None:
+            sizes: dict[str, set[int]] = {"tp": set(), "ep": set(), "etp": set()}
+            tensors = [t for layer in self.class_layer for t in layer_tensors(self.spec, layer)]
+            for t in tensors + stage_edge_tensors(self.spec, True, True):
+                if t.rule == EXPERT:
+                    sizes["etp"].add(t.shape[t.split_dim])
+                    sizes["ep"].add(t.experts)
+                elif t.rule != REPLICATED and not t.kv_heads:
+                    sizes["tp"].add(t.shape[t.split_dim])
+            hit = self._memo["split_sizes"] = {k: frozenset(v) for k, v in sizes.items()}
+        return hit
+
     def layer_tally(self, cls: int, shard: Shard, zero_dp: int = 1) -> AllocationTally:
+        shard = self.size_class(shard)
         layer = self.class_layer[cls]
         return self._tally(("layer", cls), lambda: layer_tensors(self.spec, layer), shard, zero_dp)
 
     def stage_tally(self, first: int, last: int, is_first: bool, is_last: bool, shard: Shard, zero_dp: int = 1) -> AllocationTally:
         """Allocations of one rank of a stage holding decoder layers first…last (inclusive)."""
         counts = self.class_counts(first, last)
+        shard = self.size_class(shard)
         # Stages with the same layer mix hold the same bytes wherever they sit: memoised on the counts.
         memo_key = ("stage", counts, is_first, is_last, shard, zero_dp)
         cached = self._memo.get(memo_key)
