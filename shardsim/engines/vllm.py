@@ -125,8 +125,14 @@ def _rank_terms(p: _Profile, held, memo: dict) -> _RankTerms:
     only through its stage, its weight bytes, the vision tower it holds and its groups' non-torch memory: ranks
     alike in these (``memo``, one per prediction) share one profile."""
     vision_here = p.spec.vision is not None and p.rules.vision_on_stage(held.pp_rank, p.v2)
-    extra = vllm_multimodal.extra_weight_bytes(p.spec, p.layout, p.dtype, vllm_quant(p.quant), held.rank, vision_here,
-                                               p.knobs.mm_encoder_tp_mode, p.batched)
+    extra = 0
+    if p.spec.vision is not None:  # the same for every rank of a TP rank and stage kind
+        extra_key = ("extra", held.rank % p.layout.tp, held.pp_rank == 0, vision_here)
+        extra = memo.get(extra_key)
+        if extra is None:
+            extra = memo[extra_key] = vllm_multimodal.extra_weight_bytes(
+                p.spec, p.layout, p.dtype, vllm_quant(p.quant), held.rank, vision_here, p.knobs.mm_encoder_tp_mode,
+                p.batched)
     groups = prof.non_torch_bytes(p.knobs.version, p.rules, p.layout, held.rank, p.fabric)
     key = (held.pp_rank, held.first_layer, held.last_layer, held.layers, held.weight_bytes, extra, groups)
     hit = memo.get(key)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from shardsim.constants import (
     CUDA_CONTEXT_BYTES,
@@ -35,7 +36,7 @@ from shardsim.constants import (
     VLLM_V0_NON_TORCH_BYTES,
     VLLM_V2_SAMPLER_BYTES_PER_LOGIT,
 )
-from shardsim.core.layout import Layout, rank_groups
+from shardsim.core.layout import Layout
 from shardsim.core.memory.activations import activation_peak, activation_peak_bytes
 from shardsim.core.memory.runtime import Fabric, nccl_communicator_bytes, nvls_bytes, tp_allreduce_buffers
 from shardsim.core.model import ModelSpec
@@ -46,6 +47,7 @@ MAX_CAPTURE = 512  # vLLM's default largest capture size (config/vllm.py@v0.11.1
 FP32_BYTES = 4
 
 
+@lru_cache(maxsize=1024)
 def capture_sizes(rules: VllmRules, seqs: int, batched: int) -> tuple[int, ...]:
     """The CUDA-graph capture sizes vLLM picks by default (``VllmRules.capture_sizes``), ascending."""
     if rules.capture_sizes in ("step8", "fixed512"):
@@ -114,9 +116,11 @@ class GraphRun:
     on_rocm: bool = False  # ROCm: the worker makes no estimate before 0.26 (``graph_estimate_rocm``)
 
 
+@lru_cache(maxsize=8192)
 def cuda_graphs(spec: ModelSpec, tp: int, etp: int, layers: int, has_moe: bool, has_dense: bool, rules: VllmRules,
                 v2: bool, run: GraphRun) -> CudaGraphs | None:
-    """The rank's CUDA graphs (module docstring); None with --enforce-eager."""
+    """The rank's CUDA graphs (module docstring); None with --enforce-eager. Memoised: a review meets the same
+    stage on every cluster of a GPU."""
     if run.eager:
         return None
     seqs, batched, v0 = run.seqs, run.batched, run.v0
@@ -204,16 +208,29 @@ def non_torch_bytes(version: str, rules: VllmRules, layout: Layout, rank: int, f
     if version == "v0":
         return VLLM_V0_NON_TORCH_BYTES
     groups_bytes = 0
-    if layout.tp > 1:
-        groups = rank_groups(rank, layout)
-        custom, symmetric = tp_allreduce_buffers(groups.tp, fabric)
-        groups_bytes = (nccl_communicator_bytes(groups.tp, fabric) + nvls_bytes(groups.tp, fabric)
-                        + max(0, custom - CUSTOM_ALLREDUCE_RANK_DATA_BYTES) + symmetric)
+    if layout.tp > 1:  # the TP group: tp consecutive ranks (``layout.rank_groups``)
+        first = rank - rank % layout.tp
+        groups_bytes = _tp_group_bytes(range(first, first + layout.tp), fabric)
     if layout.pp > 1:  # the PP group's own PyNccl communicator (every non-EP group gets one, cuda_communicator.py)
         stride = layout.tp * layout.dp
-        groups_bytes += nccl_communicator_bytes(range(rank % stride, layout.world_size, stride), fabric)
+        groups_bytes += _pp_group_bytes(range(rank % stride, layout.world_size, stride), fabric)
     context = CUDA_CONTEXT_BYTES if rules.profiler == "absolute" else 0
     return VLLM_NON_TORCH_BYTES + groups_bytes + context
+
+
+@lru_cache(maxsize=4096)
+def _tp_group_bytes(members: range, fabric: Fabric) -> int:
+    """A TP group's NCCL buffers, NVLS, custom all-reduce IPC buffers (less its 8 MiB rank data, a torch tensor) and
+    symmetric-memory buffer on one of its ranks (``core.memory.runtime``); memoised: every rank of a group, and
+    every layout that places the group alike, asks again."""
+    custom, symmetric = tp_allreduce_buffers(members, fabric)
+    return (nccl_communicator_bytes(members, fabric) + nvls_bytes(members, fabric)
+            + max(0, custom - CUSTOM_ALLREDUCE_RANK_DATA_BYTES) + symmetric)
+
+
+@lru_cache(maxsize=4096)
+def _pp_group_bytes(members: range, fabric: Fabric) -> int:
+    return nccl_communicator_bytes(members, fabric)
 
 
 def counted_context(version: str, rules: VllmRules) -> int:

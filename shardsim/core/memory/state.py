@@ -23,6 +23,8 @@ the whole layer and holds the whole state.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from shardsim.core.model import LINEAR_ATTENTION, ModelSpec
 
 
@@ -63,4 +65,16 @@ def hf_state_bytes_per_sequence_per_layer(spec: ModelSpec, act_bytes: int) -> in
 
 def linear_layers_in(spec: ModelSpec, first: int, last: int) -> int:
     """Linear-attention layers among decoder layers first … last (the rest hold KV)."""
-    return sum(1 for layer in range(first, last + 1) if spec.layer_kind(layer) == LINEAR_ATTENTION)
+    if not spec.layer_types:
+        return 0
+    prefix = _linear_prefix(spec.layer_types)
+    return prefix[last + 1] - prefix[first]
+
+
+@lru_cache(maxsize=64)
+def _linear_prefix(layer_types: tuple[str, ...]) -> tuple[int, ...]:
+    """Linear-attention layers among the first i layers, for every i (memoised per model)."""
+    prefix = [0]
+    for kind in layer_types:
+        prefix.append(prefix[-1] + (kind == LINEAR_ATTENTION))
+    return tuple(prefix)
