@@ -6,7 +6,8 @@ of ``PROFILE_MEMORY`` in turn (starting from the prior, ``fitted.PRIOR``, then e
 a coordinate search on fixed grids (``GRIDS``) settles the other six: each value in turn is set to its grid point
 with the least loss, the others held, until a sweep moves none (ties keep the lower point). From the profile's best
 point all seven are then searched the same way. A value's scan is coarse-to-fine (``_scan``). Each row's scheduler
-and stages are built once (``estimate.prepare``); a candidate only replaces the efficiencies. ``benchmarks/fit_speed.py`` runs it on the database and prints the table to write.
+and stages are built once (``estimate.prepare``); a candidate only replaces the efficiencies.
+``benchmarks/fit_speed.py`` runs it on the database and prints the table to write.
 """
 
 from __future__ import annotations
