@@ -122,6 +122,11 @@ def _serving_lines(wl, report, s) -> list[str]:
            f"  E2E = TTFT + (O − 1) × TPOT = {s.e2e * 1e3:,.1f} ms; requests/s = {report.replicas} × "
            f"{s.running:,.2f} / running E2E = {report.requests_per_s:,.3f}",
            f"  output tokens/s = requests/s × {wl.output_tokens:,} = {report.output_tokens_per_s:,.1f}"]
+    if report.trace is not None:
+        t = report.trace
+        out.append(f"  vLLM's scheduler stepped through the run (speed.simulate, block pool {sched.pool.blocks:,} "
+                   f"blocks of {sched.pool.block_tokens} tokens): {len(t.steps):,} steps, up to {t.max_running:,} "
+                   f"running, {t.preemptions:,} preemptions (not in the figures)")
     if report.usd_per_mtok is not None:
         out.append(f"  $/1M output tokens = {report.price_per_gpu_hour:g} × {report.gpus} / "
                    f"({report.output_tokens_per_s:,.1f} × 3600 / 1e6) = {report.usd_per_mtok:,.4f}")

@@ -58,6 +58,7 @@ class ServingRow(BaseModel):
     ttft_ms_mean: Number | None = Field(default=None, gt=0, le=1e9)
     tpot_ms_median: Number | None = Field(default=None, gt=0, le=1e9)
     tpot_ms_mean: Number | None = Field(default=None, gt=0, le=1e9)
+    itl_ms_median: Number | None = Field(default=None, gt=0, le=1e9)  # inter-token latency: the typical step
     request_throughput: Number | None = Field(default=None, gt=0, le=1e9)
     output_tokens_per_s: Number | None = Field(default=None, gt=0, le=1e12)
     total_tokens_per_s: Number | None = Field(default=None, gt=0, le=1e12)
@@ -257,7 +258,7 @@ def calibrate_row(row: ServingRow) -> RowResult:
     result = RowResult(row.id, row.split, row.engine.lower(), row.gpu, label)
     try:
         result.gpu = row_gpu(row.gpu)
-        result.figures = score(row, estimate(speed_request_of(row)))
+        result.figures = score(row, estimate(speed_request_of(row), arithmetic=False))
         if not result.figures:
             result.error = "no figure the speed model predicts"
     except ShardsimError as exc:

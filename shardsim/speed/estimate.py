@@ -4,26 +4,20 @@ The request is the memory plan's ``ServeRequest`` (model, layout, workload of co
 the speed workload (I, O, concurrency or request rate, targets). The memory plan sets how many requests run at once
 (the engine's report — vLLM's ``GPU KV cache size`` and ``max_num_seqs``, SGLang's ``#tokens`` — or, without an
 engine, the planner's largest batch at context I + O) and the step budget; ``work`` and ``comm`` give each stage's
-FLOPs, bytes and collectives; ``roofline`` their time; ``serving`` the steady state.
-
-A step of a pipeline runs as m = min(pp, sequences) micro-batches (vLLM keeps pp batches in flight); one token
-of a request takes max(Σ stage times, m × the slowest stage) — the first when micro-batches are too few to fill the
-pipeline (the bubble), the second when they are enough (Huang et al. 2019, GPipe, arXiv:1811.06965, §2.2) — plus
-the per-step overhead; each stage's time carries the per-layer floor of its layers (``roofline``).
+FLOPs, bytes and collectives; ``roofline`` their time, ``pipeline`` a step's over the stages; ``serving`` the steady
+state, ``batch`` and ``simulate`` a run sent at once.
 """
 
 from __future__ import annotations
 
 import math
-import operator
 from dataclasses import dataclass, field, replace
 
-from shardsim.core.layout import rank_groups, rank_of
 from shardsim.errors import ShardsimError
-from shardsim.speed import comm, roofline, serving, work
+from shardsim.speed import roofline, serving, simulate
 from shardsim.speed.bands import speed_bands
-from shardsim.speed.fitted import speed_fit
 from shardsim.speed.memo import Memo
+from shardsim.speed.pipeline import Pipeline, pipeline_of
 from shardsim.units import DTYPE_BYTES, round_up
 
 SERVING_ENGINES = ("vllm", "sglang")
@@ -89,6 +83,7 @@ class SpeedReport:
     breakdown: dict = field(default_factory=dict)
     price_per_gpu_hour: float | None = None
     notes: list[str] = field(default_factory=list)
+    trace: object = None  # vLLM's scheduler stepped through a run sent at once (``simulate.Trace``), else None
 
     def to_dict(self) -> dict:
         return {
@@ -99,6 +94,9 @@ class SpeedReport:
             "usd_per_mtok": self.usd_per_mtok, "usd_per_mtok_tokens": "output",
             "band": self.band, "saturated": self.saturated, "estimate": True,
             "concurrency_per_replica": self.concurrency, "running_per_replica": self.steady.running,
+            "stepped": None if self.trace is None else {
+                "steps": len(self.trace.steps), "preemptions": self.trace.preemptions,
+                "max_running": self.trace.max_running, "estimate": False},
             "gpus": self.gpus, "replicas": self.replicas,
             "scheduler": {"budget_tokens": self.scheduler.budget, "max_running": self.scheduler.max_seqs,
                           "kv_sequences": self.scheduler.kv_seqs, "mixed_steps": self.scheduler.mixed,
@@ -173,8 +171,21 @@ def scheduler_of(request, inp: int, out: int, spread: bool = False, memo: Memo |
             seqs = 0
         return serving.Scheduler(knobs["max_num_batched_tokens"], knobs["max_num_seqs"], seqs, True,
                                  "vLLM: max_num_batched_tokens, max_num_seqs and GPU KV cache size of the engine "
-                                 "report; decodes and prompt chunks share each step (V1 chunked prefill)", whole)
+                                 "report; decodes and prompt chunks share each step (V1 chunked prefill)", whole,
+                                 _vllm_pool(rep, knobs))
     return _sglang_scheduler(serve, rep, held_tokens(inp, out, spread), length)
+
+
+def _vllm_pool(rep, knobs) -> simulate.Pool:
+    """vLLM's block pool as its scheduler allocates it: the report's blocks (a hybrid's shared pool of
+    ``state_blocks``, its attention block and state blocks a request; else GPU KV cache size over the block)."""
+    caching = knobs.get("enable_prefix_caching") is not False  # V1's default: on (a hybrid's report sets it)
+    if rep.state_blocks_per_request is not None:
+        return simulate.Pool(knobs["max_num_batched_tokens"], knobs["max_num_seqs"], rep.state_blocks,
+                             rep.attention_block_size or 16, rep.state_blocks_per_request, caching)
+    block = knobs.get("block_size") or 16
+    return simulate.Pool(knobs["max_num_batched_tokens"], knobs["max_num_seqs"], (rep.kv_cache_tokens or 0) // block,
+                         block, 0, caching)
 
 
 def _hybrid_pool_seqs(rep, inp: int, out: int, spread: bool) -> tuple[int, float]:
@@ -213,90 +224,6 @@ def _sglang_scheduler(serve, rep, held: float, length: int) -> serving.Scheduler
                              "SGLang: chunked_prefill_size (by GPU memory, server_args.py) and #tokens of the engine "
                              "report; prefill batches run apart from decode batches (no --enable-mixed-chunk)",
                              int(tokens // length))
-
-
-def _stage_links(serve, pp_rank: int) -> comm.StageLinks:
-    lay, cluster = serve.layout, serve.hardware.cluster
-    first = rank_of(lay, 0, 0, pp_rank)
-    groups = rank_groups(first, lay)
-    fabric = serve.hardware.fabric.intra
-    nxt = None
-    if groups.pp_next is not None:
-        nxt = comm.link_of(cluster, (first, groups.pp_next), fabric)
-    return comm.StageLinks(comm.link_of(cluster, tuple(groups.tp), fabric), comm.link_of(cluster, tuple(groups.ep),
-                           fabric), nxt)
-
-
-@dataclass(frozen=True, slots=True)
-class Pipeline:
-    """The stages of one replica, their links, the GPU and the fitted values: the cost of one step."""
-
-    stages: tuple
-    links: tuple
-    layout: object
-    vocab: int
-    peaks: roofline.GpuPeaks
-    eff: roofline.Efficiency
-    alike: tuple[int, ...] = ()  # per stage, the first stage that costs the same (``same_cost``); () none alike
-
-    def micro_batches(self, shape: work.StepShape) -> int:
-        return max(1, min(self.layout.pp, math.ceil(shape.decode + shape.prefill_done)))
-
-    def stage_seconds(self, shape: work.StepShape) -> list[float]:
-        """Each stage's time for one micro-batch of ``shape`` (GPU roofline plus collectives)."""
-        m = self.micro_batches(shape)
-        sub = work.StepShape(shape.decode / m, shape.decode_keys, shape.prefill / m, shape.prefill_keys,
-                             shape.prefill_done / m, shape.prefill_kv_read / m)
-        out = []
-        for i, (stage, links) in enumerate(zip(self.stages, self.links)):
-            if self.alike and self.alike[i] < i:
-                out.append(out[self.alike[i]])
-                continue
-            gpu = roofline.gpu_seconds(work.step_work(stage, sub), self.peaks, self.eff)
-            colls = comm.step_collectives(stage, self.layout, links, sub.tokens, sub.sequences, self.vocab,
-                                          stage.pp_rank == 0)
-            out.append(gpu + sum(c.seconds for c in colls) + self.layer_seconds(stage))
-        return out
-
-    def layer_seconds(self, stage) -> float:
-        """The per-layer floor of one micro-batch on ``stage``: its layers' and MoE layers' fitted overheads."""
-        return stage.layers * self.eff.layer_overhead_s + stage.moe_layers * self.eff.moe_layer_overhead_s
-
-    def __call__(self, shape: work.StepShape) -> float:
-        times = self.stage_seconds(shape)
-        m = self.micro_batches(shape)
-        return max(sum(times), m * max(times)) + self.eff.step_overhead_s + shape.sequences * self.eff.seq_overhead_s
-
-
-def pipeline_of(serve, kv_dtype_bytes: int, engine: str | None,
-                memo: Memo | None = None) -> tuple[Pipeline, tuple[str, ...]]:
-    """The cost model of ``serve`` (a ``core.requests.ServeRequest``) and the rows its fitted values came from."""
-    memo = memo or Memo()
-    spec, lay = serve.model, serve.layout
-    if spec.speculative_tokens:
-        raise ShardsimError("speed does not model speculative decoding (MTP acceptance rates are not measured); "
-                            "drop --speculative-tokens")
-    if lay.zero:
-        raise ShardsimError("speed models engines that keep whole weight shards; drop --zero")
-    quant = serve.quant
-    ssm = DTYPE_BYTES.get(serve.workload.state_dtype or spec.state_dtype or serve.workload.dtype, 2)
-    stages = tuple(memo.stage(spec, lay, serve.workload.dtype, quant, kv_dtype_bytes, p, ssm) for p in range(lay.pp))
-    links = tuple(_stage_links(serve, p) for p in range(lay.pp))
-    peaks = roofline.gpu_peaks(serve.hardware.cluster.gpu, serve.workload.dtype, quant.method)
-    fit = speed_fit(engine)
-    return Pipeline(stages, links, lay, spec.vocab_size, peaks, fit.efficiency(), same_cost(stages, links)), fit.rows
-
-
-def same_cost(stages: tuple, links: tuple) -> tuple[int, ...]:
-    """For each stage, the first stage whose step costs the same: a stage's time depends on its ``StageWork`` (of
-    which the pipeline position only as first stage or not) and its links, so middle stages of equal layer mixes
-    are timed once."""
-    first: dict = {}
-    return tuple(first.setdefault((_COST_FIELDS(stage), stage.pp_rank == 0, link), i)
-                 for i, (stage, link) in enumerate(zip(stages, links)))
-
-
-_COST_FIELDS = operator.attrgetter(*(f for f in work.StageWork.__slots__ if f != "pp_rank"))
 
 
 def prepare(request: SpeedRequest, memo: Memo | None = None) -> tuple[serving.Scheduler, Pipeline, tuple[str, ...]]:
@@ -342,7 +269,8 @@ def steady_of(request: SpeedRequest, sched: serving.Scheduler, pipe: Pipeline) -
 def estimate(request: SpeedRequest, memo: Memo | None = None, arithmetic: bool = True) -> SpeedReport:
     """The serving figures of ``request`` (formulas in ``serving`` and this module's docstring); ``memo``: the
     parts shared with other estimates of the same model (``Memo``); ``arithmetic=False`` leaves out the step
-    breakdown (``explain.breakdown``) a review of many layouts does not show."""
+    breakdown (``explain.breakdown``) and the stepped scheduler (``_stepped``) that a review of many layouts and
+    the calibration's scores do not show."""
     sched, pipe, rows = prepare(request, memo)
     steady, saturated = steady_of(request, sched, pipe)
     return _report(request, sched, pipe, rows, steady, saturated, arithmetic)
@@ -373,6 +301,12 @@ def _report(request: SpeedRequest, sched, pipe: Pipeline, rows, steady: serving.
         notes.append(f"{pipe.peaks.gpu} has no bf16 tensor cores: timed at its fp16 peak (serve with --dtype half)")
     if serve.model.vision is not None:
         notes.append("text-only requests: the vision tower does not run")
+    trace = _stepped(request, sched) if arithmetic else None
+    if trace is not None and trace.preemptions:
+        notes.append(f"vLLM's scheduler, stepped through this run, preempts {trace.preemptions:,} times (a prompt "
+                     "chunk is admitted on its own blocks; a decode that finds none preempts the newest request, "
+                     "which waits and recomputes what the prefix cache lost); the figures above leave that out. "
+                     "More KV cache per replica (fp8 KV, a higher --gpu-memory-utilization, more GPUs) avoids it")
     return SpeedReport(
         ttft_ms=None if saturated else steady.ttft * 1e3, tpot_ms=steady.tpot * 1e3 if out > 1 else None,
         output_tokens_per_s=output,
@@ -383,5 +317,16 @@ def _report(request: SpeedRequest, sched, pipe: Pipeline, rows, steady: serving.
         concurrency=steady.users, gpus=gpus, replicas=dp, scheduler=sched, steady=steady, peaks=pipe.peaks,
         efficiency=pipe.eff, fit_rows=rows, stages=list(pipe.stages),
         breakdown=breakdown(pipe, steady) if arithmetic else {},
-        price_per_gpu_hour=price, notes=notes,
+        price_per_gpu_hour=price, notes=notes, trace=trace,
     )
+
+
+def _stepped(request: SpeedRequest, sched: serving.Scheduler):
+    """vLLM's scheduler stepped through a run of ``num_prompts`` equal requests sent at once (no client cap, no
+    finite rate, lengths that do not vary) on one replica's block pool: ``simulate.Trace``, or None where the run is
+    not of that kind or is too long to step."""
+    wl, dp = request.workload, request.serve.layout.dp
+    if sched.pool is None or wl.num_prompts is None or wl.concurrency is not None or wl.request_rate is not None \
+            or wl.varied_lengths:
+        return None
+    return simulate.simulate(math.ceil(wl.num_prompts / dp), wl.input_tokens, wl.output_tokens, sched.pool)

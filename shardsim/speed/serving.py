@@ -71,6 +71,7 @@ class Scheduler:
     mixed: bool
     source: str = ""
     kv_seqs_whole: int | None = None  # the KV-bound count when every request holds its whole I + O (None: kv_seqs)
+    pool: object = None  # vLLM: its block pool (``simulate.Pool``), which a run sent at once is stepped on
 
     @property
     def limit(self) -> int:
