@@ -42,7 +42,10 @@ from dataclasses import dataclass, field
 from shardsim.speed.work import StepShape
 
 MAX_STEPS = 200_000
-"""A run longer than this many steps is not simulated (the caller falls back to the mean-field model)."""
+"""A run longer than this many steps is not stepped (None): no more than about a second of work."""
+MAX_VISITS = 600_000
+"""... nor one whose steps visit more cohorts than this in all (about a second: runs whose chunked prompts leave
+every request a cohort of its own)."""
 
 
 @dataclass(slots=True)
@@ -238,6 +241,7 @@ class _Run:
                           prefill_keys / prefill if prefill else 0.0, done, kv_read)
         self._record(shape)
         finished = 0
+        self.trace.max_running = max(self.trace.max_running, sum(c.count for c in self.running))
         for c, _ in sched:
             if c.computed == c.length:
                 c.generated += 1
@@ -253,7 +257,6 @@ class _Run:
             elif c.count:
                 keep.append(c)
         self.running = _merged(keep)
-        self.trace.max_running = max(self.trace.max_running, sum(c.count for c in self.running))
         return finished
 
     def _record(self, s: StepShape) -> None:
@@ -299,12 +302,15 @@ def simulate(requests: int, inp: int, out: int, pool: Pool, users: int | None = 
         return None
     if -(-(inp + out) // pool.block_tokens) + pool.request_blocks > pool.blocks:
         return None
+    if requests * (out - 1) / max(1, min(pool.max_seqs, requests)) + requests * inp / pool.budget > MAX_STEPS:
+        return None  # at least this many steps: decodes at the running cap, prompts at the budget
     run = _Run(pool, inp, out)
     first = requests if users is None else min(users, requests)
     run.waiting.append(Cohort(first, inp))
-    sent, done, index = first, 0, 0
+    sent, done, index, visits = first, 0, 0, 0
     while done < requests:
-        if index >= MAX_STEPS:
+        visits += len(run.running) + 1
+        if index >= MAX_STEPS or visits > MAX_VISITS:
             return None
         sched = run.step(index)
         finished = run.apply(sched, index) if sched else 0
