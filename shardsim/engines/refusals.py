@@ -36,9 +36,8 @@ def fp8_block_refusal(spec: ModelSpec, layout: Layout, quant: QuantConfig) -> st
             return (f"ValueError: The output_size of gate's and up's weight = {width} is not divisible by weight "
                     f"quantization block_n = {block_n}. (FP8 experts split over {layout.etp} ranks; use expert "
                     f"parallel so that each rank holds whole experts)")
-    has_dense = not spec.is_moe or any(not spec.is_moe_layer(i) for i in range(spec.num_layers))
     width = spec.intermediate_size // layout.tp
-    if has_dense and width % block_n:
+    if width % block_n and (not spec.is_moe or any(not spec.is_moe_layer(i) for i in range(spec.num_layers))):
         return (f"ValueError: Weight output_partition_size = {width} is not divisible by weight quantization "
                 f"block_n = {block_n}. (FP8 MLP shards of --tp {layout.tp})")
     return None
