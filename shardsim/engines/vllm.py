@@ -196,7 +196,7 @@ def predict_vllm(spec: ModelSpec, layout: Layout, capacity_bytes: int, gpu_name:
     profile = _Profile(spec, layout, dtype, quant, knobs, rules, v2, seqs, batched, fabric, compute_capability, gpu_name,
                        vllm_multimodal.profile_for(spec, layout.tp, dtype, limits, knobs, seqs, batched),
                        weight_model(spec, dtype, vllm_quant(quant)).moe_prefix)
-    alike: dict = {}
+    alike = _shared_profiles(profile)
     for held in rank_weights(spec, layout, dtype, vllm_quant(quant)):
         t = _rank_terms(profile, held, alike)
         terms.append(t)
@@ -242,6 +242,32 @@ def predict_vllm(spec: ModelSpec, layout: Layout, capacity_bytes: int, gpu_name:
         notes=_notes(release, profile, terms, ranks) + list(cache.notes)
         + ([profile.encoder.describe()] if profile.encoder else []), **cache.fields,
     )
+
+
+SHARED_PROFILES = 4096
+"""Predictions whose rank profiles are kept for another prediction that differs only in its KV cache dtype (a
+review's ``--kv-dtype`` variants score the same layouts one after the other): the most recent this many."""
+_SHARED: dict = {}
+
+
+def _shared_profiles(p: _Profile) -> dict:
+    """The ``_rank_terms`` memo of ``p``: shared with every prediction whose profile differs from it only in
+    ``kv_cache_dtype``, which no rank's profile reads (loading, activations, non-torch memory and CUDA graphs are
+    sized before the KV cache: ``_stage_terms``). Keyed by the spec's identity, which the entry holds so that the
+    identity cannot be reused while it is kept."""
+    try:
+        knobs = tuple((k, v) for k, v in p.knobs.__dict__.items() if k != "kv_cache_dtype")
+        key = (id(p.spec), p.layout, p.dtype, p.quant, knobs, p.rules, p.v2, p.seqs, p.batched, p.fabric,
+               p.compute_capability, p.gpu_name)
+        hash(key)
+    except TypeError:  # a knob value that does not hash: not shared
+        return {}
+    hit = _SHARED.get(key)
+    if hit is None or hit[0] is not p.spec:
+        if len(_SHARED) >= SHARED_PROFILES:
+            del _SHARED[next(iter(_SHARED))]
+        hit = _SHARED[key] = (p.spec, {})
+    return hit[1]
 
 
 def _sampler(knobs: VllmKnobs, rules: VllmRules) -> str:
