@@ -29,21 +29,25 @@ DB = Path(__file__).resolve().parent.parent / "data" / "measurements.jsonl"
     "review --model 32b --context 32768 --concurrency 16", "sweep 8b --contexts 4k,32k --batches 1,8",
     f"calibrate {DB}",
 ])
-def test_fits_80_columns(args):
-    returncode, out = on_terminal([str(SHARDSIM), *args.split()], columns=80)
-    assert returncode == 0, out[-2000:]
+def test_fits_80_columns(args, tmp_path):
+    returncode, out = on_terminal([str(SHARDSIM), *args.split()], columns=80, stderr_path=tmp_path / "stderr")
+    assert returncode == 0, out[-2000:] + (tmp_path / "stderr").read_text()[-2000:]
     lines = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out).replace("\r", "").splitlines()
     assert lines
     assert [line for line in lines if cell_len(line) > 80] == []
     assert [line for line in lines if "…" in line] == []
 
 
-def on_terminal(argv: list[str], columns: int) -> tuple[int, str]:
-    """Run ``argv`` with its stdout on a pseudo-terminal ``columns`` wide; (exit code, what it wrote)."""
+def on_terminal(argv: list[str], columns: int, stderr_path: Path) -> tuple[int, str]:
+    """Run ``argv`` with its stdout on a pseudo-terminal ``columns`` wide; (exit code, what it wrote). Its stderr goes
+    to ``stderr_path``: on a terminal it would carry the transient progress bar (``cli.common.Progress``, shown when
+    a command runs past a second, as on a loaded machine), whose redraws a terminal overwrites and erases but a
+    capture keeps side by side."""
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")} | {"NO_COLOR": "1"}
-    proc = subprocess.Popen(argv, stdout=follower, stderr=follower, stdin=subprocess.DEVNULL, env=env)
+    with open(stderr_path, "wb") as err:
+        proc = subprocess.Popen(argv, stdout=follower, stderr=err, stdin=subprocess.DEVNULL, env=env)
     os.close(follower)
     chunks = []
     while True:
