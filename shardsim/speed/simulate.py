@@ -24,12 +24,11 @@ as public copies of the v0.10–v0.11 files read:
   preempted request: its prompt and its output so far); the queue stops at the first whose blocks cannot be had.
 - A request whose computed tokens reach its length samples one token; at O tokens it finishes and frees its
   blocks. A hybrid model's request also takes its state groups' blocks at its first allocation.
-
 - With prefix caching (V1's default for attention-only models) a preempted request's full blocks stay hashed in
-  the free queue until evicted, front first; readmitted, it recomputes only what was evicted (``Run.preempt``).
+  the free queue until evicted, front first; readmitted, it recomputes only what was evicted (``_Run.preempt``).
 
-Not modelled: speculative decoding, prompts that share prefixes, and lengths that vary (a dataset's
-mean lengths stand for all its requests). Equal requests admitted in one step stay alike, so the state is kept as
+Not modelled: speculative decoding, prompts that share prefixes, and lengths that vary (``estimate`` steps only
+runs of equal requests). Equal requests admitted in one step stay alike, so the state is kept as
 *cohorts* (a count of identical requests), split when the budget or the pool separates them: a run of 1,000
 requests takes thousands of steps but only tens of cohorts a step.
 """
