@@ -50,14 +50,13 @@ every request a cohort of its own)."""
 @dataclass(slots=True)
 class Cohort:
     """``count`` requests in the same state: ``length`` tokens known (prompt + output so far), ``computed`` of them
-    in the cache, ``blocks`` held each, ``generated`` output tokens; the step it arrived and of its first token."""
+    in the cache, ``blocks`` held each, ``generated`` output tokens; the step of its first token."""
 
     count: int
     length: int
     computed: int = 0
     blocks: int = 0
     generated: int = 0
-    arrival: int = 0
     first: int = -1
     cached: int = 0  # a preempted request: full blocks it left in the prefix cache
     evicted_after: int = 0  # ... which survive until this many more blocks are taken from the free queue
@@ -65,7 +64,7 @@ class Cohort:
     def split(self, count: int) -> "Cohort":
         """Take ``count`` requests out of this cohort into a new one (same state)."""
         self.count -= count
-        return Cohort(count, self.length, self.computed, self.blocks, self.generated, self.arrival, self.first,
+        return Cohort(count, self.length, self.computed, self.blocks, self.generated, self.first,
                       self.cached, self.evicted_after)
 
 
@@ -84,7 +83,6 @@ class Pool:
 @dataclass(frozen=True, slots=True)
 class Finished:
     count: int
-    arrival: int
     first: int
     finish: int
 
@@ -251,7 +249,7 @@ class _Run:
         for c in self.running:
             if c.generated >= self.out:
                 self.free += c.blocks * c.count
-                self.trace.finished.append(Finished(c.count, c.arrival, c.first, index))
+                self.trace.finished.append(Finished(c.count, c.first, index))
                 finished += c.count
             elif c.count:
                 keep.append(c)
@@ -278,8 +276,8 @@ class _Run:
 
 
 def _same(a: Cohort, b: Cohort) -> bool:
-    return (a.length, a.computed, a.blocks, a.generated, a.arrival, a.first, a.cached) == \
-        (b.length, b.computed, b.blocks, b.generated, b.arrival, b.first, b.cached)
+    return (a.length, a.computed, a.blocks, a.generated, a.first, a.cached) == \
+        (b.length, b.computed, b.blocks, b.generated, b.first, b.cached)
 
 
 def _merged(cohorts: list[Cohort]) -> list[Cohort]:
@@ -293,10 +291,10 @@ def _merged(cohorts: list[Cohort]) -> list[Cohort]:
     return out
 
 
-def simulate(requests: int, inp: int, out: int, pool: Pool, users: int | None = None) -> Trace | None:
-    """Step through ``requests`` requests of ``inp`` prompt and ``out`` output tokens, all sent at once, or with
-    ``users`` a closed loop of that many (a user sends the next request the step after its last one ended); None
-    when the run would exceed ``MAX_STEPS`` or a request can never be admitted (the pool holds no whole one)."""
+def simulate(requests: int, inp: int, out: int, pool: Pool) -> Trace | None:
+    """Step through ``requests`` requests of ``inp`` prompt and ``out`` output tokens, all sent at once; None when
+    the run would exceed ``MAX_STEPS`` or ``MAX_VISITS`` or a request can never be admitted (the pool holds no
+    whole one)."""
     if inp < 1 or out < 1 or requests < 1:
         return None
     if -(-(inp + out) // pool.block_tokens) + pool.request_blocks > pool.blocks:
@@ -304,9 +302,8 @@ def simulate(requests: int, inp: int, out: int, pool: Pool, users: int | None = 
     if requests * (out - 1) / max(1, min(pool.max_seqs, requests)) + requests * inp / pool.budget > MAX_STEPS:
         return None  # at least this many steps: decodes at the running cap, prompts at the budget
     run = _Run(pool, inp, out)
-    first = requests if users is None else min(users, requests)
-    run.waiting.append(Cohort(first, inp))
-    sent, done, index, visits = first, 0, 0, 0
+    run.waiting.append(Cohort(requests, inp))
+    done, index, visits = 0, 0, 0
     while done < requests:
         visits += len(run.running) + 1
         if index >= MAX_STEPS or visits > MAX_VISITS:
@@ -316,10 +313,6 @@ def simulate(requests: int, inp: int, out: int, pool: Pool, users: int | None = 
         if not sched and not run.running:
             return None
         done += finished
-        if users is not None and finished and sent < requests:
-            more = min(finished, requests - sent)
-            run.waiting.append(Cohort(more, inp, arrival=index + 1))
-            sent += more
         index += 1
     run.trace.shapes = run.shapes()
     return run.trace
