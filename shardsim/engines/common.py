@@ -110,12 +110,15 @@ def rank_weights(spec: ModelSpec, layout: Layout, dtype: str, quant: QuantConfig
 
 def _rank_weights(wm, layout: Layout) -> tuple[RankWeights, ...]:
     ranges = stage_ranges(layout)
+    per_stage = layout.world_size // layout.pp
+    # a rank's tp, cp and dp ranks (so its ep and etp ranks: its shard) are those of its place in its stage
+    # (``layout.rank_coords``): the shards' size classes of one stage serve every stage
+    classes = [wm.size_class(shard_of(rank_coords(place, layout), layout)) for place in range(per_stage)]
     out, held = [], {}  # ranks of one stage whose shards have the same shapes hold the same bytes
-    for rank in range(layout.world_size):
-        coords = rank_coords(rank, layout)
-        first, last = ranges[coords.pp_rank]
-        key = (coords.pp_rank, wm.size_class(shard_of(coords, layout)))
-        if key not in held:
-            held[key] = wm.stage_tally(first, last, coords.pp_rank == 0, coords.pp_rank == layout.pp - 1, key[1]).bytes
-        out.append(RankWeights(rank, coords.pp_rank, first, last, held[key]))
+    for pp_rank, (first, last) in enumerate(ranges):
+        for place, size_class in enumerate(classes):
+            key = (pp_rank, size_class)
+            if key not in held:
+                held[key] = wm.stage_tally(first, last, pp_rank == 0, pp_rank == layout.pp - 1, size_class).bytes
+            out.append(RankWeights(pp_rank * per_stage + place, pp_rank, first, last, held[key]))
     return tuple(out)

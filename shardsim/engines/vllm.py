@@ -122,8 +122,9 @@ class _RankTerms:
 def _rank_terms(p: _Profile, held, memo: dict) -> _RankTerms:
     """One rank's profile: loading, the activation peak (forward, sampler and what stays allocated under it),
     non-torch memory (and V2's persistent buffers the 0.27+ profiler charges), its CUDA graphs. The rank enters
-    only through its stage, its weight bytes, the vision tower it holds and its groups' non-torch memory: ranks
-    alike in these (``memo``, one per prediction) share one profile."""
+    only through its stage (first or last or neither, its layers), its weight bytes, the vision tower it holds and
+    its groups' non-torch memory: ranks alike in these (``memo``, one per prediction) share one profile — middle
+    stages of equal layers too."""
     vision_here = p.spec.vision is not None and p.rules.vision_on_stage(held.pp_rank, p.v2)
     extra = 0
     if p.spec.vision is not None:  # the same for every rank of a TP rank and stage kind
@@ -134,7 +135,11 @@ def _rank_terms(p: _Profile, held, memo: dict) -> _RankTerms:
                 p.spec, p.layout, p.dtype, vllm_quant(p.quant), held.rank, vision_here, p.knobs.mm_encoder_tp_mode,
                 p.batched)
     groups = prof.non_torch_bytes(p.knobs.version, p.rules, p.layout, held.rank, p.fabric)
-    key = (held.pp_rank, held.first_layer, held.last_layer, held.layers, held.weight_bytes, extra, groups)
+    if p.spec.linear is not None:  # a hybrid's stages differ by which of their layers are linear attention
+        layers = (held.first_layer, held.last_layer)
+    else:  # other stages only by how many layers they hold and how many of those hold experts
+        layers = (held.layers, p.moe_prefix[held.last_layer + 1] - p.moe_prefix[held.first_layer])
+    key = (held.pp_rank == 0, held.pp_rank == p.layout.pp - 1, vision_here, layers, held.weight_bytes, extra, groups)
     hit = memo.get(key)
     if hit is None:
         hit = memo[key] = _stage_terms(p, held, vision_here, extra, groups)
