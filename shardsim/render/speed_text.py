@@ -102,6 +102,8 @@ def _step_lines(label: str, step: dict) -> list[str]:
         for c in st["collectives"]:
             out.append(f"  stage {st['stage']} {c['name']}: {c['count']} × {c['bytes']:,.0f} B over {c['ranks']} "
                        f"ranks = {c['seconds'] * 1e3:.3f} ms")
+        out.append(f"  {st['stage']} per-layer floor: none, decodes alone replay one CUDA graph" if st["graphed"] else
+                   f"  {st['stage']} per-layer floor of {st['layers']} layers {st['layer_overhead_s'] * 1e3:.3f} ms")
     out.append(f"  = pipeline {step['pipeline_s'] * 1e3:.3f} ms + overhead {step['overhead_s'] * 1e3:.2f} ms = "
                f"{step['seconds'] * 1e3:.3f} ms")
     return out

@@ -39,6 +39,9 @@ class ServingRow(BaseModel):
     source: str = Field(default="", max_length=2000)
     engine: str = Field(min_length=1, max_length=100)
     release: str | None = Field(default=None, max_length=300)
+    # where the source names no release but dates the run: the newest release published by then (with the reason in
+    # ``release_by_date_why``); the row is modelled with that release's rules, ``release`` stays what the source says
+    release_by_date: str | None = Field(default=None, max_length=40)
     model: str = Field(min_length=1, max_length=300)
     quant: str | None = Field(default=None, max_length=40)
     kv_cache_dtype: str | None = Field(default=None, max_length=40)
@@ -173,7 +176,7 @@ def speed_request_of(row: ServingRow):
     card = cluster.gpu
     hardware = Hardware(card.name, card.capacity_bytes, card.compute_capability, card.nvidia_smi_total_bytes,
                         topology.fabric_of(cluster), cluster)
-    knobs = {"engine_version": _release(row.release)}
+    knobs = {"engine_version": _release(row.release or row.release_by_date)}
     if engine == "vllm":  # the server started, so its max_model_len fit: as the notes give it, else the row's length
         stated = re.search(r"max-model-len[= ]([0-9]{1,9})", str(getattr(row, "notes", "") or ""))
         knobs["max_model_len"] = int(stated.group(1)) if stated else inp + out

@@ -22,8 +22,8 @@ def _step(pipe, shape: StepShape) -> dict:
             "groups": [{"name": g.name, "flops": g.flops, "bytes": g.nbytes, "compute_s": g.compute_s,
                         "memory_s": g.memory_s, "bound": g.bound} for g in groups],
             "collectives": [c.to_dict() for c in colls],
-            "layer_overhead_s": pipe.layer_seconds(stage),
-            "seconds": sum(g.seconds for g in groups) + sum(c.seconds for c in colls) + pipe.layer_seconds(stage),
+            "layer_overhead_s": pipe.layer_seconds(stage, sub), "layers": stage.layers, "graphed": pipe.graphed(sub),
+            "seconds": sum(g.seconds for g in groups) + sum(c.seconds for c in colls) + pipe.layer_seconds(stage, sub),
         })
     times = [s["seconds"] for s in stages]
     return {"shape": {"decode": shape.decode, "decode_keys": shape.decode_keys, "prefill": shape.prefill,

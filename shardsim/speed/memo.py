@@ -16,6 +16,7 @@ class Memo:
     def __init__(self):
         self.reports: dict[tuple, object] = {}
         self.stages: dict[tuple, work.StageWork] = {}
+        self.layouts: dict[tuple, tuple] = {}
 
     @staticmethod
     def _report_key(serve) -> tuple:
@@ -45,3 +46,12 @@ class Memo:
         if hit is None:
             hit = self.stages[key] = work.placed_stage_work(spec, place, dtype, quant, kv_dtype_bytes, pp_rank, ssm)
         return hit if hit.pp_rank == pp_rank else replace(hit, pp_rank=pp_rank)
+
+    def layout_stages(self, spec, layout, dtype: str, quant, kv_dtype_bytes: int, ssm: int) -> tuple:
+        """Every stage of ``layout`` (``stage``), kept per layout: a review meets a layout on every GPU type."""
+        key = (id(spec), layout, dtype, quant, kv_dtype_bytes, ssm)
+        hit = self.layouts.get(key)
+        if hit is None:
+            hit = self.layouts[key] = tuple(self.stage(spec, layout, dtype, quant, kv_dtype_bytes, p, ssm)
+                                            for p in range(layout.pp))
+        return hit

@@ -4,7 +4,9 @@ per-layer floor, combined over its micro-batches.
 A step of a pipeline runs as m = min(pp, sequences) micro-batches (vLLM keeps pp batches in flight); one token
 of a request takes max(Σ stage times, m × the slowest stage) — the first when micro-batches are too few to fill the
 pipeline (the bubble), the second when they are enough (Huang et al. 2019, GPipe, arXiv:1811.06965, §2.2) — plus
-the per-step overhead; each stage's time carries the per-layer floor of its layers (``roofline``).
+the per-step overhead; each stage's time carries the per-layer floor of its layers (``roofline``), but for a
+micro-batch of decodes alone that the engine replays as one whole CUDA graph (``graph_decode_max``): the graph
+issues the layers' kernels back to back, with no host launch between them for the floor to stand for.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class Pipeline:
     peaks: roofline.GpuPeaks
     eff: roofline.Efficiency
     alike: tuple[int, ...] = ()  # per stage, the first stage that costs the same (``same_cost``); () none alike
+    graph_decode_max: int = 0  # the largest decode-only micro-batch replayed as one CUDA graph (0: none)
 
     def micro_batches(self, shape: work.StepShape) -> int:
         return max(1, min(self.layout.pp, math.ceil(shape.decode + shape.prefill_done)))
@@ -61,11 +64,18 @@ class Pipeline:
             gpu = roofline.gpu_seconds(work.step_work(stage, sub), self.peaks, self.eff)
             colls = comm.step_collectives(stage, self.layout, links, sub.tokens, sub.sequences, self.vocab,
                                           stage.pp_rank == 0)
-            out.append(gpu + sum(c.seconds for c in colls) + self.layer_seconds(stage))
+            out.append(gpu + sum(c.seconds for c in colls) + self.layer_seconds(stage, sub))
         return out
 
-    def layer_seconds(self, stage) -> float:
-        """The per-layer floor of one micro-batch on ``stage``: its layers' and MoE layers' fitted overheads."""
+    def graphed(self, sub: work.StepShape) -> bool:
+        """Whether the micro-batch ``sub`` replays one whole CUDA graph: decodes alone, at most ``graph_decode_max``."""
+        return sub.prefill == 0 and sub.decode <= self.graph_decode_max
+
+    def layer_seconds(self, stage, sub: work.StepShape) -> float:
+        """The per-layer floor of the micro-batch ``sub`` on ``stage``: its layers' and MoE layers' fitted overheads;
+        none when ``sub`` replays one whole CUDA graph (``graphed``)."""
+        if self.graphed(sub):
+            return 0.0
         return stage.layers * self.eff.layer_overhead_s + stage.moe_layers * self.eff.moe_layer_overhead_s
 
     def __call__(self, shape: work.StepShape) -> float:
@@ -86,7 +96,7 @@ def pipeline_of(serve, kv_dtype_bytes: int, engine: str | None,
         raise ShardsimError("speed models engines that keep whole weight shards; drop --zero")
     quant = serve.quant
     ssm = DTYPE_BYTES.get(serve.workload.state_dtype or spec.state_dtype or serve.workload.dtype, 2)
-    stages = tuple(memo.stage(spec, lay, serve.workload.dtype, quant, kv_dtype_bytes, p, ssm) for p in range(lay.pp))
+    stages = memo.layout_stages(spec, lay, serve.workload.dtype, quant, kv_dtype_bytes, ssm)
     links = tuple(_stage_links(serve, p) for p in range(lay.pp))
     peaks = roofline.gpu_peaks(serve.hardware.cluster.gpu, serve.workload.dtype, quant.method)
     fit = speed_fit(engine)

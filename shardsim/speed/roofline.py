@@ -6,8 +6,9 @@ read), attention (KV and state read and written), the rest (activations, embeddi
 and summed, since the groups run one after the other. Achieved = peak × efficiency; the efficiencies and the
 overheads (per step, per sampled sequence, per layer and MoE layer a rank runs) are the only fitted values
 (``speed.fitted``). The per-layer floor stands for what a roofline of bytes and FLOPs misses when a layer's
-kernels are small — each of its dozen-odd kernels takes microseconds however little it reads — which is why a
-0.6B model does not decode 10× faster than an 8B one. Peaks are the GPU catalog's datasheet figures
+dozen-odd small kernels are launched one by one — microseconds each, however little a kernel reads — which is why
+a 0.6B model does not decode 10× faster than an 8B one; a step of decodes alone that vLLM replays as one whole
+CUDA graph (its FULL graphs from 0.11, ``pipeline``) has none (vLLM's fitted values are fitted that way). Peaks are the GPU catalog's datasheet figures
 (``cluster_specs/gpus.yaml``: ``bf16_tflops`` / ``fp16_tflops`` dense, ``memory_bandwidth_GBps``).
 """
 

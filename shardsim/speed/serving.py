@@ -72,6 +72,8 @@ class Scheduler:
     source: str = ""
     kv_seqs_whole: int | None = None  # the KV-bound count when every request holds its whole I + O (None: kv_seqs)
     pool: object = None  # vLLM: its block pool (``simulate.Pool``), which a run sent at once is stepped on
+    graph_decode_max: int = 0  # the largest batch of decodes alone replayed as one CUDA graph, where ``pipeline``
+    # drops the per-layer floor (``estimate``: vLLM's FULL graphs; 0: none)
 
     @property
     def limit(self) -> int:

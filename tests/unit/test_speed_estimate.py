@@ -46,10 +46,16 @@ def nccl(steps: int, ratio: float, nbytes: float, ll_share: float) -> float:
     return min(ll, simple)
 
 
+FULL_GRAPH_MAX = 512
+"""vLLM (newest) on an H100: max_num_seqs 1,024, max_num_batched_tokens 8,192; capture sizes up to
+min(2 · 1,024, 512, 8,192) = 512 (max_cudagraph_capture_size), FULL decode graphs for every size ≤ 1,024: a step of
+at most 512 decodes alone replays one FULL graph."""
+
+
 def step(m: dict, d: float, prompt: float, done: float) -> float:
     """One step: d decodes attending I + O/2 = 1,152 keys, ``prompt`` prompt tokens attending (I + 1)/2 keys,
     ``done`` prompts sampled; the roofline of each op group, the collectives, the overheads per step, per layer
-    (36) and per sampled sequence."""
+    (36; none in a step of at most 512 decodes alone, one FULL CUDA graph) and per sampled sequence."""
     tokens, sampled = d + prompt, d + done
     matmul = max((tokens * m["flops_token"] + sampled * m["lm_head"]) / (PEAK * ETA_C),
                  (m["weights"] + tokens * m["act_token"]) / (BW * ETA_M))
@@ -59,7 +65,8 @@ def step(m: dict, d: float, prompt: float, done: float) -> float:
     comm = 0.0
     if m["tp"] == 2:  # 2 all-reduces a layer + the embedding's; the sampled logits gathered
         comm = 73 * nccl(2, 1.0, tokens * 4_096 * 2, 1 / 4) + nccl(1, 2.0, sampled * 151_936 * 2, 1 / 3)
-    return matmul + attention + other + comm + STEP + 36 * LAYER + sampled * SEQ
+    floor = 0.0 if prompt == 0 and d <= FULL_GRAPH_MAX else 36 * LAYER
+    return matmul + attention + other + comm + STEP + floor + sampled * SEQ
 
 
 def by_hand(m: dict, users: int) -> tuple[float, float, float]:
