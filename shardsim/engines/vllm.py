@@ -104,6 +104,7 @@ class _Profile:
     gpu_name: str
     encoder: object
     moe_prefix: tuple
+    non_torch: tuple[int, ...]  # each rank's non-torch memory (``vllm_profile.ranks_non_torch_bytes``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +135,7 @@ def _rank_terms(p: _Profile, held, memo: dict) -> _RankTerms:
             extra = memo[extra_key] = vllm_multimodal.extra_weight_bytes(
                 p.spec, p.layout, p.dtype, vllm_quant(p.quant), held.rank, vision_here, p.knobs.mm_encoder_tp_mode,
                 p.batched)
-    groups = prof.non_torch_bytes(p.knobs.version, p.rules, p.layout, held.rank, p.fabric)
+    groups = p.non_torch[held.rank]
     if p.spec.linear is not None:  # a hybrid's stages differ by which of their layers are linear attention
         layers = (held.first_layer, held.last_layer)
     else:  # other stages only by how many layers they hold and how many of those hold experts
@@ -200,7 +201,8 @@ def predict_vllm(spec: ModelSpec, layout: Layout, capacity_bytes: int, gpu_name:
     v2 = knobs.version == "v1" and rules.uses_v2(spec.is_moe, quant.method != "none")
     profile = _Profile(spec, layout, dtype, quant, knobs, rules, v2, seqs, batched, fabric, compute_capability, gpu_name,
                        vllm_multimodal.profile_for(spec, layout.tp, dtype, limits, knobs, seqs, batched),
-                       weight_model(spec, dtype, vllm_quant(quant)).moe_prefix)
+                       weight_model(spec, dtype, vllm_quant(quant)).moe_prefix,
+                       prof.ranks_non_torch_bytes(knobs.version, rules, layout, fabric))
     alike = _shared_profiles(profile)
     for held in rank_weights(spec, layout, dtype, vllm_quant(quant)):
         t = _rank_terms(profile, held, alike)

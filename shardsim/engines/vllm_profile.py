@@ -219,6 +219,13 @@ def non_torch_bytes(version: str, rules: VllmRules, layout: Layout, rank: int, f
 
 
 @lru_cache(maxsize=4096)
+def ranks_non_torch_bytes(version: str, rules: VllmRules, layout: Layout, fabric: Fabric) -> tuple[int, ...]:
+    """``non_torch_bytes`` of every rank of ``layout`` in rank order; memoised: a review meets a layout again on
+    every cluster of the same fabric and with every KV dtype."""
+    return tuple(non_torch_bytes(version, rules, layout, rank, fabric) for rank in range(layout.world_size))
+
+
+@lru_cache(maxsize=4096)
 def _tp_group_bytes(members: range, fabric: Fabric) -> int:
     """A TP group's NCCL buffers, NVLS, custom all-reduce IPC buffers (less its 8 MiB rank data, a torch tensor) and
     symmetric-memory buffer on one of its ranks (``core.memory.runtime``); memoised: every rank of a group, and
