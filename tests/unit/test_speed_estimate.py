@@ -167,3 +167,35 @@ def test_a_hybrid_runs_the_requests_its_shared_pool_of_blocks_holds():
     assert report.scheduler.kv_seqs_whole == whole > rep.kv_cache_tokens // 1162
     varied = estimate(SpeedRequest(serve, SpeedWorkload(1034, 128, request_rate=1000.0, varied_lengths=True)))
     assert varied.scheduler.kv_seqs == spread > whole
+
+
+def test_full_graph_decode_batches_by_release():
+    """vLLM's FULL decode graphs (FULL_AND_PIECEWISE, the default from 0.11.0): the capture sizes go up to
+    min(2 · max_num_seqs, 512, max_num_batched_tokens), FULL graphs for those ≤ max_num_seqs — 512 at 1,024
+    sequences, 256 at 256; a PIECEWISE release (0.10.2), --enforce-eager or the V0 engine replay none."""
+    from shardsim.speed.estimate import _vllm_full_graph_max
+
+    assert _vllm_full_graph_max({"max_num_seqs": 1024, "max_num_batched_tokens": 8192}) == 512
+    assert _vllm_full_graph_max({"max_num_seqs": 256, "max_num_batched_tokens": 8192}) == 256
+    assert _vllm_full_graph_max({"max_num_seqs": 1024, "max_num_batched_tokens": 8192, "engine_version": "0.11.0"}) == 512
+    assert _vllm_full_graph_max({"max_num_seqs": 1024, "max_num_batched_tokens": 8192, "engine_version": "0.10.2"}) == 0
+    assert _vllm_full_graph_max({"max_num_seqs": 1024, "max_num_batched_tokens": 8192, "enforce_eager": True}) == 0
+
+
+def test_the_per_layer_floor_only_where_no_graph_replays_the_step():
+    """One user's decode step on the newest vLLM replays a FULL graph: no 36 × per-layer floor; with
+    --engine-version 0.10.2 (PIECEWISE) the same step carries it, and nothing else of the step changes."""
+    from shardsim.speed.work import StepShape
+
+    def pipe(version):
+        serve = build.serve_request(build.ModelOptions("8b"), build.LayoutOptions(), build.WorkloadOptions(I + O, 1),
+                                    build.HardwareOptions(gpu="h100"),
+                                    build.EngineOptions("vllm", build.engine_knob_options(engine_version=version)))
+        from shardsim.speed.estimate import prepare
+        return prepare(SpeedRequest(serve, SpeedWorkload(I, O, 1)))[1]
+
+    new, old = pipe(None), pipe("0.10.2")
+    decode, prompt = StepShape(decode=1, decode_keys=1152), StepShape(prefill=I, prefill_keys=512, prefill_done=1)
+    assert new.graph_decode_max == 512 and old.graph_decode_max == 0
+    assert new(decode) == pytest.approx(old(decode) - 36 * LAYER, rel=1e-12)
+    assert new(prompt) == pytest.approx(old(prompt), rel=1e-12)

@@ -57,3 +57,14 @@ def test_fitted_table_names_fitted_rows_of_the_database():
 def test_bands_table_equals_the_held_out_errors():
     results = calibration.calibrate(DATABASE)
     assert bands.HELD_OUT == calibration.held_out_bands(results, bands.P90_ROWS)
+
+
+@pytest.mark.skipif(not DATABASE.exists(), reason="the serving benchmarks database is not written yet")
+def test_a_row_that_names_no_release_runs_at_the_release_of_its_date():
+    """Tenstorrent's A100 runs name no vLLM release but are dated 2025-06-24: modelled at 0.9.1, the newest release
+    then (PIECEWISE graphs); a row naming its release keeps it."""
+    rows = {r.id: r for r in calibration.read_rows(DATABASE)}
+    dated, named = rows["tt-issue-340-q3-0.6b-128-128"], rows["gpustack-q3-8b-h100-a"]
+    assert dated.release is None and dated.release_by_date == "0.9.1"
+    assert calibration.speed_request_of(dated).serve.engine.given()["engine_version"] == "0.9.1"
+    assert calibration.speed_request_of(named).serve.engine.given()["engine_version"] == "0.11.0"
