@@ -28,8 +28,11 @@ are random and *spread*: one prompt to a step at a time.
   f' = max(0, f·L − n_p)/(L − n_p) in a closed loop (one user alone: f' = 0, TPOT is the decode step); an open
   loop's arrivals are none of them the request's own, and a Poisson arrival sees the time average (PASTA, Wolff
   1982, Operations Research 30(2)): f' = f. TPOT = f'·t_mixed +
-  (1 − f')·t_decode, TTFT = o_request + n_p·t_mixed + (L − O + 1 − n_p)·TPOT, so E2E = L steps of the lifetime's
-  mix. d, n_p and L are solved by iteration.
+  (1 − f')·t_decode, TTFT = o_request + r + n_p·t_mixed + (L − O + 1 − n_p)·TPOT, so E2E = L steps of the
+  lifetime's mix (and r). r: an open loop's arrival waits out the step in progress, the mean residual life
+  E[T²]/(2·E[T]) = (f·t_mixed² + (1 − f)·t_decode²) / (2·(f·t_mixed + (1 − f)·t_decode)) (renewal theory, e.g.
+  Kleinrock 1975, Queueing Systems I §5.2); a closed loop's request is sent when one ends, at a step's end: r = 0.
+  d, n_p and L are solved by iteration.
 - *Separate prefill batches* (SGLang by default: a prefill batch of waiting requests, up to the chunked prefill
   size B per step, runs between decode batches; mixing is ``--enable-mixed-chunk``, off by default,
   ``srt/server_args.py``): bursts prefill a lifetime's N·I tokens in ⌈N·I/B⌉ full steps; spread arrivals
@@ -142,7 +145,12 @@ def _mixed(n: float, inp: int, out: int, sched: Scheduler, cost: StepCost, overh
     else:
         frac_after = min(1.0, max(0.0, frac * life - n_p) / after) if after > 0 else frac
     tpot = frac_after * t_mix + (1 - frac_after) * t_dec
-    ttft = overhead + n_p * t_mix + (life - (out - 1) - n_p) * tpot
+    # an open loop's arrival lands inside a step and waits out what is left of it: E[T²] / (2 E[T]) over the steps'
+    # mix (the mean residual life of a renewal process; PASTA: arrivals see the time average); a closed loop's user
+    # sends the next request when one ends, at a step's end
+    residual = (frac * t_mix ** 2 + (1 - frac) * t_dec ** 2) / (2 * (frac * t_mix + (1 - frac) * t_dec)) \
+        if open_loop else 0.0
+    ttft = overhead + residual + n_p * t_mix + (life - (out - 1) - n_p) * tpot
     e2e = ttft + (out - 1) * tpot
     return Steady(n, n, ttft, tpot if out > 1 else 0.0, e2e, n / e2e, 0.0, d, n_p, frac, per_step, t_mix, t_dec, life,
                   decode, mixed, frac_after)

@@ -96,6 +96,23 @@ def test_an_open_loop_counts_every_prompt_of_a_lifetime_as_anothers():
     assert low.tpot >= low.t_decode > 0
 
 
+def test_an_open_loop_arrival_waits_out_the_step_in_progress():
+    """vLLM, 10 users' worth of spread arrivals, I = 1,024, O = 256: n_p = 1, a lifetime of 256 steps, 10 prompts in
+    it, one a step, so f = 10/256 of the steps carry 1,024 prompt tokens beside d' = 10·255/256·9/10 decodes and
+    the others d = 10·255/256 decodes. A Poisson arrival lands in a step with probability proportional to its length
+    and waits out half of it on average: r = (f·t_m² + (1 − f)·t_d²) / (2·(f·t_m + (1 − f)·t_d)); a closed loop's
+    request, sent when another ends, waits for none (its TTFT lacks r and its after-prompt mix differs)."""
+    f, d = 10 / 256, 10 * 255 / 256
+    t_m, t_d = BASE + PER_TOKEN * (1024 + d * 9 / 10), BASE + PER_TOKEN * d
+    r = (f * t_m ** 2 + (1 - f) * t_d ** 2) / (2 * (f * t_m + (1 - f) * t_d))
+    s = steady_state(10, 1024, 256, VLLM, cost, OVERHEAD, burst=False, open_loop=True)
+    assert (s.t_mixed, s.t_decode, s.mixed_fraction) == (pytest.approx(t_m), pytest.approx(t_d), pytest.approx(f))
+    tpot = f * t_m + (1 - f) * t_d
+    assert s.ttft == pytest.approx(OVERHEAD + r + t_m + (256 - 255 - 1) * tpot, rel=1e-12)
+    assert s.e2e == pytest.approx(s.ttft + 255 * tpot, rel=1e-12)
+    assert 0.005 < r < 0.0052  # about half a 10 ms step: prompt steps are few and only 10 % longer
+
+
 def test_bursts_fill_the_budget_spread_arrivals_do_not():
     """64 users, I = 1,024: d = 63.75, d' = 63.75 · 63/64 = 62.75390625 of them the other users'; bursts carry
     8,192 − d' = 8,129.24609375 prompt tokens in 65,536 / 8,129.24609375 of the 256 steps; spread arrivals one
