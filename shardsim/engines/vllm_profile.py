@@ -72,6 +72,14 @@ def v0_capture_sizes(seqs: int) -> tuple[int, ...]:
     return tuple(s for s in possible if s <= top)
 
 
+def full_decode_sizes(rules: VllmRules, seqs: int, batched: int) -> tuple[int, ...]:
+    """The V1 engine's FULL CUDA-graph sizes: with ``full_and_piecewise`` one per capture size ≤ max_num_seqs, for
+    uniform decode batches (v1/cudagraph_dispatcher.py@v0.11.0); none before (PIECEWISE only)."""
+    if rules.cudagraph_mode != "full_and_piecewise":
+        return ()
+    return tuple(s for s in capture_sizes(rules, seqs, batched) if s <= seqs)
+
+
 @dataclass(frozen=True, slots=True)
 class CudaGraphs:
     """One rank's CUDA graphs: sizes, graph count, the pool, what capture takes and what the profile subtracts."""
@@ -125,7 +133,7 @@ def cuda_graphs(spec: ModelSpec, tp: int, etp: int, layers: int, has_moe: bool, 
         return None
     seqs, batched, v0 = run.seqs, run.batched, run.v0
     sizes = v0_capture_sizes(seqs) if v0 else capture_sizes(rules, seqs, batched)
-    full = tuple(s for s in sizes if s <= seqs) if rules.cudagraph_mode == "full_and_piecewise" and not v0 else ()
+    full = () if v0 else full_decode_sizes(rules, seqs, batched)
     pieces = 1 if v0 else layers + 1
     pool = activation_peak_bytes(spec, tp, etp, sizes[-1], sizes[-1], has_moe, has_dense, False)
     per = VLLM_CUDA_GRAPH_BYTES_PER_GRAPH

@@ -179,19 +179,17 @@ def scheduler_of(request, inp: int, out: int, spread: bool = False, memo: Memo |
 def _vllm_full_graph_max(knobs: dict) -> int:
     """The largest decode-only batch vLLM replays as one FULL CUDA graph: with ``cudagraph_mode``
     FULL_AND_PIECEWISE (the V1 default from 0.11.0, PR #25444; ``VllmRules.cudagraph_mode``) uniform decode batches
-    run FULL graphs of the capture sizes up to max_num_seqs (v1/cudagraph_dispatcher.py@v0.11.0; the sizes:
-    ``engines.vllm_profile.capture_sizes``), padded up to the next; larger batches, and steps carrying prompt
-    tokens, run PIECEWISE graphs with attention between them. 0: no FULL graphs (PIECEWISE releases, V0,
-    --enforce-eager)."""
+    run FULL graphs of the capture sizes up to max_num_seqs (``engines.vllm_profile.full_decode_sizes``), padded up
+    to the next; larger batches, and steps carrying prompt tokens, run PIECEWISE graphs with attention between them.
+    0: no FULL graphs (PIECEWISE releases, V0, --enforce-eager)."""
     from shardsim.engines import vllm_profile
     from shardsim.engines.releases import resolve
 
-    rules = resolve("vllm", knobs.get("engine_version")).rules
-    if knobs.get("enforce_eager") or knobs.get("version") == "v0" or rules.cudagraph_mode != "full_and_piecewise":
+    if knobs.get("enforce_eager") or knobs.get("version") == "v0":
         return 0
-    seqs = knobs["max_num_seqs"]
-    sizes = vllm_profile.capture_sizes(rules, seqs, knobs["max_num_batched_tokens"])
-    return max((size for size in sizes if size <= seqs), default=0)
+    rules = resolve("vllm", knobs.get("engine_version")).rules
+    return max(vllm_profile.full_decode_sizes(rules, knobs["max_num_seqs"], knobs["max_num_batched_tokens"]),
+               default=0)
 
 
 def _vllm_pool(rep, knobs) -> simulate.Pool:
