@@ -5,11 +5,11 @@
    chunk, a padded third chunk, a sequence shorter than a chunk, a padded fourth — and Qwen3-Next's and
    Qwen3.5-0.8B's own widths, each layer on its own (storages attributed to the module that first saved them) and
    the whole forward (``SavedTensorBytes``, as ``validate --train`` measures it). About 15 s.
-2. ``shardsim validate --train`` on a reduced Qwen3.5-35B-A3B (its config.json with 16 experts and a 16,384-token
-   vocabulary, 4 layers: 3 Gated-DeltaNet, 1 gated attention; the vision tower in the checkpoint, dropped by
+2. ``shardsim validate --train`` on a reduced Qwen3.5-35B-A3B (its config.json with 16 experts, a 16,384-token
+   vocabulary, hidden size 256 and 128-column experts, 4 layers: 3 Gated-DeltaNet, 1 gated attention; the vision tower in the checkpoint, dropped by
    ``Qwen3_5MoeForCausalLM``): DeepSpeed ZeRO-2 and FSDP2 on 2 CPU ranks, weights, master weights, gradients and
    optimizer state byte-exact against the meta model's shapes, and the bytes kept for backward equal to the
-   prediction. About 60 s and 40 s (2 minutes for the file on the 2-core machine).
+   prediction. About 60 s and 30 s on a 2-core AVX2 host (2 minutes for the file).
 """
 
 from __future__ import annotations
@@ -148,12 +148,14 @@ def test_real_widths_keep_what_the_formula_says():
 
 @pytest.fixture(scope="module")
 def moe35_train(tmp_path_factory) -> Path:
-    """Qwen3.5-35B-A3B's config.json with 16 experts (of 256) and a 16,384-token vocabulary (of 248,320): the rest
-    as published, small enough for two training ranks on this machine."""
+    """Qwen3.5-35B-A3B's config.json with 16 experts (of 256), a 16,384-token vocabulary (of 248,320), hidden size
+    256 (of 2,048) and experts of 128 columns (of 512): its heads, layer pattern and chunking as published. Narrow,
+    because on a CPU without AVX-512 torch's bf16 GEMM runs a scalar kernel (``test_validate_train.py``)."""
     from shardsim.presets import preset_config
 
     config = preset_config("3.5-35b-a3b")
-    config["text_config"].update(num_experts=16, vocab_size=16_384)
+    config["text_config"].update(num_experts=16, vocab_size=16_384, hidden_size=256, moe_intermediate_size=128,
+                                  shared_expert_intermediate_size=128)
     path = tmp_path_factory.mktemp("moe35_train") / "config.json"
     path.write_text(json.dumps(config))
     return path
@@ -204,7 +206,7 @@ def test_validate_train_zero2(moe35_train, moe35_shapes, tmp_path):
 
 
 def test_validate_train_fsdp(moe35_train, moe35_shapes, tmp_path):
-    """About 40 s: dim-0 shards per parameter — conv1d [8192, 1, 4], the shared expert's gate [1, 2048] (rank 1's
+    """About 30 s: dim-0 shards per parameter — conv1d [8192, 1, 4], the shared expert's gate [1, 256] (rank 1's
     chunk empty, its padded row still allocated) — one sequence of 100 tokens."""
     record = _validate(moe35_train, tmp_path, "--backend", "fsdp")
     _assert_exact(record, lambda rank: fsdp2_expected(moe35_shapes, rank))
