@@ -18,23 +18,26 @@ from shardsim.core.model import ModelSpec
 from shardsim.core.tensors import Shard, embed_tensor, final_norm_tensor, layer_tensors, lm_head_tensor, local_slices
 
 
-def _load(m: RankModel, reader: CheckpointReader, tensors) -> list[str]:
+def _load(m: RankModel, reader: CheckpointReader, tensors, dtype) -> list[str]:
     names = []
     for t in tensors:
         experts = local_slices(t, Shard(), m.spec.head_dim).experts
         if experts is not None:
-            m.weights[t.name] = [reader.read(t.name.format(e=e)) for e in experts]
+            m.weights[t.name] = [reader.read(t.name.format(e=e)).to(dtype) for e in experts]
             m.weights[t.name + ":experts"] = list(experts)
             names.append(t.name + ":experts")
         else:
-            m.weights[t.name] = reader.read(t.source or t.name)
+            m.weights[t.name] = reader.read(t.source or t.name).to(dtype)
         names.append(t.name)
     return names
 
 
 def reference_logits(spec: ModelSpec, checkpoint_dir: str, sequences: list[list[int]], n_positions: int,
-                     rope_theta: float, rms_eps: float, norm_topk_prob: bool) -> torch.Tensor:
-    """fp32 logits [batch, n_positions, vocab] at the last ``n_positions`` sampled positions."""
+                     rope_theta: float, rms_eps: float, norm_topk_prob: bool,
+                     dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
+    """fp32 logits [batch, n_positions, vocab] at the last ``n_positions`` sampled positions, the model computed
+    in ``dtype`` (bf16 as the checkpoint stores it; float32 for the reference's own rounding noise: every weight
+    is upcast as it is read, so the activations follow)."""
     layout = validate_layout(spec, Layout())
     m = RankModel(spec, layout, rank_coords(0, layout), rms_eps=rms_eps, rope_theta=rope_theta,
                   norm_topk_prob=norm_topk_prob)
@@ -42,19 +45,18 @@ def reference_logits(spec: ModelSpec, checkpoint_dir: str, sequences: list[list[
     tokens = torch.tensor(sequences, dtype=torch.long)
     batch, length = tokens.shape
     with torch.no_grad():
-        for name in _load(m, reader, [embed_tensor(spec)]):
-            pass
+        _load(m, reader, [embed_tensor(spec)], dtype)
         h = embed(m, tokens, None).clone()
         m.weights.clear()
         kvh = spec.num_kv_heads
-        m.kv = [(torch.zeros(batch, kvh, length, spec.head_dim, dtype=torch.bfloat16),
-                 torch.zeros(batch, kvh, length, spec.head_dim, dtype=torch.bfloat16))]
+        m.kv = [(torch.zeros(batch, kvh, length, spec.head_dim, dtype=dtype),
+                 torch.zeros(batch, kvh, length, spec.head_dim, dtype=dtype))]
         cos, sin = rotary(torch.arange(0, length), spec.head_dim, rope_theta, h.dtype)
         for layer in range(spec.num_layers):
-            _load(m, reader, layer_tensors(spec, layer))
+            _load(m, reader, layer_tensors(spec, layer), dtype)
             h = layer_forward(m, layer, 0, h, 0, cos, sin, Groups())
             m.weights.clear()
-        _load(m, reader, [final_norm_tensor(spec), lm_head_tensor(spec)])  # a tied lm_head reads the embedding
+        _load(m, reader, [final_norm_tensor(spec), lm_head_tensor(spec)], dtype)  # a tied lm_head reads the embedding
         # The sampled positions: the prompt's last token, then each generated token but the last.
         out = torch.stack([logits(m, h[:, length - n_positions + i], None) for i in range(n_positions)], dim=1)
     reader.close()
@@ -70,17 +72,24 @@ def check_logits(spec, ckpt, prompt, forward_out, req) -> dict:
         return {"ok": False, "error": "no rank returned logits"}
     generated = forward_out[leaders[0]]["generated"]
     sequences = [prompt[b] + [generated[s][b] for s in range(req.decode_steps)] for b in range(req.batch)]
-    fp32_reference = None
     if spec.linear is not None:  # hybrids: transformers' own unsharded model (shardsim's has no Gated-DeltaNet)
         from shardsim.launch.backends.hf_reference import hf_reference_logits
 
-        ref = hf_reference_logits(str(ckpt.path), sequences, req.decode_steps + 1)
-
-        def fp32_reference():
-            return hf_reference_logits(str(ckpt.path), sequences, req.decode_steps + 1, dtype=torch.float32)
+        def reference(dtype):
+            return hf_reference_logits(str(ckpt.path), sequences, req.decode_steps + 1, dtype=dtype)
     else:
-        ref = reference_logits(spec, str(ckpt.path), sequences, req.decode_steps + 1, ckpt.rope_theta,
-                               ckpt.rms_eps, ckpt.norm_topk_prob)
+        def reference(dtype):
+            return reference_logits(spec, str(ckpt.path), sequences, req.decode_steps + 1, ckpt.rope_theta,
+                                    ckpt.rms_eps, ckpt.norm_topk_prob, dtype=dtype)
+    ref = reference(torch.bfloat16)
+    fp32_cache: list = []
+
+    def fp32_reference():
+        """The fp32 reference, computed once and only when asked (it costs a second pass)."""
+        if not fp32_cache:
+            fp32_cache.append(reference(torch.float32))
+        return fp32_cache[0]
+
     # NaN compares as neither larger nor smaller, so max() and argmax would let it pass: any non-finite logit,
     # on either side, fails the run.
     if not bool(torch.isfinite(ref).all()):
@@ -90,7 +99,7 @@ def check_logits(spec, ckpt, prompt, forward_out, req) -> dict:
         if not bool(torch.isfinite(forward_out[r]["logits"]).all()):
             return {"ok": False, "error": f"rank {r}'s logits are not finite (NaN or inf)"}
     worst_l2, worst_abs, worst_median = 0.0, 0.0, 0.0
-    argmax_agree, compared, skipped = True, 0, 0
+    argmax_agree, compared, skipped, settled = True, 0, 0, 0
     for r in leaders:
         got = forward_out[r]["logits"]
         diff = got - ref
@@ -101,10 +110,15 @@ def check_logits(spec, ckpt, prompt, forward_out, req) -> dict:
         worst_abs = max(worst_abs, diff.abs().max().item() / max(ref.abs().max().item(), 1e-6))
         decided = decided_positions(got, ref)
         compared, skipped = compared + int(decided.sum()), skipped + int((~decided).sum())
-        argmax_agree &= bool((got.argmax(-1) == ref.argmax(-1))[decided].all())
+        differs = decided & (got.argmax(-1) != ref.argmax(-1))
+        if bool(differs.any()) and fp32_room(ckpt.path) is None:
+            within = within_reference_noise(got, ref, fp32_reference()) & differs
+            settled += int(within.sum())
+            differs &= ~within
+        argmax_agree &= not bool(differs.any())
     tolerance, tolerance_any, noise = LOGITS_TOLERANCE, LOGITS_TOLERANCE_ANY_POSITION, None
     within = worst_median <= tolerance and worst_l2 <= tolerance_any
-    if not within and argmax_agree and fp32_reference is not None:
+    if not within and argmax_agree and spec.linear is not None:
         noise = fp32_room(ckpt.path) or reference_noise(ref, fp32_reference())
         if "median_rel_l2" in noise:
             tolerance, tolerance_any = noise_tolerances(noise)
@@ -115,7 +129,28 @@ def check_logits(spec, ckpt, prompt, forward_out, req) -> dict:
             "max_abs_error_rel_to_max": worst_abs, "tolerance": tolerance,
             "rel_l2_by_position": per_position_worst,
             "argmax_agrees": argmax_agree, "argmax_positions_compared": compared,
-            "argmax_positions_within_noise": skipped, "compared_ranks": leaders, "positions": req.decode_steps + 1}
+            "argmax_positions_within_noise": skipped, "argmax_positions_settled_by_fp32": settled,
+            "compared_ranks": leaders, "positions": req.decode_steps + 1}
+
+
+def within_reference_noise(got: torch.Tensor, ref: torch.Tensor, ref_fp32: torch.Tensor) -> torch.Tensor:
+    """[batch, positions] mask: where the sharded run's argmax ``g`` differs from the bf16 reference's ``r``, is
+    the choice between them within the bf16 reference's own error? True where the fp32 reference's gap
+    ref32[r] − ref32[g] is no larger than what the bf16 reference moved those two logits off fp32,
+    |ref[r] − ref32[r]| + |ref[g] − ref32[g]| (so it is true where fp32 prefers ``g``, the sharded run's pick).
+
+    Why it is needed: in an MoE a rounding-level difference in a router's logits can flip a near-tie top-k expert
+    choice at one token of one layer; the token's hidden state then moves by far more than a final bf16 rounding,
+    so ``decided_positions`` can count a position as decided that bf16 itself does not decide (seen: 30b-a3b cut to
+    2 layers, TP 2 × EP 2, transformers backend, on a CPU whose bf16 GEMMs lack AVX-512: 2 positions). The fp32
+    computation of the same model is the independent arbiter; a wrong shard moves logits by far more than the
+    reference's own noise and still fails here, and the rel-L2 bounds are unchanged."""
+    g = got.argmax(-1, keepdim=True)
+    r = ref.argmax(-1, keepdim=True)
+    gap32 = (ref_fp32.gather(-1, r) - ref_fp32.gather(-1, g)).squeeze(-1)
+    own = ((ref.gather(-1, r) - ref_fp32.gather(-1, r)).abs()
+           + (ref.gather(-1, g) - ref_fp32.gather(-1, g)).abs()).squeeze(-1)
+    return gap32 <= own
 
 
 def reference_noise(ref: torch.Tensor, ref_fp32: torch.Tensor) -> dict:

@@ -41,7 +41,9 @@ def render_validation(record: dict, console) -> None:
                           f"{100 * lg['median_rel_l2_error']:.2f} % (≤ {100 * lg['tolerance']:.0f} %), worst "
                           f"{100 * lg['max_rel_l2_error']:.2f} % (≤ {100 * lg['tolerance_any_position']:.0f} %) · "
                           f"argmax {'agrees' if lg['argmax_agrees'] else 'differs'} at {lg['argmax_positions_compared']} "
-                          f"decided positions ({lg['argmax_positions_within_noise']} within bf16 noise) · "
+                          f"decided positions ({lg['argmax_positions_within_noise']} within bf16 noise"
+                          + (f"; {lg['argmax_positions_settled_by_fp32']} flip within the reference's own distance "
+                             "from fp32" if lg.get("argmax_positions_settled_by_fp32") else "") + ") · "
                           + ("[green]ok[/]" if lg["ok"] else "[red]MISMATCH[/]"))
             noise = lg.get("reference_bf16_noise") or {}
             if noise.get("error"):

@@ -57,3 +57,29 @@ def test_the_widening_stops_at_its_cap_and_at_non_finite_references():
     exact = torch.ones(1, 2, 4)
     exact[0, 1, 0] = float("inf")
     assert "error" in reference_noise(torch.ones(1, 2, 4), exact)
+
+
+def test_a_decided_flip_is_settled_only_by_the_fp32_references_own_noise():
+    from shardsim.launch.serve.reference import within_reference_noise
+
+    # position 0: fp32 has token 1 ahead of token 0 by 0.02; the bf16 reference moved token 0 up by 0.3 and token 1
+    # down by 0.3 (its own error 0.6 ≥ the fp32 gap), ranking 0 first by 0.58: the sharded run's pick (token 1)
+    # is within the reference's own noise — here fp32 even agrees with it.
+    # position 1: fp32 has token 0 ahead by 0.5; the bf16 reference is off by 0.05 per logit (0.1 < 0.5), so the
+    # sharded run's pick (token 1) is a real disagreement.
+    ref32 = torch.zeros(1, 2, 4)
+    ref32[0, 0, 0], ref32[0, 0, 1] = 5.0, 5.02
+    ref32[0, 1, 0], ref32[0, 1, 1] = 5.0, 4.5
+    ref = ref32.clone()
+    ref[0, 0, 0], ref[0, 0, 1] = 5.3, 4.72
+    ref[0, 1, 0], ref[0, 1, 1] = 5.05, 4.45
+    got = ref.clone()
+    got[0, 0, 1], got[0, 1, 1] = 6.0, 6.0
+    assert (got.argmax(-1) != ref.argmax(-1)).all()
+    assert within_reference_noise(got, ref, ref32).tolist() == [[True, False]]
+    # position 0 again, fp32 now has token 0 ahead by 0.59: within when the reference moved the pair by 0.6, not by 0.4
+    ref32[0, 0, 1] = 5.0 - 0.59
+    ref[0, 0, 0], ref[0, 0, 1] = 5.3, 4.41 - 0.3     # own error 0.6 against a gap of 0.59: still within
+    assert within_reference_noise(got, ref, ref32)[0, 0]
+    ref[0, 0, 0], ref[0, 0, 1] = 5.2, 4.41 - 0.2     # own error 0.4 < 0.59: a real disagreement
+    assert not within_reference_noise(got, ref, ref32)[0, 0]
