@@ -102,7 +102,16 @@ def blame_timeout(phase: str, ranks: list[int], req: ValidateRequest, state: Run
         elif stopped:
             state.failed[r] = f"no answer in phase '{phase}': waiting on stopped rank {stopped[0]}"
         else:
-            state.failed[r] = f"no answer within the {req.phase_timeout_s:.0f} s timeout of phase '{phase}'{meets}"
+            state.failed[r] = f"no answer within the {req.phase_timeout_s:.0f} s timeout of phase '{phase}'{meets}" \
+                + slow_cpu_hint(phase, req)
+
+
+def slow_cpu_hint(phase: str, req: ValidateRequest) -> str:
+    """Why a CPU run's compute phase may outlast the timeout, where this host is the kind that explains it."""
+    if req.device != "cpu" or phase not in ("train", "forward") or not placement.slow_bf16_cpu():
+        return ""
+    return ("; this CPU has no AVX-512 (torch's bf16 matrix multiply runs a scalar kernel, about 100× slower than "
+            "fp32): raise --timeout, or run fewer tokens (--seq-len, --context) or --layers")
 
 
 def run_phases(calls: dict, actors: dict, req: ValidateRequest, state: RunState, progress: Progress,
