@@ -22,7 +22,9 @@ def speed_calibration_lines(results, summary, targets: dict) -> list[str]:
         out.append(f"{r.id} · {r.split}: {cells}")
     out += ["", "errors |predicted − measured| / measured: median, p90, worst (row)"]
     for s in summary:
-        out.append(f"{s['split']} · {s['engine']} · {'all GPUs' if s['gpu'] == '*' else s['gpu']} · {s['rows']} rows")
+        publishers = f" ({', '.join(s['publishers'])})" if s.get("publishers") else ""
+        out.append(f"{s['split']} · {s['engine']} · {'all GPUs' if s['gpu'] == '*' else s['gpu']} · {s['rows']} rows"
+                   f"{publishers}")
         for metric, name in NAMES.items():
             e = s[metric]
             if e is None:

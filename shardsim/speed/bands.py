@@ -14,12 +14,12 @@ HELD_OUT: dict[str, dict[str, dict]] = {
     'sglang': {
         'ttft': {'band': 0.697, 'rows': 8, 'how': 'p90', 'row': 'gpustack-q3-8b-h100-e'},
         'tpot': {'band': 0.693, 'rows': 7, 'how': 'p90', 'row': 'gpustack-q3-14b-a100-b'},
-        'throughput': {'band': 0.69, 'rows': 11, 'how': 'p90', 'row': 'sglcookbook-q3next-b200-b'},
+        'throughput': {'band': 0.47, 'rows': 23, 'how': 'p90', 'row': 'sglcookbook-q3next-b200-b'},
     },
     'vllm': {
-        'ttft': {'band': 0.702, 'rows': 38, 'how': 'p90', 'row': 'tt-issue-394-q3-4b-4090-4096-128'},
-        'tpot': {'band': 0.481, 'rows': 27, 'how': 'p90', 'row': 'vllm-recipes-q3next-b200-tp4-c256'},
-        'throughput': {'band': 0.446, 'rows': 36, 'how': 'p90', 'row': 'gpustack-q3-235b-a100-c'},
+        'ttft': {'band': 0.708, 'rows': 40, 'how': 'p90', 'row': 'tt-issue-394-q3-4b-4090-4096-128'},
+        'tpot': {'band': 0.58, 'rows': 29, 'how': 'p90', 'row': 'kvcached-h100-qwen3-0.6b-rateinf-vanilla'},
+        'throughput': {'band': 0.491, 'rows': 38, 'how': 'p90', 'row': 'gpustack-q3-235b-a100-c'},
     },
 }
 """engine → figure (``ttft``, ``tpot``, ``throughput``) → {"band": relative error, "rows": n, "how": "p90" or

@@ -89,9 +89,28 @@ class RowResult:
     label: str
     figures: list[Figure] = field(default_factory=list)
     error: str | None = None
+    publisher: str = ""
 
     def figure(self, metric: str) -> Figure | None:
         return next((f for f in self.figures if f.metric == metric), None)
+
+
+NEW_PUBLISHER = "held_out_new_publisher"
+"""The summary's group of held-out rows whose publisher has no fitted row (``publisher_of``): a leave-publisher-out
+test — no value was fitted to that publisher's harness, client or setup."""
+
+
+def publisher_of(source: str) -> str:
+    """Who published a row: the GitHub owner of ``owner/repo@commit:path`` or of a github.com address, else the web
+    address's host (``www.`` dropped); lower case."""
+    text = source.strip()
+    github = re.match(r"(?:https?://)?(?:www\.)?github\.com/([A-Za-z0-9_.-]+)", text)
+    if github:
+        return github.group(1).lower()
+    if re.match(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+@", text):
+        return text.split("/", 1)[0].lower()
+    host = re.match(r"https?://(?:www\.)?([^/]+)", text)
+    return host.group(1).lower() if host else text.lower()
 
 
 def read_rows(path: str | Path) -> list[ServingRow]:
@@ -258,7 +277,7 @@ def calibrate_row(row: ServingRow) -> RowResult:
     from shardsim.speed.estimate import estimate
 
     label = f"{row.model.split('/')[-1]} · {row.engine} {row.release or ''} · {row.gpu} · TP{row.tp or 1}"
-    result = RowResult(row.id, row.split, row.engine.lower(), row.gpu, label)
+    result = RowResult(row.id, row.split, row.engine.lower(), row.gpu, label, publisher=publisher_of(row.source))
     try:
         result.gpu = row_gpu(row.gpu)
         result.figures = score(row, estimate(speed_request_of(row), arithmetic=False))
@@ -293,7 +312,8 @@ def percentile(sorted_values: list[float], q: float) -> float:
 
 
 def summary(results: list[RowResult]) -> list[dict]:
-    """Per split, engine and GPU (and per split and engine, GPU "*"), per metric: ``errors_summary``."""
+    """Per split, engine and GPU (and per split and engine, GPU "*"), per metric: ``errors_summary``; then, per
+    engine over all GPUs, the held-out rows of publishers with no fitted row (split ``NEW_PUBLISHER``)."""
     ok = [r for r in results if r.error is None]
     keys = sorted({(r.split, r.engine, r.gpu) for r in ok} | {(r.split, r.engine, "*") for r in ok})
     out = []
@@ -301,6 +321,13 @@ def summary(results: list[RowResult]) -> list[dict]:
         group = [r for r in ok if r.split == split and r.engine == engine and gpu in ("*", r.gpu)]
         out.append({"split": split, "engine": engine, "gpu": gpu, "rows": len(group),
                     **{m: errors_summary(group, m) for m in METRICS}})
+    fitted_publishers = {r.publisher for r in results if r.split == "fitted"}
+    for engine in sorted({r.engine for r in ok}):
+        group = [r for r in ok if r.engine == engine and r.split == "held_out" and r.publisher not in fitted_publishers]
+        if group:
+            out.append({"split": NEW_PUBLISHER, "engine": engine, "gpu": "*", "rows": len(group),
+                        "publishers": sorted({r.publisher for r in group}),
+                        **{m: errors_summary(group, m) for m in METRICS}})
     return out
 
 
