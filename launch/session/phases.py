@@ -108,7 +108,7 @@ def blame_timeout(phase: str, ranks: list[int], req: ValidateRequest, state: Run
 
 def slow_cpu_hint(phase: str, req: ValidateRequest) -> str:
     """Why a CPU run's compute phase may outlast the timeout, where this host is the kind that explains it."""
-    if req.device != "cpu" or phase not in ("train", "forward") or not placement.slow_bf16_cpu():
+    if phase not in ("train", "forward") or req.device != "cpu" or not placement.slow_bf16_cpu():
         return ""
     return ("; this CPU has no AVX-512 (torch's bf16 matrix multiply runs a scalar kernel, about 100× slower than "
             "fp32): raise --timeout, or run fewer tokens (--seq-len, --context) or --layers")
