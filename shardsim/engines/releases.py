@@ -9,6 +9,7 @@ warning that its rules were read at an older release; a release older than the o
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, replace
 
@@ -298,6 +299,12 @@ class Resolved:
 
 def resolve(engine: str, version: str | None) -> Resolved:
     """The rules of ``engine`` (vllm, sglang or transformers) at ``version`` (None: the newest release)."""
+    return _resolve(engine, version if version is None else str(version))
+
+
+@functools.lru_cache(maxsize=512)
+def _resolve(engine: str, version: str | None) -> Resolved:
+    """``resolve``, pure, so kept per (engine, version): a review resolves the same release for every layout."""
     table = RELEASE_TABLES[engine].rows
     text = version if version is not None else NEWEST_RELEASE[engine]
     asked = parse_version(text, engine)

@@ -204,24 +204,21 @@ def predict_vllm(spec: ModelSpec, layout: Layout, capacity_bytes: int, gpu_name:
                        weight_model(spec, dtype, vllm_quant(quant)).moe_prefix,
                        prof.ranks_non_torch_bytes(knobs.version, rules, layout, fabric))
     alike = _shared_profiles(profile)
+    sized: dict[tuple, tuple] = {}  # ranks of one profile and the same layers size their cache alike
     for held in rank_weights(spec, layout, dtype, vllm_quant(quant)):
         t = _rank_terms(profile, held, alike)
         terms.append(t)
-        graphs = t.graphs.capture_bytes if t.graphs else 0
-        subtracted = t.graphs.estimate_bytes if t.graphs and t.graphs.subtracted else 0
-        available = requested - t.loading - t.activation - t.non_torch - subtracted
-        if knobs.kv_cache_memory_bytes is not None:
-            available = knobs.kv_cache_memory_bytes
-        blocks = max(0, available) // page_per_layer // held.layers
-        cache_bytes, tokens = blocks * page_per_layer * held.layers, blocks * knobs.block_size
-        if hybrid:  # one pool of K/V and state pages (engines/vllm_hybrid.py); tokens are set below
-            pools.append(vllm_hybrid.rank_pool(spec, held.first_layer, held.last_layer, available, hybrid))
-            cache_bytes = pools[-1].num_blocks * hybrid.page_bytes * pools[-1].group_size
+        key = (id(t), held.first_layer, held.last_layer)  # t is kept in ``alike`` for the whole loop
+        hit = sized.get(key)
+        if hit is None:
+            hit = sized[key] = _rank_cache(t, held, requested, page_per_layer, knobs, spec, hybrid, context)
+        graphs, available, cache_bytes, tokens, used, pool = hit
+        if pool is not None:  # one pool of K/V and state pages (engines/vllm_hybrid.py); tokens are set below
+            pools.append(pool)
         ranks.append(EngineRankReport(
             rank=held.rank, layers=held.layers, model_loading_bytes=t.loading, activation_peak_bytes=t.activation,
             non_torch_bytes=t.non_torch, cuda_graph_bytes=graphs, available_kv_cache_bytes=available,
-            kv_cache_bytes=cache_bytes, kv_cache_tokens=tokens,
-            used_bytes=context + t.loading + t.activation + t.non_torch + cache_bytes + graphs,
+            kv_cache_bytes=cache_bytes, kv_cache_tokens=tokens, used_bytes=used,
         ))
         refusal = refusal or loading_refusal(held.rank, t.loading, capacity_bytes - CUDA_CONTEXT_BYTES)
         if t.graphs and (not t.graphs.subtracted or knobs.kv_cache_memory_bytes is not None):  # after the KV cache
@@ -249,6 +246,25 @@ def predict_vllm(spec: ModelSpec, layout: Layout, capacity_bytes: int, gpu_name:
         notes=_notes(release, profile, terms, ranks) + list(cache.notes)
         + ([profile.encoder.describe()] if profile.encoder else []), **cache.fields,
     )
+
+
+def _rank_cache(t: _RankTerms, held, requested: int, page_per_layer: int, knobs: VllmKnobs, spec: ModelSpec,
+                hybrid, context: int) -> tuple:
+    """(CUDA-graph bytes, available KV bytes, KV cache bytes, tokens, used bytes, hybrid pool or None) of one rank:
+    what the requested budget leaves after its profile (the graphs' estimate too where the release subtracts it),
+    in whole pages of its layers; a hybrid's pool instead (``vllm_hybrid.rank_pool``)."""
+    graphs = t.graphs.capture_bytes if t.graphs else 0
+    subtracted = t.graphs.estimate_bytes if t.graphs and t.graphs.subtracted else 0
+    available = requested - t.loading - t.activation - t.non_torch - subtracted
+    if knobs.kv_cache_memory_bytes is not None:
+        available = knobs.kv_cache_memory_bytes
+    blocks = max(0, available) // page_per_layer // held.layers
+    cache_bytes, tokens, pool = blocks * page_per_layer * held.layers, blocks * knobs.block_size, None
+    if hybrid:
+        pool = vllm_hybrid.rank_pool(spec, held.first_layer, held.last_layer, available, hybrid)
+        cache_bytes = pool.num_blocks * hybrid.page_bytes * pool.group_size
+    used = context + t.loading + t.activation + t.non_torch + cache_bytes + graphs
+    return graphs, available, cache_bytes, tokens, used, pool
 
 
 SHARED_PROFILES = 4096

@@ -197,11 +197,33 @@ def speed_request_of(row: ServingRow):
                         topology.fabric_of(cluster), cluster)
     knobs = {"engine_version": _release(row.release or row.release_by_date)}
     if engine == "vllm":  # the server started, so its max_model_len fit: as the notes give it, else the row's length
-        stated = re.search(r"max-model-len[= ]([0-9]{1,9})", str(getattr(row, "notes", "") or ""))
-        knobs["max_model_len"] = int(stated.group(1)) if stated else inp + out
+        knobs |= {"max_model_len": inp + out} | vllm_server_flags(str(getattr(row, "notes", "") or ""))
     if str(row.kv_cache_dtype or "").lower().startswith("fp8"):
         knobs["kv_cache_dtype"] = "fp8" if engine == "vllm" else "fp8_e4m3"
     return SpeedRequest(ServeRequest(spec, layout, workload, hardware, choose(engine, knobs)), load)
+
+
+VLLM_SERVER_FLAGS = (
+    # (the ``vllm serve`` flag as a row's notes quote it, the knob it sets, how its value reads); argparse takes a
+    # flag's unambiguous prefix (``allow_abbrev``), so ``--max-num-seq 30`` is ``--max-num-seqs 30``
+    (r"--max-model-len[= ]([0-9]{1,9})\b", "max_model_len", int),
+    (r"--max-num-seqs?[= ]([0-9]{1,7})\b", "max_num_seqs", int),
+    (r"--max-num-batched-tokens[= ]([0-9]{1,9})\b", "max_num_batched_tokens", int),
+    (r"--gpu-memory-utilization[= ]([0-9]*\.?[0-9]+)\b", "gpu_memory_utilization", float),
+    (r"--enforce-eager\b()", "enforce_eager", lambda _: True),
+)
+"""The server flags a row's notes state that the speed model reads: the step budget, the running cap, the KV
+cache's share of memory and CUDA graphs off all change the step times and the running requests."""
+
+
+def vllm_server_flags(notes: str) -> dict:
+    """The vLLM knobs the ``vllm serve`` flags quoted in ``notes`` set (``VLLM_SERVER_FLAGS``)."""
+    out = {}
+    for pattern, knob, read in VLLM_SERVER_FLAGS:
+        stated = re.search(pattern, notes)
+        if stated:
+            out[knob] = read(stated.group(1))
+    return out
 
 
 FIXED_LENGTHS = ("random", "synthetic-fixed")

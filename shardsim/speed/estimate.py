@@ -10,6 +10,7 @@ state, ``batch`` and ``simulate`` a run sent at once.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field, replace
 
@@ -182,14 +183,19 @@ def _vllm_full_graph_max(knobs: dict) -> int:
     run FULL graphs of the capture sizes up to max_num_seqs (``engines.vllm_profile.full_decode_sizes``), padded up
     to the next; larger batches, and steps carrying prompt tokens, run PIECEWISE graphs with attention between them.
     0: no FULL graphs (PIECEWISE releases, V0, --enforce-eager)."""
+    if knobs.get("enforce_eager") or knobs.get("version") == "v0":
+        return 0
+    return _full_graph_max(knobs.get("engine_version"), knobs["max_num_seqs"], knobs["max_num_batched_tokens"])
+
+
+@functools.lru_cache(maxsize=256)
+def _full_graph_max(engine_version: str | None, max_num_seqs: int, max_num_batched_tokens: int) -> int:
+    """``_vllm_full_graph_max`` of a release and its scheduler knobs (a review asks for the same few again)."""
     from shardsim.engines import vllm_profile
     from shardsim.engines.releases import resolve
 
-    if knobs.get("enforce_eager") or knobs.get("version") == "v0":
-        return 0
-    rules = resolve("vllm", knobs.get("engine_version")).rules
-    return max(vllm_profile.full_decode_sizes(rules, knobs["max_num_seqs"], knobs["max_num_batched_tokens"]),
-               default=0)
+    rules = resolve("vllm", engine_version).rules
+    return max(vllm_profile.full_decode_sizes(rules, max_num_seqs, max_num_batched_tokens), default=0)
 
 
 def _vllm_pool(rep, knobs) -> simulate.Pool:

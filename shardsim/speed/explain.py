@@ -29,7 +29,7 @@ def _step(pipe, shape: StepShape) -> dict:
     return {"shape": {"decode": shape.decode, "decode_keys": shape.decode_keys, "prefill": shape.prefill,
                       "prefill_keys": shape.prefill_keys, "sampled": shape.sequences},
             "micro_batches": m, "stages": stages, "pipeline_s": max(sum(times), m * max(times)),
-            "overhead_s": pipe.eff.step_overhead_s + shape.sequences * pipe.eff.seq_overhead_s, "seconds": pipe(shape)}
+            "overhead_s": pipe.host_seconds(shape), "seconds": pipe(shape)}
 
 
 def breakdown(pipe, steady) -> dict:

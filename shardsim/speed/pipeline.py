@@ -23,16 +23,16 @@ from shardsim.speed.memo import Memo
 from shardsim.units import DTYPE_BYTES
 
 
-def _stage_links(serve, pp_rank: int) -> comm.StageLinks:
+def _stage_links(serve, pp_rank: int, memo: Memo) -> comm.StageLinks:
+    """The links of stage ``pp_rank``'s tp rank 0 of replica 0: its TP and EP groups and the hop to the next stage."""
     lay, cluster = serve.layout, serve.hardware.cluster
     first = rank_of(lay, 0, 0, pp_rank)
     groups = rank_groups(first, lay)
     fabric = serve.hardware.fabric.intra
     nxt = None
     if groups.pp_next is not None:
-        nxt = comm.link_of(cluster, (first, groups.pp_next), fabric)
-    return comm.StageLinks(comm.link_of(cluster, tuple(groups.tp), fabric), comm.link_of(cluster, tuple(groups.ep),
-                           fabric), nxt)
+        nxt = memo.link(cluster, (first, groups.pp_next), fabric)
+    return comm.StageLinks(memo.link(cluster, groups.tp, fabric), memo.link(cluster, groups.ep, fabric), nxt)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,10 +78,18 @@ class Pipeline:
             return 0.0
         return stage.layers * self.eff.layer_overhead_s + stage.moe_layers * self.eff.moe_layer_overhead_s
 
-    def __call__(self, shape: work.StepShape) -> float:
+    def gpu_seconds(self, shape: work.StepShape) -> float:
+        """The stages' share of a step: max(Σ stage times, m × the slowest stage) (module docstring)."""
         times = self.stage_seconds(shape)
-        m = self.micro_batches(shape)
-        return max(sum(times), m * max(times)) + self.eff.step_overhead_s + shape.sequences * self.eff.seq_overhead_s
+        return max(sum(times), self.micro_batches(shape) * max(times))
+
+    def host_seconds(self, shape: work.StepShape) -> float:
+        """The host's share of a step: the fitted per-step overhead and the per-sequence one of each sampled
+        sequence."""
+        return self.eff.step_overhead_s + shape.sequences * self.eff.seq_overhead_s
+
+    def __call__(self, shape: work.StepShape) -> float:
+        return self.gpu_seconds(shape) + self.host_seconds(shape)
 
 
 def pipeline_of(serve, kv_dtype_bytes: int, engine: str | None,
@@ -97,10 +105,14 @@ def pipeline_of(serve, kv_dtype_bytes: int, engine: str | None,
     quant = serve.quant
     ssm = DTYPE_BYTES.get(serve.workload.state_dtype or spec.state_dtype or serve.workload.dtype, 2)
     stages = memo.layout_stages(spec, lay, serve.workload.dtype, quant, kv_dtype_bytes, ssm)
-    links = tuple(_stage_links(serve, p) for p in range(lay.pp))
+    links = tuple(_stage_links(serve, p, memo) for p in range(lay.pp))
     peaks = roofline.gpu_peaks(serve.hardware.cluster.gpu, serve.workload.dtype, quant.method)
     fit = speed_fit(engine)
-    return Pipeline(stages, links, lay, spec.vocab_size, peaks, fit.efficiency(), same_cost(stages, links)), fit.rows
+    key = (id(stages), links)  # kept while the stages are (``Memo.layout_stages``), which the entry holds
+    alike = memo.alike.get(key)
+    if alike is None or alike[0] is not stages:
+        alike = memo.alike[key] = (stages, same_cost(stages, links))
+    return Pipeline(stages, links, lay, spec.vocab_size, peaks, fit.efficiency(), alike[1]), fit.rows
 
 
 def same_cost(stages: tuple, links: tuple) -> tuple[int, ...]:

@@ -182,9 +182,16 @@ def _layer_class_tally(spec: ModelSpec, wm, cls: int, shard: Shard, dtype: str, 
 def stage_place(layout: Layout, pp_rank: int) -> tuple:
     """All ``stage_work`` takes from the layout: the stage's layers, whether it is the first or the last, the shard
     of its tp rank 0 (ep rank 0) and the tp degree. Stages equal in these cost the same whatever the layout."""
-    first, last = stage_ranges(layout)[pp_rank]
-    shard = shard_of(rank_coords(rank_of(layout, 0, 0, pp_rank), layout), layout)
-    return first, last, pp_rank == 0, pp_rank == layout.pp - 1, shard, layout.tp
+    return stage_places(layout)[pp_rank]
+
+
+def stage_places(layout: Layout) -> tuple[tuple, ...]:
+    """``stage_place`` of every stage, in one pass over the stage split."""
+    last_stage = layout.pp - 1
+    # every stage's tp rank 0 of replica 0 has tp, ep and etp rank 0: one shard for all of them
+    shard = shard_of(rank_coords(rank_of(layout, 0, 0, 0), layout), layout)
+    return tuple((first, last, p == 0, p == last_stage, shard, layout.tp)
+                 for p, (first, last) in enumerate(stage_ranges(layout)))
 
 
 def stage_work(spec: ModelSpec, layout: Layout, dtype: str, quant: QuantConfig, kv_dtype_bytes: int,
@@ -210,9 +217,8 @@ def placed_stage_work(spec: ModelSpec, place: tuple, dtype: str, quant: QuantCon
         if t.part == Part.FINAL_NORM:  # the embedding is gathered by rows, lm_head below, the vision tower idle
             tally.add(t, tp_only, spec, dtype, quant, 1)
     layers = range(first, last + 1)
-    moe = sum(spec.is_moe_layer(i) for i in layers)
-    attention = sum(spec.layer_kind(i) == FULL_ATTENTION for i in layers)
-    linear = sum(spec.layer_kind(i) == LINEAR_ATTENTION for i in layers)
+    counts = _layer_prefix(spec, wm)
+    moe, attention, linear = (counts[last + 1][i] - counts[first][i] for i in range(3))
     vocab_local = len(vocab_range(spec.vocab_size, tp, 0)) if is_last else 0
     lm_head = stored_tensors(lm_head_tensor(spec), tp_only, spec, dtype, quant) if is_last else []
     return StageWork(
@@ -231,6 +237,21 @@ def placed_stage_work(spec: ModelSpec, place: tuple, dtype: str, quant: QuantCon
         embed_bytes_per_token=spec.hidden_size * ACTIVATION_BYTES if is_first else 0,
         hidden_size=spec.hidden_size,
     )
+
+
+def _layer_prefix(spec: ModelSpec, wm) -> list[tuple[int, int, int]]:
+    """(MoE, full-attention, linear-attention) layers among the first n, for n = 0 … num_layers: any range's counts
+    are a difference (kept on the weight model, like ``_layer_class_tally``)."""
+    key = ("speed.work", "layer_prefix")
+    out = wm.cache.get(key)
+    if out is None:
+        out = wm.cache[key] = [(0, 0, 0)]
+        for i in range(spec.num_layers):
+            moe, attention, linear = out[-1]
+            kind = spec.layer_kind(i)
+            out.append((moe + spec.is_moe_layer(i), attention + (kind == FULL_ATTENTION),
+                        linear + (kind == LINEAR_ATTENTION)))
+    return out
 
 
 def _recurrent_flops(spec: ModelSpec, tp: int) -> int:

@@ -68,3 +68,27 @@ def test_a_row_that_names_no_release_runs_at_the_release_of_its_date():
     assert dated.release is None and dated.release_by_date == "0.9.1"
     assert calibration.speed_request_of(dated).serve.engine.given()["engine_version"] == "0.9.1"
     assert calibration.speed_request_of(named).serve.engine.given()["engine_version"] == "0.11.0"
+
+
+def test_server_flags_quoted_in_a_rows_notes_set_its_knobs():
+    """A row's ``vllm serve`` flags are the server it measured: the abbreviated ``--max-num-seq 30`` is argparse's
+    prefix of --max-num-seqs; a flag inside a longer word is not one."""
+    notes = ("vllm serve --gpu-memory-utilization 0.95 --max-model-len 16384 --enforce-eager --max-num-seq 30; "
+             "--max-num-batched-tokens 16384.")
+    assert calibration.vllm_server_flags(notes) == {
+        "max_model_len": 16384, "max_num_seqs": 30, "max_num_batched_tokens": 16384, "gpu_memory_utilization": 0.95,
+        "enforce_eager": True}
+    assert calibration.vllm_server_flags("--enforce-eagerly --max-num-seqsx 4") == {}
+
+
+@pytest.mark.skipif(not DATABASE.exists(), reason="the serving benchmarks database is not written yet")
+def test_an_eager_row_is_modelled_eager_with_its_memory_share():
+    """vllm-issue-20469-a ran ``--enforce-eager --gpu-memory-utilization 0.95 --max-num-seq 30``: its request
+    carries those knobs, so its decode steps replay no CUDA graph and its KV cache is 95 % of the card's share."""
+    from shardsim.speed.estimate import prepare
+
+    row = {r.id: r for r in calibration.read_rows(DATABASE)}["vllm-issue-20469-a"]
+    given = calibration.speed_request_of(row).serve.engine.given()
+    assert given["enforce_eager"] is True and given["gpu_memory_utilization"] == 0.95 and given["max_num_seqs"] == 30
+    sched, pipe, _ = prepare(calibration.speed_request_of(row))
+    assert sched.max_seqs == 30 and pipe.graph_decode_max == 0
