@@ -25,10 +25,26 @@ from shardsim.hardware.topology import fabric_of
 from shardsim.units import gib_text
 
 
-class PlannerEval:
+class _Memos:
+    """What an evaluator keeps while scoring (``MEMOS``: its caches) is left out when it is pickled — a review's
+    worker sends its evaluators back (``capacity.fanout``) only to finish the shown options, which needs none of it."""
+
+    MEMOS: tuple[str, ...] = ()
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k not in self.MEMOS}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        for name in self.MEMOS:
+            setattr(self, name, {})
+
+
+class PlannerEval(_Memos):
     """Engine none: shardsim's planner, peak rank total at (context, ceil(concurrency / dp))."""
 
     engine = "none"
+    MEMOS = ("planners", "peaks", "fabrics")
 
     def __init__(self, variant: Variant, gpu_memory_utilization: float | None = None,
                  engine_version: str | None = None):
@@ -90,10 +106,11 @@ class VllmNote:
     default_knobs: bool = False  # the report is at vLLM's default scheduler knobs (max_num_seqs not raised)
 
 
-class VllmEval:
+class VllmEval(_Memos):
     """Engine vllm: ``predict_vllm`` per layout (one replica when experts are not spread over DP)."""
 
     engine = "vllm"
+    MEMOS = ("reports", "scores")
 
     def __init__(self, variant: Variant, gpu_memory_utilization: float, engine_version: str | None = None):
         self.variant = variant

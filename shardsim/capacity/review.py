@@ -168,65 +168,83 @@ def variants_for(spec: ModelSpec, context: int, concurrency: int, quants: Iterab
 
 def review(request: ReviewRequest, progress: Callable[[int, int], None] | None = None) -> Review:
     """Score every layout of every cluster for every model variant; rank the fitting ones by cost (the request's
-    ``engine_version``: the vLLM release whose rules the vLLM evaluator applies; None: the newest)."""
+    ``engine_version``: the vLLM release whose rules the vLLM evaluator applies; None: the newest). The models are
+    reviewed side by side on the machine's cores (``fanout``): they share nothing but the request."""
+    from shardsim.capacity.fanout import fan_out
+
     loads, clusters, engine, by = list(request.loads), list(request.clusters), request.engine, request.by
-    gpu_memory_utilization, max_gpus, engine_version = (request.gpu_memory_utilization, request.max_gpus,
-                                                        request.engine_version)
     if engine not in EVALUATORS:
         raise ShardsimError(f"--engine {engine!r} is not known; accepted: {', '.join(EVALUATORS)}")
     if by not in COST_BASES:
         raise ShardsimError(f"--by {by!r} is not known; accepted: {', '.join(COST_BASES)}")
     if not clusters:
         raise ShardsimError("no clusters to review; check --cluster / --catalog")
+    steps, finished = len(loads) * len(clusters), [0]
     layouts_of: dict[tuple, list[Layout]] = {}
-    models, steps, done = [], len(loads) * len(clusters), 0
-    for spec, load in loads:
-        variants = variants_for(spec, load.context, load.concurrency, load.quant, load.kv_dtype)
-        evaluators = {}
+
+    def one_model(index: int) -> ModelReview:
+        spec, load = loads[index]
+        return _review_model(spec, load, request, clusters, layouts_of,
+                             None if len(loads) > 1 or progress is None else (lambda done: progress(done, steps)))
+
+    def model_done(index: int) -> None:
+        finished[0] += 1
+        if progress is not None and len(loads) > 1:
+            progress(finished[0] * len(clusters), steps)
+
+    models = fan_out(one_model, len(loads), model_done)
+    for m in models:  # a worker's result is a copy: its evaluators are keyed anew by their variants' identities
+        m.evaluators = {id(ev.variant): ev for ev in m.evaluators.values()}
+    return Review(engine, by, clusters, models, request.gpu_memory_utilization)
+
+
+def _review_model(spec: ModelSpec, load, request: ReviewRequest, clusters: list[ClusterSpec],
+                  layouts_of: dict, progress: Callable[[int], None] | None) -> ModelReview:
+    """One model's review (``review``); ``progress(clusters done)`` after each cluster."""
+    engine, by, gpu_memory_utilization, max_gpus, engine_version = (
+        request.engine, request.by, request.gpu_memory_utilization, request.max_gpus, request.engine_version)
+    variants = variants_for(spec, load.context, load.concurrency, load.quant, load.kv_dtype)
+    evaluators = {}
+    for v in variants:
+        evaluators[id(v)] = EVALUATORS[engine](v, gpu_memory_utilization, engine_version)
+    seen: dict[tuple, Option] = {}
+    evaluated = 0
+    for done, cluster in enumerate(clusters, 1):
+        world = min(cluster.world_size, max_gpus) if max_gpus else cluster.world_size
+        key = (spec, world, cluster.gpus_per_node)
+        lays = layouts_of.get(key)
+        if lays is None:
+            lays = layouts_of[key] = enumerate_layouts(spec, world, tp_max=cluster.gpus_per_node, limit=MAX_REVIEW_LAYOUTS)
+            # the layouts the engine has (vLLM: expert parallel off, or over all tp × dp ranks)
+            lays = layouts_of[key] = [lay for lay in lays if evaluators[id(variants[0])].runs(lay)]
         for v in variants:
-            evaluators[id(v)] = EVALUATORS[engine](v, gpu_memory_utilization, engine_version)
-        seen: dict[tuple, Option] = {}
-        evaluated = 0
-        for cluster in clusters:
-            world = min(cluster.world_size, max_gpus) if max_gpus else cluster.world_size
-            key = (spec, world, cluster.gpus_per_node)
-            lays = layouts_of.get(key)
-            if lays is None:
-                lays = layouts_of[key] = enumerate_layouts(spec, world, tp_max=cluster.gpus_per_node, limit=MAX_REVIEW_LAYOUTS)
-                # the layouts the engine has (vLLM: expert parallel off, or over all tp × dp ranks)
-                lays = layouts_of[key] = [lay for lay in lays if evaluators[id(variants[0])].runs(lay)]
-            for v in variants:
-                ev = evaluators[id(v)]
-                per_gpu = cluster_cost(cluster, 1, by)
-                for lay in lays:
-                    evaluated += 1
-                    dkey = (id(v), cluster.gpu.name, cluster.gpu.capacity_bytes, per_gpu, lay)
-                    dup = seen.get(dkey)
-                    if dup is not None:
-                        dup.also_on.append(cluster.name)
-                        continue
-                    sc = ev.score(cluster, lay)
-                    cost = None if per_gpu is None else per_gpu * lay.world_size
-                    seen[dkey] = Option(v, cluster, lay, sc.fits, cost, sc.peak_rank, sc.peak_bytes, sc.budget_bytes,
-                                        sc.headroom_bytes, sc.note)
-            done += 1
-            if progress is not None:
-                progress(done, steps)
-        options = list(seen.values())
-        fitting = sorted((o for o in options if o.fits), key=lambda o: (
-            o.cost is None, o.cost or 0.0, -o.headroom_bytes, o.layout.world_size, o.cluster.world_size, o.cluster.name))
-        fitting, held_back = hold_back_tight(fitting, request.min_headroom)
-        if has_speed_load(load):
-            fitting, slow = rank_by_speed(fitting, spec, load, engine, gpu_memory_utilization, engine_version)
-            for o in slow:
-                o.held_back = o.speed.missed if o.speed is not None else f"no speed estimate: {o.held_back}"
-            # (the minimum-headroom ones stay behind the slow ones: they may not even start)
-            held_back = slow + held_back
-        # Memory misses first, smallest deficit first; refusals with memory to spare (e.g. FP8 on an old GPU) last.
-        misses = sorted((o for o in options if not o.fits), key=lambda o: (
-            o.headroom_bytes >= 0, -o.headroom_bytes, o.cost is None, o.cost or 0.0, o.cluster.name))
-        models.append(ModelReview(spec, load.context, load.concurrency, variants, evaluated, fitting, misses, evaluators,
-                                  held_back, has_speed_load(load)))
-    return Review(engine, by, clusters, models, gpu_memory_utilization)
-
-
+            ev = evaluators[id(v)]
+            per_gpu = cluster_cost(cluster, 1, by)
+            for lay in lays:
+                evaluated += 1
+                dkey = (id(v), cluster.gpu.name, cluster.gpu.capacity_bytes, per_gpu, lay)
+                dup = seen.get(dkey)
+                if dup is not None:
+                    dup.also_on.append(cluster.name)
+                    continue
+                sc = ev.score(cluster, lay)
+                cost = None if per_gpu is None else per_gpu * lay.world_size
+                seen[dkey] = Option(v, cluster, lay, sc.fits, cost, sc.peak_rank, sc.peak_bytes, sc.budget_bytes,
+                                    sc.headroom_bytes, sc.note)
+        if progress is not None:
+            progress(done)
+    options = list(seen.values())
+    fitting = sorted((o for o in options if o.fits), key=lambda o: (
+        o.cost is None, o.cost or 0.0, -o.headroom_bytes, o.layout.world_size, o.cluster.world_size, o.cluster.name))
+    fitting, held_back = hold_back_tight(fitting, request.min_headroom)
+    if has_speed_load(load):
+        fitting, slow = rank_by_speed(fitting, spec, load, engine, gpu_memory_utilization, engine_version)
+        for o in slow:
+            o.held_back = o.speed.missed if o.speed is not None else f"no speed estimate: {o.held_back}"
+        # (the minimum-headroom ones stay behind the slow ones: they may not even start)
+        held_back = slow + held_back
+    # Memory misses first, smallest deficit first; refusals with memory to spare (e.g. FP8 on an old GPU) last.
+    misses = sorted((o for o in options if not o.fits), key=lambda o: (
+        o.headroom_bytes >= 0, -o.headroom_bytes, o.cost is None, o.cost or 0.0, o.cluster.name))
+    return ModelReview(spec, load.context, load.concurrency, variants, evaluated, fitting, misses, evaluators,
+                       held_back, has_speed_load(load))
