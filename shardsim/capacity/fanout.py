@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import pickle
 import sys
 from typing import Callable
 
@@ -44,14 +45,21 @@ def workers(pieces: int) -> int:
     return max(1, min(pieces, limit))
 
 
-def _run(index: int):
-    return _TASK(index)
+def _run(index: int) -> bytes | None:
+    """The piece's result, pickled here in the worker; None where it cannot be pickled (the piece then runs again
+    in the parent: a result that cannot travel must not cost the command)."""
+    result = _TASK(index)
+    try:
+        return pickle.dumps(result, pickle.HIGHEST_PROTOCOL)
+    except (pickle.PicklingError, AttributeError, TypeError, RecursionError):
+        return None
 
 
 def fan_out(task: Callable[[int], object], pieces: int, done: Callable[[int], None] | None = None) -> list:
     """``[task(0), …, task(pieces − 1)]``, in forked workers where ``workers`` gives more than one; ``done(i)`` is
     called here as each piece finishes. An exception a piece raises is raised here (the first to fail); a worker
-    that dies (killed, out of memory) leaves the pieces to run here, one after the other."""
+    that dies (killed, out of memory) leaves the pieces to run here, one after the other, and so does a result that
+    cannot be pickled (that piece alone)."""
     count = workers(pieces)
     if count > 1:
         from concurrent.futures.process import BrokenProcessPool
@@ -87,6 +95,6 @@ def _in_workers(task: Callable[[int], object], pieces: int, count: int, done: Ca
                         raise f.exception()
                     if done is not None:
                         done(futures.index(f))
-            return [f.result() for f in futures]
+            return [task(i) if f.result() is None else pickle.loads(f.result()) for i, f in enumerate(futures)]
     finally:
         _TASK = None

@@ -9,6 +9,7 @@ rounded by the caching allocator (``memory.allocator``) plus the fixed runtime (
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 from shardsim.constants import ALLOC_ROUND_LARGE, ZERO3_PREFETCH_BUCKET_ELEMENTS
 from shardsim.core.layout import Layout, RankCoords, rank_coords, shard_of, validate_layout
@@ -100,10 +101,10 @@ class Planner:
         if workload.kernels in ("eager", "hf"):
             expert_tokens = workload.expert_tokens
             fn = activation_peak_eager if workload.kernels == "eager" else activation_peak_hf
-            self.activation_fn = lambda *args: fn(*args, expert_tokens=expert_tokens)
+            self.activation_fn = partial(fn, expert_tokens=expert_tokens)
         elif spec.linear is not None:  # a hybrid: its Gated-DeltaNet prefill transient too (every stage holds some)
             gdn = f"prefill:{self.state_bytes[2]}"
-            self.activation_fn = lambda *args: activation_peak_bytes(*args, gdn=gdn)
+            self.activation_fn = partial(activation_peak_bytes, gdn=gdn)
         else:
             self.activation_fn = activation_peak_bytes
         self.wm = weight_model(spec, self.dtype, self.quant)

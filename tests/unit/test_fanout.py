@@ -58,6 +58,35 @@ def test_a_dead_worker_leaves_the_pieces_to_this_process():
     assert fanout.fan_out(_dies, 3) == [0, 1, 2]
 
 
+def _unpicklable_on_one(i: int):
+    if i == 1:
+        return (os.getpid(), lambda: i)  # a local lambda cannot be pickled
+    return (os.getpid(), i)
+
+
+def test_a_result_that_cannot_be_pickled_is_computed_here():
+    out = fanout.fan_out(_unpicklable_on_one, 3)
+    assert out[1][0] == os.getpid() and out[1][1]() == 1
+    assert out[0][1] == 0 and out[2][1] == 2
+
+
+def test_a_memory_only_review_of_every_preset_fanned_out_equals_one_run_here(monkeypatch):
+    """Engine none, every preset (``review --model all``): the planners the workers send back travel whole (a
+    planner once held a local lambda and the review died pickling it)."""
+    from shardsim.capacity.records import ReviewRequest
+    from shardsim.capacity.review import review
+    from shardsim.capacity.workload import ModelLoad, load_catalog
+    from shardsim.presets import get_preset
+
+    clusters = tuple(load_catalog(("h100-1x8.yaml",), None, None))
+    names = ("0.6b", "30b-a3b", "next-80b-a3b")
+    loads = tuple((get_preset(name), ModelLoad(model=name, context=8192, concurrency=4)) for name in names)
+    request = ReviewRequest(loads, clusters, engine="none")
+    fanned = json.dumps(review(request).to_dict(5, 2), sort_keys=True)
+    monkeypatch.setenv(fanout.WORKERS_ENV, "1")
+    assert fanned == json.dumps(review(request).to_dict(5, 2), sort_keys=True)
+
+
 def test_a_review_fanned_out_equals_one_run_here(monkeypatch):
     """Two models over two clusters, vLLM: the shown options' figures are finished from the workers' copies (their
     evaluators keyed anew), so the JSON is the same byte for byte."""
