@@ -13,7 +13,7 @@ import multiprocessing
 import os
 import pickle
 import sys
-from typing import Callable
+from typing import Callable, Sequence
 
 from shardsim.errors import ShardsimError
 
@@ -55,9 +55,11 @@ def _run(index: int) -> bytes | None:
         return None
 
 
-def fan_out(task: Callable[[int], object], pieces: int, done: Callable[[int], None] | None = None) -> list:
+def fan_out(task: Callable[[int], object], pieces: int, done: Callable[[int], None] | None = None,
+            first: Sequence[int] | None = None) -> list:
     """``[task(0), …, task(pieces − 1)]``, in forked workers where ``workers`` gives more than one; ``done(i)`` is
-    called here as each piece finishes. An exception a piece raises is raised here (the first to fail); a worker
+    called here as each piece finishes. ``first``: the pieces in the order to start them (the longest first, so
+    that no long piece starts last and runs alone); the results are in index order whatever it is. An exception a piece raises is raised here (the first to fail); a worker
     that dies (killed, out of memory) leaves the pieces to run here, one after the other, and so does a result that
     cannot be pickled (that piece alone)."""
     count = workers(pieces)
@@ -65,7 +67,7 @@ def fan_out(task: Callable[[int], object], pieces: int, done: Callable[[int], No
         from concurrent.futures.process import BrokenProcessPool
 
         try:
-            return _in_workers(task, pieces, count, done)
+            return _in_workers(task, pieces, count, done, first)
         except BrokenProcessPool:
             pass
     out = []
@@ -76,7 +78,8 @@ def fan_out(task: Callable[[int], object], pieces: int, done: Callable[[int], No
     return out
 
 
-def _in_workers(task: Callable[[int], object], pieces: int, count: int, done: Callable[[int], None] | None) -> list:
+def _in_workers(task: Callable[[int], object], pieces: int, count: int, done: Callable[[int], None] | None,
+                first: Sequence[int] | None) -> list:
     global _TASK
     from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 
@@ -84,7 +87,11 @@ def _in_workers(task: Callable[[int], object], pieces: int, count: int, done: Ca
     try:
         # the workers are forked when the first piece is submitted, before the executor starts its own thread
         with ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("fork")) as pool:
-            futures = [pool.submit(_run, i) for i in range(pieces)]
+            order = list(first) if first is not None else list(range(pieces))
+            if sorted(order) != list(range(pieces)):
+                raise ValueError(f"first={order!r} is not an order of the {pieces} pieces")
+            submitted = {i: pool.submit(_run, i) for i in order}
+            futures = [submitted[i] for i in range(pieces)]
             pending = set(futures)
             while pending:
                 finished, pending = wait(pending, return_when=FIRST_EXCEPTION)

@@ -55,10 +55,37 @@ class ModelReview:
     evaluators: dict = field(default_factory=dict)
     held_back: list[Option] = field(default_factory=list)  # fit, but under the minimum headroom or missing a target
     speed: bool = False    # whether the options carry speed figures (the load names its tokens)
+    kept: tuple[int, int] | None = None  # (top, misses): the options whose details were kept (``keep_shown``)
 
     @property
     def cheapest(self) -> Option | None:
         return self.fitting[0] if self.fitting else None
+
+    def shown(self, top: int, misses: int) -> list[Option]:
+        """The options a review shows: the ``top`` ranked (0: all), the first ``misses`` held back and missed."""
+        return self.fitting[: top if top > 0 else None] + self.held_back[:misses] + self.misses[:misses]
+
+    def finish(self, top: int, misses: int) -> None:
+        """Largest context / concurrency, KV tokens and the reason of every option that will be shown."""
+        if self.kept is not None:
+            kept_top, kept_misses = self.kept
+            if misses > kept_misses or (kept_top > 0 and not 0 < top <= kept_top):
+                raise ValueError(f"this review kept the details of its top {kept_top} and {kept_misses} misses only")
+        for opt in self.shown(top, misses):
+            if not opt.finished:
+                self.evaluators[id(opt.variant)].finish(opt)
+                opt.finished = True
+
+    def keep_shown(self, top: int, misses: int) -> None:
+        """Finish the options ``shown(top, misses)`` and drop the engine detail (``Option.note``) of the others:
+        what a model's review sends back from a worker process is then its ranking, not every layout's engine
+        report (tens of MB for a MoE over four variants, longer to pickle than to compute)."""
+        self.finish(top, misses)
+        shown = {id(o) for o in self.shown(top, misses)}
+        for opt in self.fitting + self.held_back + self.misses:
+            if id(opt) not in shown:
+                opt.note = None
+        self.kept = (top, misses)
 
 
 @dataclass(slots=True)
@@ -106,17 +133,13 @@ class Review:
     def finish(self, top: int, misses: int) -> None:
         """Largest context / concurrency, KV tokens and the reason of every option that will be shown."""
         for m in self.models:
-            for opt in m.fitting[: top if top > 0 else None] + m.held_back[:misses] + m.misses[:misses]:
-                if not opt.finished:
-                    m.evaluators[id(opt.variant)].finish(opt)
-                    opt.finished = True
+            m.finish(top, misses)
 
     def to_dict(self, top: int, misses: int) -> dict:
         self.finish(top, misses)
         options, models = [], []
         for m in self.models:
-            shown = m.fitting[: top if top > 0 else None] + m.held_back[:misses] + m.misses[:misses]
-            options += [o.to_dict() for o in shown]
+            options += [o.to_dict() for o in m.shown(top, misses)]
             models.append({
                 "model": m.spec.name, "context": m.context, "concurrency": m.concurrency,
                 "quant": list(dict.fromkeys(v.weights_label for v in m.variants)),
@@ -166,10 +189,12 @@ def variants_for(spec: ModelSpec, context: int, concurrency: int, quants: Iterab
     return out
 
 
-def review(request: ReviewRequest, progress: Callable[[int, int], None] | None = None) -> Review:
+def review(request: ReviewRequest, progress: Callable[[int, int], None] | None = None,
+           keep: tuple[int, int] | None = None) -> Review:
     """Score every layout of every cluster for every model variant; rank the fitting ones by cost (the request's
     ``engine_version``: the vLLM release whose rules the vLLM evaluator applies; None: the newest). The models are
-    reviewed side by side on the machine's cores (``fanout``): they share nothing but the request."""
+    reviewed side by side on the machine's cores (``fanout``): they share nothing but the request. ``keep`` =
+    (top, misses): the caller shows no more than these per model (``ModelReview.keep_shown``); None: all kept."""
     from shardsim.capacity.fanout import fan_out
 
     loads, clusters, engine, by = list(request.loads), list(request.clusters), request.engine, request.by
@@ -184,18 +209,28 @@ def review(request: ReviewRequest, progress: Callable[[int, int], None] | None =
 
     def one_model(index: int) -> ModelReview:
         spec, load = loads[index]
-        return _review_model(spec, load, request, clusters, layouts_of,
-                             None if len(loads) > 1 or progress is None else (lambda done: progress(done, steps)))
+        m = _review_model(spec, load, request, clusters, layouts_of,
+                          None if len(loads) > 1 or progress is None else (lambda done: progress(done, steps)))
+        if keep is not None:
+            m.keep_shown(*keep)
+        return m
 
     def model_done(index: int) -> None:
         finished[0] += 1
         if progress is not None and len(loads) > 1:
             progress(finished[0] * len(clusters), steps)
 
-    models = fan_out(one_model, len(loads), model_done)
+    # the longest first: a MoE has its expert-parallel layouts too, a vision tower or linear attention more per rank
+    first = sorted(range(len(loads)), key=lambda i: _review_weight(loads[i][0]), reverse=True)
+    models = fan_out(one_model, len(loads), model_done, first)
     for m in models:  # a worker's result is a copy: its evaluators are keyed anew by their variants' identities
         m.evaluators = {id(ev.variant): ev for ev in m.evaluators.values()}
     return Review(engine, by, clusters, models, request.gpu_memory_utilization)
+
+
+def _review_weight(spec: ModelSpec) -> tuple:
+    """How long a model's review takes, roughly, for the order the models are started in (nothing else)."""
+    return (spec.is_moe, spec.vision is not None or spec.is_hybrid, spec.num_layers)
 
 
 def _review_model(spec: ModelSpec, load, request: ReviewRequest, clusters: list[ClusterSpec],

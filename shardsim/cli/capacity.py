@@ -196,7 +196,7 @@ def review(
     from shardsim.capacity.review import review as run_review
 
     with common.Progress("reviewing") as bar:
-        rv = run_review(request, progress=bar)
+        rv = run_review(request, progress=bar, keep=(top, misses))
         doc = rv.to_dict(top, misses) if as_json else None
     if as_json:
         common.print_json(doc)

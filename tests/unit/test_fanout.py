@@ -58,6 +58,13 @@ def test_a_dead_worker_leaves_the_pieces_to_this_process():
     assert fanout.fan_out(_dies, 3) == [0, 1, 2]
 
 
+def test_pieces_start_in_the_order_given_and_come_back_in_index_order():
+    out = fanout.fan_out(_square_and_pid, 4, first=[3, 1, 0, 2])
+    assert [square for square, _ in out] == [0, 1, 4, 9]
+    with pytest.raises(ValueError, match="is not an order of the 4 pieces"):
+        fanout.fan_out(_square_and_pid, 4, first=[0, 1, 1, 2])
+
+
 def _unpicklable_on_one(i: int):
     if i == 1:
         return (os.getpid(), lambda: i)  # a local lambda cannot be pickled
@@ -102,3 +109,23 @@ def test_a_review_fanned_out_equals_one_run_here(monkeypatch):
     monkeypatch.setenv(fanout.WORKERS_ENV, "1")
     here = json.dumps(review(request).to_dict(5, 2), sort_keys=True)
     assert fanned == here
+
+
+def test_a_review_keeping_what_it_shows_shows_the_same_and_no_more():
+    """``keep=(top, misses)``: the shown options come back finished, the others without their engine reports; the
+    JSON is the same as a review that kept everything, and asking it for more than it kept is refused."""
+    from shardsim.capacity.records import ReviewRequest
+    from shardsim.capacity.review import review
+    from shardsim.capacity.workload import ModelLoad, load_catalog
+    from shardsim.presets import get_preset
+
+    clusters = tuple(load_catalog(("h100-1x8.yaml", "a100-80gb-1x8.yaml"), None, None))
+    loads = tuple((get_preset(name), ModelLoad(model=name, context=8192, concurrency=16)) for name in ("8b", "30b-a3b"))
+    request = ReviewRequest(loads, clusters, engine="vllm")
+    kept = review(request, keep=(3, 2))
+    assert json.dumps(kept.to_dict(3, 2), sort_keys=True) == json.dumps(review(request).to_dict(3, 2), sort_keys=True)
+    m = kept.models[1]
+    assert all(o.note is not None for o in m.shown(3, 2))
+    assert len(m.fitting) > 3 and all(o.note is None for o in m.fitting[3:])
+    with pytest.raises(ValueError, match="kept the details of its top 3 and 2 misses only"):
+        kept.to_dict(4, 2)
