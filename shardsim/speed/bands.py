@@ -12,14 +12,14 @@ P90_ROWS = 5
 
 HELD_OUT: dict[str, dict[str, dict]] = {
     'sglang': {
-        'ttft': {'band': 0.697, 'rows': 8, 'how': 'p90', 'row': 'gpustack-q3-8b-h100-e'},
-        'tpot': {'band': 0.693, 'rows': 7, 'how': 'p90', 'row': 'gpustack-q3-14b-a100-b'},
-        'throughput': {'band': 0.47, 'rows': 23, 'how': 'p90', 'row': 'sglcookbook-q3next-b200-b'},
+        'ttft': {'band': 0.63, 'rows': 22, 'how': 'p90', 'row': 'gpustack-q3-8b-h100-e'},
+        'tpot': {'band': 0.861, 'rows': 21, 'how': 'p90', 'row': 'sgldocs-q36-27b-bf16-h200-ht-c4096'},
+        'throughput': {'band': 0.401, 'rows': 37, 'how': 'p90', 'row': 'sglcookbook-q3next-b200-b'},
     },
     'vllm': {
-        'ttft': {'band': 0.708, 'rows': 40, 'how': 'p90', 'row': 'tt-issue-394-q3-4b-4090-4096-128'},
-        'tpot': {'band': 0.58, 'rows': 29, 'how': 'p90', 'row': 'kvcached-h100-qwen3-0.6b-rateinf-vanilla'},
-        'throughput': {'band': 0.491, 'rows': 38, 'how': 'p90', 'row': 'gpustack-q3-235b-a100-c'},
+        'ttft': {'band': 0.698, 'rows': 40, 'how': 'p90', 'row': 'tt-issue-394-q3-4b-4090-4096-128'},
+        'tpot': {'band': 0.561, 'rows': 29, 'how': 'p90', 'row': 'kvcached-h100-qwen3-0.6b-rateinf-vanilla'},
+        'throughput': {'band': 0.514, 'rows': 38, 'how': 'p90', 'row': 'gpustack-q3-235b-a100-d'},
     },
 }
 """engine → figure (``ttft``, ``tpot``, ``throughput``) → {"band": relative error, "rows": n, "how": "p90" or

@@ -197,7 +197,8 @@ def speed_request_of(row: ServingRow):
                         topology.fabric_of(cluster), cluster)
     knobs = {"engine_version": _release(row.release or row.release_by_date)}
     if engine == "vllm":  # the server started, so its max_model_len fit: as the notes give it, else the row's length
-        knobs |= {"max_model_len": inp + out} | vllm_server_flags(str(getattr(row, "notes", "") or ""))
+        knobs["max_model_len"] = inp + out
+    knobs |= server_flags(engine, str(getattr(row, "notes", "") or ""))
     if str(row.kv_cache_dtype or "").lower().startswith("fp8"):
         knobs["kv_cache_dtype"] = "fp8" if engine == "vllm" else "fp8_e4m3"
     return SpeedRequest(ServeRequest(spec, layout, workload, hardware, choose(engine, knobs)), load)
@@ -214,12 +215,24 @@ VLLM_SERVER_FLAGS = (
 )
 """The server flags a row's notes state that the speed model reads: the step budget, the running cap, the KV
 cache's share of memory and CUDA graphs off all change the step times and the running requests."""
+SGLANG_SERVER_FLAGS = (
+    # (the ``sglang.launch_server`` flag as a row's notes quote it, the knob it sets, how its value reads)
+    (r"--mem-fraction-static[= ]([0-9]*\.?[0-9]+)\b", "mem_fraction_static", float),
+    (r"--context-length[= ]([0-9]{1,9})\b", "context_length", int),
+    (r"--chunked-prefill-size[= ]([0-9]{1,9})\b", "chunked_prefill_size", int),
+    (r"--max-running-requests[= ]([0-9]{1,7})\b", "max_running_requests", int),
+    (r"--max-total-tokens[= ]([0-9]{1,10})\b", "max_total_tokens", int),
+    (r"--disable-radix-cache\b()", "disable_radix_cache", lambda _: True),
+)
+"""As ``VLLM_SERVER_FLAGS``, SGLang's: the KV pool's share of memory, the context length (a hybrid's state slots and
+running cap follow from both), the prefill chunk, the running cap and the radix cache."""
+SERVER_FLAGS = {"vllm": VLLM_SERVER_FLAGS, "sglang": SGLANG_SERVER_FLAGS}
 
 
-def vllm_server_flags(notes: str) -> dict:
-    """The vLLM knobs the ``vllm serve`` flags quoted in ``notes`` set (``VLLM_SERVER_FLAGS``)."""
+def server_flags(engine: str, notes: str) -> dict:
+    """The knobs of ``engine`` that the server flags quoted in ``notes`` set (``SERVER_FLAGS``)."""
     out = {}
-    for pattern, knob, read in VLLM_SERVER_FLAGS:
+    for pattern, knob, read in SERVER_FLAGS.get(engine, ()):
         stated = re.search(pattern, notes)
         if stated:
             out[knob] = read(stated.group(1))

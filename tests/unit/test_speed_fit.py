@@ -75,10 +75,17 @@ def test_server_flags_quoted_in_a_rows_notes_set_its_knobs():
     prefix of --max-num-seqs; a flag inside a longer word is not one."""
     notes = ("vllm serve --gpu-memory-utilization 0.95 --max-model-len 16384 --enforce-eager --max-num-seq 30; "
              "--max-num-batched-tokens 16384.")
-    assert calibration.vllm_server_flags(notes) == {
+    assert calibration.server_flags("vllm", notes) == {
         "max_model_len": 16384, "max_num_seqs": 30, "max_num_batched_tokens": 16384, "gpu_memory_utilization": 0.95,
         "enforce_eager": True}
-    assert calibration.vllm_server_flags("--enforce-eagerly --max-num-seqsx 4") == {}
+    assert calibration.server_flags("vllm", "--enforce-eagerly --max-num-seqsx 4") == {}
+    # SGLang's launch flags set SGLang's knobs; the other engine's flags set nothing
+    sglang = ("python -m sglang.launch_server --mem-fraction-static 0.8 --context-length=32768 "
+              "--chunked-prefill-size 4096 --max-running-requests 64 --disable-radix-cache")
+    assert calibration.server_flags("sglang", sglang) == {
+        "mem_fraction_static": 0.8, "context_length": 32768, "chunked_prefill_size": 4096, "max_running_requests": 64,
+        "disable_radix_cache": True}
+    assert calibration.server_flags("sglang", notes) == {} and calibration.server_flags("trtllm", sglang) == {}
 
 
 @pytest.mark.skipif(not DATABASE.exists(), reason="the serving benchmarks database is not written yet")
