@@ -12,9 +12,9 @@ P90_ROWS = 5
 
 HELD_OUT: dict[str, dict[str, dict]] = {
     'sglang': {
-        'ttft': {'band': 0.63, 'rows': 22, 'how': 'p90', 'row': 'gpustack-q3-8b-h100-e'},
-        'tpot': {'band': 0.861, 'rows': 21, 'how': 'p90', 'row': 'sgldocs-q36-27b-bf16-h200-ht-c4096'},
-        'throughput': {'band': 0.401, 'rows': 37, 'how': 'p90', 'row': 'sglcookbook-q3next-b200-b'},
+        'ttft': {'band': 0.692, 'rows': 35, 'how': 'p90', 'row': 'gpustack-q3-8b-h100-e'},
+        'tpot': {'band': 1.056, 'rows': 34, 'how': 'p90', 'row': 'sgldocs-q35-9b-bf16-h200-ht-c1024'},
+        'throughput': {'band': 0.382, 'rows': 50, 'how': 'p90', 'row': 'sglcookbook-q3next-b200-b'},
     },
     'vllm': {
         'ttft': {'band': 0.698, 'rows': 40, 'how': 'p90', 'row': 'tt-issue-394-q3-4b-4090-4096-128'},
