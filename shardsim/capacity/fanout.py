@@ -59,15 +59,18 @@ def fan_out(task: Callable[[int], object], pieces: int, done: Callable[[int], No
             first: Sequence[int] | None = None) -> list:
     """``[task(0), …, task(pieces − 1)]``, in forked workers where ``workers`` gives more than one; ``done(i)`` is
     called here as each piece finishes. ``first``: the pieces in the order to start them (the longest first, so
-    that no long piece starts last and runs alone); the results are in index order whatever it is. An exception a piece raises is raised here (the first to fail); a worker
-    that dies (killed, out of memory) leaves the pieces to run here, one after the other, and so does a result that
-    cannot be pickled (that piece alone)."""
+    that no long piece starts last and runs alone); the results are in index order whatever it is. An exception a
+    piece raises is raised here (the first to fail); a worker that dies (killed, out of memory) leaves the pieces
+    to run here, one after the other, and so does a result that cannot be pickled (that piece alone)."""
+    order = list(first) if first is not None else list(range(pieces))
+    if sorted(order) != list(range(pieces)):
+        raise ValueError(f"first={order!r} is not an order of the {pieces} pieces")
     count = workers(pieces)
     if count > 1:
         from concurrent.futures.process import BrokenProcessPool
 
         try:
-            return _in_workers(task, pieces, count, done, first)
+            return _in_workers(task, order, count, done)
         except BrokenProcessPool:
             pass
     out = []
@@ -78,8 +81,8 @@ def fan_out(task: Callable[[int], object], pieces: int, done: Callable[[int], No
     return out
 
 
-def _in_workers(task: Callable[[int], object], pieces: int, count: int, done: Callable[[int], None] | None,
-                first: Sequence[int] | None) -> list:
+def _in_workers(task: Callable[[int], object], order: list[int], count: int,
+                done: Callable[[int], None] | None) -> list:
     global _TASK
     from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 
@@ -87,11 +90,8 @@ def _in_workers(task: Callable[[int], object], pieces: int, count: int, done: Ca
     try:
         # the workers are forked when the first piece is submitted, before the executor starts its own thread
         with ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("fork")) as pool:
-            order = list(first) if first is not None else list(range(pieces))
-            if sorted(order) != list(range(pieces)):
-                raise ValueError(f"first={order!r} is not an order of the {pieces} pieces")
             submitted = {i: pool.submit(_run, i) for i in order}
-            futures = [submitted[i] for i in range(pieces)]
+            futures = [submitted[i] for i in range(len(order))]
             pending = set(futures)
             while pending:
                 finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
