@@ -77,9 +77,9 @@ def test_a_result_that_cannot_be_pickled_is_computed_here():
     assert out[0][1] == 0 and out[2][1] == 2
 
 
-def test_a_memory_only_review_of_every_preset_fanned_out_equals_one_run_here(monkeypatch):
-    """Engine none, every preset (``review --model all``): the planners the workers send back travel whole (a
-    planner once held a local lambda and the review died pickling it)."""
+def test_a_memory_only_review_fanned_out_equals_one_run_here(monkeypatch):
+    """Engine none (as ``review --model all``), a dense model, a MoE and a hybrid: the planners the workers send back
+    travel whole (a hybrid's planner once held a local lambda and ``review --model all`` died pickling it)."""
     from shardsim.capacity.records import ReviewRequest
     from shardsim.capacity.review import review
     from shardsim.capacity.workload import ModelLoad, load_catalog
