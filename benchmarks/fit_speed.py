@@ -19,6 +19,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
+def _value(efficiency: float | None) -> str:
+    return "None" if efficiency is None else f"{efficiency:.2f}"
+
+
 def main(path: str) -> int:
     from shardsim.speed import fit
     from shardsim.speed.calibration import calibrate, held_out_bands, read_rows, summary
@@ -42,7 +46,7 @@ def main(path: str) -> int:
               f"{eff.ttft_overhead_s * 1e3:.0f}, {eff.seq_overhead_s * 1e6:.0f}, {eff.layer_overhead_s * 1e6:.0f}, "
               f"{eff.moe_layer_overhead_s * 1e6:.0f}, {ids!r},")
         print(f"             'profile over memory efficiency and coordinate search (speed.fit), sum of squared log errors {value:.4f} over "
-              f"{len(group)} rows'),")
+              f"{len(group)} rows', {_value(eff.fp8_speedup)}),")
     print(")")
     print(f"# fit took {time.perf_counter() - t0:.1f} s")
     print("# with the table as written (re-run after editing shardsim/speed/fitted.py):")

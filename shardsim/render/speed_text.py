@@ -79,6 +79,10 @@ def explain_lines(request, report) -> list[str]:
            f"({peaks.source})",
            f"fitted: compute {eff.compute:.2f}, memory {eff.memory:.2f} of peak; {eff.step_overhead_s * 1e3:.2f} ms "
            f"per step, {eff.ttft_overhead_s * 1e3:.1f} ms per request"]
+    if peaks.dtype == "fp8":
+        speedup = "the peaks' 2×" if eff.fp8_speedup is None else f"{eff.fp8_speedup:.2f}× (fitted)"
+        out.append(f"fp8 matmuls at {eff.compute_of('fp8'):.2f} of the fp8 peak: bf16's rate × {speedup}; "
+                   f"attention at {eff.compute:.2f} of the 16-bit peak")
     for c in report.breakdown["stage_coefficients"]:
         out.append(f"stage {c['pp_rank']} rank: weights read {c['dense_weight_bytes']:,} B + {c['local_experts']} "
                    f"experts × {c['expert_bytes']:,} B × {c['moe_layers']} MoE layers if all touched; "

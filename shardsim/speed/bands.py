@@ -12,14 +12,14 @@ P90_ROWS = 5
 
 HELD_OUT: dict[str, dict[str, dict]] = {
     'sglang': {
-        'ttft': {'band': 0.692, 'rows': 35, 'how': 'p90', 'row': 'gpustack-q3-8b-h100-e'},
-        'tpot': {'band': 1.056, 'rows': 34, 'how': 'p90', 'row': 'sgldocs-q35-9b-bf16-h200-ht-c1024'},
-        'throughput': {'band': 0.382, 'rows': 50, 'how': 'p90', 'row': 'sglcookbook-q3next-b200-b'},
+        'ttft': {'band': 0.623, 'rows': 35, 'how': 'p90', 'row': 'gpustack-q3-8b-h100-e'},
+        'tpot': {'band': 1.024, 'rows': 34, 'how': 'p90', 'row': 'sgldocs-q36-27b-fp8-h200-ht-c1024'},
+        'throughput': {'band': 0.381, 'rows': 50, 'how': 'p90', 'row': 'sglcookbook-q3next-b200-b'},
     },
     'vllm': {
-        'ttft': {'band': 0.698, 'rows': 40, 'how': 'p90', 'row': 'tt-issue-394-q3-4b-4090-4096-128'},
-        'tpot': {'band': 0.561, 'rows': 29, 'how': 'p90', 'row': 'kvcached-h100-qwen3-0.6b-rateinf-vanilla'},
-        'throughput': {'band': 0.514, 'rows': 38, 'how': 'p90', 'row': 'gpustack-q3-235b-a100-d'},
+        'ttft': {'band': 0.697, 'rows': 40, 'how': 'p90', 'row': 'tt-issue-394-q3-4b-4090-4096-128'},
+        'tpot': {'band': 0.565, 'rows': 29, 'how': 'p90', 'row': 'kvcached-h100-qwen3-0.6b-rateinf-vanilla'},
+        'throughput': {'band': 0.518, 'rows': 38, 'how': 'p90', 'row': 'gpustack-q3-235b-a100-d'},
     },
 }
 """engine → figure (``ttft``, ``tpot``, ``throughput``) → {"band": relative error, "rows": n, "how": "p90" or

@@ -109,7 +109,9 @@ class SpeedReport:
                        "ttft_overhead_ms": self.efficiency.ttft_overhead_s * 1e3,
                        "seq_overhead_us": self.efficiency.seq_overhead_s * 1e6,
                        "layer_overhead_us": self.efficiency.layer_overhead_s * 1e6,
-                       "moe_layer_overhead_us": self.efficiency.moe_layer_overhead_s * 1e6, "rows": list(self.fit_rows)},
+                       "moe_layer_overhead_us": self.efficiency.moe_layer_overhead_s * 1e6,
+                       "fp8_speedup": self.efficiency.fp8_speedup,
+                       "rows": list(self.fit_rows)},
             "breakdown": self.breakdown, "notes": self.notes,
         }
 

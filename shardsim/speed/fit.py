@@ -3,11 +3,13 @@ and request overheads that minimise the sum of squared log errors of TTFT, TPOT 
 
 Deterministic: a profile over memory efficiency, then a free coordinate search. The profile holds memory at each
 of ``PROFILE_MEMORY`` in turn (starting from the prior, ``fitted.PRIOR``, then each point from the one before) while
-a coordinate search on fixed grids (``GRIDS``) settles the other six: each value in turn is set to its grid point
+a coordinate search on fixed grids (``GRIDS``) settles the others: each value in turn is set to its grid point
 with the least loss, the others held, until a sweep moves none (ties keep the lower point). From the profile's best
-point all seven are then searched the same way. A value's scan is coarse-to-fine (``_scan``). Each row's scheduler
+point all are then searched the same way. A value's scan is coarse-to-fine (``_scan``). Each row's scheduler
 and stages are built once (``estimate.prepare``); a candidate only replaces the efficiencies.
-``benchmarks/fit_speed.py`` runs it on the database and prints the table to write.
+The fp8 speedup (``roofline.Efficiency.fp8_speedup``) is searched only where some row runs fp8 matmuls
+(``fitted_grids``); elsewhere it stays None. ``benchmarks/fit_speed.py`` runs it on the database and prints the
+table to write.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass, replace
 from shardsim.speed import estimate as est
 from shardsim.speed.calibration import ServingRow, measured, speed_request_of
 from shardsim.speed.fitted import PRIOR
-from shardsim.speed.roofline import Efficiency
+from shardsim.speed.roofline import FP8_DENSE_OVER_BF16, Efficiency
 
 GRIDS = {
     "compute": [round(0.05 + 0.01 * i, 2) for i in range(96)],
@@ -28,6 +30,7 @@ GRIDS = {
     "seq_overhead_s": [round(1e-6 * i, 6) for i in range(301)],
     "layer_overhead_s": [round(1e-6 * i, 6) for i in range(201)],
     "moe_layer_overhead_s": [round(1e-6 * i, 6) for i in range(301)],
+    "fp8_speedup": [round(1.0 + 0.01 * i, 2) for i in range(101)],
 }
 SATURATED_PENALTY = math.log(10) ** 2
 """A rate the model cannot serve, for a row that was served: the loss of a factor-10 error."""
@@ -82,31 +85,45 @@ PROFILE_MEMORY = tuple(round(0.45 + 0.05 * i, 2) for i in range(11))
 efficiency against the per-step overheads: a search with memory free moves it on its first sweep, before the
 overheads have followed, and stays in the nearest valley (vLLM's rows: from every start 0.55 … 0.95 it stopped at
 0.63, loss 26.10, where memory held at 0.89 reaches 25.77). Holding memory at each point while the other six
-settle finds the valley; the final search frees all seven from the best point."""
+settle finds the valley; the final search frees them all from the best point."""
 COARSE_POINTS = 30
 """A coordinate's scan: about this many evenly spaced grid points first, then every point within one stride of the
 best (a full scan of the largest grid, 301 points, costs ten times as much)."""
+
+
+def fitted_grids(prepared: list[Prepared]) -> dict:
+    """The grids of the values ``prepared`` can set: the fp8 speedup only where some row runs its matmuls in fp8 (an
+    fp8 checkpoint on a GPU with fp8 tensor cores), else it stays None (the peaks' ratio)."""
+    fp8 = any(p.pipe.peaks.dtype == "fp8" for p in prepared)
+    return {name: grid for name, grid in GRIDS.items() if fp8 or name != "fp8_speedup"}
 
 
 def fit(prepared: list[Prepared], start: Efficiency | None = None) -> tuple[Efficiency, float]:
     """The search (module docstring) from ``start``, else the profile over ``PROFILE_MEMORY`` from the prior (each
     point warm-started from the one before) and the free search from its best point; returns the values with the
     least loss and that loss."""
+    grids = fitted_grids(prepared)
     if start is not None:
-        return _search(prepared, start, GRIDS)
+        return _search(prepared, start, grids)
     eff = PRIOR.efficiency()
+    if "fp8_speedup" in grids:
+        eff = replace(eff, fp8_speedup=FP8_DENSE_OVER_BF16)
     profile = []
     for memory in PROFILE_MEMORY:
-        held = {**GRIDS, "memory": [memory]}
+        held = {**grids, "memory": [memory]}
         eff, value = _search(prepared, replace(eff, memory=memory), held)
         profile.append((value, memory, eff))
     _, _, best = min(profile, key=lambda p: (p[0], p[1]))
-    return _search(prepared, best, GRIDS)
+    return _search(prepared, best, grids)
 
 
 def _search(prepared: list[Prepared], start: Efficiency, grids: dict) -> tuple[Efficiency, float]:
     """Coordinate search on ``grids`` from the grid point nearest ``start`` until a sweep moves no value."""
-    eff = replace(start, **{name: min(grid, key=lambda g: abs(g - getattr(start, name))) for name, grid in grids.items()})
+    def near(name, grid):
+        value = getattr(start, name)
+        return min(grid, key=lambda g: abs(g - (FP8_DENSE_OVER_BF16 if value is None else value)))
+
+    eff = replace(start, **{name: near(name, grid) for name, grid in grids.items()})
     best = loss(prepared, eff)
     for _ in range(MAX_SWEEPS):
         moved = False

@@ -9,7 +9,9 @@ overheads (per step, per sampled sequence, per layer and MoE layer a rank runs) 
 dozen-odd small kernels are launched one by one — microseconds each, however little a kernel reads — which is why
 a 0.6B model does not decode 10× faster than an 8B one; a step of decodes alone that vLLM replays as one whole
 CUDA graph (its FULL graphs from 0.11, ``pipeline``) has none (vLLM's fitted values are fitted that way). Peaks are the GPU catalog's datasheet figures
-(``cluster_specs/gpus.yaml``: ``bf16_tflops`` / ``fp16_tflops`` dense, ``memory_bandwidth_GBps``).
+(``cluster_specs/gpus.yaml``: ``bf16_tflops`` / ``fp16_tflops`` dense, ``memory_bandwidth_GBps``). An fp8
+checkpoint's matmuls run at bf16's achieved rate times the engine's fitted fp8 speedup (``Efficiency.compute_of``);
+its attention runs in 16 bits at bf16's.
 """
 
 from __future__ import annotations
@@ -63,6 +65,15 @@ class Efficiency:
     seq_overhead_s: float = 0.0  # per sequence sampled in a step: sampler, detokenizer, streaming to the client
     layer_overhead_s: float = 0.0  # per layer a rank runs in a step: the floor of its small kernels and their gaps
     moe_layer_overhead_s: float = 0.0  # more per MoE layer: routing, sort/align and the grouped GEMMs' launches
+    fp8_speedup: float | None = None  # fp8 matmuls' achieved FLOP/s over bf16's (None: the peaks' ratio)
+
+    def compute_of(self, dtype: str) -> float:
+        """The achieved share of the ``dtype`` peak (``GpuPeaks``) of the matmuls: ``compute`` in 16 bits; in fp8,
+        the fitted speedup over bf16 at bf16's efficiency, ``compute`` × speedup / ``FP8_DENSE_OVER_BF16`` (without a
+        fitted speedup, the datasheets' 2×: ``compute`` of the fp8 peak)."""
+        if dtype != "fp8" or self.fp8_speedup is None:
+            return self.compute
+        return self.compute * self.fp8_speedup / FP8_DENSE_OVER_BF16
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,11 +94,17 @@ class GroupTime:
 
 
 def group_times(work, peaks: GpuPeaks, eff: Efficiency) -> list[GroupTime]:
-    """The roofline of each op group of a ``work.StepWork``."""
-    flops_rate, byte_rate = peaks.flops * eff.compute, peaks.bandwidth * eff.memory
-    groups = (("matmul", work.matmul_flops, work.matmul_bytes), ("attention", work.attention_flops,
-              work.attention_bytes), ("other", 0.0, work.other_bytes))
-    return [GroupTime(name, f, b, f / flops_rate, b / byte_rate) for name, f, b in groups]
+    """The roofline of each op group of a ``work.StepWork``. The matmuls run in the peaks' dtype at its efficiency
+    (``Efficiency.compute_of``); attention and the recurrence in 16 bits whatever the weights (FlashAttention /
+    FlashInfer and the Gated DeltaNet kernels take bf16 queries; an fp8 checkpoint's fp8 is its linear layers',
+    vLLM ``Fp8LinearMethod``), at the 16-bit peak and efficiency."""
+    byte_rate = peaks.bandwidth * eff.memory
+    matmul_s = work.matmul_flops / (peaks.flops * eff.compute_of(peaks.dtype))
+    half_rate = (peaks.flops / FP8_DENSE_OVER_BF16 if peaks.dtype == "fp8" else peaks.flops) * eff.compute
+    return [GroupTime("matmul", work.matmul_flops, work.matmul_bytes, matmul_s, work.matmul_bytes / byte_rate),
+            GroupTime("attention", work.attention_flops, work.attention_bytes, work.attention_flops / half_rate,
+                      work.attention_bytes / byte_rate),
+            GroupTime("other", 0.0, work.other_bytes, 0.0, work.other_bytes / byte_rate)]
 
 
 def gpu_seconds(work, peaks: GpuPeaks, eff: Efficiency) -> float:
