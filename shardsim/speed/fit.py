@@ -103,6 +103,8 @@ def fit(prepared: list[Prepared], start: Efficiency | None = None) -> tuple[Effi
     point warm-started from the one before) and the free search from its best point; returns the values with the
     least loss and that loss."""
     grids = fitted_grids(prepared)
+    if start is not None and start.fp8_speedup is None and "fp8_speedup" in grids:
+        start = replace(start, fp8_speedup=FP8_DENSE_OVER_BF16)  # unset: the peaks' ratio, where the search begins
     if start is not None:
         return _search(prepared, start, grids)
     eff = PRIOR.efficiency()
@@ -119,11 +121,7 @@ def fit(prepared: list[Prepared], start: Efficiency | None = None) -> tuple[Effi
 
 def _search(prepared: list[Prepared], start: Efficiency, grids: dict) -> tuple[Efficiency, float]:
     """Coordinate search on ``grids`` from the grid point nearest ``start`` until a sweep moves no value."""
-    def near(name, grid):
-        value = getattr(start, name)
-        return min(grid, key=lambda g: abs(g - (FP8_DENSE_OVER_BF16 if value is None else value)))
-
-    eff = replace(start, **{name: near(name, grid) for name, grid in grids.items()})
+    eff = replace(start, **{name: min(grid, key=lambda g: abs(g - getattr(start, name))) for name, grid in grids.items()})
     best = loss(prepared, eff)
     for _ in range(MAX_SWEEPS):
         moved = False
