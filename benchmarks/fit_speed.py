@@ -26,7 +26,7 @@ def _value(efficiency: float | None) -> str:
 def main(path: str) -> int:
     from shardsim.speed import fit
     from shardsim.speed.calibration import calibrate, held_out_bands, read_rows, summary
-    from shardsim.speed.fitted import MIN_ROWS
+    from shardsim.speed.fitted import FITTED, MIN_ROWS
 
     t0 = time.perf_counter()
     rows = [r for r in read_rows(path) if r.split == "fitted"]
@@ -40,12 +40,12 @@ def main(path: str) -> int:
             groups[engine] = mine
     print("FITTED: tuple[SpeedFit, ...] = (")
     for engine, group in groups.items():
-        eff, value = fit.fit(group)
+        eff, value = fit.fit(group, also_from=tuple(f.efficiency() for f in FITTED if f.engine == engine))
         ids = tuple(p.row.id for p in group)
         print(f"    SpeedFit({engine!r}, {eff.compute:.2f}, {eff.memory:.2f}, {eff.step_overhead_s * 1e3:.1f}, "
               f"{eff.ttft_overhead_s * 1e3:.0f}, {eff.seq_overhead_s * 1e6:.0f}, {eff.layer_overhead_s * 1e6:.0f}, "
               f"{eff.moe_layer_overhead_s * 1e6:.0f}, {ids!r},")
-        print(f"             'profile over memory efficiency and coordinate search (speed.fit), sum of squared log errors {value:.4f} over "
+        print(f"             'profile over memory efficiency and coordinate search, and a search from the previous values (speed.fit): least sum of squared log errors {value:.4f} over "
               f"{len(group)} rows', {_value(eff.fp8_speedup)}),")
     print(")")
     print(f"# fit took {time.perf_counter() - t0:.1f} s")

@@ -12,14 +12,14 @@ P90_ROWS = 5
 
 HELD_OUT: dict[str, dict[str, dict]] = {
     'sglang': {
-        'ttft': {'band': 0.623, 'rows': 35, 'how': 'p90', 'row': 'gpustack-q3-8b-h100-e'},
-        'tpot': {'band': 1.024, 'rows': 34, 'how': 'p90', 'row': 'sgldocs-q36-27b-fp8-h200-ht-c1024'},
-        'throughput': {'band': 0.381, 'rows': 50, 'how': 'p90', 'row': 'sglcookbook-q3next-b200-b'},
+        'ttft': {'band': 0.808, 'rows': 35, 'how': 'p90', 'row': 'gpustack-q3-8b-h100-e'},
+        'tpot': {'band': 0.601, 'rows': 34, 'how': 'p90', 'row': 'gpustack-q3-14b-a100-b'},
+        'throughput': {'band': 0.451, 'rows': 50, 'how': 'p90', 'row': 'sglcookbook-q3next-b200-b'},
     },
     'vllm': {
         'ttft': {'band': 0.697, 'rows': 40, 'how': 'p90', 'row': 'tt-issue-394-q3-4b-4090-4096-128'},
-        'tpot': {'band': 0.565, 'rows': 29, 'how': 'p90', 'row': 'kvcached-h100-qwen3-0.6b-rateinf-vanilla'},
-        'throughput': {'band': 0.518, 'rows': 38, 'how': 'p90', 'row': 'gpustack-q3-235b-a100-d'},
+        'tpot': {'band': 0.568, 'rows': 29, 'how': 'p90', 'row': 'kvcached-h100-qwen3-0.6b-rateinf-vanilla'},
+        'throughput': {'band': 0.517, 'rows': 38, 'how': 'p90', 'row': 'gpustack-q3-235b-a100-c'},
     },
 }
 """engine → figure (``ttft``, ``tpot``, ``throughput``) → {"band": relative error, "rows": n, "how": "p90" or

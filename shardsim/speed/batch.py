@@ -14,9 +14,10 @@ time, the rest of the N wait for free slots.
   decodes O − 1 steps.
 
 The wave lasts W·t_W + (O − 1)·t_decode. When N > M the remaining N − M are admitted as slots free up, at the
-closed loop's rate λ_M (``serving.steady_state`` with M users): the batch takes (N − M)/λ_M longer, and a request
-beyond the first wave is admitted (j − M)/λ_M after the wave's first completion (its first request's lifetime),
-then runs as the steady state's requests do. The figures are the median request's (j = N/2), as ``vllm bench serve`` reports
+closed loop's rate λ_M (``serving.steady_state`` with M users, in waves where the requests are of equal lengths,
+spread where they vary): the batch takes (N − M)/λ_M longer, and a request beyond the first wave is admitted
+(j − M)/λ_M after the wave's first completion (its first request's lifetime), then runs as the steady state's
+requests do. The figures are the median request's (j = N/2), as ``vllm bench serve`` reports
 medians; throughput is N·O over the batch's duration.
 """
 
@@ -41,8 +42,10 @@ def _wave(m: float, inp: int, out: int, sched: Scheduler, cost: StepCost) -> tup
     return steps, t_w, t_dec, per_step
 
 
-def batch(n: float, inp: int, out: int, sched: Scheduler, cost: StepCost, overhead: float) -> Steady:
-    """The median request of ``n`` sent at once to one replica (formulas in the module docstring)."""
+def batch(n: float, inp: int, out: int, sched: Scheduler, cost: StepCost, overhead: float,
+          burst: bool = True) -> Steady:
+    """The median request of ``n`` sent at once to one replica (formulas in the module docstring; ``burst``: requests
+    of equal lengths, whose later waves stay together)."""
     m = min(n, sched.limit)
     steps, t_w, t_dec, per_step = _wave(m, inp, out, sched, cost)
     wave_time = steps * t_w + (out - 1) * t_dec
@@ -61,7 +64,7 @@ def batch(n: float, inp: int, out: int, sched: Scheduler, cost: StepCost, overhe
     if n <= m:
         return Steady(n, m, ttft, tpot, ttft + (out - 1) * tpot, n / wave_time, 0.0, m, position,
                       steps / (steps + out - 1), per_step, t_w, t_dec, steps + out - 1, after_fraction=after)
-    run = steady_state(m, inp, out, sched, cost, overhead)
+    run = steady_state(m, inp, out, sched, cost, overhead, burst)
     duration = wave_time + (n - m) / run.rate
     if n / 2 > m:  # admitted at the (j − M)-th completion, then served as the steady state's requests
         ttft, tpot = first_done + (n / 2 - m) / run.rate + run.ttft, run.tpot

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, Valid
 from shardsim.constants import MAX_BATCH, MAX_CONTEXT_TOKENS, MAX_JSONL_BYTES, MAX_WORLD_SIZE
 from shardsim.errors import ShardsimError
 from shardsim.files import parse_json, read_text, show
+from shardsim.speed.row_notes import lengths_vary, server_flags
 
 DATABASE = Path(__file__).resolve().parent / "data" / "serving_benchmarks.jsonl"
 """The shipped serving benchmarks (written by research from published results; never edited here)."""
@@ -185,8 +186,7 @@ def speed_request_of(row: ServingRow):
     spec, quant = _row_model(row.model, QUANTS[quant_text])
     inp, out = round(row.input_tokens), round(row.output_tokens)
     rate = _rate(row.request_rate)
-    load = SpeedWorkload(inp, out, row.concurrency, rate, num_prompts=row.num_prompts,
-                         varied_lengths=str(row.dataset or "random").lower() not in FIXED_LENGTHS)
+    load = SpeedWorkload(inp, out, row.concurrency, rate, num_prompts=row.num_prompts, varied_lengths=lengths_vary(row))
     layout = validate_layout(spec, Layout(tp=row.tp or 1, pp=row.pp or 1, dp=row.dp or 1, ep=row.ep or 1))
     per_replica = -(-(load.concurrency or load.num_prompts or 1) // layout.dp)
     workload = Workload(context=inp + out, batch=min(per_replica, MAX_BATCH),
@@ -204,44 +204,6 @@ def speed_request_of(row: ServingRow):
     return SpeedRequest(ServeRequest(spec, layout, workload, hardware, choose(engine, knobs)), load)
 
 
-VLLM_SERVER_FLAGS = (
-    # (the ``vllm serve`` flag as a row's notes quote it, the knob it sets, how its value reads); argparse takes a
-    # flag's unambiguous prefix (``allow_abbrev``), so ``--max-num-seq 30`` is ``--max-num-seqs 30``
-    (r"--max-model-len[= ]([0-9]{1,9})\b", "max_model_len", int),
-    (r"--max-num-seqs?[= ]([0-9]{1,7})\b", "max_num_seqs", int),
-    (r"--max-num-batched-tokens[= ]([0-9]{1,9})\b", "max_num_batched_tokens", int),
-    (r"--gpu-memory-utilization[= ]([0-9]*\.?[0-9]+)\b", "gpu_memory_utilization", float),
-    (r"--enforce-eager\b()", "enforce_eager", lambda _: True),
-)
-"""The server flags a row's notes state that the speed model reads: the step budget, the running cap, the KV
-cache's share of memory and CUDA graphs off all change the step times and the running requests."""
-SGLANG_SERVER_FLAGS = (
-    # (the ``sglang.launch_server`` flag as a row's notes quote it, the knob it sets, how its value reads)
-    (r"--mem-fraction-static[= ]([0-9]*\.?[0-9]+)\b", "mem_fraction_static", float),
-    (r"--context-length[= ]([0-9]{1,9})\b", "context_length", int),
-    (r"--chunked-prefill-size[= ]([0-9]{1,9})\b", "chunked_prefill_size", int),
-    (r"--max-running-requests[= ]([0-9]{1,7})\b", "max_running_requests", int),
-    (r"--max-total-tokens[= ]([0-9]{1,10})\b", "max_total_tokens", int),
-    (r"--disable-radix-cache\b()", "disable_radix_cache", lambda _: True),
-)
-"""As ``VLLM_SERVER_FLAGS``, SGLang's: the KV pool's share of memory, the context length (a hybrid's state slots and
-running cap follow from both), the prefill chunk, the running cap and the radix cache."""
-SERVER_FLAGS = {"vllm": VLLM_SERVER_FLAGS, "sglang": SGLANG_SERVER_FLAGS}
-
-
-def server_flags(engine: str, notes: str) -> dict:
-    """The knobs of ``engine`` that the server flags quoted in ``notes`` set (``SERVER_FLAGS``)."""
-    out = {}
-    for pattern, knob, read in SERVER_FLAGS.get(engine, ()):
-        stated = re.search(pattern, notes)
-        if stated:
-            out[knob] = read(stated.group(1))
-    return out
-
-
-FIXED_LENGTHS = ("random", "synthetic-fixed")
-"""Datasets whose requests all have the stated lengths (``vllm bench serve --dataset-name random``'s default range
-ratio 0); others (ShareGPT) vary, and their closed loop spreads arrivals (``serving``)."""
 SAME_ARCHITECTURE = ("-Instruct-2507", "-Thinking-2507")
 """Checkpoint names whose config.json has the base preset's architecture (Qwen's 2507 updates differ only in
 max_position_embeddings, 262,144; their model cards), read as the base preset."""

@@ -280,13 +280,13 @@ def steady_of(request: SpeedRequest, sched: serving.Scheduler, pipe: Pipeline) -
     capped = sched if wl.concurrency is None else replace(sched, max_seqs=min(sched.max_seqs,
                                                                               math.ceil(wl.concurrency / dp)))
     if wl.request_rate is None and wl.concurrency is None and wl.num_prompts is not None:
-        return batch(wl.num_prompts / dp, inp, out, sched, pipe, overhead), False
+        return batch(wl.num_prompts / dp, inp, out, sched, pipe, overhead, not wl.varied_lengths), False
     if wl.request_rate is None:
         users = (wl.concurrency or 1) / dp
         return serving.steady_state(users, inp, out, sched, pipe, overhead, not wl.varied_lengths), False
     if wl.num_prompts is not None:  # a wave of equal requests reaches I + O together; varied lengths do not
         wave = capped if wl.varied_lengths else capped.whole()
-        whole = batch(wl.num_prompts / dp, inp, out, wave, pipe, overhead)
+        whole = batch(wl.num_prompts / dp, inp, out, wave, pipe, overhead, not wl.varied_lengths)
         if wl.num_prompts / wl.request_rate < AT_ONCE * wl.num_prompts / dp / whole.rate:
             return whole, False
     steady, saturated = serving.at_rate(wl.request_rate / dp, inp, out, capped, pipe, overhead)

@@ -34,13 +34,18 @@ are random and *spread*: one prompt to a step at a time.
   Kleinrock 1975, Queueing Systems I §5.2); a closed loop's request is sent when one ends, at a step's end: r = 0.
   d, n_p and L are solved by iteration.
 - *Separate prefill batches* (SGLang by default: a prefill batch of waiting requests, up to the chunked prefill
-  size B per step, runs between decode batches; mixing is ``--enable-mixed-chunk``, off by default,
-  ``srt/server_args.py``): bursts prefill a lifetime's N·I tokens in ⌈N·I/B⌉ full steps; spread arrivals
-  (N/(O − 1) per decode step) are batches of one prompt when at most one arrives per gap, else one batch per gap.
-  TPOT = t_decode + the prefill steps of one lifetime but the request's own (they come before its first token:
-  a burst's first chunk, a spread arrival's batch; an open loop's lifetime holds λ·E2E = N others' arrivals, so
-  none is taken off) over its O − 1 decode steps; TTFT = o_request + the request's
-  prefill steps + half a decode step.
+  size B per step, runs between decode batches, and first whenever one can be formed — ``srt/managers/
+  scheduler.py`` ``get_next_batch_to_run``, "Run prefill first if possible", through 0.5.15 at least; mixing is
+  ``--enable-mixed-chunk``, off by default, ``srt/server_args.py``): bursts prefill a lifetime's N·I tokens in
+  ⌈N·I/B⌉ full steps, back to back, before the wave decodes; its requests then decode together and, of equal
+  lengths, end together and come back as the next wave. The k-th prompt of a wave ends in step ⌈k·I/B⌉: its
+  request waits for those steps before its first token and sees the wave's other steps in its decode gaps
+  (``wave_position``: on average (N + 1)/2 before and (N − 1)/2 after where prompts take a step each). Spread
+  arrivals (N/(O − 1) per decode step) are batches of one prompt when at most one arrives per gap, else one batch
+  per gap, the request's own batch before its first token. TPOT = t_decode + the lifetime's prefill steps after
+  the request's first token over its O − 1 decode steps (an open loop's lifetime holds λ·E2E = N others'
+  arrivals, so none is taken off); TTFT = o_request + the prefill steps up to its first token + half a decode
+  step.
 
 Step times t come from the caller (``estimate``: roofline, collectives, pipeline stages, per-step overhead). Decode
 tokens attend I + O/2 keys on average, prompt tokens (I + 1)/2 (``work.prefill_keys_per_token``).
@@ -169,9 +174,9 @@ def _separate(n: float, inp: int, out: int, sched: Scheduler, cost: StepCost, ov
     decode = StepShape(decode=n, decode_keys=inp + out / 2)
     t_pre = cost(prefill)
     t_dec = cost(decode) if out > 1 else 0.0
-    own = math.ceil(inp / sched.budget) if burst else steps  # a burst's requests get their tokens step by step
-    # the decode gaps carry the lifetime's prefill steps but the request's own, which came before its first token
-    # (a closed loop); an open loop's λ·E2E = n arrivals in a lifetime are all others'
+    own = wave_position(n, inp, sched.budget) if burst else steps
+    # the decode gaps carry the lifetime's prefill steps but those up to the request's first token (a closed loop:
+    # its place in the wave, or its own batch); an open loop's λ·E2E = n arrivals in a lifetime are all others'
     others = batches * steps if open_loop else max(0.0, batches * steps - own)
     tpot = t_dec + others * t_pre / gaps if out > 1 else 0.0
     ttft = overhead + own * t_pre + t_dec / 2
@@ -179,6 +184,33 @@ def _separate(n: float, inp: int, out: int, sched: Scheduler, cost: StepCost, ov
     frac = batches * steps / (batches * steps + gaps)
     return Steady(n, n, ttft, tpot, e2e, n / e2e, 0.0, n, own, frac, per_step, t_pre, t_dec, gaps + batches * steps,
                   decode, prefill, others / (gaps + others))
+
+
+def floor_sum(n: int, m: int, a: int, b: int) -> int:
+    """Σ_{i=0}^{n−1} ⌊(a·i + b)/m⌋ for n ≥ 0, m ≥ 1, a, b ≥ 0, in O(log) steps: the terms' whole parts taken out,
+    then the sum counted by columns instead of rows, which swaps a and m as Euclid's algorithm does (Graham, Knuth,
+    Patashnik, Concrete Mathematics, 2nd ed., §3.5, the sum of ⌊(mx + y)/n⌋)."""
+    total = 0
+    while n > 0:
+        if a >= m:
+            total += (n - 1) * n // 2 * (a // m)
+            a %= m
+        if b >= m:
+            total += n * (b // m)
+            b %= m
+        top = a * n + b
+        if top < m:
+            break
+        n, b, m, a = top // m, top % m, a, m
+    return total
+
+
+def wave_position(n: float, inp: int, budget: int) -> float:
+    """The prefill steps a request of a wave waits for its first token, on average over the wave: ``n`` prompts of
+    ``inp`` tokens prefilled back to back in steps of ``budget`` tokens (chunked: a prompt that crosses a step's end
+    goes on in the next), the k-th (k = 1 … n) ending in step ⌈k·I/B⌉ = 1 + ⌊(k·I − 1)/B⌋."""
+    count = max(1, round(n))
+    return 1 + floor_sum(count, budget, inp, inp - 1) / count
 
 
 def steady_state(users: float, inp: int, out: int, sched: Scheduler, cost: StepCost, overhead: float,

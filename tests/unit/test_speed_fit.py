@@ -31,6 +31,19 @@ def test_fit_is_deterministic_and_lowers_the_loss():
         assert getattr(first, name) in grid if name in fit.fitted_grids(ready) else getattr(first, name) is None
 
 
+def test_fit_keeps_the_least_loss_of_the_profile_and_searches_from_other_values():
+    """A coordinate search stops in the nearest valley; ``also_from`` (the table's previous values, in
+    ``benchmarks/fit_speed.py``) are further starts, and the least loss found is kept (ties: the profile's)."""
+    from dataclasses import replace
+
+    rows = [r for r in calibration.read_rows(FIXTURE) if r.split == "fitted"]
+    ready, _ = fit.prepare_rows(rows)
+    other = replace(fitted.PRIOR.efficiency(), compute=0.9, memory=0.3, step_overhead_s=0.02)
+    plain, from_other = fit.fit(ready), fit.fit(ready, start=other)
+    best = plain if plain[1] <= from_other[1] else from_other
+    assert fit.fit(ready, also_from=(other,)) == best
+
+
 def test_held_out_bands_p90_with_five_rows_else_the_worst_named():
     def result(i, err):
         r = calibration.RowResult(f"r{i}", "held_out", "vllm", "H100-SXM-80GB", "")

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from shardsim.speed.serving import Scheduler, at_rate, max_concurrency_at_slo, steady_state
+from shardsim.speed.serving import (
+    Scheduler,
+    at_rate,
+    floor_sum,
+    max_concurrency_at_slo,
+    steady_state,
+    wave_position,
+)
 
 BASE, PER_TOKEN, OVERHEAD = 0.010, 1e-6, 0.020
 
@@ -64,18 +71,59 @@ def test_users_beyond_the_cap_queue_by_littles_law():
 
 def test_separate_prefill_batches():
     """SGLang's default, 10 users, I = 1,024, O = 256. Bursts: the 10 prompts (10,240 tokens) in ⌈10,240/8,192⌉ = 2
-    steps of 5,120 tokens, t_pre = 10 ms + 5,120 µs, t_decode = 10 ms + 10 µs; a request's first token comes from
-    the first (⌈1,024/8,192⌉ = 1), the second falls in its decode gaps: TPOT = t_decode + (2 − 1)·t_pre/255, TTFT =
-    20 ms + t_pre + t_decode/2. Spread (10/255 arrivals per decode step, < 1): each prompt its own one-step batch,
-    t_pre = 10 ms + 1,024 µs, and the other 9 fall in a request's gaps: TPOT = t_decode + 9·t_pre/255."""
+    steps of 5,120 tokens, t_pre = 10 ms + 5,120 µs, t_decode = 10 ms + 10 µs; the k-th prompt ends in step
+    ⌈1,024·k/8,192⌉: prompts 1–8 in the first, 9 and 10 in the second, so a request waits (8·1 + 2·2)/10 = 1.2
+    prefill steps for its first token and sees the other 2 − 1.2 = 0.8 in its decode gaps: TPOT = t_decode +
+    0.8·t_pre/255, TTFT = 20 ms + 1.2·t_pre + t_decode/2 (E2E as if every prefill step fell in the gaps: the wave's
+    steps are all in each lifetime). Spread (10/255 arrivals per decode step, < 1): each prompt its own one-step
+    batch, t_pre = 10 ms + 1,024 µs, and the other 9 fall in a request's gaps: TPOT = t_decode + 9·t_pre/255."""
     s = steady_state(10, 1024, 256, SGLANG, cost, OVERHEAD)
     t_pre, t_dec = BASE + PER_TOKEN * 5120, BASE + PER_TOKEN * 10
-    assert s.tpot == pytest.approx(t_dec + 1 * t_pre / 255)
-    assert s.ttft == pytest.approx(OVERHEAD + t_pre + t_dec / 2)
+    assert s.prefill_steps == pytest.approx(1.2)
+    assert s.tpot == pytest.approx(t_dec + 0.8 * t_pre / 255)
+    assert s.ttft == pytest.approx(OVERHEAD + 1.2 * t_pre + t_dec / 2)
+    assert s.e2e == pytest.approx(OVERHEAD + t_dec / 2 + 2 * t_pre + 255 * t_dec)
     s = steady_state(10, 1024, 256, SGLANG, cost, OVERHEAD, burst=False)
     t_pre = BASE + PER_TOKEN * 1024
     assert s.tpot == pytest.approx(t_dec + 9 * t_pre / 255)
     assert s.ttft == pytest.approx(OVERHEAD + t_pre + t_dec / 2)
+
+
+def test_a_wave_of_whole_step_prompts_splits_its_prefills_between_ttft_and_tpot():
+    """39 users of I = 8,192 under an 8,192-token chunk (a saturated SGLang card): the wave's 39 prompts run one a
+    step, back to back, before any decode; the k-th request's first token comes after k of them and the other
+    39 − k fall in its decode gaps — on average (39 + 1)/2 = 20 before and 19 after: TPOT = t_decode + 19·t_pre/1,023,
+    TTFT = 20 ms + 20·t_pre + t_decode/2. By Little's law the requests decoding at a time are then
+    λ·(O − 1)·TPOT = 39·(1,023·t_decode + 19·t_pre)/E2E, fewer than the 39 running (37.6 here, where a
+    prefill step costs less than two decode steps)."""
+    s = steady_state(39, 8192, 1024, SGLANG, cost, OVERHEAD)
+    t_pre, t_dec = BASE + PER_TOKEN * 8192, BASE + PER_TOKEN * 39
+    assert s.prefill_steps == 20
+    assert s.tpot == pytest.approx(t_dec + 19 * t_pre / 1023)
+    assert s.ttft == pytest.approx(OVERHEAD + 20 * t_pre + t_dec / 2)
+    decoding = s.rate * 1023 * s.tpot
+    assert decoding == pytest.approx(39 * (1023 * t_dec + 19 * t_pre) / (OVERHEAD + t_dec / 2 + 39 * t_pre
+                                                                         + 1023 * t_dec))
+    assert decoding < 38
+
+
+@pytest.mark.parametrize("n, inp, budget, expected", [
+    (39, 8192, 8192, 20.0),  # one prompt a step: (1 + … + 39)/39
+    (4, 4096, 8192, 1.5),  # two a step: steps 1, 1, 2, 2
+    (3, 10000, 8192, 3.0),  # chunked across steps: ⌈10,000/8,192⌉, ⌈20,000/8,192⌉, ⌈30,000/8,192⌉ = 2, 3, 4
+    (1, 100, 8192, 1.0),
+])
+def test_wave_position_by_hand(n, inp, budget, expected):
+    assert wave_position(n, inp, budget) == pytest.approx(expected)
+
+
+def test_floor_sum_equals_the_sum_it_stands_for():
+    """Σ ⌊(a·i + b)/m⌋ over i < n, against the plain sum on a grid of small values (zeros and a ≥ m, b ≥ m too)."""
+    for n in range(0, 13):
+        for m in (1, 2, 7, 16):
+            for a in (0, 1, 5, 16, 33):
+                for b in (0, 3, 15, 40):
+                    assert floor_sum(n, m, a, b) == sum((a * i + b) // m for i in range(n)), (n, m, a, b)
 
 
 def test_an_open_loop_counts_every_prompt_of_a_lifetime_as_anothers():
