@@ -118,12 +118,15 @@ def _serving_lines(wl, report, s) -> list[str]:
     out = [f"serving ({'mixed steps' if sched.mixed else 'separate prefill batches'}; speed.serving): "
            f"{s.users:,.2f} users per replica, {s.running:,.2f} running (cap {sched.limit:,})",
            f"  decode batch d = {s.decode_batch:,.2f}; a request lives {s.lifetime_steps:,.1f} steps, "
-           f"{s.prefill_steps:g} of them its prompt",
+           + (f"{s.prefill_steps:g} of them its prompt" if sched.mixed else
+              f"{s.prefill_steps:g} of them prefill steps before its first token (its own, and in a wave of equal "
+              "requests the wave's earlier ones)"),
            f"  steps carrying prompt tokens: {s.mixed_fraction:.3f} of all, {s.prefill_per_step:,.0f} tokens each; "
            f"{s.after_fraction:.3f} of the steps after a request's own prompt carry others'",
            f"  TPOT = {s.after_fraction:.3f} × {s.t_mixed * 1e3:.3f} + {1 - s.after_fraction:.3f} × "
            f"{s.t_decode * 1e3:.3f} = {s.tpot * 1e3:.3f} ms" if sched.mixed else
-           f"  TPOT = decode {s.t_decode * 1e3:.3f} ms + others' prefill time per decode step = {s.tpot * 1e3:.3f} ms",
+           f"  TPOT = decode {s.t_decode * 1e3:.3f} ms + the prefill steps after its first token per decode step = "
+           f"{s.tpot * 1e3:.3f} ms",
            f"  TTFT = {s.ttft * 1e3:,.1f} ms (request overhead, prompt steps, waiting {s.wait * 1e3:,.1f} ms)",
            f"  E2E = TTFT + (O − 1) × TPOT = {s.e2e * 1e3:,.1f} ms; requests/s = {report.replicas} × "
            f"{s.running:,.2f} / running E2E = {report.requests_per_s:,.3f}",
