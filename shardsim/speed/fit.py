@@ -114,6 +114,8 @@ def _fit_one(prepared: list[Prepared], start: Efficiency | None) -> tuple[Effici
     grids = fitted_grids(prepared)
     if start is not None and start.fp8_speedup is None and "fp8_speedup" in grids:
         start = replace(start, fp8_speedup=FP8_DENSE_OVER_BF16)  # unset: the peaks' ratio, where the search begins
+    if start is not None and "fp8_speedup" not in grids:
+        start = replace(start, fp8_speedup=None)  # no row sets it (a previous table's value does not carry over)
     if start is not None:
         return _search(prepared, start, grids)
     eff = PRIOR.efficiency()

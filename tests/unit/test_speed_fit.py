@@ -42,6 +42,8 @@ def test_fit_keeps_the_least_loss_of_the_profile_and_searches_from_other_values(
     plain, from_other = fit.fit(ready), fit.fit(ready, start=other)
     best = plain if plain[1] <= from_other[1] else from_other
     assert fit.fit(ready, also_from=(other,)) == best
+    # a previous fp8 speedup does not carry into a fit whose rows set none (no fp8 row here)
+    assert fit.fit(ready, start=replace(other, fp8_speedup=1.5))[0].fp8_speedup is None
 
 
 def test_held_out_bands_p90_with_five_rows_else_the_worst_named():
