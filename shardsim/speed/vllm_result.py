@@ -8,7 +8,8 @@ The fields read are those vLLM writes (``vllm/benchmarks/serve.py``, vllm-projec
 ``output_throughput``, ``total_token_throughput``. Input and output tokens per request are the totals over the
 completed requests. With ``request_rate`` ``inf`` and no ``max_concurrency`` every prompt is sent at once: a closed
 loop of ``num_prompts`` users. The GPU, layout, formats and release are not in the file: they come from the
-command line.
+command line, or from the server's start-up log (``speed.server_log``, ``with_log``), whose flags (the step budget,
+the running cap, max_model_len, the memory share, CUDA graphs off) the row then carries in its notes.
 """
 
 from __future__ import annotations
@@ -42,6 +43,31 @@ class ResultSetup:
     engine_version: str | None = None
 
 
+SETUP_FLAGS = {"model": "--model", "tp": "--tp", "pp": "--pp", "dp": "--dp", "ep": "--ep", "quant": "--quant",
+               "kv_cache_dtype": "--kv-cache-dtype", "engine_version": "--engine-version"}
+"""The ``ResultSetup`` fields a start-up log can give, and the flag that gives each on the command line."""
+
+
+def with_log(setup: ResultSetup, given: tuple[str, ...], log) -> tuple[ResultSetup, str]:
+    """``setup`` completed from a ``server_log.ServerLog``: what the command line did not give (``given``: its flags)
+    comes from the log; a flag the log contradicts is refused, but for ``--model`` (the log may name a local folder).
+    Returns the setup and the notes the row carries (the server's flags)."""
+    from dataclasses import replace
+
+    from_log = {"model": log.model, "tp": log.tp, "pp": log.pp, "dp": log.dp, "ep": log.ep, "quant": log.quant,
+                "kv_cache_dtype": log.kv_cache_dtype, "engine_version": log.release}
+    update = {}
+    for name, flag in SETUP_FLAGS.items():
+        logged, stated = from_log[name], getattr(setup, name)
+        if logged is None:
+            continue
+        if flag not in given:
+            update[name] = logged
+        elif name != "model" and str(stated).lower().lstrip("v") != str(logged).lower().lstrip("v"):
+            raise ShardsimError(f"{flag} {stated} contradicts the server log ({name} {logged}); give one or the other")
+    return replace(setup, **update), log.notes()
+
+
 def looks_like_result(path: str | Path) -> bool:
     """A ``.json`` file (a vLLM result is one object; the databases are JSON lines)."""
     return str(path).lower().endswith(".json")
@@ -57,8 +83,9 @@ def _number(data: dict, key: str, where: str, whole: bool = False):
     return value
 
 
-def result_row(path: str | Path, setup: ResultSetup):
-    """The ``speed.calibration.ServingRow`` of a vLLM result file and the command line's ``setup``."""
+def result_row(path: str | Path, setup: ResultSetup, notes: str = ""):
+    """The ``speed.calibration.ServingRow`` of a vLLM result file and the command line's ``setup`` (``notes``: the
+    server's flags, ``with_log``)."""
     from shardsim.speed.calibration import ServingRow
 
     p = Path(path)
@@ -96,7 +123,7 @@ def result_row(path: str | Path, setup: ResultSetup):
         tpot_ms_median=figures["median_tpot_ms"] or None, tpot_ms_mean=figures["mean_tpot_ms"] or None,
         request_throughput=figures["request_throughput"] or None,
         output_tokens_per_s=figures["output_throughput"] or None,
-        total_tokens_per_s=figures["total_token_throughput"] or None, split="held_out",
+        total_tokens_per_s=figures["total_token_throughput"] or None, split="held_out", notes=notes,
     )
     try:
         return ServingRow(**fields)

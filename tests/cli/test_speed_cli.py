@@ -97,6 +97,23 @@ def test_calibrate_speed_on_the_fixture_and_a_vllm_result(tmp_path):
     assert row["figures"]["tpot"]["measured"] == 16.5 and row["figures"]["throughput"]["measured"] == 850.0
     out = run("calibrate", "--speed", str(path))
     assert out.returncode == 2 and "--gpu" in out.stderr
+    # the server's start-up log: its release and running cap (8 of the 16 users) reach the model; the other eight
+    # wait in the queue, so TTFT grows and the decode batch, so TPOT, shrinks
+    log = tmp_path / "serve.log"
+    log.write_text("INFO 10-20 10:00:01 [utils.py:233] non-default args: {'model': 'Qwen/Qwen3-8B', 'max_num_seqs': 8}\n"
+                   "INFO 10-20 10:00:15 [core.py:77] Initializing a V1 LLM engine (v0.11.0) with config: "
+                   "model='Qwen/Qwen3-8B', dtype=torch.bfloat16, max_seq_len=40960, tensor_parallel_size=1, "
+                   "pipeline_parallel_size=1, data_parallel_size=1, quantization=None, enforce_eager=False, "
+                   "kv_cache_dtype=auto, device_config=cuda\n")
+    out = run("calibrate", "--speed", str(path), "--gpu", "h100", "--server-log", str(log), "--json")
+    assert out.returncode == 0, out.stderr
+    capped = json.loads(out.stdout)["rows"][0]["figures"]
+    assert capped["ttft"]["predicted"] > row["figures"]["ttft"]["predicted"]
+    assert capped["tpot"]["predicted"] < row["figures"]["tpot"]["predicted"]
+    out = run("calibrate", "--speed", str(path), "--gpu", "h100", "--server-log", str(log), "--tp", "2")
+    assert out.returncode == 2 and "contradicts the server log" in out.stderr and len(out.stderr.splitlines()) == 1
+    out = run("calibrate", "--speed", "--server-log", str(log))
+    assert out.returncode == 2 and "--server-log does nothing here" in out.stderr
     path.write_text(json.dumps({**result, "completed": "x"}))
     out = run("calibrate", "--speed", str(path), "--gpu", "h100")
     assert out.returncode == 2 and "whole number" in out.stderr
