@@ -142,10 +142,18 @@ def encoder_forward_peak_bytes(spec: ModelSpec, merged_tokens: int, tp: int, a: 
     return (pixels + 2 * patches * d + patches * block + deepstack) * a
 
 
-@lru_cache(maxsize=512)
 def vision_bytes(spec: ModelSpec, dtype: str, quant: QuantConfig, shard: Shard) -> int:
     """The vision tower's weights on a rank holding ``shard`` (``core.arch.vision`` shard rules, stored as the
-    weight format stores them); memoised (a review asks for the same few shards thousands of times)."""
+    weight format stores them); memoised per size class of the shard (``WeightModel.size_class``: the lowest rank
+    whose every tensor, the tower's included, has this rank's shapes), so a review's thousands of ranks cost a few
+    sums."""
+    from shardsim.core.memory.weights import weight_model
+
+    return _vision_bytes(spec, dtype, quant, weight_model(spec, dtype, quant).size_class(shard))
+
+
+@lru_cache(maxsize=4096)
+def _vision_bytes(spec: ModelSpec, dtype: str, quant: QuantConfig, shard: Shard) -> int:
     from shardsim.core.memory.weights import stored_tensors
 
     return sum(st.bytes() for t in vision_tensors(spec) for st in stored_tensors(t, shard, spec, dtype, quant))

@@ -110,3 +110,18 @@ def test_refusals():
         mm.parse_limits("audio=1")
     with pytest.raises(ShardsimError, match="accepted: weights, data"):
         vllm(VL8, mm_encoder_tp_mode="pipeline")
+
+
+@pytest.mark.parametrize("name", ["vl-8b", "vl-30b-a3b", "3.6-35b-a3b"])
+def test_vision_bytes_per_size_class_equal_every_ranks_own_sum(name):
+    # memoised by the shard's size class (the lowest rank with the same shapes): every rank must read what summing
+    # its own stored tensors gives — at TP 5 and 7 the tower's dims split unevenly, five different sizes over the ranks
+    from shardsim.core.arch.vision import vision_tensors
+    from shardsim.core.memory.weights import stored_tensors
+
+    spec = get_preset(name)
+    for tp in (1, 2, 3, 5, 7, 8, 12):
+        for rank in range(tp):
+            shard = Shard(tp=tp, tp_rank=rank)
+            own = sum(st.bytes() for t in vision_tensors(spec) for st in stored_tensors(t, shard, spec, "bf16", spec.quant))
+            assert mm.vision_bytes(spec, "bf16", spec.quant, shard) == own
