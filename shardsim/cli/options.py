@@ -94,7 +94,7 @@ MaxTotalTokensOpt = Annotated[Optional[int], typer.Option("--max-total-tokens", 
 MambaRatioOpt = Annotated[Optional[float], typer.Option("--mamba-full-memory-ratio", metavar="F", show_default=False, help="SGLang hybrids (0.5.4+): state / KV memory [0.9]")]
 MambaSsmDtypeOpt = Annotated[Optional[str], typer.Option("--mamba-ssm-dtype", metavar="float32|bfloat16", show_default=False, help="SGLang hybrids: delta-rule state dtype [float32; 0.5.9+: config's]")]
 MaxMambaCacheOpt = Annotated[Optional[int], typer.Option("--max-mamba-cache-size", parser=whole_number, metavar="N", show_default=False, help="SGLang hybrids: state slots")]
-MaxRunningOpt = Annotated[Optional[int], typer.Option("--max-running-requests", parser=whole_number, metavar="N", show_default=False, help="SGLang hybrids: running requests cap")]
+MaxRunningOpt = Annotated[Optional[int], typer.Option("--max-running-requests", parser=whole_number, metavar="N", show_default=False, help="SGLang: running requests cap")]
 NoRadixOpt = Annotated[bool, typer.Option("--disable-radix-cache", show_default=False, help="SGLang hybrids: no prefix cache (1 state slot per request)")]
 MambaSchedOpt = Annotated[Optional[str], typer.Option("--mamba-scheduler-strategy", metavar="NAME", show_default=False, help="SGLang hybrids 0.5.7–0.5.13: auto no_buffer extra_buffer")]
 MambaRadixOpt = Annotated[Optional[str], typer.Option("--mamba-radix-cache-strategy", metavar="NAME", show_default=False, help="SGLang hybrids 0.5.14+: auto no_buffer extra_buffer")]

@@ -138,7 +138,7 @@ def predict_sglang(spec: ModelSpec, layout: Layout, capacity_bytes: int, nvidia_
                                      quant)
     free_before = capacity_bytes - CUDA_CONTEXT_BYTES
     rotary = spec.max_position_embeddings * spec.head_dim * 4  # SGLang keeps the cos/sin cache in fp32
-    ranks, refusal = [], None
+    ranks, refusal, running = [], None, None
     for held in rank_weights(spec, layout, dtype, quant):
         rank, layers, weights = held.rank, held.layers, held.weight_bytes
         usage = weights + rotary + SGLANG_LOAD_OVERHEAD_BYTES
@@ -148,10 +148,15 @@ def predict_sglang(spec: ModelSpec, layout: Layout, capacity_bytes: int, nvidia_
         tokens = int(rest_gib * (1 << 30) // cell) if rest_gib > 0 else 0
         if knobs.max_total_tokens:
             tokens = min(tokens, knobs.max_total_tokens)
-        reqs = min(max(int(tokens / context * 512), SGLANG_MIN_REQS), SGLANG_MAX_REQS)
+        # --max-running-requests sets the request table's rows and so the scheduler's running cap
+        # (srt/model_executor/model_runner.py init_memory_pool: max_num_reqs = server_args.max_running_requests,
+        # else the formula; srt/managers/tp_worker.py: max_running_requests = min(that, the table's size))
+        reqs = knobs.max_running_requests or min(max(int(tokens / context * 512), SGLANG_MIN_REQS), SGLANG_MAX_REQS)
         if rules.reqs_capped_by_tokens:
             reqs = min(reqs, tokens // 2)
         req_table = reqs * (context + 4) * 4
+        if knobs.max_running_requests:
+            running = reqs if running is None else min(running, reqs)
         ranks.append(EngineRankReport(
             rank=rank, layers=layers, model_loading_bytes=usage, available_kv_cache_bytes=int(rest_gib * GiB),
             kv_cache_bytes=(tokens + 1) * cell, kv_cache_tokens=tokens,
@@ -163,7 +168,7 @@ def predict_sglang(spec: ModelSpec, layout: Layout, capacity_bytes: int, nvidia_
         engine="sglang", version=release.version, rules=rules.to_dict(),
         knobs={**knobs.model_dump(), "mem_fraction_static": fraction, "context_length": context},
         ranks=ranks, starts=refusal is None, refusal=refusal, kv_cache_tokens=tokens,
-        max_concurrency=tokens / context if context else None,
+        max_concurrency=tokens / context if context else None, max_running_requests=running,
         error_bands=error_bands("sglang", rules.label),
         notes=[n for n in (release.note, release.warning) if n]
         + ["mem usage includes device-level loading overhead (~0.12 GiB, from one published log)"],

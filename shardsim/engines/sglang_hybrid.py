@@ -72,9 +72,14 @@ def first_serving(arch: str) -> str:
     return next((r.first_text for r in SGLANG_RULES if arch in r.hybrid_archs), "none")
 
 
+HYBRID_ONLY = ("mamba_full_memory_ratio", "mamba_ssm_dtype", "max_mamba_cache_size", "disable_radix_cache",
+               "mamba_scheduler_strategy", "mamba_radix_cache_strategy")
+"""The knobs that only a hybrid's state pool reads; ``--max-running-requests`` caps every model's running batch
+(and sizes its request table: ``predict_sglang``)."""
+
+
 def _hybrid_knobs(knobs: "SglangKnobs") -> dict:
-    names = ("mamba_full_memory_ratio", "mamba_ssm_dtype", "max_mamba_cache_size", "max_running_requests",
-             "disable_radix_cache", "mamba_scheduler_strategy", "mamba_radix_cache_strategy")
+    names = HYBRID_ONLY + ("max_running_requests",)
     return {n: getattr(knobs, n) for n in names if getattr(knobs, n) not in (None, False)}
 
 
@@ -82,8 +87,9 @@ def check_hybrid_knobs(spec: ModelSpec, release: Resolved, knobs: "SglangKnobs")
     """The hybrid knobs' values, and that the model and the release have them; each refusal one line."""
     given, rules, v = _hybrid_knobs(knobs), release.rules, release.version
     flag = {n: "--" + n.replace("_", "-") for n in given}
-    if given and not spec.is_hybrid:
-        name = next(iter(given))
+    hybrid_only = [n for n in given if n in HYBRID_ONLY]
+    if hybrid_only and not spec.is_hybrid:
+        name = hybrid_only[0]
         raise ShardsimError(f"{flag[name]} applies to hybrid models (Qwen3-Next, Qwen3.5 / 3.6); {spec.name} has no "
                             "linear-attention layers")
     ratio = knobs.mamba_full_memory_ratio

@@ -12,9 +12,9 @@ P90_ROWS = 5
 
 HELD_OUT: dict[str, dict[str, dict]] = {
     'sglang': {
-        'ttft': {'band': 0.808, 'rows': 35, 'how': 'p90', 'row': 'gpustack-q3-8b-h100-e'},
-        'tpot': {'band': 0.601, 'rows': 34, 'how': 'p90', 'row': 'gpustack-q3-14b-a100-b'},
-        'throughput': {'band': 0.451, 'rows': 50, 'how': 'p90', 'row': 'sglcookbook-q3next-b200-b'},
+        'ttft': {'band': 0.697, 'rows': 35, 'how': 'p90', 'row': 'gpustack-q3-8b-h100-e'},
+        'tpot': {'band': 0.549, 'rows': 34, 'how': 'p90', 'row': 'gpustack-q3-14b-a100-b'},
+        'throughput': {'band': 0.531, 'rows': 50, 'how': 'p90', 'row': 'sglcookbook-q3next-b200-b'},
     },
     'vllm': {
         'ttft': {'band': 0.697, 'rows': 40, 'how': 'p90', 'row': 'tt-issue-394-q3-4b-4090-4096-128'},

@@ -87,7 +87,7 @@ def test_ssm_dtype_by_release():
     ("next-80b-a3b", "0.5.14", {"mamba_scheduler_strategy": "extra_buffer"}, "takes --mamba-radix-cache-strategy"),
     ("next-80b-a3b", "0.5.10", {"mamba_radix_cache_strategy": "auto"}, "takes --mamba-scheduler-strategy"),
     ("next-80b-a3b", "0.5.4", {"mamba_scheduler_strategy": "auto"}, "has no strategy flag"),
-    ("8b", "0.5.23", {"max_running_requests": 8}, "applies to hybrid models"),
+    ("8b", "0.5.23", {"max_mamba_cache_size": 8}, "applies to hybrid models"),
     ("next-80b-a3b", "0.5.23", {"mamba_ssm_dtype": "fp8"}, "accepted: float32, bfloat16"),
 ])
 def test_refusals_one_line(model, version, knobs, text):
@@ -129,3 +129,20 @@ def test_plan_qwen35_35b_tp2_prints_state_kv_and_concurrency():
     assert "state 32,194,560 B per request" in out.stdout and "KV 10,240 B per token" in out.stdout
     assert "max_running_requests" in out.stdout and "_calculate_mamba_ratio" in out.stdout
     assert "kv_cache_configurator.py@v0.5.20" in out.stdout
+
+
+def test_max_running_requests_caps_a_dense_model_and_sizes_its_request_table():
+    from shardsim.engines.sglang import predict_sglang
+
+    # Qwen3-8B on one H100 at context 8,192: the default table has min(max(tokens / 8,192 · 512, 2,048), 4,096) rows;
+    # --max-running-requests 16 gives it 16 rows of (8,192 + 4) int32 and caps the running batch at 16
+    spec, layout = get_preset("8b"), validate_layout(get_preset("8b"), Layout())
+    base = predict_sglang(spec, layout, int(79.18 * GiB), None, "bf16", spec.quant,
+                          SglangKnobs(engine_version="0.5.10", context_length=8192))
+    capped = predict_sglang(spec, layout, int(79.18 * GiB), None, "bf16", spec.quant,
+                            SglangKnobs(engine_version="0.5.10", context_length=8192, max_running_requests=16))
+    tokens = base.kv_cache_tokens
+    default_rows = min(max(int(tokens / 8192 * 512), 2048), 4096)
+    assert (base.max_running_requests, capped.max_running_requests) == (None, 16)
+    assert capped.kv_cache_tokens == tokens
+    assert base.ranks[0].used_bytes - capped.ranks[0].used_bytes == (default_rows - 16) * (8192 + 4) * 4

@@ -114,3 +114,16 @@ def test_an_eager_row_is_modelled_eager_with_its_memory_share():
     assert given["enforce_eager"] is True and given["gpu_memory_utilization"] == 0.95 and given["max_num_seqs"] == 30
     sched, pipe, _ = prepare(calibration.speed_request_of(row))
     assert sched.max_seqs == 30 and pipe.graph_decode_max == 0
+
+
+@pytest.mark.skipif(not DATABASE.exists(), reason="the serving benchmarks database is not written yet")
+def test_a_dense_sglang_rows_running_cap_is_its_max_running_requests():
+    """arle0418-q3-4b-l4-sglang-c8 launched SGLang with ``--max-running-requests 8 --mem-fraction-static 0.88`` for
+    Qwen3-4B (a dense model): the scheduler runs at most 8 requests and the pool is 88 % of the card's share."""
+    from shardsim.speed.estimate import prepare
+
+    row = {r.id: r for r in calibration.read_rows(DATABASE)}["arle0418-q3-4b-l4-sglang-c8"]
+    given = calibration.speed_request_of(row).serve.engine.given()
+    assert given["max_running_requests"] == 8 and given["mem_fraction_static"] == 0.88
+    sched, _, _ = prepare(calibration.speed_request_of(row))
+    assert sched.max_seqs == 8
