@@ -148,15 +148,15 @@ def predict_sglang(spec: ModelSpec, layout: Layout, capacity_bytes: int, nvidia_
         tokens = int(rest_gib * (1 << 30) // cell) if rest_gib > 0 else 0
         if knobs.max_total_tokens:
             tokens = min(tokens, knobs.max_total_tokens)
-        # --max-running-requests sets the request table's rows and so the scheduler's running cap
-        # (srt/model_executor/model_runner.py init_memory_pool: max_num_reqs = server_args.max_running_requests,
-        # else the formula; srt/managers/tp_worker.py: max_running_requests = min(that, the table's size))
+        # --max-running-requests sets the request table's rows (srt/model_executor/model_runner.py
+        # init_memory_pool: max_num_reqs = server_args.max_running_requests, else the formula); the scheduler runs at
+        # most min(the flag, else max_total_num_tokens // 2, the table's rows) (srt/managers/tp_worker.py)
         reqs = knobs.max_running_requests or min(max(int(tokens / context * 512), SGLANG_MIN_REQS), SGLANG_MAX_REQS)
         if rules.reqs_capped_by_tokens:
             reqs = min(reqs, tokens // 2)
         req_table = reqs * (context + 4) * 4
-        if knobs.max_running_requests:
-            running = reqs if running is None else min(running, reqs)
+        cap = reqs if knobs.max_running_requests else min(tokens // 2, reqs)
+        running = cap if running is None else min(running, cap)
         ranks.append(EngineRankReport(
             rank=rank, layers=layers, model_loading_bytes=usage, available_kv_cache_bytes=int(rest_gib * GiB),
             kv_cache_bytes=(tokens + 1) * cell, kv_cache_tokens=tokens,

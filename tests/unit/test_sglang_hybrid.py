@@ -143,6 +143,7 @@ def test_max_running_requests_caps_a_dense_model_and_sizes_its_request_table():
                             SglangKnobs(engine_version="0.5.10", context_length=8192, max_running_requests=16))
     tokens = base.kv_cache_tokens
     default_rows = min(max(int(tokens / 8192 * 512), 2048), 4096)
-    assert (base.max_running_requests, capped.max_running_requests) == (None, 16)
+    # the scheduler's cap without the flag: min(max_total_num_tokens // 2, the table's rows)
+    assert (base.max_running_requests, capped.max_running_requests) == (min(tokens // 2, default_rows), 16)
     assert capped.kv_cache_tokens == tokens
     assert base.ranks[0].used_bytes - capped.ranks[0].used_bytes == (default_rows - 16) * (8192 + 4) * 4
