@@ -63,9 +63,23 @@ def with_log(setup: ResultSetup, given: tuple[str, ...], log) -> tuple[ResultSet
             continue
         if flag not in given:
             update[name] = logged
-        elif name != "model" and str(stated).lower().lstrip("v") != str(logged).lower().lstrip("v"):
+        elif name != "model" and _said(name, stated) != _said(name, logged):
             raise ShardsimError(f"{flag} {stated} contradicts the server log ({name} {logged}); give one or the other")
     return replace(setup, **update), log.notes()
+
+
+def _said(name: str, value) -> object:
+    """What a setup value means, for comparing the command line's with the log's: an fp8 KV cache whatever its
+    spelling (fp8, fp8_e4m3), a release without its "v" or trailing ".0" parts (0.11 = v0.11.0)."""
+    text = str(value).strip().lower()
+    if name == "kv_cache_dtype":
+        return text.startswith("fp8")
+    if name == "engine_version":
+        parts = text.lstrip("v").split(".")
+        while len(parts) > 2 and parts[-1] == "0":
+            parts.pop()
+        return ".".join(parts)
+    return text
 
 
 def looks_like_result(path: str | Path) -> bool:

@@ -60,6 +60,12 @@ def test_contradictions_and_non_logs_are_refused(tmp_path):
     log = read_server_log(log_path)
     with pytest.raises(ShardsimError, match="--tp 4 contradicts the server log"):
         with_log(ResultSetup(gpu="h100", tp=4), ("--gpu", "--tp"), log)
+    # the same values spelled otherwise agree: fp8_e4m3 is the log's fp8 KV cache, v0.11 its 0.11.0
+    same, _ = with_log(ResultSetup(gpu="h100", kv_cache_dtype="fp8_e4m3", engine_version="v0.11"),
+                       ("--gpu", "--kv-cache-dtype", "--engine-version"), log)
+    assert same.tp == 2 and same.kv_cache_dtype == "fp8_e4m3"
+    with pytest.raises(ShardsimError, match="--engine-version 0.12.0 contradicts"):
+        with_log(ResultSetup(gpu="h100", engine_version="0.12.0"), ("--gpu", "--engine-version"), log)
     # the command line's model wins without a word (the log may name a local folder)
     setup, _ = with_log(ResultSetup(model="Qwen/Qwen3-30B-A3B", gpu="h100"), ("--model", "--gpu"), log)
     assert setup.model == "Qwen/Qwen3-30B-A3B" and setup.tp == 2
